@@ -1,0 +1,95 @@
+# The study as a DAG of file targets. `make` alone prints this help.
+# QUICK=1 runs a small sweep into build/quick/ (never touches figures/ or reports/).
+# MODEL=path/to/my.keras adds a user's own model to the benchmark stages.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3.11
+VENV := .venv
+VPY := $(VENV)/bin/python
+ENV_STAMP := $(VENV)/.installed
+PAPERMILL := $(VPY) -m papermill --log-level WARNING --no-progress-bar
+LIB := $(wildcard lib/overhead/*.py)
+
+ifeq ($(QUICK),1)
+OUT := build/quick
+DATA := $(OUT)/data
+FIG := $(OUT)/figures
+HTML := $(OUT)/report.html
+QUICK_PY := True
+else
+OUT := build/full
+DATA := data
+FIG := figures
+HTML := reports/report.html
+QUICK_PY := False
+endif
+RUNS := $(OUT)/executed
+export OVERHEAD_DATA := $(abspath $(DATA))
+NB_COMMON := -p quick $(QUICK_PY) -p data_dir $(abspath $(DATA))
+ifneq ($(MODEL),)
+NB_COMMON += -p extra_models '["$(abspath $(MODEL))"]'
+endif
+
+.PHONY: help env test report bench lab clean clean-data requirements train benchmark startup pipeline
+
+help: ## List the targets
+	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1|\2/' | column -t -s '|'
+
+env: $(ENV_STAMP) ## Build .venv from the pinned requirements.txt (re-runs only when they change)
+
+$(ENV_STAMP): requirements.txt pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11 or run make PY=/path/to/python3.11" >&2; exit 2; }
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade "pip<26"
+	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+test: $(ENV_STAMP) ## Run the test suite (unit tests + papermill smoke runs of every notebook)
+	$(VPY) -m pytest -q
+
+requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
+	rm -rf build/pin && $(PY) -m venv build/pin
+	build/pin/bin/pip install --quiet -r requirements.in
+	{ head -2 requirements.txt; build/pin/bin/pip freeze | grep -v '^-e'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
+
+# ---- the study -------------------------------------------------------------------------------
+$(RUNS)/01_train.ipynb: notebooks/01_train.ipynb lib/overhead/data.py lib/overhead/models.py $(ENV_STAMP)
+	@mkdir -p $(RUNS)
+	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+
+$(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(LIB) $(MODEL)
+	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+
+$(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/startup.py
+	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+
+$(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/pipeline.py lib/overhead/breakdown.py
+	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+
+$(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb lib/overhead/analysis.py lib/overhead/plots.py
+	$(PAPERMILL) $< $@.tmp $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $@.tmp $@
+
+$(HTML): $(RUNS)/05_report.ipynb
+	@mkdir -p $(dir $@)
+	$(VPY) -m jupyter nbconvert --to html --no-input --embed-images $< --output-dir $(dir $@) --output $(notdir $(basename $@))
+
+train: $(RUNS)/01_train.ipynb ## Train the model ladder into data/models/
+benchmark: $(RUNS)/02_benchmark.ipynb ## Benchmark every backend across models, batch sizes, threads
+startup: $(RUNS)/03_startup.ipynb ## Cold start and memory per backend
+pipeline: $(RUNS)/04_pipeline.ipynb ## PNG-to-label pipeline stages and the per-call decomposition
+report: $(HTML) ## Rebuild the whole study into reports/report.html and figures/
+
+bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
+	$(VPY) -m overhead.enginebench
+
+lab: $(ENV_STAMP) ## Open JupyterLab on the notebooks
+	$(VPY) -m jupyter lab notebooks/
+
+clean: ## Remove build/ (executed notebooks, quick runs); keeps data/, figures/, reports/
+	rm -rf build .pytest_cache
+
+clean-data: ## Remove generated data (models, artifacts, results); keeps the raw MNIST cache
+	rm -rf data/models data/artifacts data/results

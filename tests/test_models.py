@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from overhead import models
+
+
+@pytest.fixture(scope="module")
+def built():
+    return {name: models.build(name) for name in models.LADDER}
+
+
+def test_ladder_has_enough_models_over_five_decades(built):
+    flops = [models.count_flops(built[n]) for n in models.LADDER]
+    assert len(flops) >= 8
+    assert flops == sorted(flops), "LADDER must be ordered by FLOPs"
+    assert np.log10(flops[-1] / flops[0]) >= 5
+    # no gap wider than a decade and a half on the log axis
+    assert np.diff(np.log10(flops)).max() <= 1.5
+
+
+@pytest.mark.parametrize("name", models.LADDER)
+def test_builder_shapes_and_params_match_keras(built, name):
+    m = built[name]
+    d = models.describe(m)
+    assert d["params"] == m.count_params()
+    assert d["trainable_params"] == sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+    x = np.zeros((2, *d["input_shape"]), np.float32)
+    out = np.asarray(m(x, training=False))
+    assert out.shape == (2, d["classes"])
+    np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
+
+
+def test_seed_cnn_is_the_articles_model(built):
+    layers = [type(l).__name__ for l in built["cnn_seed"].layers]
+    assert layers == ["InputLayer", "Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    conv = built["cnn_seed"].layers[1]
+    assert conv.filters == 8 and conv.kernel_size == (3, 3)
+    # 26*26*8*9 conv multiply-adds + 13*13*8*10 dense ones
+    assert models.count_macs(built["cnn_seed"]) == 26 * 26 * 8 * 9 + 13 * 13 * 8 * 10
+
+
+def test_tiny_mlp_flops_by_hand(built):
+    assert models.count_flops(built["mlp_tiny"]) == 2 * (784 * 32 + 32 * 10)
+
+
+def test_resnet18_matches_the_published_figures(built):
+    m = built["resnet18_imagenet"]
+    # He et al. 2016, Table 1: 1.8 x 10^9 multiply-adds; torchvision's resnet18 has 11,689,512 parameters
+    assert abs(models.count_macs(m) / 1.8e9 - 1) < 0.02
+    assert models.describe(m)["trainable_params"] == 11_689_512
+
+
+def test_seeded_builds_are_reproducible():
+    a, b = models.build("mlp_tiny", seed=3), models.build("mlp_tiny", seed=3)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="unknown model 'vgg'.*cnn_seed"):
+        models.build("vgg")
+
+
+def test_saved_model_has_its_metadata(tiny_data_dir):
+    meta = models.load_meta("cnn_seed", tiny_data_dir)
+    for key in ("params", "flops", "input_shape", "accuracy", "data_source", "seed", "epochs", "train_s", "weights"):
+        assert key in meta
+    assert models.model_path("cnn_seed", tiny_data_dir).exists()
+    assert meta["weights"] == "trained" and meta["accuracy"] > 0.5

@@ -1,0 +1,284 @@
+import gc
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overhead import timing
+
+
+class FakeClock:
+    """A clock that only moves when the measured function says so: deterministic samples."""
+
+    def __init__(self):
+        self.now = 0
+
+    def __call__(self):
+        return self.now
+
+    def advance_ms(self, ms):
+        self.now += int(ms * 1_000_000)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(timing, "_clock", fake)
+    return fake
+
+
+# ----------------------------------------------------------------- summarize
+
+def test_summarize_known_samples():
+    s = timing.summarize(np.arange(1, 101) * 1000)  # 1..100 us in ns
+    assert s["n"] == 100
+    assert s["median_us"] == pytest.approx(50.5)
+    assert s["min_us"] == pytest.approx(1.0)
+    assert s["mean_us"] == pytest.approx(50.5)
+    assert s["std_us"] == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert s["p90_us"] == pytest.approx(90.1)
+    assert s["p99_us"] == pytest.approx(99.01)
+    assert s["mad_us"] == pytest.approx(25.0)
+    assert s["cv"] == pytest.approx(s["std_us"] / 50.5)
+    assert set(s) == {"n", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us",
+                      "mad_us", "ci_lo_us", "ci_hi_us", "cv", "unstable"}
+
+
+def test_mad_is_unscaled():
+    s = timing.summarize(np.array([1, 1, 2, 2, 4, 6, 9]) * 1000)
+    assert s["median_us"] == pytest.approx(2.0)
+    assert s["mad_us"] == pytest.approx(1.0)  # a scaled MAD would be 1.4826
+
+
+def test_summarize_rejects_empty():
+    with pytest.raises(ValueError):
+        timing.summarize([])
+
+
+def test_single_sample():
+    s = timing.summarize([5000])
+    assert s["n"] == 1 and s["std_us"] == 0.0 and s["ci_lo_us"] == s["ci_hi_us"] == 5.0
+
+
+def _ci_width(n, seed=1):
+    x = np.random.default_rng(seed).lognormal(mean=4.0, sigma=0.3, size=n) * 1000
+    s = timing.summarize(x)
+    assert s["ci_lo_us"] <= s["median_us"] <= s["ci_hi_us"]
+    return s["ci_hi_us"] - s["ci_lo_us"]
+
+
+def test_ci_contains_median_and_narrows_with_n():
+    widths = [_ci_width(n) for n in (30, 1000, 50_000)]  # the last uses the m-out-of-n path
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+def test_ci_is_seeded():
+    x = np.random.default_rng(3).normal(100, 10, 200) * 1000
+    assert timing.summarize(x) == timing.summarize(x)
+
+
+def test_unstable_flag():
+    assert timing.summarize(np.full(50, 1000))["unstable"] is False
+    assert timing.summarize(np.full(50, 1000))["cv"] == 0.0
+    assert timing.summarize([1000, 1000, 1000, 9000, 1000, 1000])["unstable"] is True
+    assert timing.summarize([95_000, 105_000])["unstable"] is False  # cv 0.071
+    assert timing.summarize([85_000, 115_000])["unstable"] is True  # cv 0.21
+
+
+# ----------------------------------------------------------------- measure
+
+def test_measure_stops_at_min_samples_when_budget_spent():
+    samples = timing.measure(lambda: None, budget_s=0.0, min_samples=25, warmup_calls=0, warmup_s=0)
+    assert samples.dtype == np.int64 and len(samples) == 25
+
+
+def test_measure_stops_at_max_samples():
+    samples = timing.measure(lambda: None, budget_s=30.0, min_samples=5, max_samples=40,
+                             warmup_calls=0, warmup_s=0)
+    assert len(samples) == 40
+
+
+def test_measure_rejects_bad_bounds():
+    with pytest.raises(ValueError):
+        timing.measure(lambda: None, min_samples=10, max_samples=5)
+
+
+def test_warmup_calls_are_discarded(clock):
+    calls = []
+
+    def fn():
+        calls.append(len(calls))
+        clock.advance_ms(100 if len(calls) <= 3 else 1)  # first calls are slow (cold)
+
+    samples = timing.measure(fn, budget_s=0.0, min_samples=20, max_samples=20,
+                             warmup_calls=3, warmup_s=0)
+    assert len(calls) == 3 + 20
+    assert np.all(samples == 1_000_000)  # none of the slow warm-up calls was kept
+
+
+def test_warmup_needs_calls_and_seconds(clock):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        clock.advance_ms(1)
+
+    timing.measure(fn, budget_s=0.0, min_samples=1, max_samples=1, warmup_calls=2, warmup_s=0.010)
+    assert len(calls) == 10 + 1  # 10 ms of warm-up dominates the 2 calls
+
+
+def test_budget_controls_sample_count(clock):
+    samples = timing.measure(lambda: clock.advance_ms(1), budget_s=0.050, min_samples=1,
+                             warmup_calls=0, warmup_s=0)
+    assert len(samples) == 50 and np.all(samples == 1_000_000)
+
+
+def test_interleaving_rotates_order():
+    log = []
+    fns = {name: (lambda name=name: log.append(name)) for name in "abc"}
+    out = timing.interleaved(fns, budget_s=0.0, rounds=3, min_samples=3, warmup_calls=0,
+                             warmup_s=0, round_warmup_calls=0)
+    assert log == list("abc" "bca" "cab")
+    assert {k: len(v) for k, v in out.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(v.dtype == np.int64 for v in out.values())
+
+
+def test_interleaving_discards_warmups():
+    log = []
+    fns = {name: (lambda name=name: log.append(name)) for name in "ab"}
+    out = timing.interleaved(fns, budget_s=0.0, rounds=2, min_samples=4, warmup_calls=3,
+                             warmup_s=0, round_warmup_calls=1)
+    assert log[:6] == list("aaabbb")
+    assert log[6:] == list("aaa" "bbb" "bbb" "aaa")  # 1 discarded + 2 timed per turn
+    assert len(out["a"]) == len(out["b"]) == 4
+
+
+def test_gc_disabled_while_timing_and_restored():
+    seen = []
+    assert gc.isenabled()
+    timing.measure(lambda: seen.append(gc.isenabled()), budget_s=0.0, min_samples=5,
+                   warmup_calls=0, warmup_s=0)
+    assert seen == [False] * 5
+    assert gc.isenabled()
+
+
+def test_gc_restored_after_exception_and_kept_off_if_it_was_off():
+    calls = []
+
+    def boom():
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("mid-measurement failure")
+
+    with pytest.raises(RuntimeError):
+        timing.measure(boom, budget_s=1.0, min_samples=10, warmup_calls=0, warmup_s=0)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        timing.measure(lambda: None, budget_s=0.0, min_samples=2, warmup_calls=0, warmup_s=0)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_measure_stable_remeasures_until_stable(clock):
+    calls = []
+
+    def fn():  # first 20 calls alternate 1 ms / 5 ms (cv ~0.7), then steady 1 ms
+        i = len(calls)
+        calls.append(i)
+        clock.advance_ms(5 if i < 20 and i % 2 else 1)
+
+    kw = dict(budget_s=0.0, min_samples=20, max_samples=20, warmup_calls=0, warmup_s=0)
+    samples, remeasured = timing.measure_stable(fn, max_remeasures=2, **kw)
+    assert remeasured == 1
+    assert np.all(samples == 1_000_000)
+
+
+def test_measure_stable_gives_up_and_keeps_most_stable(clock):
+    calls = []
+    spikes = [9, 2, 5]  # slow-call duration per attempt; the second attempt is the least noisy
+
+    def fn():
+        i = len(calls)
+        calls.append(i)
+        clock.advance_ms(spikes[i // 10] if i % 2 else 1)
+
+    kw = dict(budget_s=0.0, min_samples=10, max_samples=10, warmup_calls=0, warmup_s=0)
+    samples, remeasured = timing.measure_stable(fn, max_remeasures=2, **kw)
+    assert remeasured == 2
+    assert samples.max() == 2_000_000
+
+
+def test_timer_overhead_and_gemm_are_positive():
+    overhead = timing.timer_overhead_ns(budget_s=0.02)
+    assert math.isfinite(overhead) and overhead > 0
+    rate = timing.gemm_gflops(n=64, threads=1, repeats=2)
+    assert math.isfinite(rate) and rate > 0
+
+
+# ----------------------------------------------------------------- files
+
+def _leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_write_text_and_bytes(tmp_path):
+    target = tmp_path / "sub" / "a.txt"
+    timing.atomic_write_text(target, "one")
+    timing.atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    timing.atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert _leftovers(tmp_path) == [] and _leftovers(target.parent) == []
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    existing = tmp_path / "old.txt"
+    existing.write_text("complete old content")
+    for target in (existing, tmp_path / "new.txt"):
+        with pytest.raises(RuntimeError):
+            with timing.atomic_open(target) as fh:
+                fh.write("half of the new con")
+                raise RuntimeError("writer died")
+    assert existing.read_text() == "complete old content"
+    assert not (tmp_path / "new.txt").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_write_csv_round_trip_and_failure(tmp_path):
+    df = pd.DataFrame({"model": ["logreg", "mlp"], "median_us": [1.5, 20.25]})
+    path = timing.atomic_write_csv(df, tmp_path / "bench.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(path), df)
+
+    class Broken:
+        def to_csv(self, fh, **kw):
+            fh.write("model,median_us\nlogreg,")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        timing.atomic_write_csv(Broken(), tmp_path / "bench.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(path), df)
+    assert _leftovers(tmp_path) == []
+
+
+def test_unwritable_directory_gives_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(timing.UnwritableDirectoryError, match="a_file"):
+        timing.atomic_write_text(blocker / "out.txt", "x")
+    with pytest.raises(OSError):  # it is also an OSError for generic handlers
+        timing.save_samples(blocker / "deeper" / "s.npz", {"a": np.arange(3)})
+
+
+def test_save_load_samples_round_trip(tmp_path):
+    data = {"keras.predict": np.array([5, 7, 9], dtype=np.int64),
+            "numpy": np.arange(1000, dtype=np.int64) * 1000}
+    path = timing.save_samples(tmp_path / "samples" / "logreg_b1_t1.npz", data)
+    back = timing.load_samples(path)
+    assert set(back) == set(data)
+    for name, values in data.items():
+        assert back[name].dtype == np.int64
+        np.testing.assert_array_equal(back[name], values)
+    assert _leftovers(path.parent) == []
