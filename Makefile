@@ -58,19 +58,19 @@ requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 # ---- the study -------------------------------------------------------------------------------
 $(RUNS)/01_train.ipynb: notebooks/01_train.ipynb lib/overhead/data.py lib/overhead/models.py $(ENV_STAMP)
 	@mkdir -p $(RUNS)
-	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(LIB) $(MODEL)
-	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/startup.py
-	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/pipeline.py lib/overhead/breakdown.py
-	$(PAPERMILL) $< $@.tmp $(NB_COMMON) && mv $@.tmp $@
+	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb lib/overhead/analysis.py lib/overhead/plots.py
-	$(PAPERMILL) $< $@.tmp $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $@.tmp $@
+	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(HTML): $(RUNS)/05_report.ipynb
 	@mkdir -p $(dir $@)
