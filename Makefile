@@ -27,8 +27,12 @@ RUNS := $(OUT)/executed
 export OVERHEAD_DATA := $(abspath $(DATA))
 NB_COMMON := -p quick $(QUICK_PY) -p data_dir $(abspath $(DATA))
 ifneq ($(MODEL),)
-NB_COMMON += -p extra_models '["$(abspath $(MODEL))"]'
+NB_COMMON += -y "extra_models: ['$(abspath $(MODEL))']"
 endif
+# The list of user models is a file whose content changes only when MODEL does, so adding or dropping a
+# user model re-runs the stages that use it (and nothing else).
+EXTRA_LIST := $(OUT)/extra_models.txt
+$(shell mkdir -p $(OUT); echo '$(abspath $(MODEL))' | cmp -s - $(EXTRA_LIST) || echo '$(abspath $(MODEL))' > $(EXTRA_LIST))
 
 .PHONY: help env test report bench lab clean clean-data requirements train benchmark startup pipeline
 
@@ -60,16 +64,16 @@ $(RUNS)/01_train.ipynb: notebooks/01_train.ipynb lib/overhead/data.py lib/overhe
 	@mkdir -p $(RUNS)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(LIB) $(MODEL)
+$(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(LIB) $(EXTRA_LIST) $(MODEL)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/startup.py
+$(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/startup.py $(EXTRA_LIST)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/pipeline.py lib/overhead/breakdown.py
+$(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/pipeline.py lib/overhead/breakdown.py $(EXTRA_LIST)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb lib/overhead/analysis.py lib/overhead/plots.py
+$(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb lib/overhead/analysis.py lib/overhead/plots.py lib/overhead/reporttext.py lib/overhead/claims.py
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(HTML): $(RUNS)/05_report.ipynb

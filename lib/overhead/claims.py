@@ -1,0 +1,148 @@
+"""The seed article's testable claims, in our own words, with verdicts computed from the results.
+
+Each verdict is "supported", "partly", "not supported" or "not measured", decided by the thresholds below;
+the numbers behind it are returned next to it. ``R`` is the dict from ``analysis.analyse``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from overhead.reporttext import SIGNIFICANT_X  # "noticeably slower" = at least this many times the latency
+from overhead.reporttext import (code, fit_of, fmt_pct, fmt_us, fmt_x, largest_common, latency, primary, ratio,
+                                 small_model, tf_paths)
+
+MATTERS, NEGLIGIBLE = 0.5, 0.1          # overhead shares: dominates / stops mattering
+PREPOST_SHARE = 0.25                    # pre+post-processing "matters" above this share of a PNG→label call
+COLD_X = 2.0                            # TF cold start "adds a cost" if this many times NumPy's
+VERDICTS = ("supported", "partly", "not supported", "not measured")
+
+
+def _claim(claim, verdict, numbers, evidence):
+    return {"claim (our paraphrase)": claim, "verdict": verdict, "numbers": numbers, "evidence": evidence}
+
+
+def claims(R) -> pd.DataFrame:
+    """The seed article's testable claims with a verdict from the data and thresholds above."""
+    out = []
+    m = small_model(R)
+    tf = tf_paths(R)
+    fit_np = fit_of(R, "numpy")
+    # 1. NumPy avoids the overhead
+    c = "A hand-written NumPy model avoids TensorFlow's per-call overhead."
+    if fit_np is None or not tf:
+        out.append(_claim(c, "not measured", "", "Overhead versus compute"))
+    else:
+        lean = min(tf, key=lambda b: fit_of(R, b)["overhead_us"])
+        fl = fit_of(R, lean)
+        sep = fit_np["overhead_us_hi"] < fl["overhead_us_lo"]
+        v = ("supported" if sep and fit_np["overhead_us"] < MATTERS * fl["overhead_us"]
+             else "partly" if fit_np["overhead_us"] < fl["overhead_us"] else "not supported")
+        out.append(_claim(c, v, f"NumPy {fmt_us(fit_np['overhead_us'])} vs leanest TF path {code(lean)} "
+                                f"{fmt_us(fl['overhead_us'])} per call", "Overhead versus compute; TL;DR table"))
+    # 2. TF noticeably slower for a small model
+    c = f"For a small model, TensorFlow inference is noticeably slower than NumPy (≥ {SIGNIFICANT_X:g}×)."
+    ratios = {b: ratio(R, m, b, "numpy") for b in tf} if m else {}
+    ratios = {b: r for b, r in ratios.items() if np.isfinite(r)}
+    if not ratios:
+        out.append(_claim(c, "not measured", "", "Speed-up tables"))
+    else:
+        n = sum(r >= SIGNIFICANT_X for r in ratios.values())
+        v = "supported" if n == len(ratios) else "partly" if n else "not supported"
+        out.append(_claim(c, v, f"{m}: " + ", ".join(f"{b} {fmt_x(r)}" for b, r in ratios.items()),
+                          "Speed-up tables (against NumPy)"))
+    # 3. gap shrinks, compute dominates on larger models
+    c = (f"As models grow, the overhead stops mattering (below {fmt_pct(NEGLIGIBLE)} of a call on the "
+         "largest model) and the gap to NumPy shrinks.")
+    sw = primary(R, "sweep")
+    if not tf or not len(sw) or m is None:
+        out.append(_claim(c, "not measured", "", "Overhead share"))
+    else:
+        shares, shrink = {}, []
+        for b in tf:
+            big = largest_common(sw, [b, "numpy"])
+            if big is None:
+                continue
+            shares[b] = (big, fit_of(R, b)["overhead_us"] / latency(R, big, b))
+            if ratio(R, big, b, "numpy") < ratio(R, m, b, "numpy"):
+                shrink.append(b)
+        n = sum(v[1] < NEGLIGIBLE for v in shares.values())
+        v = ("supported" if shares and n == len(shares) and len(shrink) == len(shares)
+             else "partly" if n or shrink else "not supported")
+        out.append(_claim(c, v, "overhead share on the largest model each path ran: " + ", ".join(
+            f"{b} {fmt_pct(x[1])} ({x[0]})" for b, x in shares.items())
+            + f"; ratio to NumPy shrinks for {len(shrink)} of {len(shares)} TF paths",
+            "Overhead share figure; Speed-up tables"))
+    # 4. TFLite faster on larger models
+    c = "For larger models on a CPU, TensorFlow Lite (LiteRT) is faster than TensorFlow."
+    if not len(sw) or "litert" not in set(sw["backend"]) or not tf:
+        out.append(_claim(c, "not measured", "", "Overhead versus compute"))
+    else:
+        bigs = largest_common(sw, ["litert", "keras.predict"], n=2)
+        lite = [b for b in sw["backend"].unique() if str(b).startswith("litert")]
+        nums, wins_kp, wins_all, any_variant = [], True, True, False
+        for x in bigs:
+            have = lambda b, x=x: np.isfinite(latency(R, x, b))  # noqa: E731
+            best_tf = min((b for b in tf if have(b)), key=lambda b, x=x: latency(R, x, b))
+            best_lite = min((b for b in lite if have(b)), key=lambda b, x=x: latency(R, x, b))
+            wins_kp &= latency(R, x, "litert") < latency(R, x, "keras.predict")
+            wins_all &= latency(R, x, "litert") < latency(R, x, best_tf)
+            any_variant |= latency(R, x, best_lite) < latency(R, x, best_tf)
+            nums.append(f"{x}: litert {fmt_us(latency(R, x, 'litert'))}, keras.predict "
+                        f"{fmt_us(latency(R, x, 'keras.predict'))}, fastest TF path ({best_tf}) "
+                        f"{fmt_us(latency(R, x, best_tf))}, fastest LiteRT variant ({best_lite}) "
+                        f"{fmt_us(latency(R, x, best_lite))}")
+        v = ("not measured" if not bigs else "supported" if wins_all
+             else "partly" if wins_kp or any_variant else "not supported")
+        out.append(_claim(c, v, "; ".join(nums), "Overhead versus compute; Speed-up tables"))
+    # 5. pre- and post-processing matter
+    c = f"Pre- and post-processing are a material part of the time (> {fmt_pct(PREPOST_SHARE)} of PNG → label)."
+    p = primary(R, "pipeline")
+    if not len(p):
+        out.append(_claim(c, "not measured", "", "Pipeline"))
+    else:
+        pm = p[p["model"] == (m if m in set(p["model"]) else p["model"].iloc[0])]
+        big = pm["non_inference_share"] > PREPOST_SHARE
+        v = "supported" if big.mean() >= 0.5 else "partly" if big.any() else "not supported"
+        out.append(_claim(c, v, f"{pm['model'].iloc[0]}: outside inference " + ", ".join(
+            f"{r.backend} {fmt_pct(r.non_inference_share)}" for r in pm.itertuples()), "Pipeline"))
+    # 6. lower-level TF APIs help
+    c = "Lower-level TensorFlow APIs cut the overhead of `keras.predict` (to ≤ half)."
+    kp = fit_of(R, "keras.predict")
+    low = [b for b in tf if b != "keras.predict"]
+    if kp is None or not low:
+        out.append(_claim(c, "not measured", "", "TL;DR table"))
+    else:
+        best = min(low, key=lambda b: fit_of(R, b)["overhead_us"])
+        r = fit_of(R, best)["overhead_us"] / kp["overhead_us"]
+        v = "supported" if r <= 0.5 else "partly" if r < 1 else "not supported"
+        out.append(_claim(c, v, f"{code(best)} {fmt_us(fit_of(R, best)['overhead_us'])} vs `keras.predict` "
+                                f"{fmt_us(kp['overhead_us'])} ({fmt_pct(r)} of it)",
+                          "TL;DR table; Where the time goes"))
+    # 7. loading / runtime start-up is part of the cost
+    c = f"Loading the model and starting TensorFlow add a one-off cost (≥ {COLD_X:g}× NumPy's cold start)."
+    st = primary(R, "startup")
+    if not len(st) or "numpy" not in set(st["backend"]):
+        out.append(_claim(c, "not measured", "", "Cold start and memory"))
+    else:
+        sm = st[st["model"] == (m if m in set(st["model"]) else st["model"].iloc[0])].set_index("backend")
+        base = sm.loc["numpy", "start_to_first_pred_s"]
+        xs = {b: sm.loc[b, "start_to_first_pred_s"] / base for b in tf if b in sm.index}
+        n = sum(x >= COLD_X for x in xs.values())
+        v = "supported" if xs and n == len(xs) else "partly" if n else "not supported"
+        out.append(_claim(c, v, f"NumPy {base:.2g} s; " + ", ".join(f"{b} {fmt_x(x)}" for b, x in xs.items()),
+                          "Cold start and memory"))
+    return pd.DataFrame(out)
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The claims table as markdown (verdicts in bold), so inline code renders in the report."""
+    if table is None or not len(table):
+        return "*Not measured:* no results to check the claims against."
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in table.itertuples(index=False):
+        cells = [str(v).replace("|", "\\|").replace("\n", " ") for v in row]
+        cells[cols.index("verdict")] = f"**{cells[cols.index('verdict')]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

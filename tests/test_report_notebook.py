@@ -1,0 +1,102 @@
+"""notebooks/05_report.ipynb on the synthetic fixture via papermill, rendered like `make report`."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "05_report.ipynb"
+FIXTURE = Path(__file__).parent / "fixtures"
+MACHINE = "synthetic-fixture-2c"
+SECTIONS = ["TL;DR", "Method", "Parity", "Overhead versus compute", "Overhead share", "Speed-up tables",
+            "Batch size", "Threads", "Cold start and memory", "Pipeline", "Where the time goes",
+            "The original claims, checked", "Limitations"]
+FIGURES = ["overhead_vs_compute", "overhead_share", "slowdown_vs_numpy", "batch_size", "threads", "cold_start",
+           "pipeline", "breakdown"]
+
+
+def _data_tree(tmp: Path, drop=()) -> Path:
+    data = tmp / "data"
+    res = data / "results" / MACHINE
+    res.mkdir(parents=True)
+    for p in (FIXTURE / "results").iterdir():
+        if p.name.split(".")[0] not in drop:
+            shutil.copy(p, res / p.name)
+    shutil.copytree(FIXTURE / "models", data / "models")
+    return data
+
+
+def _run(tmp: Path, data: Path, monkeypatch, **params) -> Path:
+    from nbrun import run_notebook
+    monkeypatch.setenv("OVERHEAD_MACHINE", "report-test-runner")   # the kernel skips the CPU probe
+    run_notebook(NOTEBOOK.name, tmp, data_dir=str(data), figures_dir=str(tmp / "figures"), quick=True, **params)
+    return tmp / NOTEBOOK.name
+
+
+def _text(html: str) -> str:
+    t = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", t)).replace("&amp;", "&")
+
+
+def test_committed_notebook_is_clean_and_parameterised():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert "%load_ext autoreload" in nb.cells[0].source and "%autoreload 2" in nb.cells[0].source
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    for name in ("data_dir = None", "figures_dir = None", "machine = None", "quick = False", "extra_models = []"):
+        assert name in params[0].source
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None
+    # no number typed by hand in the narrative: markdown cells carry no numbers (names like float32 are fine)
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            assert not re.search(r"\b\d", c.source), c.source[:80]
+
+
+@pytest.mark.slow
+def test_report_renders_self_contained_html_with_every_section(tmp_path, monkeypatch):
+    out = _run(tmp_path, _data_tree(tmp_path), monkeypatch)
+    for name in FIGURES:
+        assert (tmp_path / "figures" / f"{name}.png").exists(), name
+        assert (tmp_path / "figures" / f"{name}.svg").exists(), name
+    executed = nbformat.read(out, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--no-input", "--embed-images",
+                    str(out), "--output-dir", str(tmp_path), "--output", "report"], check=True,
+                   capture_output=True)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    imgs = re.findall(r"<img\b[^>]*>", html)
+    assert len(imgs) >= len(FIGURES)
+    for tag in imgs:
+        src = re.search(r'src="([^"]*)"', tag).group(1)
+        assert src.startswith("data:image/"), tag[:120]
+    assert not re.search(r'<img[^>]+src="(https?:)?//', html)
+    assert not re.search(r'<link[^>]+href="https?://[^"]+\.css', html)    # styles inlined
+    assert "def " not in _text(html) and "import " not in _text(html)    # --no-input hid the code
+    text = _text(html)
+    headings = [_text(h) for h in re.findall(r"<h[1-3][^>]*>.*?</h[1-3]>", html, flags=re.S)]
+    for section in SECTIONS:
+        assert any(section in h for h in headings), section
+    assert text.find("TL;DR") < text.find("Method") < text.find("Limitations")
+    assert "Not measured: no" not in text        # every stage of the fixture is present
+    assert MACHINE in text and "cnn_seed" in text
+
+
+@pytest.mark.slow
+def test_report_says_not_measured_for_missing_stages(tmp_path, monkeypatch):
+    out = _run(tmp_path, _data_tree(tmp_path, drop=("startup", "pipeline", "breakdown")), monkeypatch,
+               extra_models=["/somewhere/cnn_small.keras"])
+    nb = nbformat.read(out, as_version=4)
+    shown = json.dumps([o for c in nb.cells if c.cell_type == "code" for o in c.outputs])
+    assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    for what in ("cold-start measurement", "pipeline measurement", "per-call decomposition"):
+        assert f"*Not measured:* no {what}" in shown, what
+    assert "Your model `cnn_small`" in shown
+    assert not (tmp_path / "figures" / "pipeline.png").exists()
