@@ -78,7 +78,7 @@ $(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RU
 
 $(HTML): $(RUNS)/05_report.ipynb
 	@mkdir -p $(dir $@)
-	$(VPY) -m jupyter nbconvert --to html --no-input --embed-images $< --output-dir $(dir $@) --output $(notdir $(basename $@))
+	$(VPY) -m overhead.render $< $@ $(if $(filter 1,$(QUICK)),,--readme README.md --findings $(FIG)/findings.md)
 
 train: $(RUNS)/01_train.ipynb ## Train the model ladder into data/models/
 benchmark: $(RUNS)/02_benchmark.ipynb ## Benchmark every backend across models, batch sizes, threads

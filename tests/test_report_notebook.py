@@ -68,10 +68,12 @@ def test_report_renders_self_contained_html_with_every_section(tmp_path, monkeyp
     executed = nbformat.read(out, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--no-input", "--embed-images",
-                    str(out), "--output-dir", str(tmp_path), "--output", "report"], check=True,
-                   capture_output=True)
+    from overhead import render
+    render.render(out, tmp_path / "report.html")            # what `make report` runs
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r'<script[^>]+src="(https?:)?//', html)       # no CDN require.js / MathJax
+    assert "TL;DR" in (tmp_path / "figures" / "findings.md").read_text() or \
+        len((tmp_path / "figures" / "findings.md").read_text()) > 100
     imgs = re.findall(r"<img\b[^>]*>", html)
     assert len(imgs) >= len(FIGURES)
     for tag in imgs:
