@@ -1,0 +1,242 @@
+"""The `overhead` command: benchmark or check any Keras model the way the study does, list the backends.
+
+    overhead bench MODEL.keras ... [--backends a,b] [--batch-sizes 1,32] [--threads 1] [--out FILE] [--quick]
+    overhead check MODEL.keras [--backends a,b] [--batch-size 1] [--threads 1]
+    overhead backends [--no-probe]
+
+Everything is validated before TensorFlow is imported (it only ever runs in worker processes). Bad
+input prints one line on stderr, `overhead: error: <problem>; <fix>`, and exits with status 2; no
+output file is left behind. `check` exits 1 when a backend disagrees with Keras beyond its tolerance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+EXIT_USAGE, EXIT_DISAGREE = 2, 1
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + exits; we want one line
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
+def _ints(text: str, what: str, example: str) -> list[int]:
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not (part.isascii() and part.isdigit()) or int(part) < 1:
+            raise UsageError(f"{what} must be positive integers, got {part!r}; e.g. {example}")
+        values.append(int(part))
+    return sorted(set(values))
+
+
+def _backend_list(text: str | None) -> list[str]:
+    from overhead import backends
+
+    if text is None:
+        return list(backends.NAMES)
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise UsageError("--backends is empty; e.g. --backends numpy,tf.function")
+    for name in names:
+        try:
+            backends.get(name)
+        except backends.UnknownBackendError as exc:
+            raise UsageError(f"{exc}; run `overhead backends` to see which work here") from None
+    return list(dict.fromkeys(names))
+
+
+def _model(arg: str) -> Path:
+    """A readable .keras file (a zip archive with a config.json), or a ladder name in data/models/."""
+    from overhead import config
+
+    path = Path(arg).expanduser()
+    if not path.exists() and path.suffix == "" and (config.models_dir() / f"{arg}.keras").exists():
+        path = config.models_dir() / f"{arg}.keras"
+    if not path.exists():
+        raise UsageError(f"model file not found: {arg}; pass the path of a .keras file "
+                         "(saved with model.save('name.keras'))")
+    if path.is_dir():
+        raise UsageError(f"{arg} is a folder, not a .keras file; pass the .keras file itself")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"model file is not readable: {arg}; check its permissions")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            json.loads(zf.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        raise UsageError(f"not a valid Keras model file: {arg} (corrupt, or not a .keras zip archive); "
+                         "re-save it with model.save('name.keras')") from None
+    return path.resolve()
+
+
+def _out_path(arg: str | None) -> Path | None:
+    if arg is None:
+        return None
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        raise UsageError(f"--out {arg} is a folder; name a .csv file inside it")
+    if path.suffix != ".csv":
+        raise UsageError(f"--out must name a .csv file, got {arg!r}; e.g. --out results.csv")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write --out {arg}: folder {parent} does not exist; create it first")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write --out {arg}: permission denied; choose a writable location")
+    try:  # permissions can lie (read-only mounts, root): really create and remove a file
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write --out {arg}: {exc.strerror or exc}; choose a writable location") from None
+    return path.resolve()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"--budget must be a positive number of seconds, got {text!r}; e.g. --budget 0.5")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="overhead", description="Framework overhead of CPU inference: every path vs a NumPy engine.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    b = sub.add_parser("bench", help="time every backend on your Keras model(s) and print a table")
+    b.add_argument("models", nargs="+", metavar="MODEL", help=".keras file(s) or ladder model names")
+    b.add_argument("--backends", help="comma-separated backend names (default: all)")
+    b.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1)")
+    b.add_argument("--threads", default="1", help="comma-separated thread counts, one fresh process each")
+    b.add_argument("--budget", default=None, help="timing budget per configuration in seconds (default 0.5)")
+    b.add_argument("--out", help="write the results table to this .csv (with a .meta.json beside it)")
+    b.add_argument("--quick", action="store_true", help="tiny budget, batch 1 unless given: a smoke test")
+    c = sub.add_parser("check", help="compare every backend's outputs with Keras; exit 1 on disagreement")
+    c.add_argument("models", nargs="+", metavar="MODEL")
+    c.add_argument("--backends")
+    c.add_argument("--batch-size", default="1")
+    c.add_argument("--threads", default="1")
+    k = sub.add_parser("backends", help="list the backends and whether each works here")
+    k.add_argument("--no-probe", action="store_true", help="only check that the libraries import")
+    return p
+
+
+def main(argv=None) -> int:
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as exc:
+        print(f"overhead: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("overhead: interrupted; finished results were kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: still one line (set OVERHEAD_DEBUG=1 for the traceback)
+        if os.environ.get("OVERHEAD_DEBUG"):
+            raise
+        print(f"overhead: error: {type(exc).__name__}: {exc}; rerun with OVERHEAD_DEBUG=1 for details",
+              file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        raise UsageError("missing command: choose bench, check or backends; see `overhead --help`")
+    return {"bench": _bench, "check": _check, "backends": _backends}[args.command](args)
+
+
+def _fatal_model(rows: list[dict]) -> None:
+    bad = [r for r in rows if str(r.get("reason", "")).startswith("model could not be loaded")]
+    if bad:
+        raise UsageError(f"cannot load model {bad[0]['model']}: {bad[0]['reason'].split(': ', 1)[-1]}; "
+                         "re-save it with model.save('name.keras')")
+
+
+def _bench(args) -> int:
+    from overhead import envinfo, sweep, timing
+    from overhead.benchview import format_bench
+
+    models = [_model(m) for m in args.models]
+    names = _backend_list(args.backends)
+    batches = _ints(args.batch_sizes or ("1" if args.quick else "1,32"), "batch sizes", "--batch-sizes 1,32")
+    threads = _ints(args.threads, "threads", "--threads 1,2")
+    budget = _positive_float(args.budget) if args.budget is not None else (0.05 if args.quick else 0.5)
+    out = _out_path(args.out)
+    with tempfile.TemporaryDirectory(prefix="overhead-bench-") as tmp:
+        rows = sweep.run([str(m) for m in models], names, batches, threads, budget, out_dir=tmp,
+                         machine=envinfo.machine_id(), resume=False, gemm_n=None, progress=sys.stderr.isatty(),
+                         max_flops_per_call=float("inf"),
+                         parity_max_s=0.3 if args.quick else 1.0)
+        _fatal_model(rows.to_dict("records"))
+        print(format_bench(rows))
+        if out is not None:
+            timing.atomic_write_csv(rows, out)
+            envinfo.write_meta(out, {"stage": "overhead bench", "models": [str(m) for m in models],
+                                     "budget_s": budget}, threads=threads)
+            print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _check(args) -> int:
+    import pandas as pd
+
+    from overhead import sweep
+
+    models = [_model(m) for m in args.models]
+    names = _backend_list(args.backends)
+    batch = _ints(args.batch_size, "--batch-size", "--batch-size 1")
+    threads = _ints(args.threads, "--threads", "--threads 1")
+    rows = []
+    for path in models:
+        for t in threads:
+            job = sweep._job_for(path.stem, path, t, [(b, n) for n in batch for b in names],
+                                 {"mode": "check", "parity_n": 256, "parity_max_s": 5.0,
+                                  "max_flops_per_call": float("inf")})
+            got, _ = sweep.collect_rows(job)
+            rows += got
+    _fatal_model(rows)
+    table = pd.DataFrame(rows).reindex(columns=["model", "backend", "batch", "threads", "status", "parity",
+                                                "max_abs_err", "top1_agree", "accuracy", "ref_accuracy",
+                                                "tolerance", "reason"])
+    print(table.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.3g}"))
+    bad = table[table["parity"] == "fail"]
+    failed = table[(table["status"] == "failed") & (table["parity"] != "fail")]
+    if len(failed):
+        print(f"{len(failed)} backend(s) could not run (see reason); they are not counted as disagreeing",
+              file=sys.stderr)
+    if len(bad):
+        print(f"{len(bad)} backend(s) disagree with Keras beyond tolerance: {', '.join(bad['backend'])}",
+              file=sys.stderr)
+        return EXIT_DISAGREE
+    return 0
+
+
+def _backends(args) -> int:
+    import pandas as pd
+
+    from overhead import backends, sweep
+
+    table = pd.DataFrame([{"backend": n, "family": backends.get(n).family,
+                           "available": backends.get(n).available()[0], "description": backends.get(n).description}
+                          for n in backends.names()])
+    if not args.no_probe:
+        job = sweep._job_for("probe", Path("probe.keras"), 1, [(n, 1) for n in table["backend"]],
+                             {"mode": "probe", "parity_n": 32, "parity_max_s": 1.0})
+        rows, _ = sweep.collect_rows(job)
+        by = {r["backend"]: r for r in rows}
+        table["works"] = [("yes" if by.get(n, {}).get("parity") == "pass" else "no") for n in table["backend"]]
+        table["detail"] = [str(by.get(n, {}).get("kernels") or by.get(n, {}).get("reason") or "")[:80]
+                           for n in table["backend"]]
+    print(table.to_string(index=False))
+    return 0

@@ -1,0 +1,234 @@
+"""Cached conversions of a .keras file: SavedModel, .tflite variants, .onnx.
+
+Artifacts live in ``artifacts_dir()/<model stem>/<sha256[:12] of the .keras file>/`` so a retrained
+model never reuses a stale conversion. Each artifact has a small JSON beside it recording how long
+the conversion took (``convert_s``); loading it later is timed separately by the backends (``load_s``).
+Every artifact is written to a temporary name and renamed into place, so an interrupted conversion
+leaves nothing half-written behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from overhead import config
+
+TFLITE_VARIANTS = ("float", "fp16", "dynamic_int8", "int8")
+REPRESENTATIVE_SAMPLES = 100  # real training digits used to calibrate full-integer quantisation
+
+
+@functools.lru_cache(maxsize=64)
+def _sha_cached(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha(path) -> str:
+    """sha256 of a file's content (hex), cached per (path, mtime, size)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return _sha_cached(str(p), st.st_mtime_ns, st.st_size)
+
+
+def model_sha(path) -> str:
+    """The short content key of a model file (first 12 hex digits of its sha256)."""
+    return file_sha(path)[:12]
+
+
+def artifact_dir(model_path, artifacts=None) -> Path:
+    """<artifacts root>/<model stem>/<content key>/ (created)."""
+    root = Path(artifacts) if artifacts is not None else config.artifacts_dir()
+    d = root / Path(model_path).stem / model_sha(model_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@functools.lru_cache(maxsize=8)
+def _load_keras_cached(path: str, sha: str):
+    import keras
+
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_keras(model_path):
+    """The Keras model of a .keras file, loaded once per process (keyed on its content)."""
+    p = str(Path(model_path).resolve())
+    return _load_keras_cached(p, file_sha(p))
+
+
+def input_shape(model) -> tuple[int, ...]:
+    """Per-sample input shape of a (single-input) Keras model."""
+    shape = model.inputs[0].shape
+    return tuple(int(d) for d in shape[1:])
+
+
+def _record(meta_path: Path, info: dict) -> None:
+    meta_path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _read_record(meta_path: Path) -> dict:
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Converters print progress to stdout; send it to stderr (the worker protocol owns stdout)."""
+    import sys
+
+    old = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = old
+
+
+def _cached_or_build(target: Path, build, kind: str) -> tuple[Path, dict]:
+    """Return (target, info); build it (into a temp sibling, then rename) when missing."""
+    meta_path = target.with_name(target.name + ".json")
+    if target.exists() and meta_path.exists():
+        info = _read_record(meta_path)
+        info.update(artifact=str(target), cached=True)
+        return target, info
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        t0 = time.perf_counter()
+        with _quiet_stdout():
+            built = build(tmp)  # returns the path of the artifact inside tmp
+        convert_s = time.perf_counter() - t0
+        size = (sum(f.stat().st_size for f in built.rglob("*") if f.is_file())
+                if built.is_dir() else built.stat().st_size)
+        try:
+            os.replace(built, target)
+        except OSError:  # another process finished the same conversion first
+            if not target.exists():
+                raise
+        info = {"kind": kind, "convert_s": round(convert_s, 4), "bytes": int(size),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        _record(meta_path, info)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    info = dict(info, artifact=str(target), cached=False)
+    return target, info
+
+
+def savedmodel(model_path, artifacts=None) -> tuple[Path, dict]:
+    """Keras `model.export(dir)` (a SavedModel with a `serve` endpoint / serving_default signature)."""
+    target = artifact_dir(model_path, artifacts) / "savedmodel"
+
+    def build(tmp: Path) -> Path:
+        out = tmp / "savedmodel"
+        load_keras(model_path).export(str(out), format="tf_saved_model", verbose=False)
+        return out
+
+    return _cached_or_build(target, build, "savedmodel")
+
+
+def onnx(model_path, artifacts=None) -> tuple[Path, dict]:
+    """Keras `model.export(path, format="onnx")` (tf2onnx underneath; dynamic batch dimension)."""
+    target = artifact_dir(model_path, artifacts) / "model.onnx"
+
+    def build(tmp: Path) -> Path:
+        out = tmp / "model.onnx"
+        load_keras(model_path).export(str(out), format="onnx", verbose=False)
+        return out
+
+    return _cached_or_build(target, build, "onnx")
+
+
+def representative_inputs(shape, n: int = REPRESENTATIVE_SAMPLES) -> np.ndarray:
+    """Real training digits at the model's input shape (never the test digits used for accuracy)."""
+    from overhead import data
+
+    x, _ = data.inputs_for(shape, n, split="train")
+    return x
+
+
+def tflite(model_path, variant: str = "float", artifacts=None) -> tuple[Path, dict]:
+    """A .tflite conversion of the model's SavedModel, float I/O in every variant.
+
+    float: plain; fp16: float16 weights; dynamic_int8: int8 weights, float activations (dynamic range);
+    int8: full-integer kernels calibrated on real digits, float32 input/output kept so every runner
+    takes the same input (QUANTIZE/DEQUANTIZE ops at the edges).
+    """
+    if variant not in TFLITE_VARIANTS:
+        raise ValueError(f"unknown tflite variant {variant!r}; choose one of {TFLITE_VARIANTS}")
+    sm_dir, _ = savedmodel(model_path, artifacts)
+    target = artifact_dir(model_path, artifacts) / f"model.{variant}.tflite"
+
+    def build(tmp: Path) -> Path:
+        import tensorflow as tf
+
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(sm_dir))
+        if variant != "float":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "fp16":
+            conv.target_spec.supported_types = [tf.float16]
+        elif variant == "int8":
+            shape = input_shape(load_keras(model_path))
+            rep = representative_inputs(shape)
+
+            def dataset():
+                for i in range(len(rep)):
+                    yield [rep[i:i + 1]]
+
+            conv.representative_dataset = dataset
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.float32
+            conv.inference_output_type = tf.float32
+        out = tmp / target.name
+        out.write_bytes(conv.convert())
+        return out
+
+    return _cached_or_build(target, build, f"tflite.{variant}")
+
+
+def conversions(model_path, artifacts=None) -> dict[str, dict]:
+    """The recorded conversions of a model (artifact name -> its JSON record), without converting."""
+    d = artifact_dir(model_path, artifacts)
+    return {p.name[:-5]: _read_record(p) for p in sorted(d.glob("*.json"))}
+
+
+def tflite_kernels(interp) -> str:
+    """Which ops ran in XNNPACK (delegate partitions) and which as TFLite builtin kernels."""
+    ops = interp._get_ops_details()
+    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
+    plain = [o for o in ops if o["op_name"] != "DELEGATE"]
+    producer = {int(t): o["index"] for o in plain for t in o["outputs"]}
+    by_index = {o["index"]: o for o in plain}
+    covered: set[int] = set()
+    for d in delegates:
+        inputs = {int(t) for t in d["inputs"]}
+        stack = [int(t) for t in d["outputs"]]
+        while stack:
+            t = stack.pop()
+            n = producer.get(t)
+            if n is None or n in covered or t in inputs:
+                continue
+            covered.add(n)
+            stack.extend(int(i) for i in by_index[n]["inputs"] if int(i) >= 0)
+    rest = [o["op_name"] for o in plain if o["index"] not in covered]
+    total = len(plain)
+    if not delegates:
+        return f"builtin {total}/{total} ops"
+    moved = sorted({by_index[i]["op_name"] for i in covered})
+    text = f"xnnpack {len(covered)}/{total} ops in {len(delegates)} partition(s) [{','.join(moved)}]"
+    if rest:
+        text += f"; builtin {len(rest)} [{','.join(sorted(set(rest)))}]"
+    return text

@@ -1,0 +1,269 @@
+"""One benchmark worker process: fixed threads, one model, many backends and batch sizes.
+
+Started by :func:`overhead.sweep.run_job` as ``python -m overhead.sweep worker`` with a JSON job on
+stdin; talks JSON lines on the original stdout (fd 1 is pointed at stderr, so whatever native
+libraries print cannot corrupt the protocol). Events: hello, model, fatal, start (before every step
+that may crash: preparing a backend, timing a group), row, done.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
+PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
+MAX_SAMPLES = 2_000  # per backend and configuration: enough for p99; keeps the bootstrap CI cheap
+REMEASURE_MAX_CALL_S = 0.01  # re-measure unstable configs only when >= 10 calls fit in 0.1 s
+
+
+def _claim_stdout():
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return proto
+
+
+def _plain(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return str(v)
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip().rstrip(":")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _tiny_probe_model(folder: Path) -> Path:
+    """A small seeded CNN to find out which backends work on this machine (`overhead backends`)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+                              L.Flatten(), L.Dense(10, activation="softmax")], name="probe")
+    path = folder / "probe.keras"
+    model.save(path)
+    return path
+
+
+def _describe(model_path: Path, model) -> dict:
+    from overhead import converters, models
+
+    meta = {}
+    json_path = model_path.with_suffix(".json")
+    if json_path.exists():
+        try:
+            meta = json.loads(json_path.read_text())
+        except ValueError:
+            meta = {}
+    flops = meta.get("flops") or models.count_flops(model)
+    params = meta.get("params") or models.count_params(model)
+    return {"sha": converters.model_sha(model_path), "flops": int(flops), "params": int(params),
+            "input_shape": list(converters.input_shape(model)), "weights": meta.get("weights", "unknown")}
+
+
+def _timing_plan(call_s: float, budget_s: float) -> dict:
+    """interleaved() settings for a group whose slowest call takes call_s (the parity check warmed it up).
+
+    Fast calls: 5 rounds, >= 10 samples, up to MAX_SAMPLES; slow calls: at least 3 samples in as many
+    rounds, one warm-up call, no per-round warm-up (a cache refill is noise next to a 50 ms call).
+    """
+    min_samples = int(min(10, max(3, budget_s / max(call_s, 1e-9))))
+    slow = call_s >= 0.05
+    return {"budget_s": budget_s, "rounds": min(5, min_samples), "min_samples": min_samples,
+            "max_samples": MAX_SAMPLES, "warmup_calls": 1 if slow else 2, "warmup_s": min(0.02, budget_s / 10),
+            "round_warmup_calls": 0 if slow else 1}
+
+
+def main(job: dict) -> int:
+    proto = _claim_stdout()
+
+    def emit(**event):
+        proto.write(json.dumps(event, default=_plain) + "\n")
+        proto.flush()
+
+    from overhead import backends as bk
+
+    threads = int(job["threads"])
+    bk.set_threads(threads)
+    bk.configure_tf()  # TF's pools are sized now, before loading the model runs any op
+    mode = job.get("mode", "bench")
+    tmp = tempfile.TemporaryDirectory()
+    try:
+        from overhead import converters
+
+        if mode == "probe":  # a throw-away model: its conversions stay in the temp folder too
+            model_path, job = _tiny_probe_model(Path(tmp.name)), dict(job, artifacts=tmp.name)
+        else:
+            model_path = Path(job["model_path"])
+        model = converters.load_keras(model_path)
+        desc = _describe(model_path, model)
+    except Exception as exc:  # a missing, corrupt or unloadable model file
+        emit(event="fatal", error=error_text(exc))
+        return 3
+    emit(event="hello", threads=threads, readback=bk.threads_readback(), pid=os.getpid())
+    emit(event="model", **desc)
+    try:
+        _run(job, model_path, model, desc, threads, mode, emit)
+    finally:
+        tmp.cleanup()
+    emit(event="done")
+    return 0
+
+
+def _run(job, model_path, model, desc, threads, mode, emit):
+    from overhead import backends as bk
+    from overhead import data, timing
+
+    keys = [(b, int(n)) for b, n in job["keys"]]
+    order = {name: i for i, name in enumerate(bk.names())}
+    isolate = set(int(b) for b in job.get("isolate", []))
+    budget_s, cap = float(job.get("budget_s", 0.1)), float(job.get("max_flops_per_call", 8e9))
+    base = {"model": job.get("model") or model_path.stem, "model_sha": desc["sha"], "flops": desc["flops"],
+            "params": desc["params"], "threads": threads}
+    n_par = int(min(job.get("parity_n", 128), max(8, PARITY_FLOPS // max(desc["flops"], 1))))
+    batches = sorted({n for _, n in keys})
+    runnable = [n for n in batches if desc["flops"] * n <= cap]
+    need = max([math.ceil(n_par / n) * n for n in runnable] or [0])
+    if need:
+        x_all, y_all = data.inputs_for(desc["input_shape"], need, split="test")
+        ref = model.predict(x_all, batch_size=min(64, need), verbose=0).astype(np.float64)
+    timer_ns = timing.timer_overhead_ns(budget_s=0.05)
+    samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
+
+    for batch in batches:
+        names = sorted((b for b, n in keys if n == batch), key=lambda b: order.get(b, 99))
+        if batch not in runnable:
+            for name in names:
+                emit(event="row", row=dict(base, backend=name, batch=batch, status="skipped", reason=(
+                    f"{desc['flops'] * batch / 1e9:.3g} GFLOP per call exceeds the cap of {cap / 1e9:.3g} "
+                    "GFLOP (max_flops_per_call)")))
+            continue
+        n = math.ceil(n_par / batch) * batch
+        prepared = {}
+        for name in names:
+            emit(event="start", phase="prepare", batch=batch, backends=[name])
+            try:
+                runner = bk.prepare(name, model_path, batch, threads, artifacts=job.get("artifacts"))
+                par = bk.parity(runner, ref[:n], x_all[:n], y_all[:n],
+                                max_s=float(job.get("parity_max_s", PARITY_MAX_S)))
+            except Exception as exc:
+                emit(event="row", row=dict(base, backend=name, batch=batch, status="failed",
+                                           reason=f"{error_text(exc)}"))
+                continue
+            prepared[name] = (runner, par)
+        if mode != "bench":
+            for name, (runner, par) in prepared.items():
+                emit(event="row", row=_row(base, name, batch, runner, par, None, 0, timer_ns, None))
+            continue
+        x = np.ascontiguousarray(x_all[:batch])
+        groups = [[nm] for nm in prepared] if batch in isolate else [list(prepared)] if prepared else []
+        gc.collect()
+        gc.freeze()  # timing.gc_disabled() collects before each turn: free once TF's objects are frozen
+        for group in groups:
+            emit(event="start", phase="timing", batch=batch, backends=group)
+            fns = {nm: (lambda r=prepared[nm][0]: r(x)) for nm in group}
+            cost = {nm: prepared[nm][1]["call_s"] or 0.0 for nm in group}
+            samples = timing.interleaved(fns, **_timing_plan(max(cost.values()), budget_s))
+            remeasured = {nm: 0 for nm in group}
+            shaky = [nm for nm in group if timing.cv_of(samples[nm]) >= timing.UNSTABLE_CV
+                     and cost[nm] < REMEASURE_MAX_CALL_S]  # 3 samples of a slow call: cv means little
+            if shaky:  # one more interleaved pass over the unstable ones; keep the steadier
+                again = timing.interleaved({nm: fns[nm] for nm in shaky},
+                                           **_timing_plan(max(cost[nm] for nm in shaky), budget_s))
+                for nm in shaky:
+                    remeasured[nm] = 1
+                    if timing.cv_of(again[nm]) < timing.cv_of(samples[nm]):
+                        samples[nm] = again[nm]
+            for nm in group:
+                rel = None
+                if samples_dir is not None:
+                    rel = f"samples/{base['model']}/{nm}__b{batch}__t{threads}.npz"
+                    timing.save_samples(samples_dir / rel, {"samples_ns": samples[nm]})
+                runner, par = prepared[nm]
+                emit(event="row", row=_row(base, nm, batch, runner, par, samples[nm], remeasured[nm],
+                                           timer_ns, rel))
+        prepared.clear()
+        gc.unfreeze()
+        gc.collect()
+
+
+def _row(base, name, batch, runner, par, samples, remeasured, timer_ns, samples_file) -> dict:
+    from overhead import backends as bk
+    from overhead import timing
+
+    info = bk.public_info(runner)
+    notes = [par["reason"]] if par["reason"] else []
+    if info.get("tracing_count", 1) > 1:
+        notes.append(f"tf.function traced {info['tracing_count']} times")
+    stats = timing.summarize(samples) if samples is not None and len(samples) else {"n": 0}
+    status = "ok" if par["parity"] == "pass" else "failed"  # timed anyway: the numbers stay visible
+    if status == "failed":
+        notes[0] = f"parity: {notes[0]}"
+    return dict(base, backend=name, batch=batch, status=status, reason="; ".join(notes),
+                parity=par["parity"], tolerance=par["tolerance"], max_abs_err=par["max_abs_err"],
+                top1_agree=par["top1_agree"], accuracy=par["accuracy"], ref_accuracy=par["ref_accuracy"],
+                **stats, remeasured=remeasured, timer_overhead_ns=timer_ns, convert_s=info.get("convert_s"),
+                load_s=info.get("load_s"), kernels=info.get("kernels"), samples_file=samples_file,
+                threads_seen=info.get("threads_seen"), call_s=par.get("call_s"))
+
+
+# --------------------------------------------------------------------------- test fakes
+
+def register_test_backends() -> None:
+    """Fake backends for the tests (OVERHEAD_TEST_BACKENDS=1): crash, raise, disagree, sleep."""
+    import signal
+
+    from overhead.backends import Backend, _prep_numpy, register
+
+    def crash_prepare(path, batch, threads, artifacts):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    def crash_timing(path, batch, threads, artifacts):  # passes parity, then segfaults while timed
+        fn, info = _prep_numpy(path, batch, threads, artifacts)
+        calls = {"n": 0}
+        limit = int(os.environ.get("OVERHEAD_TEST_CRASH_AFTER", "400"))
+
+        def run(x):
+            calls["n"] += 1
+            if calls["n"] > limit:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return fn(x)
+        return run, info
+
+    def raise_prepare(path, batch, threads, artifacts):
+        raise RuntimeError("deliberate failure of the test backend")
+
+    def wrong(path, batch, threads, artifacts):
+        fn, info = _prep_numpy(path, batch, threads, artifacts)
+        return (lambda x: fn(x)[:, ::-1].copy()), info
+
+    def slow(path, batch, threads, artifacts):
+        fn, info = _prep_numpy(path, batch, threads, artifacts)
+        delay = float(os.environ.get("OVERHEAD_TEST_SLOW_S", "0.002"))
+
+        def run(x):
+            time.sleep(delay)
+            return fn(x)
+        return run, info
+
+    for name, prep, desc in [("test.crash", crash_prepare, "segfaults while preparing"),
+                             ("test.crash_timing", crash_timing, "segfaults after N calls"),
+                             ("test.raise", raise_prepare, "raises while preparing"),
+                             ("test.wrong", wrong, "returns reversed class scores"),
+                             ("test.slow", slow, "numpy engine plus a sleep per call")]:
+        register(Backend(name, "test", desc, prep, needs=("numpy",)))

@@ -1,0 +1,37 @@
+"""Smoke run of notebooks/02_benchmark.ipynb with quick parameters into a temporary data tree."""
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from nbrun import outputs_text, run_notebook
+
+from overhead import sweep
+
+BACKENDS = ["numpy", "keras.predict", "tf.function", "litert", "litert.int8", "onnxruntime"]
+
+
+@pytest.mark.slow
+def test_benchmark_notebook_quick(tmp_path, tiny_data_dir):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data_dir / "raw", data_dir / "raw")
+    shutil.copytree(tiny_data_dir / "models", data_dir / "models")
+    if (tiny_data_dir / "artifacts").exists():  # conversions other tests already made (content-keyed)
+        shutil.copytree(tiny_data_dir / "artifacts", data_dir / "artifacts")
+    nb = run_notebook("02_benchmark.ipynb", tmp_path, quick=True, data_dir=str(data_dir), machine="nbtest",
+                      models=["logreg", "cnn_seed"], backends=BACKENDS)
+    res = data_dir / "results" / "nbtest"
+    bench = pd.read_csv(res / "bench.csv")
+    assert list(bench.columns) == sweep.COLUMNS
+    assert len(bench) == 2 * len(BACKENDS) * 2  # models x backends x batch sizes (1, 16) x one thread setting
+    assert set(bench.status) == {"ok"}, bench[bench.status != "ok"][["backend", "reason"]]
+    assert set(bench.batch) == {1, 16} and set(bench.threads) == {1}
+    assert (bench.median_us > 0).all() and (bench.parity == "pass").all()
+    for f in bench.samples_file:
+        assert (res / f).exists()
+    gemm = pd.read_csv(res / "gemm.csv")
+    assert (gemm.gflops > 0).all()
+    meta = json.loads((res / "bench.meta.json").read_text())
+    assert meta["machine"] == "nbtest" and meta["backends"] == BACKENDS
+    text = outputs_text(nb)
+    assert "alongside / alone" in text and "rows in" in text
