@@ -1,0 +1,138 @@
+"""The per-call decomposition's bookkeeping, on synthetic samples (no timing assertions)."""
+import math
+
+import pytest
+
+from overhead import breakdown as bd
+
+SP = "/venv/lib/python3.11/site-packages/"
+ROOT = ("/work/app.py", 1, "<lambda>")
+PREDICT = (SP + "keras/src/backend/tensorflow/trainer.py", 500, "predict")
+ADAPTER = (SP + "keras/src/trainers/data_adapters/array_data_adapter.py", 40, "__init__")
+NEST = (SP + "tensorflow/python/util/nest.py", 300, "flatten")  # named by no rule: inherits
+GEN_DS = (SP + "tensorflow/python/ops/gen_dataset_ops.py", 100, "make_iterator")
+CALL_FLAT = (SP + "tensorflow/python/eager/polymorphic_function/concrete_function.py", 1267, "_call_flat")
+QUICK = (SP + "tensorflow/python/eager/execute.py", 28, "quick_execute")
+TRACE = (SP + "tensorflow/python/eager/polymorphic_function/tracing_compilation.py", 295,
+         "_create_concrete_function")
+PER_CALL = (SP + "tensorflow/python/eager/polymorphic_function/tracing_compilation.py", 125, "trace_function")
+CONST = (SP + "tensorflow/python/framework/constant_op.py", 75, "convert_to_eager_tensor")
+NUMPY = (SP + "tensorflow/python/framework/tensor.py", 1, "numpy")
+CALLBACK = (SP + "keras/src/callbacks/callback_list.py", 90, "on_predict_batch_end")
+INSPECT = ("/usr/lib/python3.11/inspect.py", 3000, "signature")
+EXEC_LINE = "    tensors = pywrap_tfe.TFE_Py_Execute(ctx._handle, device_name, op_name,\n"
+FAST_LINE = "      _result = pywrap_tfe.TFE_Py_FastPathExecute(\n"
+
+
+def test_classify_names_the_documented_buckets():
+    assert bd.classify(PREDICT) == bd.KERAS
+    assert bd.classify(ADAPTER) == bd.DATA and bd.classify(GEN_DS) == bd.DATA
+    assert bd.classify(CALL_FLAT) == bd.TFFUNC
+    assert bd.classify(PER_CALL) == bd.TFFUNC  # runs on every call: only _create_concrete_function traces
+    assert bd.classify(QUICK) == bd.DISPATCH
+    assert bd.classify(TRACE) == bd.TRACING
+    assert bd.classify(CONST) == bd.CONVERT and bd.classify(NUMPY) == bd.CONVERT
+    assert bd.classify(CALLBACK) == bd.CALLBACKS
+    assert bd.classify(NEST) is None and bd.classify(ROOT) is None and bd.classify(INSPECT) is None
+
+
+def test_short_path():
+    assert bd.short_path(SP + "keras/src/x.py") == "keras/src/x.py"
+    assert bd.short_path("/usr/lib/python3.11/inspect.py") == "stdlib/inspect.py"
+    assert bd.short_path("/work/app.py") == "/work/app.py"
+
+
+@pytest.mark.parametrize("stack, line, bucket", [
+    ((ROOT,), "", bd.OTHER),
+    ((ROOT, PREDICT), "", bd.KERAS),
+    ((ROOT, PREDICT, NEST, INSPECT), "", bd.KERAS),             # unnamed code inherits its caller's bucket
+    ((ROOT, PREDICT, ADAPTER, NEST), "", bd.DATA),
+    ((ROOT, PREDICT, ADAPTER, GEN_DS), FAST_LINE, bd.DATA),     # C++ work of a tf.data op is tf.data's
+    ((ROOT, PREDICT, CALL_FLAT, QUICK), EXEC_LINE, bd.CPP),     # the graph function itself: C++ runtime
+    ((ROOT, PREDICT, CALL_FLAT, QUICK), "    ctx.ensure_initialized()\n", bd.DISPATCH),
+    ((ROOT, PREDICT, ADAPTER, TRACE, CONST), "", bd.TRACING),   # tracing absorbs what it calls
+    ((ROOT, PREDICT, ADAPTER, TRACE, QUICK), EXEC_LINE, bd.TRACING),
+    ((ROOT, PREDICT, CALLBACK, NUMPY), "", bd.CALLBACKS),       # so do callbacks
+    ((ROOT, PREDICT, NUMPY), "", bd.CONVERT),
+    ((ROOT, PREDICT, CONST, NEST), EXEC_LINE, bd.CONVERT),  # C++ work of a conversion stays a conversion
+    ((ROOT, CONST, QUICK), EXEC_LINE, bd.CPP),  # ... but not below a named dispatcher
+])
+def test_stack_bucket(stack, line, bucket):
+    assert bd.stack_bucket(stack, line) == bucket
+
+
+def test_aggregate_sums_samples_of_the_kept_calls():
+    samples = [
+        (0, (ROOT, PREDICT), "", 2),
+        (0, (ROOT, PREDICT, CALL_FLAT, QUICK), EXEC_LINE, 3),
+        (1, (ROOT, PREDICT, ADAPTER), "", 1),
+        (1, (ROOT, PREDICT, CALL_FLAT, QUICK), EXEC_LINE, 4),
+        (2, (ROOT, PREDICT), "", 100),  # an outlier call left out
+    ]
+    got = bd.aggregate(samples, 0.001, {0, 1})
+    assert got == pytest.approx({bd.KERAS: 0.001, bd.CPP: 0.0035, bd.DATA: 0.0005})
+    assert math.isclose(sum(got.values()), 10 * 0.001 / 2)
+    assert bd.aggregate(samples, 0.001, set()) == {}
+    top = bd.top_functions(samples, 0.001, {0, 1}, n=1)
+    assert {r["bucket"] for r in top} == {bd.KERAS, bd.CPP, bd.DATA}
+    cpp = next(r for r in top if r["bucket"] == bd.CPP)
+    assert "execute.py:28(quick_execute)" in cpp["function"] and cpp["us_per_call"] == pytest.approx(3500)
+
+
+def test_central_calls_leave_out_slow_outliers_but_not_sampled_calls():
+    import numpy as np
+
+    net = np.full(100, 1e-3)
+    net[:10] = 1.2e-3                  # ten sampled calls: 0.2 ms slower because they were sampled
+    net[95:] = 9e-3                     # five preempted calls
+    keep, perturb = bd.central_calls(net, list(range(10)) + [96], typical_s=1e-3)
+    assert perturb == pytest.approx(0.2e-3)
+    assert set(range(10)) <= keep and not keep & set(range(95, 100)) and len(keep) == 95
+    keep, perturb = bd.central_calls(np.r_[np.linspace(1, 2, 49), 10.0], range(50), typical_s=1.5)  # all sampled
+    assert perturb == 0.0 and keep == set(range(49))
+
+
+def test_finish_moves_kernels_out_of_the_cpp_runtime():
+    done = bd.finish({bd.CPP: 100.0, bd.KERAS: 5.0, bd.OTHER: -1.0}, kernel_s=30.0, eager=False)
+    assert done == {bd.KERAS: 5.0, bd.CPP: 70.0, bd.KERNELS: 30.0, bd.OTHER: 0.0}
+    assert bd.finish({bd.CPP: 10.0}, kernel_s=30.0, eager=False) == {bd.CPP: 0.0, bd.KERNELS: 10.0}
+    assert bd.finish({bd.CPP: 10.0}, kernel_s=None, eager=True) == {bd.CPP_EAGER: 10.0}
+    assert list(done) == [b for b in bd.BUCKETS if b in done]
+
+
+def test_kernel_time_per_call_uses_per_op_medians():
+    durations = {"m/conv:Conv2D": [1.0, 1.0, 9.0, 1.0], "m/dense:MatMul": [0.5, 0.5, 0.5, 0.5]}
+    assert bd.kernel_seconds_per_call(durations, 4) == pytest.approx(1.5)
+    assert bd.KERNEL_EVENT_RE.match("cnn/conv0/Relu:_MklNativeFusedConv2D")
+    assert not bd.KERNEL_EVENT_RE.match("EagerLocalExecute: Conv2D")
+    assert bd.NOT_KERNELS.search("IteratorGetNext")
+
+
+# A workload whose functions live in "keras" and "tf.data" files, so the rules apply to real frames.
+FAKE = {
+    SP + "keras/src/backend/tensorflow/trainer.py":
+        "def predict(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s + adapt(n)\n",
+    SP + "keras/src/trainers/data_adapters/fake.py":
+        "def adapt(n):\n    s = 0\n    for i in range(2 * n):\n        s += i % 7\n    return s\n",
+}
+
+
+def test_sampler_records_real_stacks_and_restores_the_signal_handler():
+    import signal
+
+    ns: dict = {}
+    for path, src in FAKE.items():
+        exec(compile(src, path, "exec"), ns)
+    before = signal.getsignal(signal.SIGALRM)
+    sampler = bd.Sampler(interval_s=0.0005)
+    sampler.run(lambda: ns["predict"](20_000), 12)
+    sampler.run(lambda: ns["predict"](20_000), 8)  # runs accumulate, call indices continue
+    assert signal.getsignal(signal.SIGALRM) == before
+    assert len(sampler.walls) == len(sampler.handler_s) == 20
+    assert all(w > h for w, h in zip(sampler.walls, sampler.handler_s))
+    assert {c for c, *_ in sampler.samples} <= set(range(20))
+    assert sampler.samples and all(c > 0 for *_, c in sampler.samples)
+    got = bd.aggregate(sampler.samples, sampler.dt, set(range(20)))
+    assert set(got) <= {bd.KERAS, bd.DATA, bd.OTHER} and bd.DATA in got
+    stack = sampler.samples[0][1]
+    assert stack[0][2] == "<lambda>" and all(len(f) == 3 for f in stack)

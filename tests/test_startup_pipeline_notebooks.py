@@ -1,0 +1,36 @@
+"""Papermill smoke runs of 03_startup and 04_pipeline with tiny parameters on the fixture models."""
+import pandas as pd
+
+from overhead import breakdown, pipeline, startup
+from nbrun import outputs_text, run_notebook
+
+
+def test_startup_notebook(data_env, tmp_path):
+    nb = run_notebook("03_startup.ipynb", tmp_path, models=["cnn_seed", "not_a_model"], backends=["numpy", "keras.call"],
+                      repeats=2, steady_calls=5, quick=True, data_dir=str(data_env), machine="smoke")
+    df = pd.read_csv(data_env / "results" / "smoke" / "startup.csv")
+    assert list(df.columns) == startup.COLUMNS
+    assert len(df) == 4 and set(df.backend) == {"numpy", "keras.call"} and set(df.rep) == {0, 1}
+    assert (df.status == "ok").all(), df[["backend", "reason"]]
+    assert (df.start_to_first_pred_s > df.import_s).all()
+    assert (df.rss_after_first_call_mb >= df.rss_after_import_mb).all()
+    assert (data_env / "results" / "smoke" / "startup.meta.json").exists()
+    assert "skipped: not_a_model" in outputs_text(nb)
+
+
+def test_pipeline_notebook(data_env, tmp_path):
+    nb = run_notebook("04_pipeline.ipynb", tmp_path, models=["cnn_seed"], backends=["numpy", "keras.call"],
+                      calls=10, breakdown_models=["cnn_seed"], breakdown_backends=["keras.predict", "tf.function"],
+                      quick=True, data_dir=str(data_env), machine="smoke")
+    out = data_env / "results" / "smoke"
+    p = pd.read_csv(out / "pipeline.csv")
+    assert list(p.columns) == pipeline.COLUMNS
+    assert len(p) == 8 and set(p.stage) == set(pipeline.STAGES)
+    assert p.groupby("backend")["share"].sum().round(6).eq(1).all()
+    b = pd.read_csv(out / "breakdown.csv")
+    assert list(b.columns) == breakdown.COLUMNS
+    assert set(b.backend) == {"keras.predict", "tf.function"}
+    assert set(b.bucket) <= set(breakdown.BUCKETS)
+    assert breakdown.DATA in set(b[b.backend == "keras.predict"].bucket)
+    assert (out / "pipeline.meta.json").exists() and (out / "breakdown.meta.json").exists()
+    assert "Method" in "".join(c.source for c in nb.cells)
