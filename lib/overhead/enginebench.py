@@ -1,0 +1,329 @@
+"""Speed targets of the NumPy engine, measured in one run against tf.function, LiteRT and the GEMM peak.
+
+    python -m overhead.enginebench [--quick] [--threads N] [--profile] [--no-save]
+
+For the tiny MLP (784-32-10), the seed's CNN and ResNet-18 at 224 px it times, interleaved in rounds
+(median of many calls): our engine (`overhead.numpy_cnn`), a `tf.function` with a fixed input
+signature wrapping ``model(x, training=False)`` and returning ``.numpy()``, and LiteRT with XNNPACK
+(``num_threads`` = the thread count); with ResNet-18 a 2048^3 float32 ``np.matmul`` is timed in the
+same rounds, so the GEMM rate and the engine's model-FLOP rate see the same machine load. Every path
+is checked against ``model(x, training=False)`` first. Prints a table of the ratios against the
+targets (PASS/MISS) and, unless ``--no-save``, writes it to ``<results>/<machine>/enginebench.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+
+import numpy as np
+
+# (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
+CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_imagenet", 1), ("resnet18_imagenet", 32)]
+GEMM_N = 2048
+TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
+
+
+# --------------------------------------------------------------------------- models
+
+def build_model(name: str):
+    """The ladder model `name` (overhead.models), or a local equivalent if that module is missing."""
+    try:
+        from overhead import models
+        return models.build(name, seed=0)
+    except ImportError:
+        pass
+    import keras
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    if name == "mlp_tiny":
+        inp = keras.Input((784,))
+        return keras.Model(inp, L.Dense(10, activation="softmax")(L.Dense(32, activation="relu")(inp)))
+    if name == "cnn_seed":
+        inp = keras.Input((28, 28, 1))
+        x = L.MaxPooling2D(2)(L.Conv2D(8, 3, activation="relu")(inp))
+        return keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(x)))
+    if name == "resnet18_imagenet":
+        def conv_bn(x, f, k, s, relu=True):
+            x = L.BatchNormalization()(L.Conv2D(f, k, strides=s, padding="same", use_bias=False)(x))
+            return L.ReLU()(x) if relu else x
+        inp = keras.Input((224, 224, 3))
+        x = L.MaxPooling2D(3, strides=2, padding="same")(conv_bn(inp, 64, 7, 2))
+        for s, f in enumerate((64, 128, 256, 512)):
+            for b in range(2):
+                stride = 2 if s > 0 and b == 0 else 1
+                y = conv_bn(conv_bn(x, f, 3, stride), f, 3, 1, relu=False)
+                sc = conv_bn(x, f, 1, stride, relu=False) if stride != 1 or x.shape[-1] != f else x
+                x = L.ReLU()(L.Add()([y, sc]))
+        x = L.GlobalAveragePooling2D()(x)
+        return keras.Model(inp, L.Dense(1000, activation="softmax")(x))
+    raise ValueError(f"unknown model {name!r}")
+
+
+def model_flops(model) -> int:
+    """2 x multiply-adds of Conv2D / DepthwiseConv2D / Dense (per sample)."""
+    try:
+        from overhead import models
+        return int(models.count_flops(model))
+    except (ImportError, AttributeError):
+        pass
+    import keras
+    macs = 0
+    for layer in model.layers:
+        out = layer.output.shape
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            macs += out[1] * out[2] * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, cin, mult = layer.kernel.shape
+            macs += out[1] * out[2] * kh * kw * cin * mult
+        elif isinstance(layer, keras.layers.Dense):
+            macs += int(np.prod(out[1:-1] or [1])) * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return 2 * int(macs)
+
+
+# --------------------------------------------------------------------------- runners
+
+def tf_function_runner(tf, model, x):
+    spec = tf.TensorSpec(x.shape, tf.float32)
+    fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+    return lambda: fn(x).numpy()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the TFLite converter's prints and the C++ INFO lines (fd-level stdout/stderr)."""
+    saved = []
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            saved.append((fd, os.dup(fd)))
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:  # no real file descriptors (e.g. captured by a notebook): Python-level only
+        pass
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for fd, dup in saved:
+            os.dup2(dup, fd)
+            os.close(dup)
+
+
+def tflite_flatbuffer(tf, model) -> bytes:
+    with _quiet():
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def litert_runner(flat, x, threads):
+    from ai_edge_litert.interpreter import Interpreter
+    with _quiet():
+        it = Interpreter(model_content=flat, num_threads=threads)
+        inp = it.get_input_details()[0]
+        if tuple(inp["shape"]) != x.shape:
+            it.resize_tensor_input(inp["index"], list(x.shape))
+        it.allocate_tensors()
+        i, o = inp["index"], it.get_output_details()[0]["index"]
+        it.set_tensor(i, x)
+        it.invoke()
+
+    def run():
+        it.set_tensor(i, x)
+        it.invoke()
+        return it.get_tensor(o)
+    return run
+
+
+def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
+    """Per-call ns of every fn, interleaved in rounds (overhead.timing when present)."""
+    try:
+        from overhead import timing
+    except ImportError:
+        timing = None
+    if timing is not None:
+        return timing.interleaved(fns, budget_s=budget_s, rounds=rounds, min_samples=min_samples,
+                                  warmup_calls=warmup_calls, warmup_s=0.0 if warmup_calls <= 1 else 0.2,
+                                  round_warmup_calls=0 if warmup_calls <= 1 else 1)
+    out = {k: [] for k in fns}  # a plain interleaved perf_counter_ns loop
+    for f in fns.values():
+        for _ in range(warmup_calls):
+            f()
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t_end = time.perf_counter() + budget_s / rounds
+            n = 0
+            while n < max(1, -(-min_samples // rounds)) or time.perf_counter() < t_end:
+                t0 = time.perf_counter_ns()
+                f()
+                out[k].append(time.perf_counter_ns() - t0)
+                n += 1
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- the run
+
+def run(quick=False, threads=None, profile=False, cases=None, log=print):
+    threads = int(threads or os.cpu_count() or 1)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from threadpoolctl import threadpool_limits
+    limit = threadpool_limits(limits=threads, user_api="blas")
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    from overhead.numpy_cnn import from_keras
+
+    rng = np.random.default_rng(0)
+    rows, models = [], {}
+    gemm_a = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
+    gemm_b = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
+    gemm_o = np.empty_like(gemm_a)
+    for name, batch in cases or CASES:
+        t0 = time.perf_counter()
+        if name not in models:
+            m = build_model(name)
+            models[name] = (m, from_keras(m), model_flops(m), tflite_flatbuffer(tf, m))
+        model, net, flops, flat = models[name]
+        x = rng.random((batch,) + tuple(model.input_shape[1:]), dtype=np.float32)
+        ref = np.asarray(model(x, training=False))
+        fns = {"numpy": lambda net=net, x=x: net(x),
+               "tf.function": tf_function_runner(tf, model, x),
+               "litert": litert_runner(flat, x, threads)}
+        errs = {}
+        for k, f in fns.items():
+            out = np.asarray(f()).reshape(ref.shape)
+            errs[k] = float(np.abs(out - ref).max())
+        big = flops * batch > 1e9
+        if big:
+            fns["gemm"] = lambda: np.matmul(gemm_a, gemm_b, out=gemm_o)
+        if quick:
+            budget, min_samples, rounds = (1.5, 3, 3) if big else (0.3, 200, 3)
+        else:
+            budget, min_samples, rounds = ((4.0 if batch == 1 else 16.0), 10, 8) if big else (3.0, 1000, 8)
+        samples = _measure(fns, budget, min_samples, rounds, warmup_calls=1 if big and batch > 1 else 5)
+        med = {k: float(np.median(v)) / 1e3 for k, v in samples.items()}  # us
+        row = {"model": name, "batch": batch, "threads": threads, "flops": flops * batch,
+               "numpy_us": med["numpy"], "tf_function_us": med["tf.function"], "litert_us": med["litert"],
+               "err_numpy": errs["numpy"], "err_tf_function": errs["tf.function"], "err_litert": errs["litert"],
+               "tol": TOL * max(1.0, float(np.abs(ref).max())),
+               "n_numpy": len(samples["numpy"])}
+        if "gemm" in med:
+            row["gemm_gflops"] = 2 * GEMM_N ** 3 / (med["gemm"] * 1e3)
+        row["numpy_gflops"] = flops * batch / (med["numpy"] * 1e3)
+        rows.append(row)
+        log(f"  {name} b{batch}: numpy {med['numpy']:.1f} us, tf.function {med['tf.function']:.1f} us, "
+            f"litert {med['litert']:.1f} us ({time.perf_counter() - t0:.0f} s)")
+        if profile:
+            log(profile_table(net, x))
+    limit.restore_original_limits()
+    return rows
+
+
+def profile_table(net, x, top=12) -> str:
+    prof = net.profile(x, repeats=5 if x.shape[0] > 1 else 20)
+    total = sum(p["us"] for p in prof)
+    by_kind: dict[str, float] = {}
+    for p in prof:
+        by_kind[p["kind"]] = by_kind.get(p["kind"], 0.0) + p["us"]
+    lines = [f"    profile {net.name} batch {x.shape[0]}: {total:.0f} us in {len(prof)} steps; by kind: "
+             + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(by_kind.items(), key=lambda t: -t[1]))]
+    for p in sorted(prof, key=lambda p: -p["us"])[:top]:
+        lines.append(f"      {p['op']:24s} {p['kind']:12s} {p['us']:10.1f} us {100 * p['us'] / total:5.1f}%")
+    return "\n".join(lines)
+
+
+def targets(rows) -> list[dict]:
+    """The issue's targets, evaluated on the measured rows."""
+    out = []
+    for r in rows:
+        tag = f"{r['model']} b{r['batch']}"
+        if r["flops"] < 1e9:
+            out.append({"case": tag, "target": "tf.function / numpy", "value": r["tf_function_us"] / r["numpy_us"],
+                        "goal": ">= 15", "ok": r["tf_function_us"] / r["numpy_us"] >= 15})
+            out.append({"case": tag, "target": "numpy / litert", "value": r["numpy_us"] / r["litert_us"],
+                        "goal": "<= 5", "ok": r["numpy_us"] / r["litert_us"] <= 5})
+        else:
+            out.append({"case": tag, "target": "numpy / tf.function", "value": r["numpy_us"] / r["tf_function_us"],
+                        "goal": "<= 1.1", "ok": r["numpy_us"] / r["tf_function_us"] <= 1.1})
+            frac = r["numpy_gflops"] / r["gemm_gflops"]
+            out.append({"case": tag, "target": "model GFLOP/s / GEMM GFLOP/s", "value": frac,
+                        "goal": ">= 0.5", "ok": frac >= 0.5})
+        out.append({"case": tag, "target": "numpy max|err| / tol", "value": r["err_numpy"] / r["tol"],
+                    "goal": "<= 1", "ok": r["err_numpy"] <= r["tol"]})
+    return out
+
+
+def format_report(rows, checks) -> str:
+    lines = [f"{'case':24s} {'numpy us':>11s} {'tf.function us':>15s} {'litert us':>11s} "
+             f"{'numpy GF/s':>11s} {'GEMM GF/s':>10s}"]
+    for r in rows:
+        gemm = f"{r['gemm_gflops']:10.1f}" if "gemm_gflops" in r else f"{'':>10s}"
+        lines.append(f"{r['model'] + ' b' + str(r['batch']):24s} {r['numpy_us']:11.1f} {r['tf_function_us']:15.1f} "
+                     f"{r['litert_us']:11.1f} {r['numpy_gflops']:11.2f} {gemm}")
+    lines.append("")
+    lines.append(f"{'case':24s} {'target':30s} {'measured':>9s} {'goal':>7s}  status")
+    for c in checks:
+        lines.append(f"{c['case']:24s} {c['target']:30s} {c['value']:9.3g} {c['goal']:>7s}  "
+                     f"{'PASS' if c['ok'] else 'MISS'}")
+    return "\n".join(lines)
+
+
+def save(rows, checks, path=None):
+    import csv
+    from overhead import config
+    try:
+        from overhead import envinfo
+        machine = envinfo.machine_id()
+    except Exception:  # noqa: BLE001 - metadata is optional here
+        envinfo, machine = None, "local"
+    path = path or config.results_dir(machine) / "enginebench.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    status = {(c["case"], c["target"]): c for c in checks}
+    fields = list(rows[0]) + ["machine"]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "machine": machine})
+    os.replace(tmp, path)
+    if envinfo is not None:
+        try:
+            envinfo.write_meta(path, {"targets": list(status.values())}, threads=rows[0]["threads"])
+        except Exception:  # noqa: BLE001
+            pass
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m overhead.enginebench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small time budgets (about a minute)")
+    ap.add_argument("--threads", type=int, default=None, help="threads for every engine (default: all cores)")
+    ap.add_argument("--profile", action="store_true", help="print the engine's per-layer profile of each case")
+    ap.add_argument("--no-save", action="store_true", help="do not write enginebench.csv")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or os.cpu_count()}")
+    rows = run(quick=args.quick, threads=args.threads, profile=args.profile)
+    checks = targets(rows)
+    print()
+    print(format_report(rows, checks))
+    if not args.no_save:
+        print(f"\nsaved {save(rows, checks)}")
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
