@@ -8,7 +8,12 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 ENV_STAMP := $(VENV)/.installed
 PAPERMILL := $(VPY) -m papermill --log-level WARNING --no-progress-bar
-LIB := $(wildcard lib/overhead/*.py)
+lib = $(patsubst %,lib/overhead/%.py,$(1))
+ENGINE_LIB := $(call lib,backends converters numpy_cnn numpy_layers worker timing envinfo data models)
+BENCH_LIB := $(ENGINE_LIB) $(call lib,sweep benchview)
+STARTUP_LIB := $(ENGINE_LIB) $(call lib,startup)
+PIPELINE_LIB := $(ENGINE_LIB) $(call lib,pipeline breakdown)
+REPORT_LIB := $(call lib,analysis plots reporttext claims render)
 
 ifeq ($(QUICK),1)
 OUT := build/quick
@@ -60,20 +65,20 @@ requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 	{ head -2 requirements.txt; build/pin/bin/pip freeze | grep -v '^-e'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
 
 # ---- the study -------------------------------------------------------------------------------
-$(RUNS)/01_train.ipynb: notebooks/01_train.ipynb lib/overhead/data.py lib/overhead/models.py $(ENV_STAMP)
+$(RUNS)/01_train.ipynb: notebooks/01_train.ipynb $(call lib,data models train) $(ENV_STAMP)
 	@mkdir -p $(RUNS)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(LIB) $(EXTRA_LIST) $(MODEL)
+$(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(BENCH_LIB) $(EXTRA_LIST) $(MODEL)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/startup.py $(EXTRA_LIST)
+$(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb $(STARTUP_LIB) $(EXTRA_LIST)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb lib/overhead/backends.py lib/overhead/pipeline.py lib/overhead/breakdown.py $(EXTRA_LIST)
+$(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb $(PIPELINE_LIB) $(EXTRA_LIST) | $(RUNS)/03_startup.ipynb
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb lib/overhead/analysis.py lib/overhead/plots.py lib/overhead/reporttext.py lib/overhead/claims.py
+$(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb $(REPORT_LIB)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(HTML): $(RUNS)/05_report.ipynb

@@ -241,6 +241,7 @@ def _prep_numpy(path, batch, threads, artifacts):
 
     global _BLAS_LIMIT
     _BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
+    _tf()  # from_keras reads the .keras file through Keras: start TF with our thread settings first
     model, load_s = _cached(("numpy", path, converters.model_sha(path)), lambda: numpy_cnn.from_keras(path))
     blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     kernels = "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
