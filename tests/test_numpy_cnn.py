@@ -28,6 +28,13 @@ def assert_close(out, ref):
     assert r <= 1.0, f"max abs error is {r:.3g} x the tolerance"
 
 
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Lower the split thresholds so the chunked (multi-threaded) paths run on test-sized layers."""
+    monkeypatch.setattr(numpy_layers, "PAR_MIN_FLOPS", 4e6)
+    monkeypatch.setattr(numpy_layers, "PAR_MIN_ELEMS", 1 << 14)
+
+
 def rand(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
@@ -108,8 +115,8 @@ def test_conv2d_variants(case):
     ((31, 29, 16), 32, 5, 2),    # strided, odd sizes
     ((97, 96, 64), 16, 3, 1),    # big enough for the padded copy to be split too
 ])
-def test_conv2d_chunked_paths(shape, filters, kernel, strides, threads):
-    """Convolutions big enough for the chunked, multi-threaded path, at batch 1 and 3."""
+def test_conv2d_chunked_paths(shape, filters, kernel, strides, threads, small_chunks):
+    """Convolutions on the chunked, multi-threaded path, at batch 1 and 3."""
     rng = np.random.default_rng(2)
     model = randomize(seq(shape, L.Conv2D(filters, kernel, strides=strides, padding="same", activation="relu")))
     net = from_keras(model, threads=threads)
@@ -122,7 +129,7 @@ def test_conv2d_chunked_paths(shape, filters, kernel, strides, threads):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch,units,act", [(8, 1024, "relu"), (300, 256, "relu"), (7, 512, "softmax"),
                                              (260, 160, "tanh")])
-def test_dense_chunked_paths(batch, units, act, threads):
+def test_dense_chunked_paths(batch, units, act, threads, small_chunks):
     """Dense layers big enough to be split: K-split for few rows, row chunks otherwise."""
     rng = np.random.default_rng(23)
     model = randomize(seq((1024,), L.Dense(units, activation=act), L.Dense(units, activation=act)))
@@ -131,12 +138,12 @@ def test_dense_chunked_paths(batch, units, act, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_large_pool_and_merge_chunked(threads):
-    """Pools and residual adds big enough to be split over threads (ResNet stem / stage-1 sizes)."""
+def test_large_pool_and_merge_chunked(threads, small_chunks):
+    """Pools and residual adds split over threads (thresholds lowered to these sizes)."""
     rng = np.random.default_rng(24)
     inp = keras.Input((63, 66, 40))
-    a = L.Conv2D(40, 1)(inp)
-    x = L.ReLU()(L.Add()([a, inp]))
+    a, b, c = (L.Conv2D(40, 1)(inp) for _ in range(3))
+    x = L.ReLU()(L.Add()([a, b, c]))
     m = L.MaxPooling2D(3, strides=2, padding="same")(x)
     v = L.AveragePooling2D(3, strides=2, padding="same")(x)
     model = randomize(keras.Model(inp, L.Concatenate()([m, v])))
@@ -216,7 +223,7 @@ def test_bias_and_activation_move_after_maxpool_only_when_exact(act, moved, pool
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape,pool,batch", [((28, 28, 1), 2, 2), ((27, 25, 3), 3, 1), ((30, 30, 24), 2, 3),
                                               ((12, 12, 64), 2, 1)])
-def test_conv_pool_fusion(shape, pool, batch, threads):
+def test_conv_pool_fusion(shape, pool, batch, threads, small_chunks):
     """Fused conv + max-pool on the small, chunked and channel-split paths, odd sizes included."""
     rng = np.random.default_rng(22)
     model = randomize(seq(shape, L.Conv2D(160 if shape[2] == 64 else 32, 3, activation="relu"),
@@ -334,7 +341,7 @@ def _call_forked(x):
     return _FORKED["net"](x)
 
 
-def test_fork_child_runs_single_threaded():
+def test_fork_child_runs_single_threaded(small_chunks):
     """After fork the worker threads are gone: the child must still finish (on its own thread)."""
     import multiprocessing as mp
     rng = np.random.default_rng(26)
@@ -505,7 +512,7 @@ def test_noncontiguous_input_and_batch_sizes():
         assert_close(net(xi), model(xi, training=False))
 
 
-def test_threads_restore_blas_setting():
+def test_threads_restore_blas_setting(small_chunks):
     from threadpoolctl import threadpool_info, threadpool_limits
     rng = np.random.default_rng(17)
     model = randomize(seq((34, 33, 24), L.Conv2D(40, 3, padding="same")))

@@ -19,7 +19,14 @@ import os
 import sys
 import time
 
-import numpy as np
+# OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call (2^28 cycles) before
+# sleeping. The GEMM reference below is timed interleaved with the engines, and its spinning
+# threads measurably slowed whichever engine ran next (ResNet-18 b1 numpy: 27 ms -> 41 ms right
+# after a 2048^3 GEMM). Park them at once instead; a no-op if NumPy was imported before us.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
 CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_imagenet", 1), ("resnet18_imagenet", 32)]
@@ -214,6 +221,7 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
         samples = _measure(fns, budget, min_samples, rounds, warmup_calls=1 if big and batch > 1 else 5)
         med = {k: float(np.median(v)) / 1e3 for k, v in samples.items()}  # us
         row = {"model": name, "batch": batch, "threads": threads, "flops": flops * batch,
+               "load_avg_1min": round(os.getloadavg()[0], 2),
                "numpy_us": med["numpy"], "tf_function_us": med["tf.function"], "litert_us": med["litert"],
                "err_numpy": errs["numpy"], "err_tf_function": errs["tf.function"], "err_litert": errs["litert"],
                "tol": TOL * max(1.0, float(np.abs(ref).max())),
@@ -223,23 +231,31 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
         row["numpy_gflops"] = flops * batch / (med["numpy"] * 1e3)
         rows.append(row)
         log(f"  {name} b{batch}: numpy {med['numpy']:.1f} us, tf.function {med['tf.function']:.1f} us, "
-            f"litert {med['litert']:.1f} us ({time.perf_counter() - t0:.0f} s)")
+            f"litert {med['litert']:.1f} us ({time.perf_counter() - t0:.0f} s, load {row['load_avg_1min']})")
         if profile:
-            log(profile_table(net, x))
+            log(profile_table(net, x, gemm_gflops=row.get("gemm_gflops")))
     limit.restore_original_limits()
     return rows
 
 
-def profile_table(net, x, top=12) -> str:
+def profile_table(net, x, top=12, gemm_gflops=None) -> str:
+    """The engine's per-step profile: time by op kind, the GEMM-op rate, and the slowest steps."""
     prof = net.profile(x, repeats=5 if x.shape[0] > 1 else 20)
     total = sum(p["us"] for p in prof)
     by_kind: dict[str, float] = {}
     for p in prof:
         by_kind[p["kind"]] = by_kind.get(p["kind"], 0.0) + p["us"]
+    gemm_us = sum(p["us"] for p in prof if p["flops"])
+    gemm_fl = sum(p["flops"] for p in prof)
     lines = [f"    profile {net.name} batch {x.shape[0]}: {total:.0f} us in {len(prof)} steps; by kind: "
              + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(by_kind.items(), key=lambda t: -t[1]))]
+    if gemm_us:
+        rate = gemm_fl / gemm_us / 1e3
+        ref = f" = {100 * rate / gemm_gflops:.0f}% of the GEMM rate" if gemm_gflops else ""
+        lines.append(f"    conv/dense steps: {100 * gemm_us / total:.0f}% of the time at {rate:.0f} GFLOP/s{ref}")
     for p in sorted(prof, key=lambda p: -p["us"])[:top]:
-        lines.append(f"      {p['op']:24s} {p['kind']:12s} {p['us']:10.1f} us {100 * p['us'] / total:5.1f}%")
+        rate = f"{p['flops'] / p['us'] / 1e3:7.0f} GF/s" if p["flops"] else ""
+        lines.append(f"      {p['op']:24s} {p['kind']:12s} {p['us']:10.1f} us {100 * p['us'] / total:5.1f}% {rate}")
     return "\n".join(lines)
 
 
@@ -266,11 +282,11 @@ def targets(rows) -> list[dict]:
 
 def format_report(rows, checks) -> str:
     lines = [f"{'case':24s} {'numpy us':>11s} {'tf.function us':>15s} {'litert us':>11s} "
-             f"{'numpy GF/s':>11s} {'GEMM GF/s':>10s}"]
+             f"{'numpy GF/s':>11s} {'GEMM GF/s':>10s} {'load':>5s}"]
     for r in rows:
         gemm = f"{r['gemm_gflops']:10.1f}" if "gemm_gflops" in r else f"{'':>10s}"
         lines.append(f"{r['model'] + ' b' + str(r['batch']):24s} {r['numpy_us']:11.1f} {r['tf_function_us']:15.1f} "
-                     f"{r['litert_us']:11.1f} {r['numpy_gflops']:11.2f} {gemm}")
+                     f"{r['litert_us']:11.1f} {r['numpy_gflops']:11.2f} {gemm} {r['load_avg_1min']:5.2f}")
     lines.append("")
     lines.append(f"{'case':24s} {'target':30s} {'measured':>9s} {'goal':>7s}  status")
     for c in checks:
@@ -314,7 +330,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-save", action="store_true", help="do not write enginebench.csv")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or os.cpu_count()}")
+    print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.2f} (the machine is shared: other jobs slow every engine)")
     rows = run(quick=args.quick, threads=args.threads, profile=args.profile)
     checks = targets(rows)
     print()

@@ -613,6 +613,7 @@ class _Plan:
                 if b in owner:
                     pool.give(owner.pop(b))
         self.steps, self.ops, self.template = steps, names, template
+        self.shapes = shapes
         self.in_val, self.out_vals = in_val, list(out_vals)
         self.out_shapes = [shapes[v] for v in out_vals]
         self.nbytes = pool.nbytes()
@@ -793,11 +794,25 @@ class NumpyModel:
             finally:
                 restore()
         med, low = np.median(times, axis=0) / 1e3, times.min(axis=0) / 1e3
-        return [{"op": op.name, "kind": op.kind, "class": op.cls, "us": float(t), "min_us": float(lo)}
+        return [{"op": op.name, "kind": op.kind, "class": op.cls, "us": float(t), "min_us": float(lo),
+                 "flops": _op_flops(op, plan.shapes[op.out])}
                 for op, t, lo in zip(plan.ops, med, low)]
 
     def __repr__(self):
         return f"NumpyModel({self.name!r}, input={self.input_shape}, ops={len(self._ops)}, threads={self._threads})"
+
+
+def _op_flops(op, out_shape) -> int:
+    """2 x multiply-adds of a Conv2D / DepthwiseConv2D / Dense op for its output shape (0 otherwise)."""
+    rows = int(np.prod(out_shape[:-1]))
+    if op.kind == "conv":
+        ph, pw = op.p.get("pool", (1, 1))
+        return 2 * rows * ph * pw * op.p["w2"].shape[0] * op.p["w2"].shape[1]
+    if op.kind == "dense":
+        return 2 * rows * op.p["w"].shape[0] * op.p["w"].shape[1]
+    if op.kind == "dwconv":
+        return 2 * rows * out_shape[-1] * op.p["kh"] * op.p["kw"]
+    return 0
 
 
 _F32_DTYPE = np.dtype(np.float32)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -282,9 +283,8 @@ class Parallel:
         finally:
             with task.lock:
                 task.closed = True
-                busy = task.active
-            if busy:
-                task.done.wait()
+            while task.active:  # a worker is finishing a chunk: poll (GIL released), do not sleep
+                _pause()
         if task.error is not None:
             raise task.error
 
@@ -296,14 +296,19 @@ class Parallel:
 
     def _loop(self, ev, tid):
         self._native.append(threading.get_native_id())
+        last, spin_until, clock = None, 0.0, time.perf_counter
         while True:
-            ev.wait()
-            ev.clear()
+            task = self._task
             if self._stop:
                 return
-            task = self._task
-            if task is None or tid >= task.threads:
+            if task is None or task is last or tid >= task.threads:
+                if clock() < spin_until:  # recently busy: poll for the next region
+                    _pause()
+                    continue
+                ev.wait()
+                ev.clear()
                 continue
+            last = task
             with task.lock:
                 if task.closed:
                     continue
@@ -320,8 +325,7 @@ class Parallel:
             finally:
                 with task.lock:
                     task.active -= 1
-                    if task.active == 0 and task.closed:
-                        task.done.set()
+            spin_until = clock() + SPIN_S
 
     def stop(self):
         self._stop = True
@@ -363,19 +367,40 @@ if hasattr(os, "register_at_fork"):
 
 
 class _Task:
-    __slots__ = ("fn", "n", "threads", "it", "lock", "active", "closed", "done", "error")
+    __slots__ = ("fn", "n", "threads", "it", "lock", "active", "closed", "error")
 
     def __init__(self, fn, n, threads):
         self.fn, self.n, self.threads = fn, n, threads
         self.it = itertools.count()
         self.lock = threading.Lock()
         self.active, self.closed, self.error = 0, False, None
-        self.done = threading.Event()
 
 
-# GEMM steps larger than this are cut into chunks run through Parallel (a parallel region costs
-# ~20-40 us of thread hand-off); smaller ones are one direct call.
-PAR_MIN_FLOPS = 6e6
+# Waking a sleeping thread on this VM costs ~70-90 us (measured: worker's first chunk started
+# 67-90 us after the caller's Event.set), about a tenth of a typical parallel step. So, like
+# OpenMP and OpenBLAS, threads poll before sleeping: a worker polls for SPIN_S after its last
+# chunk (back-to-back steps and calls find it awake), the caller polls while a worker finishes.
+# Polling sleeps ~20 us per round in libc's usleep through ctypes, which releases the GIL.
+SPIN_S = float(os.environ.get("OVERHEAD_NUMPY_SPIN_S", "0.002"))
+
+
+def _make_pause():
+    try:
+        import ctypes
+        usleep = ctypes.CDLL(None).usleep
+        usleep.argtypes = [ctypes.c_uint]
+        return lambda: usleep(20)
+    except (OSError, AttributeError, TypeError):
+        return lambda: time.sleep(0)
+
+
+_pause = _make_pause()
+
+
+# GEMM steps larger than this are cut into chunks run through Parallel; smaller ones are one direct
+# call. Measured: a parallel region costs ~0.1 ms here (thread wake-up, the last chunk's wait), so
+# ResNet's 12.8 MFLOP 1x1 shortcut convolutions ran slower on 2 threads (0.14-0.20 ms -> 0.23-0.26).
+PAR_MIN_FLOPS = 16e6
 CHUNK_COL_BYTES = 1536 << 10  # im2col rows per chunk: about this much scratch (fits L2 with the output)
 MAX_ROWS = 4096
 
@@ -788,7 +813,7 @@ _MERGE = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply, "maxi
           "minimum": np.minimum, "average": np.add}
 
 
-PAR_MIN_ELEMS = 1 << 17  # element-wise and pooling steps larger than this are split over threads
+PAR_MIN_ELEMS = 1 << 20  # element-wise and pooling steps larger than this are split over threads
 
 
 def build_merge(op, ins, out, ctx):
