@@ -159,7 +159,8 @@ def tldr(R) -> str:
     out = []
     if np.isfinite(kp):
         lite = ratio(R, m, "keras.predict", "litert")
-        out.append(f"On {code(R['machine'])} ({R['threads'].get(R['machine'], '?')} threads, batch 1) the seed's small "
+        n_thr = R['threads'].get(R['machine'], '?')
+        out.append(f"On {code(R['machine'])} ({n_thr} thread{'' if n_thr == 1 else 's'}, batch 1) the seed's small "
                    f"CNN ({code(m)}, {fmt_flops(ladder(R).set_index('model')['flops'][m])} per image) takes "
                    f"{fmt_us(latency(R, m, 'keras.predict'))} through `keras.predict`: {fmt_x(kp)} the NumPy engine "
                    f"({fmt_us(latency(R, m, 'numpy'))})"
