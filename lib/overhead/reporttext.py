@@ -183,7 +183,10 @@ def tldr(R) -> str:
         top = big.loc[big["median_us"].idxmin()]
         out.append(f"On the largest model ({code(top['model'])}, {fmt_flops(top['flops'])}) the fastest path is "
                    f"{code(top['backend'])} at {fmt_us(top['median_us'])}, {fmt_pct(top['peak_share'])} of the "
-                   f"machine's float32 GEMM peak ({top['peak_gflops']:.0f} GFLOP/s); there `keras.predict` takes "
+                   f"machine's float32 GEMM peak ({top['peak_gflops']:.0f} GFLOP/s)"
+                   + (" (it computes in 8-bit integers, so the float32 peak is no bound for it)"
+                      if "int8" in str(top["backend"]) else "")
+                   + "; there `keras.predict` takes "
                    f"{fmt_x(ratio(R, top['model'], 'keras.predict', 'numpy'))} the NumPy engine's time.")
     return head + "\n\n" + " ".join(out)
 
@@ -262,8 +265,11 @@ def limitations(R, results: dict, models: pd.DataFrame, missing: list) -> str:
         out.append("- One machine only: whether another CPU, core count or BLAS changes the picture is untested here.")
     bad = R.get("problems")
     if bad is not None and len(bad):
-        out.append(f"- {len(bad)} model × backend combinations did not run or did not match the reference "
-                   f"({', '.join(sorted(set(bad['backend'])))}); they are missing from fits and ratios.")
+        counts = bad["status"].value_counts().to_dict() if "status" in bad else {}
+        what = ", ".join(f"{n} {s}" for s, n in counts.items()) or f"{len(bad)}"
+        out.append(f"- {len(bad)} model × backend combinations have rows that are not ok ({what}): `skipped` rows "
+                   f"exceed the sweep's per-call FLOPs cap (large batches of the largest models). Those rows are "
+                   f"not in the fits and ratios; the Parity section gives each reason.")
     if models is not None and len(models) and "weights" in models:
         seeded = models[models["weights"] != "trained"]["name"].tolist()
         if seeded:
