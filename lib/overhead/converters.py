@@ -128,28 +128,26 @@ def _cached_or_build(target: Path, build, kind: str) -> tuple[Path, dict]:
     return target, info
 
 
-def savedmodel(model_path, artifacts=None) -> tuple[Path, dict]:
-    """Keras `model.export(dir)` (a SavedModel with a `serve` endpoint / serving_default signature)."""
-    target = artifact_dir(model_path, artifacts) / "savedmodel"
+def _keras_export(model_path, artifacts, name: str, fmt: str, kind: str) -> tuple[Path, dict]:
+    """`model.export(<artifact>/name, format=fmt)`, cached like every conversion."""
+    target = artifact_dir(model_path, artifacts) / name
 
     def build(tmp: Path) -> Path:
-        out = tmp / "savedmodel"
-        load_keras(model_path).export(str(out), format="tf_saved_model", verbose=False)
+        out = tmp / name
+        load_keras(model_path).export(str(out), format=fmt, verbose=False)
         return out
 
-    return _cached_or_build(target, build, "savedmodel")
+    return _cached_or_build(target, build, kind)
+
+
+def savedmodel(model_path, artifacts=None) -> tuple[Path, dict]:
+    """Keras `model.export(dir)` (a SavedModel with a `serve` endpoint / serving_default signature)."""
+    return _keras_export(model_path, artifacts, "savedmodel", "tf_saved_model", "savedmodel")
 
 
 def onnx(model_path, artifacts=None) -> tuple[Path, dict]:
     """Keras `model.export(path, format="onnx")` (tf2onnx underneath; dynamic batch dimension)."""
-    target = artifact_dir(model_path, artifacts) / "model.onnx"
-
-    def build(tmp: Path) -> Path:
-        out = tmp / "model.onnx"
-        load_keras(model_path).export(str(out), format="onnx", verbose=False)
-        return out
-
-    return _cached_or_build(target, build, "onnx")
+    return _keras_export(model_path, artifacts, "model.onnx", "onnx", "onnx")
 
 
 def representative_inputs(shape, n: int = REPRESENTATIVE_SAMPLES) -> np.ndarray:
