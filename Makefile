@@ -47,11 +47,12 @@ help: ## List the targets
 
 env: $(ENV_STAMP) ## Build .venv from the pinned requirements.txt (re-runs only when they change)
 
-$(ENV_STAMP): requirements.txt pyproject.toml
+$(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11 or run make PY=/path/to/python3.11" >&2; exit 2; }
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade "pip<26"
 	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(VPY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
@@ -61,8 +62,8 @@ test: $(ENV_STAMP) ## Run the test suite (unit tests + papermill smoke runs of e
 
 requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 	rm -rf build/pin && $(PY) -m venv build/pin
-	build/pin/bin/pip install --quiet -r requirements.in
-	{ head -2 requirements.txt; build/pin/bin/pip freeze | grep -v '^-e'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
+	grep -v '^tf-keras' requirements.in > build/pin/requirements.in && build/pin/bin/pip install --quiet -r build/pin/requirements.in
+	{ head -2 requirements.txt; build/pin/bin/pip freeze | grep -v '^-e\|^#'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
 
 # ---- the study -------------------------------------------------------------------------------
 $(RUNS)/01_train.ipynb: notebooks/01_train.ipynb $(call lib,data models train) $(ENV_STAMP)

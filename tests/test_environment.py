@@ -13,9 +13,10 @@ def _norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _pins(path):
+def _pins(*paths):
     out = {}
-    for line in path.read_text().splitlines():
+    lines = [line for path in paths for line in path.read_text().splitlines()]
+    for line in lines:
         line = line.split("#")[0].strip()
         if line and not line.startswith("-"):
             name, _, version = line.partition("==")
@@ -24,13 +25,15 @@ def _pins(path):
 
 
 def test_requirements_pin_every_direct_dependency_exactly():
-    pins = _pins(ROOT / "requirements.txt")
-    direct = [_norm(l.strip()) for l in (ROOT / "requirements.in").read_text().splitlines()
+    pins = _pins(ROOT / "requirements.txt", ROOT / "requirements-nodeps.txt")
+    direct = [_norm(l.split("#")[0].strip()) for l in (ROOT / "requirements.in").read_text().splitlines()
               if l.strip() and not l.startswith("#")]
     assert all(v for v in pins.values()), "every line of requirements.txt is name==version"
     missing = [d for d in direct if d not in pins]
     assert not missing, f"not pinned in requirements.txt: {missing}"
     assert pins["tensorflow-cpu"].startswith("2.21.") and pins["keras"].startswith("3.")
+    assert pins["tf-keras"] == pins["tensorflow-cpu"], "Keras 2 (tf-keras) must match the TensorFlow version"
+    assert "tensorflow" not in pins, "full `tensorflow` beside tensorflow-cpu would duplicate TF"
 
 
 def test_environment_yml_matches_requirements():
@@ -40,8 +43,8 @@ def test_environment_yml_matches_requirements():
     assert "python=3.11" in deps and "pip" in deps
     pip_block = next(d["pip"] for d in deps if isinstance(d, dict))
     conda = {_norm(p.split("==")[0]): p.split("==")[1] for p in pip_block if "==" in p}
-    pins = _pins(ROOT / "requirements.txt")
-    direct = {_norm(l.strip()) for l in (ROOT / "requirements.in").read_text().splitlines()
+    pins = _pins(ROOT / "requirements.txt", ROOT / "requirements-nodeps.txt")
+    direct = {_norm(l.split("#")[0].strip()) for l in (ROOT / "requirements.in").read_text().splitlines()
               if l.strip() and not l.startswith("#")}
     assert set(conda) == direct, "environment.yml's pip block must list exactly requirements.in"
     drift = {k: (v, pins[k]) for k, v in conda.items() if pins[k] != v}
@@ -51,8 +54,9 @@ def test_environment_yml_matches_requirements():
 def test_installed_versions_are_the_pinned_ones():
     from importlib.metadata import version
 
-    pins = _pins(ROOT / "requirements.txt")
-    for pkg in ("numpy", "tensorflow-cpu", "keras", "ai-edge-litert", "onnxruntime", "pandas", "papermill"):
+    pins = _pins(ROOT / "requirements.txt", ROOT / "requirements-nodeps.txt")
+    for pkg in ("numpy", "tensorflow-cpu", "keras", "tf-keras", "jax", "openvino", "ai-edge-litert", "onnxruntime",
+                "pandas", "papermill", "jupytext"):
         assert version(pkg) == pins[pkg], pkg
 
 
