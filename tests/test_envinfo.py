@@ -110,3 +110,21 @@ def test_write_and_read_meta(tmp_path):
     assert meta["result_file"] == "bench.csv"
     assert set(envinfo.KEYS) <= set(meta)
     assert [p.name for p in tmp_path.iterdir()] == ["bench.meta.json"]
+
+
+def test_isa_flags_read_from_proc_cpuinfo_text():
+    text = ("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+            "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile amx_int8 amx_bf16 rdrand\n")
+    flags = envinfo.proc_cpu_flags(text)
+    assert {"avx2", "amx_int8", "rdrand"} <= flags
+    assert envinfo.isa_flags(flags) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni",
+                                        "amx_tile", "amx_int8", "amx_bf16"]
+    arm = envinfo.proc_cpu_flags("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm sve\n")
+    assert envinfo.isa_flags(arm) == ["asimd", "asimddp", "i8mm", "sve"]
+
+
+def test_collect_reports_isa_flags_of_this_cpu():
+    meta = envinfo.collect()
+    assert meta["isa_flags"] == envinfo.isa_flags()
+    assert set(meta["isa_flags"]) <= set(envinfo.ISA_FLAGS)
+    assert set(meta["isa_flags"]) <= envinfo.proc_cpu_flags()

@@ -41,7 +41,7 @@ ENV_VARS = (
 )
 
 KEYS = (
-    "machine", "hostname", "date", "cpu_model", "cpu_flags", "arch", "physical_cores",
+    "machine", "hostname", "date", "cpu_model", "cpu_flags", "isa_flags", "arch", "physical_cores",
     "logical_cores", "affinity_cores", "cpu_freq_mhz", "load_avg_1m", "ram_gib", "os",
     "kernel", "platform", "python", "versions", "blas", "threads", "env", "onednn",
     "git_commit", "git_dirty",
@@ -51,6 +51,10 @@ KEYS = (
 _SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
                "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve", "sve2")
 _X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
+# Vector/matrix ISA extensions that set a CPU's float32/int8/bf16 peaks (see overhead.ceilings).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+             "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+             "amx_fp16", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,6 +171,26 @@ def _simd_flags() -> list[str]:
     return [f for f in _SIMD_FLAGS if f in flags]
 
 
+def proc_cpu_flags(text: str | None = None) -> set[str]:
+    """The kernel's CPU feature flags (/proc/cpuinfo 'flags' on x86, 'Features' on ARM); else py-cpuinfo's."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return set(value.split())
+    return {str(f) for f in cpu_info().get("flags", [])}
+
+
+def isa_flags(flags=None) -> list[str]:
+    """The ISA_FLAGS present on this CPU (or in `flags`), in ISA_FLAGS order."""
+    have = proc_cpu_flags() if flags is None else set(flags)
+    return [f for f in ISA_FLAGS if f in have]
+
+
 def collect(threads=None) -> dict:
     """Describe this machine and software stack; `threads` is the thread setting of the run."""
     import psutil
@@ -178,6 +202,7 @@ def collect(threads=None) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
         "cpu_flags": _simd_flags(),
+        "isa_flags": isa_flags(),
         "arch": uname.machine,
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": logical_cores(),
