@@ -66,20 +66,25 @@ requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 	{ head -2 requirements.txt; build/pin/bin/pip freeze | grep -v '^-e\|^#'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
 
 # ---- the study -------------------------------------------------------------------------------
-$(RUNS)/01_train.ipynb: notebooks/01_train.ipynb $(call lib,data models train) $(ENV_STAMP)
+# Notebooks are jupytext percent sources (notebooks/NN_name.py); papermill runs their .ipynb conversion.
+build/notebooks/%.ipynb: notebooks/%.py $(ENV_STAMP)
+	@mkdir -p $(dir $@)
+	$(VPY) -m jupytext --quiet --to ipynb $< -o $@
+
+$(RUNS)/01_train.ipynb: build/notebooks/01_train.ipynb $(call lib,data models train) $(ENV_STAMP)
 	@mkdir -p $(RUNS)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/02_benchmark.ipynb: notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(BENCH_LIB) $(EXTRA_LIST) $(MODEL)
+$(RUNS)/02_benchmark.ipynb: build/notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(BENCH_LIB) $(EXTRA_LIST) $(MODEL)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/03_startup.ipynb: notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb $(STARTUP_LIB) $(EXTRA_LIST)
+$(RUNS)/03_startup.ipynb: build/notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb $(STARTUP_LIB) $(EXTRA_LIST)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/04_pipeline.ipynb: notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb $(PIPELINE_LIB) $(EXTRA_LIST) | $(RUNS)/03_startup.ipynb
+$(RUNS)/04_pipeline.ipynb: build/notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb $(PIPELINE_LIB) $(EXTRA_LIST) | $(RUNS)/03_startup.ipynb
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
 
-$(RUNS)/05_report.ipynb: notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb $(REPORT_LIB)
+$(RUNS)/05_report.ipynb: build/notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb $(REPORT_LIB)
 	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $(@:.ipynb=.tmp.ipynb) $@
 
 $(HTML): $(RUNS)/05_report.ipynb

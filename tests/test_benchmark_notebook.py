@@ -1,4 +1,4 @@
-"""Smoke run of notebooks/02_benchmark.ipynb with quick parameters into a temporary data tree."""
+"""Smoke run of notebooks/02_benchmark.py with quick parameters into a temporary data tree."""
 import json
 import shutil
 
@@ -18,7 +18,7 @@ def test_benchmark_notebook_quick(tmp_path, tiny_data_dir):
     shutil.copytree(tiny_data_dir / "models", data_dir / "models")
     if (tiny_data_dir / "artifacts").exists():  # conversions other tests already made (content-keyed)
         shutil.copytree(tiny_data_dir / "artifacts", data_dir / "artifacts")
-    nb = run_notebook("02_benchmark.ipynb", tmp_path, quick=True, data_dir=str(data_dir), machine="nbtest",
+    nb = run_notebook("02_benchmark.py", tmp_path, quick=True, data_dir=str(data_dir), machine="nbtest",
                       models=["logreg", "cnn_seed"], backends=BACKENDS)
     res = data_dir / "results" / "nbtest"
     bench = pd.read_csv(res / "bench.csv")

@@ -1,4 +1,4 @@
-"""notebooks/05_report.ipynb on the synthetic fixture via papermill, rendered like `make report`."""
+"""notebooks/05_report.py (jupytext source) on the synthetic fixture via papermill, rendered like `make report`."""
 import json
 import re
 import shutil
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "05_report.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "05_report.py"
 FIXTURE = Path(__file__).parent / "fixtures"
 MACHINE = "synthetic-fixture-2c"
 SECTIONS = ["TL;DR", "Method", "Parity", "Overhead versus compute", "Overhead share", "Speed-up tables",
@@ -35,7 +35,7 @@ def _run(tmp: Path, data: Path, monkeypatch, **params) -> Path:
     from nbrun import run_notebook
     monkeypatch.setenv("OVERHEAD_MACHINE", "report-test-runner")   # the kernel skips the CPU probe
     run_notebook(NOTEBOOK.name, tmp, data_dir=str(data), figures_dir=str(tmp / "figures"), quick=True, **params)
-    return tmp / NOTEBOOK.name
+    return tmp / f"{NOTEBOOK.stem}.ipynb"
 
 
 def _text(html: str) -> str:
@@ -44,7 +44,8 @@ def _text(html: str) -> str:
 
 
 def test_committed_notebook_is_clean_and_parameterised():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    import jupytext
+    nb = jupytext.read(NOTEBOOK)
     assert "%load_ext autoreload" in nb.cells[0].source and "%autoreload 2" in nb.cells[0].source
     params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1

@@ -6,7 +6,7 @@ from nbrun import outputs_text, run_notebook
 
 
 def test_startup_notebook(data_env, tmp_path):
-    nb = run_notebook("03_startup.ipynb", tmp_path, models=["cnn_seed", "not_a_model"], backends=["numpy", "keras.call"],
+    nb = run_notebook("03_startup.py", tmp_path, models=["cnn_seed", "not_a_model"], backends=["numpy", "keras.call"],
                       repeats=2, steady_calls=5, quick=True, data_dir=str(data_env), machine="smoke")
     df = pd.read_csv(data_env / "results" / "smoke" / "startup.csv")
     assert list(df.columns) == startup.COLUMNS
@@ -19,7 +19,7 @@ def test_startup_notebook(data_env, tmp_path):
 
 
 def test_pipeline_notebook(data_env, tmp_path):
-    nb = run_notebook("04_pipeline.ipynb", tmp_path, models=["cnn_seed"], backends=["numpy", "keras.call"],
+    nb = run_notebook("04_pipeline.py", tmp_path, models=["cnn_seed"], backends=["numpy", "keras.call"],
                       calls=10, breakdown_models=["cnn_seed"], breakdown_backends=["keras.predict", "tf.function"],
                       quick=True, data_dir=str(data_env), machine="smoke")
     out = data_env / "results" / "smoke"

@@ -7,7 +7,7 @@ from nbrun import outputs_text, run_notebook
 def test_train_notebook_writes_every_model_with_metadata(tmp_path, tiny_data_dir):
     data_dir = tmp_path / "data"
     shutil.copytree(tiny_data_dir / "raw", data_dir / "raw")
-    nb = run_notebook("01_train.ipynb", tmp_path, quick=True, data_dir=str(data_dir),
+    nb = run_notebook("01_train.py", tmp_path, quick=True, data_dir=str(data_dir),
                       models=["mlp_tiny", "cnn_seed", "resnet18_imagenet"], max_train_samples=500)
     for name in ("mlp_tiny", "cnn_seed", "resnet18_imagenet"):
         assert (data_dir / "models" / f"{name}.keras").exists()

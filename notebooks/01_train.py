@@ -1,0 +1,70 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 — Train the model ladder
+#
+# Builds every model of `overhead.models.LADDER`, trains it on real MNIST digits (brought to the model's input shape) and saves `data/models/<name>.keras` + `<name>.json`. Models whose forward pass costs more than `max_train_flops` keep their seeded initialisation: timing does not depend on the weights' values, and the metadata and the report say which models these are.
+
+# %%
+# %load_ext autoreload
+# %autoreload 2
+
+# %% tags=["parameters"]
+# parameters
+models = None            # None -> the whole ladder
+epochs = 6               # epochs for the MNIST-sized plain models
+resnet_epochs = 3        # epochs for the ResNets that are trained
+batch_size = 64
+seed = 0
+max_train_flops = 3e8    # forward FLOPs per image above which a model keeps its seeded init
+max_train_samples = 10000
+augment_max_flops = 2e6  # models up to this size also see one-pixel shifts of the digits (9x data)
+quick = False
+data_dir = None
+extra_models = []        # user models are used as given, never trained here
+
+# %%
+import pandas as pd
+from tqdm.auto import tqdm
+from overhead import config, data, models as zoo, train
+
+if quick:
+    models = models or ['logreg', 'mlp_tiny', 'cnn_seed']
+    epochs, resnet_epochs = min(epochs, 2), min(resnet_epochs, 1)
+names = list(models or zoo.LADDER)
+splits = data.load_mnist(data_dir)
+print(f'MNIST source: {splits.source}; train {splits.x_train.shape}, test {splits.x_test.shape}')
+print(f'models go to {config.models_dir(data_dir)}')
+
+# %%
+rows = []
+for name in tqdm(names, desc='train'):
+    n_epochs = resnet_epochs if name.startswith('resnet') else epochs
+    rows.append(train.train_one(name, splits, epochs=n_epochs, batch_size=batch_size, seed=seed,
+                                max_train_flops=max_train_flops, max_train_samples=max_train_samples,
+                                augment_max_flops=augment_max_flops,
+                                data_dir=data_dir))
+table = pd.DataFrame(rows)[['name', 'params', 'flops', 'input_shape', 'weights', 'epochs',
+                           'augmentation',
+                           'accuracy', 'train_s', 'data_source']]
+table
+
+# %% [markdown]
+# The FLOPs axis the benchmark spans (decades between the smallest and largest model):
+
+# %%
+import numpy as np
+print(f"{np.log10(table.flops.max() / table.flops.min()):.2f} decades of FLOPs, "
+      f"{table.flops.min():.3g} to {table.flops.max():.3g}")

@@ -1,0 +1,117 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 — Cold start and memory
+#
+# What a user pays before the first prediction: every backend is started in a **fresh process** per repetition (`python -m overhead.startup child`), which measures
+#
+# - **import**: importing the backend's runtime (NumPy + the NumPy engine, `tensorflow` + `keras`, `ai_edge_litert`, `onnxruntime`); NumPy's own import is part of every runtime's cost;
+# - **load**: building a callable from the *cached* artifact (reading the `.keras` file, tracing the `tf.function`, loading the SavedModel, building the LiteRT interpreter / ORT session, unpickling the NumPy engine's converted program) — artifacts are built beforehand, so no conversion happens here;
+# - **convert**: producing that artifact from the `.keras` file, as recorded when it was built (SavedModel export, + TFLite conversion for LiteRT, ONNX export, the NumPy engine's conversion); 0 for paths that run the `.keras` file itself;
+# - **first call**: the first inference on one real digit (Keras builds its predict function here, XLA compiles here);
+# - **start to first prediction**: wall time from just before the process was spawned (interpreter start included) to the end of the first call;
+# - **steady median**: later calls in the same process, for contrast;
+# - **memory**: peak resident set size (`VmHWM`, the process's own high-water mark; `ru_maxrss` would include the parent's size after fork + exec) after import, after load and after the first call.
+#
+# Repetitions are interleaved (each round starts every backend once, in a rotated order). Files are read once beforehand, so this is a *process*-cold start with a warm OS page cache, not a disk-cold one.
+
+# %%
+# %load_ext autoreload
+# %autoreload 2
+
+# %% tags=["parameters"]
+models = ['cnn_seed', 'resnet18_imagenet']
+backends = None          # None -> every registered backend
+repeats = 5              # fresh processes per model x backend
+steady_calls = 200       # calls for the steady-state median (at most ~0.5 s per child)
+threads = None           # None -> all cores
+timeout_s = 600
+quick = False
+data_dir = None
+machine = None
+extra_models = []
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+from overhead import analysis, config, startup
+
+if quick:
+    repeats, steady_calls = min(repeats, 2), min(steady_calls, 20)
+from pathlib import Path
+def present(names):
+    '''Ladder names whose .keras exists (and user model paths); missing ones are reported, not run.'''
+    keep = []
+    for m in names:
+        p = Path(m) if str(m).endswith('.keras') else config.models_dir(data_dir) / f'{m}.keras'
+        (keep.append(m) if p.exists() else print(f'skipped: {m} (no {p})'))
+    if not keep:
+        raise SystemExit('none of the requested models exists: run notebooks/01_train.ipynb first')
+    return keep
+models = present(models)
+extra_models = present(extra_models) if extra_models else []
+pd.set_option('display.width', 200)
+
+# %%
+df = startup.run(models, backends, repeats=repeats, steady_calls=steady_calls, threads=threads,
+                 extra_models=extra_models, data_dir=data_dir, machine=machine, timeout_s=timeout_s)
+print(f"{(df.status == 'ok').sum()} of {len(df)} cold starts ok")
+
+# %% [markdown]
+# ## Median over repetitions
+#
+# Seconds for the phases, µs for the steady call, MB of peak resident memory.
+
+# %%
+summary = analysis.startup_summary(df)
+cols = ['model', 'backend', 'reps', 'import_s', 'convert_s', 'load_s', 'first_call_s',
+        'start_to_first_pred_s', 'steady_median_us', 'cold_over_steady', 'rss_after_import_mb',
+        'rss_after_load_mb', 'rss_after_first_call_mb']
+summary[[c for c in cols if c in summary]].round(3)
+
+# %%
+lines = []
+for model, g in summary.groupby('model'):
+    s = g.set_index('backend')
+    fastest = s['start_to_first_pred_s'].idxmin()
+    lines.append(f'**{model}**: the quickest first prediction is {fastest} '
+                 f"({s.loc[fastest, 'start_to_first_pred_s']:.2f} s after process start, "
+                 f"{s.loc[fastest, 'rss_after_first_call_mb']:.0f} MB).")
+    for b in ('keras.predict', 'tf.function', 'litert', 'onnxruntime'):
+        if b in s.index and 'numpy' in s.index and b != fastest:
+            r = s.loc[b, 'start_to_first_pred_s'] / s.loc['numpy', 'start_to_first_pred_s']
+            lines.append(f"- {b}: {s.loc[b, 'start_to_first_pred_s']:.2f} s ({r:.1f}x numpy's "
+                         f"{s.loc['numpy', 'start_to_first_pred_s']:.2f} s), of which import "
+                         f"{s.loc[b, 'import_s']:.2f} s, load {s.loc[b, 'load_s']:.2f} s, first call "
+                         f"{s.loc[b, 'first_call_s']:.3f} s; {s.loc[b, 'rss_after_first_call_mb']:.0f} MB "
+                         f"vs {s.loc['numpy', 'rss_after_first_call_mb']:.0f} MB; the first prediction "
+                         f"costs {s.loc[b, 'cold_over_steady']:,.0f} steady calls.")
+display(Markdown('\n'.join(lines)))
+
+# %% [markdown]
+# ## Spread over repetitions and failures
+
+# %%
+ok = df[df.status == 'ok']
+ok.groupby(['model', 'backend'])['start_to_first_pred_s'].agg(['min', 'median', 'max']).round(3)
+
+# %%
+failed = df[df.status != 'ok'][['model', 'backend', 'rep', 'status', 'reason']]
+failed if len(failed) else print('no failures')
+
+# %%
+from overhead import plots
+for model in df['model'].unique():
+    plots.fig_cold_start(summary, model=model)
