@@ -38,7 +38,7 @@ extra_models = []        # user models are used as given, never trained here
 # %%
 import pandas as pd
 from tqdm.auto import tqdm
-from overhead import config, data, models as zoo, train
+from overhead import config, data, models as zoo, stages, train
 
 if quick:
     models = models or ['logreg', 'mlp_tiny', 'cnn_seed']
@@ -65,6 +65,4 @@ table
 # The FLOPs axis the benchmark spans (decades between the smallest and largest model):
 
 # %%
-import numpy as np
-print(f"{np.log10(table.flops.max() / table.flops.min()):.2f} decades of FLOPs, "
-      f"{table.flops.min():.3g} to {table.flops.max():.3g}")
+print(stages.flops_span(table.flops))

@@ -51,7 +51,7 @@ distortion_check = True   # NumPy engine timed alone vs alongside the TF/LiteRT/
 # %%
 import os
 import pandas as pd
-from overhead import benchview, config, envinfo, models as zoo, sweep
+from overhead import benchview, config, envinfo, models as zoo, stages, sweep
 
 if data_dir:
     os.environ['OVERHEAD_DATA'] = str(data_dir)
@@ -66,16 +66,9 @@ out_dir = config.results_dir(machine)
 plan = sweep.resolve_models(models, extra_models)
 pd.set_option('display.width', 200, 'display.max_columns', 30)
 
-def describe(path):
-    try:
-        m = zoo.load_meta(path)
-        return {'flops': m.get('flops'), 'params': m.get('params'), 'weights': m.get('weights'), 'accuracy': m.get('accuracy')}
-    except OSError:
-        return {'flops': None, 'params': None, 'weights': 'user model', 'accuracy': None}
-
 print(f'machine {machine}; results in {out_dir}')
 print(f'backends: {backends or "all"}; batch sizes {batch_sizes}; threads {threads}; budget {budget_s} s per configuration')
-pd.DataFrame([{'model': name, **describe(path)} for name, path in plan])
+pd.DataFrame([{'model': name, **stages.describe(path)} for name, path in plan])
 
 # %% [markdown]
 # ## The sweep
@@ -143,12 +136,7 @@ t = benchview.latency_pivot(bench, batch=big, threads=max(threads))
 # own overhead per sample (a floor under every latency).
 
 # %%
-ok = bench[bench.status == 'ok']
-pd.DataFrame({'configurations': ok.groupby('backend').size(),
-              'remeasured': ok.groupby('backend').remeasured.sum(),
-              'still_unstable': ok.groupby('backend').unstable.apply(lambda s: int(s.astype(str).str.lower().eq('true').sum())),
-              'median_samples': ok.groupby('backend').n.median(),
-              'timer_overhead_ns': ok.groupby('backend').timer_overhead_ns.median()}).reindex([b for b in benchview.NAMES if b in set(ok.backend)])
+stages.stability(bench[bench.status == 'ok'], order=benchview.NAMES)
 
 # %% [markdown]
 # ## This machine's float32 GEMM rate, measured in the same run
@@ -166,7 +154,7 @@ pd.read_csv(out_dir / 'gemm.csv')
 
 # %%
 if distortion_check:
-    smallest = min(plan, key=lambda p: describe(p[1]).get('flops') or 0)
+    smallest = stages.smallest(plan)
     companions = ('keras.call', 'tf.function', 'litert', 'onnxruntime')
     dist = sweep.distortion_check(smallest[1], batch=1, threads=min(threads), budget_s=max(budget_s, 0.2),
                                   companions=companions)

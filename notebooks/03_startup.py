@@ -46,22 +46,12 @@ extra_models = []
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
-from overhead import analysis, config, startup
+from overhead import analysis, stages, stagetext, startup
 
 if quick:
     repeats, steady_calls = min(repeats, 2), min(steady_calls, 20)
-from pathlib import Path
-def present(names):
-    '''Ladder names whose .keras exists (and user model paths); missing ones are reported, not run.'''
-    keep = []
-    for m in names:
-        p = Path(m) if str(m).endswith('.keras') else config.models_dir(data_dir) / f'{m}.keras'
-        (keep.append(m) if p.exists() else print(f'skipped: {m} (no {p})'))
-    if not keep:
-        raise SystemExit('none of the requested models exists: run notebooks/01_train.ipynb first')
-    return keep
-models = present(models)
-extra_models = present(extra_models) if extra_models else []
+models = stages.present(models, data_dir)          # missing models are named and skipped
+extra_models = stages.present(extra_models, data_dir) if extra_models else []
 pd.set_option('display.width', 200)
 
 # %%
@@ -82,23 +72,7 @@ cols = ['model', 'backend', 'reps', 'import_s', 'convert_s', 'load_s', 'first_ca
 summary[[c for c in cols if c in summary]].round(3)
 
 # %%
-lines = []
-for model, g in summary.groupby('model'):
-    s = g.set_index('backend')
-    fastest = s['start_to_first_pred_s'].idxmin()
-    lines.append(f'**{model}**: the quickest first prediction is {fastest} '
-                 f"({s.loc[fastest, 'start_to_first_pred_s']:.2f} s after process start, "
-                 f"{s.loc[fastest, 'rss_after_first_call_mb']:.0f} MB).")
-    for b in ('keras.predict', 'tf.function', 'litert', 'onnxruntime'):
-        if b in s.index and 'numpy' in s.index and b != fastest:
-            r = s.loc[b, 'start_to_first_pred_s'] / s.loc['numpy', 'start_to_first_pred_s']
-            lines.append(f"- {b}: {s.loc[b, 'start_to_first_pred_s']:.2f} s ({r:.1f}x numpy's "
-                         f"{s.loc['numpy', 'start_to_first_pred_s']:.2f} s), of which import "
-                         f"{s.loc[b, 'import_s']:.2f} s, load {s.loc[b, 'load_s']:.2f} s, first call "
-                         f"{s.loc[b, 'first_call_s']:.3f} s; {s.loc[b, 'rss_after_first_call_mb']:.0f} MB "
-                         f"vs {s.loc['numpy', 'rss_after_first_call_mb']:.0f} MB; the first prediction "
-                         f"costs {s.loc[b, 'cold_over_steady']:,.0f} steady calls.")
-display(Markdown('\n'.join(lines)))
+display(Markdown(stagetext.startup(summary)))
 
 # %% [markdown]
 # ## Spread over repetitions and failures

@@ -42,7 +42,7 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ info logs, before it is imported
 import pandas as pd
 from IPython.display import Markdown, display
-from overhead import backends as registry, breakdown, config, pipeline
+from overhead import backends as registry, breakdown, pipeline, stages, stagetext
 
 threads = int(threads or os.cpu_count())
 registry.set_threads(threads)  # before TensorFlow starts
@@ -52,19 +52,9 @@ if quick:
     calls, budget_s = min(calls, 20), min(budget_s, 0.3)
     breakdown_budget_s = min(breakdown_budget_s, 1.0)
 breakdown_backends = list(breakdown_backends or breakdown.DEFAULT_BACKENDS)
-from pathlib import Path
-def present(names):
-    '''Ladder names whose .keras exists (and user model paths); missing ones are reported, not run.'''
-    keep = []
-    for m in names:
-        p = Path(m) if str(m).endswith('.keras') else config.models_dir(data_dir) / f'{m}.keras'
-        (keep.append(m) if p.exists() else print(f'skipped: {m} (no {p})'))
-    if not keep:
-        raise SystemExit('none of the requested models exists: run notebooks/01_train.ipynb first')
-    return keep
-models = present(models)
-breakdown_models = present(breakdown_models)
-extra_models = present(extra_models) if extra_models else []
+models = stages.present(models, data_dir)          # missing models are named and skipped
+breakdown_models = stages.present(breakdown_models, data_dir)
+extra_models = stages.present(extra_models, data_dir) if extra_models else []
 pd.set_option('display.width', 200)
 
 # %% [markdown]
@@ -73,35 +63,16 @@ pd.set_option('display.width', 200)
 # %%
 prow, pstatus = pipeline.run(models, backends, calls=calls, budget_s=budget_s, threads=threads,
                              extra_models=extra_models, data_dir=data_dir, machine=machine)
-from overhead import models as zoo
-def weights(m):
-    try:
-        return zoo.load_meta(m if str(m).endswith('.keras') else zoo.model_path(m, data_dir)).get('weights')
-    except OSError:
-        return 'unknown'
-pstatus['weights'] = pstatus['model'].map(weights)  # label accuracy means nothing for seeded-init weights
+# label accuracy means nothing for seeded-init weights, so say which models have them
+pstatus['weights'] = pstatus['model'].map(lambda m: stages.weights(m, data_dir))
 pstatus
 
 # %%
-stages = list(pipeline.STAGES)
-us = prow.pivot_table(index=['model', 'backend'], columns='stage', values='median_us', sort=False)[stages]
-share = prow.pivot_table(index=['model', 'backend'], columns='stage', values='share', sort=False)[stages]
-table = us.round(1).join((100 * share).round(1), rsuffix=' %')
-table['total_us'] = us.sum(axis=1).round(1)
+us, share, table = stages.pipeline_pivots(prow, pipeline.STAGES)
 table
 
 # %%
-lines = []
-for model in us.index.get_level_values(0).unique():
-    u, s = us.loc[model], share.loc[model]
-    outside = 1 - s['inference']
-    lines.append(f'**{model}**: decode + preprocess + postprocess take {outside.min():.0%}–{outside.max():.0%} '
-                 f'of the whole call depending on the backend.')
-    for b in [b for b in ('numpy', 'keras.predict', 'tf.function', 'litert') if b in u.index]:
-        lines.append(f"- {b}: {u.loc[b].sum():,.0f} µs in total, inference {s.loc[b, 'inference']:.0%}, "
-                     f"decode {u.loc[b, 'decode']:,.0f} µs, preprocess {u.loc[b, 'preprocess']:,.0f} µs, "
-                     f"postprocess {u.loc[b, 'postprocess']:,.1f} µs")
-display(Markdown('\n'.join(lines)))
+display(Markdown(stagetext.pipeline(us, share)))
 
 # %%
 from overhead import plots
@@ -119,32 +90,11 @@ brow, bsummary, btop = breakdown.run(breakdown_models, breakdown_backends, threa
 bsummary.round(2)
 
 # %%
-pivot = brow.pivot_table(index=['model', 'backend'], columns='bucket', values='us_per_call', sort=False)
-pivot = pivot[[b for b in breakdown.BUCKETS if b in pivot.columns]]
-pivot['sum'] = pivot.sum(axis=1)
-pivot['measured median'] = brow.groupby(['model', 'backend'], sort=False)['measured_median_us'].first()
+pivot = stages.breakdown_pivot(brow, breakdown.BUCKETS)
 pivot.round(1)
 
 # %%
-lines = []
-ok = bsummary[bsummary.status == 'ok'] if len(bsummary) else bsummary
-for r in ok.itertuples():
-    p = pivot.loc[(r.model, r.backend)].drop(['sum', 'measured median']).dropna().sort_values(ascending=False)
-    top = ', '.join(f'{b} {v:,.0f} µs ({v / r.sum_us:.0%})' for b, v in p.head(3).items())
-    verdict = 'within' if r.within_10pct else '**outside**'
-    lines.append(f'- **{r.backend}** on {r.model}: median {r.measured_median_us:,.0f} µs per call; the buckets sum '
-                 f'to {r.sum_us:,.0f} µs ({r.discrepancy_pct:+.1f} %, {verdict} the 10 % target; '
-                 f'{r.discrepancy_vs_mean_pct:+.1f} % against the mean of the plain calls). Largest: {top}. '
-                 f'One call runs {r.python_calls:,.0f} Python functions and {r.builtin_calls:,.0f} builtins; '
-                 f'under cProfile it takes {r.cprofile_us / r.measured_median_us:.1f}x as long.')
-bad = ok[~ok.within_10pct] if len(ok) else ok
-if len(bad):
-    lines.append(f'\n{len(bad)} decomposition(s) miss the 10 % target against the median. Where the sum is '
-                 'close to the *mean* of the plain calls, the gap is this machine\'s noise (preemptions make '
-                 'the mean exceed the median, and a sample weighs the time of the call it lands in, so the '
-                 'buckets estimate a mean); elsewhere it is what the method did not account for. Read '
-                 'these rows for their shares rather than their absolute values.')
-display(Markdown('\n'.join(lines)))
+display(Markdown(stagetext.breakdown(bsummary, pivot)))
 
 # %%
 from overhead.analysis import breakdown_table
