@@ -1,0 +1,305 @@
+"""Ceilings of this CPU: the theoretical float32 (and int8) peak and the best GEMM measured across libraries.
+
+Theoretical peak = physical cores x clock x FLOPs per cycle per core, where FLOPs per cycle come from
+the widest vector ISA in /proc/cpuinfo's flags times the FMA units assumed for the micro-architecture
+(the kernel does not report FMA ports: :func:`fma_units` says which rule was applied). The clock is the
+maximum frequency (lscpu / cpufreq) when exposed, else the nominal clock in the model name, else the
+current 'cpu MHz' (a VM often reports only that): the summary names the source and flags assumptions.
+
+Measured GEMM: float32 square matmul (2 n^3 FLOPs) with NumPy (its BLAS), TensorFlow (`tf.linalg.matmul`,
+oneDNN/Eigen) and ONNX Runtime (an ONNX `MatMul` node, MLAS), each library in a fresh process
+(``python -m overhead.ceilings child``) whose threads are fixed before the library is imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+LIBRARIES = ("numpy", "tensorflow", "onnxruntime")
+SIZES = (128, 256, 512, 1024, 2048)
+QUICK_SIZES = (128, 256)
+COLUMNS = ["library", "n", "threads", "gflops", "gflops_best", "reps", "median_s", "status", "reason"]
+
+
+# --------------------------------------------------------------------------- theoretical peaks
+
+def _cpuinfo_field(text: str, field: str) -> str | None:
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == field:
+            return value.strip()
+    return None
+
+
+def clock_mhz(cpuinfo_text: str | None = None, lscpu_text: str | None = None,
+              cpufreq_max_khz: str | None = None) -> tuple[float | None, str, bool]:
+    """(MHz, source, is_assumption): max frequency if exposed, else nominal in the name, else current MHz."""
+    if cpufreq_max_khz is None:
+        try:
+            cpufreq_max_khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
+        except OSError:
+            cpufreq_max_khz = ""
+    if cpufreq_max_khz.strip():
+        return float(cpufreq_max_khz) / 1e3, "cpufreq cpuinfo_max_freq", False
+    if lscpu_text is None:
+        try:
+            lscpu_text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            lscpu_text = ""
+    mx = _cpuinfo_field(lscpu_text, "cpu max mhz")
+    if mx:
+        return float(mx), "lscpu 'CPU max MHz'", False
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo_text = ""
+    name = _cpuinfo_field(cpuinfo_text, "model name") or ""
+    m = re.search(r"@\s*([\d.]+)\s*GHz", name)
+    if m:
+        return float(m.group(1)) * 1e3, "nominal clock in the model name (turbo may be higher)", True
+    cur = _cpuinfo_field(cpuinfo_text, "cpu mhz")
+    if cur:
+        return float(cur), ("/proc/cpuinfo 'cpu MHz' (current clock; no maximum is exposed, "
+                            "e.g. in a VM: an assumption)"), True
+    return None, "no clock exposed", True
+
+
+def fma_units(flags, vendor: str = "") -> tuple[int, str]:
+    """FMA pipes per core and the rule used (the kernel does not report them: always an assumption)."""
+    flags, amd = set(flags), "amd" in vendor.lower()
+    if "avx512f" in flags:
+        if amd:
+            if "avx_vnni" in flags:
+                return 2, "AMD with AVX-512 and AVX-VNNI: Zen 5, 2 full-width 512-bit FMA pipes assumed"
+            return 1, ("AMD with AVX-512, no AVX-VNNI: Zen 4, 512-bit ops double-pumped on 2x256-bit pipes, "
+                       "counted as 1 512-bit FMA unit")
+        if "amx_tile" in flags:
+            return 2, "Intel with AMX (Sapphire Rapids or later Xeon): 2 512-bit FMA units"
+        return 2, "Intel with AVX-512 (assumed a Xeon with 2 512-bit FMA units; some parts have 1)"
+    if "fma" in flags or "avx2" in flags:
+        return 2, "AVX2+FMA core (Haswell and later, Zen): 2 256-bit FMA units"
+    if {"asimd"} & flags or "neon" in flags:
+        return 2, "Arm ASIMD: 2 128-bit FMA pipes assumed (Neoverse N1-class)"
+    return 1, "no FMA: one multiply and one add pipe assumed"
+
+
+def fp32_flops_per_cycle(flags, vendor: str = "") -> tuple[int, str]:
+    """FP32 FLOPs per cycle per core = FMA units x lanes x 2 (or mul + add without FMA)."""
+    flags = set(flags)
+    units, why = fma_units(flags, vendor)
+    if "avx512f" in flags:
+        lanes, isa = 16, "AVX-512 (16 float32 lanes)"
+    elif "avx2" in flags or "avx" in flags:
+        lanes, isa = 8, "AVX/AVX2 (8 float32 lanes)"
+    else:
+        lanes, isa = 4, "128-bit SIMD (4 float32 lanes)"
+    return units * lanes * 2, f"{isa} x {units} FMA unit(s) x 2 FLOPs per FMA; {why}"
+
+
+def int8_ops_per_cycle(flags, vendor: str = "") -> tuple[int | None, str]:
+    """int8 multiply-add ops (2 per MAC) per cycle per core from AMX / VNNI, or None when neither exists."""
+    flags = set(flags)
+    if "amx_int8" in flags:
+        return 2048, "AMX-INT8: 1024 int8 MACs per cycle per core (Intel's figure for TMUL)"
+    units, _ = fma_units(flags, vendor)
+    if "avx512_vnni" in flags:
+        return units * 64 * 2, f"AVX512-VNNI: VPDPBUSD does 64 int8 MACs per 512-bit op x {units} unit(s)"
+    if "avx_vnni" in flags:
+        return 2 * 32 * 2, "AVX-VNNI: 32 int8 MACs per 256-bit op x 2 units"
+    return None, "no VNNI or AMX: no int8 ceiling is drawn"
+
+
+def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock=None) -> dict:
+    """The float32 and int8 peaks of this CPU and how they were derived."""
+    from overhead import envinfo
+
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo_text = ""
+    flags = envinfo.proc_cpu_flags(cpuinfo_text)
+    vendor = _cpuinfo_field(cpuinfo_text, "vendor_id") or ""
+    if cores is None:
+        import psutil
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    mhz, clock_source, clock_assumed = clock if clock is not None else clock_mhz(cpuinfo_text)
+    fpc, fp_how = fp32_flops_per_cycle(flags, vendor)
+    ipc, int_how = int8_ops_per_cycle(flags, vendor)
+    ghz = (mhz or 0) / 1e3
+    peak = cores * ghz * fpc if mhz else None
+    return {
+        "cpu_model": _cpuinfo_field(cpuinfo_text, "model name"), "vendor": vendor,
+        "isa_flags": envinfo.isa_flags(flags), "physical_cores": int(cores),
+        "clock_mhz": mhz, "clock_source": clock_source, "clock_is_assumption": clock_assumed,
+        "fp32_flops_per_cycle_per_core": fpc, "fp32_derivation": fp_how, "fma_units_are_assumption": True,
+        "fp32_peak_gflops": peak, "fp32_peak_gflops_1core": peak / cores if peak else None,
+        "int8_ops_per_cycle_per_core": ipc, "int8_derivation": int_how,
+        "int8_peak_gops": cores * ghz * ipc if (ipc and mhz) else None,
+        "formula": "physical cores x clock (GHz) x FLOPs per cycle per core",
+    }
+
+
+# --------------------------------------------------------------------------- measured GEMM (child side)
+
+def _limit_threads(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+
+def _matmul_fn(library: str, n: int, threads: int):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    if library == "numpy":
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=threads, user_api="blas")
+        out = np.empty((n, n), np.float32)
+        return lambda: np.matmul(a, b, out=out)
+    if library == "tensorflow":
+        import tensorflow as tf
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass
+        ta, tb = tf.constant(a), tf.constant(b)
+        return lambda: tf.linalg.matmul(ta, tb).numpy()
+    if library == "onnxruntime":
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+        graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
+                                  [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "AB"],
+                                  [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = min(model.ir_version, 9)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        feed = {"A": a, "B": b}
+        return lambda: sess.run(None, feed)
+    raise ValueError(f"unknown library {library!r}; choose one of {', '.join(LIBRARIES)}")
+
+
+def time_gemm(fn, n: int, *, min_reps: int = 5, min_s: float = 0.3, max_reps: int = 200) -> dict:
+    """Warm up, then time calls until min_reps and min_s are reached: median and best GFLOP/s."""
+    fn(), fn()
+    times, t_start = [], time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - t_start < min_s):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t0)
+    med = float(np.median(times))
+    return {"gflops": 2.0 * n**3 / med, "gflops_best": 2.0 * n**3 / float(min(times)), "reps": len(times),
+            "median_s": med / 1e9}
+
+
+def child_main(job: dict) -> list[dict]:
+    """In a fresh process: fix threads, import one library, time every size."""
+    threads, library = int(job["threads"]), job["library"]
+    _limit_threads(threads)
+    rows = []
+    for n in job["sizes"]:
+        base = {"library": library, "n": int(n), "threads": threads}
+        try:
+            res = time_gemm(_matmul_fn(library, int(n), threads), int(n), min_reps=int(job.get("min_reps", 5)),
+                            min_s=float(job.get("min_s", 0.3)))
+            rows.append({**base, **res, "status": "ok", "reason": ""})
+        except Exception as exc:  # a library missing or failing here is reported, not fatal
+            rows.append({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]})
+    return rows
+
+
+# --------------------------------------------------------------------------- parent side
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    lib = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_child(job: dict, timeout_s: float = 600) -> list[dict]:
+    """One `python -m overhead.ceilings child` process; its last stdout line is the JSON rows."""
+    done = subprocess.run([sys.executable, "-m", "overhead.ceilings", "child", json.dumps(job)],
+                          capture_output=True, text=True, env=_child_env(), timeout=timeout_s)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("[")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or [""])[-1][:300]
+        return [{"library": job["library"], "n": int(n), "threads": int(job["threads"]), "status": "failed",
+                 "reason": f"child exited with status {done.returncode}: {tail}"} for n in job["sizes"]]
+    return json.loads(lines[-1])
+
+
+def measure(libraries=LIBRARIES, sizes=None, threads=None, *, quick: bool = False):
+    """Tidy DataFrame (COLUMNS) of GEMM GFLOP/s per library x size x threads, one fresh process per
+    (library, threads); thread settings interleaved (1, all, 1, all ... across libraries)."""
+    import pandas as pd
+
+    sizes = tuple(sizes or (QUICK_SIZES if quick else SIZES))
+    allt = os.cpu_count() or 1
+    threads = tuple(threads or sorted({1, allt}))
+    rows = []
+    for lib in libraries:
+        for t in threads:
+            rows += run_child({"library": lib, "threads": int(t), "sizes": list(sizes),
+                               "min_reps": 3 if quick else 5, "min_s": 0.05 if quick else 0.3})
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def summary(gemm, peaks: dict | None = None) -> dict:
+    """The ceilings: theoretical peaks plus the best measured GEMM per thread setting (library, n)."""
+    peaks = dict(peaks if peaks is not None else theoretical())
+    ok = gemm[gemm["status"] == "ok"] if "status" in gemm else gemm
+    best = {}
+    for t, grp in ok.groupby("threads"):
+        row = grp.loc[grp["gflops"].idxmax()]
+        pk = peaks.get("fp32_peak_gflops_1core")
+        pk = pk * int(t) if pk else None
+        share = float(row["gflops"] / pk) if pk else None
+        best[int(t)] = {"library": row["library"], "n": int(row["n"]), "gflops": float(row["gflops"]),
+                        "share_of_peak": share, "peak_gflops_at_threads": pk,
+                        "note": ("measured above the theoretical peak: the clock used is below the real "
+                                 "(turbo) clock, so the theoretical figure is a lower bound here"
+                                 if share and share > 1 else "")}
+    return {**peaks, "measured_best": best,
+            "measured_method": "median time of float32 n x n matmul (2 n^3 FLOPs), best library and size"}
+
+
+def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, threads=None):
+    """Measure, write `ceilings.csv` (+ `.meta.json` with the summary) in out_dir; (frame, summary)."""
+    from overhead import envinfo, timing
+
+    frame = measure(libraries, sizes, threads, quick=quick)
+    summ = summary(frame)
+    path = Path(out_dir) / "ceilings.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.insert(0, "machine", envinfo.machine_id())
+    timing.atomic_write_csv(frame, path)
+    envinfo.write_meta(path, extra={"stage": "ceilings", "quick": quick, "ceilings": summ})
+    return frame, summ
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["child"] or len(argv) != 2:
+        print("usage: python -m overhead.ceilings child JOB_JSON", file=sys.stderr)
+        return 2
+    rows = child_main(json.loads(argv[1]))
+    print(json.dumps(rows, default=float), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+import math
+
+import pandas as pd
+import pytest
+
+from overhead import ceilings, envinfo
+
+SPR = ("vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+ @ 2.00GHz\n"
+       "cpu MHz\t\t: 2000.000\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni avx_vnni avx512_bf16 "
+       "amx_tile amx_int8 amx_bf16\n")
+ZEN4 = ("vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core Processor\ncpu MHz\t\t: 2400.000\n"
+        "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni avx512_bf16\n")
+AVX2 = ("vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i7-4770 CPU @ 3.40GHz\n"
+        "flags\t\t: fpu sse4_2 avx avx2 fma\n")
+
+
+def test_sapphire_rapids_peaks_from_flags_and_nominal_clock():
+    clock = ceilings.clock_mhz(SPR, lscpu_text="", cpufreq_max_khz="")
+    assert clock == (2000.0, "nominal clock in the model name (turbo may be higher)", True)
+    peaks = ceilings.theoretical(SPR, cores=4, clock=clock)
+    assert peaks["fp32_flops_per_cycle_per_core"] == 64  # 2 AVX-512 FMA units x 16 lanes x 2
+    assert math.isclose(peaks["fp32_peak_gflops"], 4 * 2.0 * 64)
+    assert peaks["int8_ops_per_cycle_per_core"] == 2048 and "AMX" in peaks["int8_derivation"]
+    assert math.isclose(peaks["int8_peak_gops"], 4 * 2.0 * 2048)
+    assert "amx_int8" in peaks["isa_flags"] and peaks["fma_units_are_assumption"]
+
+
+def test_zen4_avx2_and_no_vnni_cases():
+    assert ceilings.fp32_flops_per_cycle(envinfo.proc_cpu_flags(ZEN4), "AuthenticAMD")[0] == 32
+    assert ceilings.int8_ops_per_cycle(envinfo.proc_cpu_flags(ZEN4), "AuthenticAMD")[0] == 128
+    flags = envinfo.proc_cpu_flags(AVX2)
+    assert ceilings.fp32_flops_per_cycle(flags, "GenuineIntel")[0] == 32
+    ops, why = ceilings.int8_ops_per_cycle(flags)
+    assert ops is None and "no int8 ceiling" in why
+    assert ceilings.theoretical(AVX2, cores=2, clock=(3400.0, "x", True))["int8_peak_gops"] is None
+
+
+def test_clock_prefers_max_frequency_then_lscpu_then_current():
+    assert ceilings.clock_mhz(SPR, "", "3800000\n")[:2] == (3800.0, "cpufreq cpuinfo_max_freq")
+    assert ceilings.clock_mhz(SPR, "CPU max MHz:  3500.0000\n", "")[0] == 3500.0
+    mhz, source, assumed = ceilings.clock_mhz(ZEN4, "", "")
+    assert mhz == 2400.0 and "current" in source and assumed
+
+
+def test_time_gemm_rate_is_2n3_over_median():
+    calls = []
+    res = ceilings.time_gemm(lambda: calls.append(1), 64, min_reps=7, min_s=0.0)
+    assert res["reps"] == 7 and len(calls) == 9  # two warm-up calls discarded
+    assert math.isclose(res["gflops"], 2 * 64**3 / (res["median_s"] * 1e9))
+    assert res["gflops_best"] >= res["gflops"]
+
+
+def test_measure_each_library_in_a_fresh_process_and_summary():
+    frame = ceilings.measure(("numpy", "onnxruntime"), sizes=(64,), threads=(1,), quick=True)
+    assert list(frame.columns) == ceilings.COLUMNS
+    assert (frame["status"] == "ok").all(), frame["reason"].tolist()
+    assert sorted(frame["library"]) == ["numpy", "onnxruntime"] and (frame["gflops"] > 0).all()
+    bad = ceilings.run_child({"library": "nosuchlib", "threads": 1, "sizes": [8]})
+    assert bad[0]["status"] == "failed" and "nosuchlib" in bad[0]["reason"]
+    summ = ceilings.summary(frame, {"fp32_peak_gflops_1core": 1e6, "fp32_peak_gflops": 2e6})
+    best = summ["measured_best"][1]
+    assert best["gflops"] == frame["gflops"].max() and 0 < best["share_of_peak"] < 1
+
+
+def test_summary_flags_measurement_above_theoretical_peak():
+    frame = pd.DataFrame({"library": ["numpy", "tensorflow"], "n": [256, 256], "threads": [2, 2],
+                          "gflops": [90.0, 120.0], "status": ["ok", "ok"]})
+    best = ceilings.summary(frame, {"fp32_peak_gflops_1core": 50.0})["measured_best"][2]
+    assert best["library"] == "tensorflow" and best["peak_gflops_at_threads"] == 100.0
+    assert best["share_of_peak"] == pytest.approx(1.2) and "lower bound" in best["note"]
