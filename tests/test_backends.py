@@ -38,6 +38,41 @@ def test_names_are_the_contract():
     assert [n for n in backends.names() if not n.startswith("test.")] == CONTRACT_NAMES
 
 
+def test_every_backend_names_its_worker_process_kind():
+    kinds = {n: backends.get(n).process for n in backends.NAMES}
+    assert set(kinds.values()) <= set(backends.PROCESS_KINDS)
+    assert kinds["keras.predict"] == "tf" and kinds["numpy"] == "tf"
+
+
+_HOOK = r"""
+import json, sys
+from overhead import backends
+print(json.dumps(backends.names()))
+"""
+
+
+def _names_with_hook(hook):
+    env = dict(os.environ, OVERHEAD_EXTRA_BACKENDS=hook)
+    return subprocess.run([sys.executable, "-c", _HOOK], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_extra_backends_come_only_through_the_hook():
+    import fake_backends
+
+    assert not any(n.startswith("test.") for n in backends.names())  # the product ships no fakes
+    done = _names_with_hook(fake_backends.HOOK)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)[-len(fake_backends.NAMES):] == fake_backends.NAMES
+    bad = _names_with_hook("no_colon_here")
+    assert bad.returncode != 0 and "OVERHEAD_EXTRA_BACKENDS" in bad.stderr and "module:function" in bad.stderr
+
+
+def test_backends_does_not_import_the_worker():
+    done = subprocess.run([sys.executable, "-c", "import sys, overhead.backends; "
+                           "print('overhead.worker' in sys.modules)"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
+
+
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(backends.UnknownBackendError) as err:
         backends.get("tf.magic")

@@ -8,6 +8,7 @@ import zipfile
 import pandas as pd
 import pytest
 
+import fake_backends
 from overhead import cli
 
 
@@ -111,7 +112,7 @@ def test_check_passes_and_fails(model, data_env):
     good = run_cli("check", model, "--backends", "numpy,onnxruntime,litert.int8")
     assert good.returncode == 0, good.stderr[-3000:]
     assert "litert.int8" in good.stdout and "pass" in good.stdout
-    bad = run_cli("check", model, "--backends", "numpy,test.wrong,test.raise", env={"OVERHEAD_TEST_BACKENDS": "1"})
+    bad = run_cli("check", model, "--backends", "numpy,test.wrong,test.raise", env={"OVERHEAD_EXTRA_BACKENDS": fake_backends.HOOK})
     assert bad.returncode == 1, bad.stderr[-3000:]
     assert "test.wrong" in bad.stdout and "fail" in bad.stdout and "deliberate failure" in bad.stdout
     assert "disagree" in bad.stderr

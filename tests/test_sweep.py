@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import fake_backends
 from overhead import backends, sweep, timing, worker
 
 
@@ -76,7 +77,7 @@ def test_timing_plan_adapts_to_slow_calls():
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setenv(backends.TEST_ENV, "1")
+    monkeypatch.setenv(backends.EXTRA_ENV, fake_backends.HOOK)
     monkeypatch.setenv("OVERHEAD_TEST_CRASH_AFTER", "12")  # parity (8 calls) passes, timing crashes
 
 

@@ -98,6 +98,7 @@ def main(job: dict) -> int:
 
     from overhead import backends as bk
 
+    bk.enter_process(job.get("process", "tf"))  # KERAS_BACKEND, before anything imports keras
     threads = int(job["threads"])
     bk.set_threads(threads)
     bk.configure_tf()  # TF's pools are sized now, before loading the model runs any op
@@ -220,50 +221,3 @@ def _row(base, name, batch, runner, par, samples, remeasured, timer_ns, samples_
                 **stats, remeasured=remeasured, timer_overhead_ns=timer_ns, convert_s=info.get("convert_s"),
                 load_s=info.get("load_s"), kernels=info.get("kernels"), samples_file=samples_file,
                 threads_seen=info.get("threads_seen"), call_s=par.get("call_s"))
-
-
-# --------------------------------------------------------------------------- test fakes
-
-def register_test_backends() -> None:
-    """Fake backends for the tests (OVERHEAD_TEST_BACKENDS=1): crash, raise, disagree, sleep."""
-    import signal
-
-    from overhead.backends import Backend, _prep_numpy, register
-
-    def crash_prepare(path, batch, threads, artifacts):
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-    def crash_timing(path, batch, threads, artifacts):  # passes parity, then segfaults while timed
-        fn, info = _prep_numpy(path, batch, threads, artifacts)
-        calls = {"n": 0}
-        limit = int(os.environ.get("OVERHEAD_TEST_CRASH_AFTER", "400"))
-
-        def run(x):
-            calls["n"] += 1
-            if calls["n"] > limit:
-                os.kill(os.getpid(), signal.SIGSEGV)
-            return fn(x)
-        return run, info
-
-    def raise_prepare(path, batch, threads, artifacts):
-        raise RuntimeError("deliberate failure of the test backend")
-
-    def wrong(path, batch, threads, artifacts):
-        fn, info = _prep_numpy(path, batch, threads, artifacts)
-        return (lambda x: fn(x)[:, ::-1].copy()), info
-
-    def slow(path, batch, threads, artifacts):
-        fn, info = _prep_numpy(path, batch, threads, artifacts)
-        delay = float(os.environ.get("OVERHEAD_TEST_SLOW_S", "0.002"))
-
-        def run(x):
-            time.sleep(delay)
-            return fn(x)
-        return run, info
-
-    for name, prep, desc in [("test.crash", crash_prepare, "segfaults while preparing"),
-                             ("test.crash_timing", crash_timing, "segfaults after N calls"),
-                             ("test.raise", raise_prepare, "raises while preparing"),
-                             ("test.wrong", wrong, "returns reversed class scores"),
-                             ("test.slow", slow, "numpy engine plus a sleep per call")]:
-        register(Backend(name, "test", desc, prep, needs=("numpy",)))

@@ -1,0 +1,27 @@
+"""Keras 3 on TensorFlow: predict, predict_on_batch and the eager call."""
+from __future__ import annotations
+
+from overhead.backends.core import Backend, _keras, _tf_info, register
+
+TF = ("tensorflow", "keras")
+
+
+def _prep_keras(path, batch, threads, artifacts, how):
+    model, load_s = _keras(path)
+    if how == "predict":
+        return (lambda x: model.predict(x, batch_size=batch, verbose=0)), _tf_info(
+            "Keras predict (tf.data pipeline + compiled predict step)", load_s)
+    if how == "predict_on_batch":
+        return model.predict_on_batch, _tf_info("Keras predict_on_batch (compiled predict step)", load_s)
+    return (lambda x: model(x, training=False).numpy()), _tf_info("TF eager ops", load_s)
+
+
+for _b in [
+    Backend("keras.predict", "keras", "model.predict(x, verbose=0)",
+            lambda *a: _prep_keras(*a, how="predict"), needs=TF),
+    Backend("keras.predict_on_batch", "keras", "model.predict_on_batch(x)",
+            lambda *a: _prep_keras(*a, how="predict_on_batch"), needs=TF),
+    Backend("keras.call", "keras", "eager model(x, training=False)", lambda *a: _prep_keras(*a, how="call"),
+            needs=TF),
+]:
+    register(_b)

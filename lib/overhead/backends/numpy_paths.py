@@ -1,0 +1,25 @@
+"""The NumPy engine as a backend (`numpy`); BLAS threads limited with threadpoolctl."""
+from __future__ import annotations
+
+from overhead import converters
+from overhead.backends import core
+from overhead.backends.core import Backend, _cached, register
+
+
+def _prep_numpy(path, batch, threads, artifacts):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from overhead import numpy_cnn
+
+    core._BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
+    core._tf()  # from_keras reads the .keras file through Keras: start TF with our thread settings first
+    model, load_s = _cached(("numpy", path, converters.model_sha(path)), lambda: numpy_cnn.from_keras(path))
+    blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    kernels = "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
+                        f"{p.get('threading_layer')}) x{p.get('num_threads')}" for p in blas)
+    return model, {"load_s": load_s, "kernels": kernels or "numpy (no BLAS found)",
+                   "threads_seen": [p.get("num_threads") for p in blas]}
+
+
+register(Backend("numpy", "numpy", "the NumPy engine (overhead.numpy_cnn), BLAS via threadpoolctl", _prep_numpy,
+                 needs=("numpy", "threadpoolctl")))

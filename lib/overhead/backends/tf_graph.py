@@ -1,0 +1,47 @@
+"""TensorFlow graphs without Keras's predict loop: tf.function (plain and XLA) and the SavedModel signature."""
+from __future__ import annotations
+
+import time
+
+from overhead import converters
+from overhead.backends.core import Backend, _cached, _keras, _tf, _tf_info, register
+from overhead.backends.keras_tf import TF
+
+
+def _prep_tf_function(path, batch, threads, artifacts, jit=False):
+    tf = _tf()
+    model, load_s = _keras(path)
+    spec = tf.TensorSpec((batch, *converters.input_shape(model)), tf.float32)
+    f = tf.function(lambda t: model(t, training=False), input_signature=[spec], jit_compile=jit,
+                    reduce_retracing=False)
+    t0 = time.perf_counter()
+    f.get_concrete_function()  # trace now (XLA compiles on the first call, during the parity check)
+    info = _tf_info("XLA:CPU (jit_compile=True)" if jit else "TF graph (tf.function)", load_s,
+                    trace_s=round(time.perf_counter() - t0, 4), _tf_function=f)
+    return (lambda x: f(x).numpy()), info
+
+
+def _prep_savedmodel(path, batch, threads, artifacts):
+    tf = _tf()
+    sm_dir, cinfo = converters.savedmodel(path, artifacts)
+    loaded, load_s = _cached(("savedmodel", str(sm_dir)), lambda: tf.saved_model.load(str(sm_dir)))
+    sig = loaded.signatures["serving_default"]  # what TF Serving calls
+    (arg_name,) = sig.structured_input_signature[1].keys()
+    (out_name,) = sig.structured_outputs.keys()
+    const = tf.constant
+
+    def run(x):
+        return sig(**{arg_name: const(x)})[out_name].numpy()
+
+    return run, _tf_info("TF graph (SavedModel serving_default)", load_s, convert_s=cinfo.get("convert_s"),
+                         artifact=str(sm_dir))
+
+
+for _b in [
+    Backend("tf.function", "tf", "tf.function with a fixed input signature", _prep_tf_function, needs=TF),
+    Backend("tf.function.xla", "tf", "tf.function(jit_compile=True): XLA-compiled",
+            lambda *a: _prep_tf_function(*a, jit=True), needs=TF),
+    Backend("tf.savedmodel", "tf", "Keras export -> tf.saved_model.load -> serving_default", _prep_savedmodel,
+            needs=TF),
+]:
+    register(_b)
