@@ -41,8 +41,9 @@ def test_summarize_known_samples():
     assert s["p99_us"] == pytest.approx(99.01)
     assert s["mad_us"] == pytest.approx(25.0)
     assert s["cv"] == pytest.approx(s["std_us"] / 50.5)
-    assert set(s) == {"n", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us",
-                      "mad_us", "ci_lo_us", "ci_hi_us", "cv", "unstable"}
+    assert set(s) == {"n", "runs", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us",
+                      "mad_us", "ci_lo_us", "ci_hi_us", "ci_method", "cv", "unstable", "unstable_reason"}
+    assert s["runs"] == 1 and s["ci_method"] == timing.CI_METHOD
 
 
 def test_mad_is_unscaled():
@@ -56,9 +57,50 @@ def test_summarize_rejects_empty():
         timing.summarize([])
 
 
-def test_single_sample():
+def test_single_sample_has_no_interval():
     s = timing.summarize([5000])
-    assert s["n"] == 1 and s["std_us"] == 0.0 and s["ci_lo_us"] == s["ci_hi_us"] == 5.0
+    assert s["n"] == 1 and s["std_us"] == 0.0 and s["median_us"] == 5.0
+    assert math.isnan(s["ci_lo_us"]) and math.isnan(s["ci_hi_us"])  # no 95 % interval exists at n=1
+
+
+def test_order_statistic_interval_on_known_samples():
+    # n = 5: the widest pair (min, max) covers the median with 1 - 2/32 = 93.75 % < 95 %: no interval
+    assert all(math.isnan(v) for v in timing.median_ci([1, 2, 3, 4, 5]))
+    # n = 6: (min, max) covers 62/64 = 96.9 %, (X(2), X(5)) 50/64 = 78.1 %; Hettmansperger-Sheather
+    # interpolate with I = (0.96875 - 0.95) / (0.96875 - 0.78125) = 0.1, lambda = 5 I / (1 + 4 I)
+    lam = 5 * 0.1 / (1 + 4 * 0.1)
+    lo, hi = timing.median_ci([6, 1, 5, 2, 4, 3])
+    assert lo == pytest.approx(1 + lam) and hi == pytest.approx(6 - lam)
+    # n = 100: the exact pair is (X(40), X(61)) at 96.5 %; interpolation moves inwards by < 1 rank
+    lo, hi = timing.median_ci(np.arange(1, 101))
+    assert 40 <= lo < 41 and 60 < hi <= 61 and lo + hi == pytest.approx(101)
+
+
+@pytest.mark.parametrize("n", [6, 20, 60, 600])
+def test_interval_covers_the_true_median_95_percent_of_the_time(n):
+    """Many samples of a known lognormal at the sizes the sweep produces: coverage near 95 %."""
+    rng = np.random.default_rng(n)
+    true_median = math.exp(4.0)
+    trials = 1500
+    x = rng.lognormal(4.0, 0.5, size=(trials, n))
+    hits = 0
+    for row in x:
+        lo, hi = timing.median_ci(row)
+        hits += lo <= true_median <= hi
+    assert 0.93 <= hits / trials <= 0.97, hits / trials
+
+
+def test_a_wrong_interval_method_would_fail_the_coverage_test():
+    """The coverage test has teeth: [min, max] of 60 values (coverage ~100 %) and the mean +- 1 SE
+    (~68 %) both fall outside 93-97 %."""
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(4.0, 0.5, size=(1500, 60))
+    true_median = math.exp(4.0)
+    minmax = np.mean((x.min(1) <= true_median) & (true_median <= x.max(1)))
+    se = x.std(1, ddof=1) / math.sqrt(60)
+    med = np.median(x, 1)
+    narrow = np.mean((med - se <= true_median) & (true_median <= med + se))
+    assert minmax > 0.97 and narrow < 0.93
 
 
 def _ci_width(n, seed=1):
@@ -69,7 +111,7 @@ def _ci_width(n, seed=1):
 
 
 def test_ci_contains_median_and_narrows_with_n():
-    widths = [_ci_width(n) for n in (30, 1000, 50_000)]  # the last uses the m-out-of-n path
+    widths = [_ci_width(n) for n in (30, 1000, 50_000)]
     assert widths[0] > widths[1] > widths[2] > 0
 
 
@@ -78,12 +120,49 @@ def test_ci_is_seeded():
     assert timing.summarize(x) == timing.summarize(x)
 
 
-def test_unstable_flag():
-    assert timing.summarize(np.full(50, 1000))["unstable"] is False
-    assert timing.summarize(np.full(50, 1000))["cv"] == 0.0
-    assert timing.summarize([1000, 1000, 1000, 9000, 1000, 1000])["unstable"] is True
-    assert timing.summarize([95_000, 105_000])["unstable"] is False  # cv 0.071
-    assert timing.summarize([85_000, 115_000])["unstable"] is True  # cv 0.21
+def test_unstable_flag_follows_pyperf_checks():
+    steady = np.full(60, 2_000_000)  # 2 ms calls: every call is a value
+    assert timing.summarize(steady)["unstable"] is False and timing.summarize(steady)["cv"] == 0.0
+    spread = np.tile([1_700_000, 2_300_000], 30)  # values' std = 15 % of the mean
+    s = timing.summarize(spread)
+    assert s["unstable"] is True and "std is 15% of the mean" in s["unstable_reason"]
+    calm = np.tile([1_900_000, 2_100_000], 30)  # std 5 %
+    assert timing.summarize(calm)["unstable"] is False
+    spike = np.r_[np.full(199, 2_000_000), 4_000_000]  # one value 2x the mean, std only 7 %
+    s = timing.summarize(spike)
+    assert s["unstable"] is True and "max is" in s["unstable_reason"] and "std" not in s["unstable_reason"]
+    dip = np.r_[np.full(199, 2_000_000), 900_000]
+    assert "min is 55% below the mean" in timing.summarize(dip)["unstable_reason"]
+
+
+def test_short_calls_are_judged_in_blocks_of_a_millisecond():
+    """pyperf warns about values under 1 ms; 10 us calls are judged as means of 100 consecutive calls,
+    so one slow call among 100 is not 'max far from the mean', but a slow stretch is."""
+    fast = np.full(3000, 10_000)
+    fast[::100] = 40_000  # one 4x call per block: every block mean is the same
+    assert timing.check_values(fast).size == 30
+    assert timing.summarize(fast)["unstable"] is False
+    drift = fast.copy()
+    drift[1500:] *= 2  # the second half of the run is twice as slow
+    assert timing.summarize(drift)["unstable"] is True
+
+
+def test_runs_and_values_floors():
+    x = np.full(3 * 25, 2_000_000)
+    assert timing.summarize(x, [25, 25, 25], min_runs=3, min_values=20)["unstable"] is False
+    s = timing.summarize(x[:50], [25, 25], min_runs=3, min_values=20)
+    assert s["unstable"] is True and s["runs"] == 2 and "only 2 run(s) < 3" in s["unstable_reason"]
+    s = timing.summarize(x, [60, 10, 5], min_runs=3, min_values=20)
+    assert s["unstable"] is True and "only 5 values in a run < 20" in s["unstable_reason"]
+    with pytest.raises(ValueError):
+        timing.summarize(x, [10, 10])
+
+
+def test_between_run_differences_count_as_spread():
+    """Three processes, each steady, one 30 % slower: pooled values are spread, as in pyperf."""
+    runs = np.r_[np.full(30, 2_000_000), np.full(30, 2_000_000), np.full(30, 2_600_000)]
+    s = timing.summarize(runs, [30, 30, 30], min_runs=3, min_values=20)
+    assert s["unstable"] is True and "std is" in s["unstable_reason"] and s["runs"] == 3
 
 
 # ----------------------------------------------------------------- measure
@@ -154,16 +233,22 @@ def test_interleaving_discards_warmups():
     assert len(out["a"]) == len(out["b"]) == 4
 
 
-def test_gc_disabled_while_timing_and_restored():
-    seen = []
+def test_gc_on_while_timing_and_collected_before_each_turn(monkeypatch):
+    seen, collects = [], []
+    real_collect = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *a: collects.append(1) or real_collect(*a))
     assert gc.isenabled()
     timing.measure(lambda: seen.append(gc.isenabled()), budget_s=0.0, min_samples=5,
                    warmup_calls=0, warmup_s=0)
-    assert seen == [False] * 5
+    assert seen == [True] * 5 and len(collects) == 1
+    collects.clear()
+    fns = {name: (lambda: seen.append(gc.isenabled())) for name in "ab"}
+    timing.interleaved(fns, budget_s=0.0, rounds=3, min_samples=3, warmup_calls=0, warmup_s=0)
+    assert all(seen) and len(collects) == 2 * 3  # one collection per turn
     assert gc.isenabled()
 
 
-def test_gc_restored_after_exception_and_kept_off_if_it_was_off():
+def test_measure_leaves_the_gc_state_as_it_found_it():
     calls = []
 
     def boom():
@@ -180,35 +265,6 @@ def test_gc_restored_after_exception_and_kept_off_if_it_was_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-def test_measure_stable_remeasures_until_stable(clock):
-    calls = []
-
-    def fn():  # first 20 calls alternate 1 ms / 5 ms (cv ~0.7), then steady 1 ms
-        i = len(calls)
-        calls.append(i)
-        clock.advance_ms(5 if i < 20 and i % 2 else 1)
-
-    kw = dict(budget_s=0.0, min_samples=20, max_samples=20, warmup_calls=0, warmup_s=0)
-    samples, remeasured = timing.measure_stable(fn, max_remeasures=2, **kw)
-    assert remeasured == 1
-    assert np.all(samples == 1_000_000)
-
-
-def test_measure_stable_gives_up_and_keeps_most_stable(clock):
-    calls = []
-    spikes = [9, 2, 5]  # slow-call duration per attempt; the second attempt is the least noisy
-
-    def fn():
-        i = len(calls)
-        calls.append(i)
-        clock.advance_ms(spikes[i // 10] if i % 2 else 1)
-
-    kw = dict(budget_s=0.0, min_samples=10, max_samples=10, warmup_calls=0, warmup_s=0)
-    samples, remeasured = timing.measure_stable(fn, max_remeasures=2, **kw)
-    assert remeasured == 2
-    assert samples.max() == 2_000_000
 
 
 def test_timer_overhead_and_gemm_are_positive():
