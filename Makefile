@@ -1,6 +1,8 @@
 # The study as a DAG of file targets. `make` alone prints this help.
 # QUICK=1 runs a small sweep into build/quick/ (never touches figures/ or reports/).
 # MODEL=path/to/my.keras adds a user's own model to the benchmark stages.
+# Notebooks are jupytext percent sources (notebooks/NN_name.py); papermill runs their .ipynb conversion
+# (build/notebooks/), and the executed copies with outputs land in build/<full|quick>/executed/.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY ?= python3.11
@@ -8,12 +10,6 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 ENV_STAMP := $(VENV)/.installed
 PAPERMILL := $(VPY) -m papermill --log-level WARNING --no-progress-bar
-lib = $(patsubst %,lib/overhead/%.py,$(1))
-ENGINE_LIB := $(call lib,backends converters numpy_cnn numpy_layers worker timing envinfo data models)
-BENCH_LIB := $(ENGINE_LIB) $(call lib,sweep benchview)
-STARTUP_LIB := $(ENGINE_LIB) $(call lib,startup)
-PIPELINE_LIB := $(ENGINE_LIB) $(call lib,pipeline breakdown)
-REPORT_LIB := $(call lib,analysis plots reporttext claims render)
 
 ifeq ($(QUICK),1)
 OUT := build/quick
@@ -21,12 +17,14 @@ DATA := $(OUT)/data
 FIG := $(OUT)/figures
 HTML := $(OUT)/report.html
 QUICK_PY := True
+README_FILE :=
 else
 OUT := build/full
 DATA := data
 FIG := figures
 HTML := reports/report.html
 QUICK_PY := False
+README_FILE := README.md
 endif
 RUNS := $(OUT)/executed
 export OVERHEAD_DATA := $(abspath $(DATA))
@@ -39,11 +37,34 @@ endif
 EXTRA_LIST := $(OUT)/extra_models.txt
 $(shell mkdir -p $(OUT); echo '$(abspath $(MODEL))' | cmp -s - $(EXTRA_LIST) || echo '$(abspath $(MODEL))' > $(EXTRA_LIST))
 
-.PHONY: help env test report bench lab clean clean-data requirements train benchmark startup pipeline
+# ---- dependencies derived from the package --------------------------------------------------
+# build/deps/NN_name.d lists every lib/overhead file the notebook imports, transitively (lib/overhead/deps.py
+# reads the imports with ast, standard library only: no TensorFlow, no .venv needed). A module a stage
+# starts to import is picked up without editing this file; touching one re-runs exactly the stages using it.
+PKG_FILES := $(shell find lib/overhead -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null)
+DEPGEN = $(if $(wildcard $(VPY)),$(VPY),$(PY)) lib/overhead/deps.py
+STAGES := $(patsubst notebooks/%.py,%,$(wildcard notebooks/[0-9][0-9]_*.py))
+DEPFILES := $(STAGES:%=build/deps/%.d) build/deps/render.d
+
+build/deps/%.d: notebooks/%.py $(PKG_FILES)
+	@mkdir -p $(dir $@)
+	@$(DEPGEN) $< --target '$$(RUNS)/$*.ipynb' > $@.tmp && mv $@.tmp $@
+
+build/deps/render.d: $(PKG_FILES)
+	@mkdir -p $(dir $@)
+	@$(DEPGEN) overhead.report.render --target '$$(HTML) render' > $@.tmp && mv $@.tmp $@
+
+ifneq ($(filter-out help clean clean-data env requirements,$(MAKECMDGOALS)),)
+-include $(DEPFILES)
+endif
+
+.PHONY: help env test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline
 
 help: ## List the targets
 	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
 	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1|\2/' | column -t -s '|'
+	@echo "Notebooks: notebooks/NN_name.py (jupytext; open with make lab). Executed copies with outputs:"
+	@echo "  build/full/executed/NN_name.ipynb after make report (build/quick/executed/ with QUICK=1)."
 
 env: $(ENV_STAMP) ## Build .venv from the pinned requirements.txt (re-runs only when they change)
 
@@ -57,8 +78,11 @@ $(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-test: $(ENV_STAMP) ## Run the test suite (unit tests + papermill smoke runs of every notebook)
+test: $(ENV_STAMP) ## Run the whole test suite (unit tests + papermill smoke runs of every notebook)
 	$(VPY) -m pytest -q
+
+test-fast: $(ENV_STAMP) ## Unit tests only: no notebook runs, no large models (-m "not slow")
+	$(VPY) -m pytest -q -m "not slow"
 
 requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 	rm -rf build/pin && $(PY) -m venv build/pin
@@ -66,42 +90,66 @@ requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 	{ head -2 requirements.txt; build/pin/bin/pip freeze | grep -v '^-e\|^#'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
 
 # ---- the study -------------------------------------------------------------------------------
-# Notebooks are jupytext percent sources (notebooks/NN_name.py); papermill runs their .ipynb conversion.
+# Each stage: its notebook's .ipynb conversion, the stage(s) it reads from, and (from build/deps/*.d) the
+# package files it imports. The report stage is the render step: `make render` runs the same recipe on the
+# committed results alone.
 build/notebooks/%.ipynb: notebooks/%.py $(ENV_STAMP)
 	@mkdir -p $(dir $@)
 	$(VPY) -m jupytext --quiet --to ipynb $< -o $@
 
-$(RUNS)/01_train.ipynb: build/notebooks/01_train.ipynb $(call lib,data models train) $(ENV_STAMP)
+RUN_NB = $(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) $(1) && mv $(@:.ipynb=.tmp.ipynb) $@
+
+$(RUNS)/01_train.ipynb: build/notebooks/01_train.ipynb $(ENV_STAMP)
 	@mkdir -p $(RUNS)
-	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
+	$(call RUN_NB)
 
-$(RUNS)/02_benchmark.ipynb: build/notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(BENCH_LIB) $(EXTRA_LIST) $(MODEL)
-	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
+$(RUNS)/02_benchmark.ipynb: build/notebooks/02_benchmark.ipynb $(RUNS)/01_train.ipynb $(EXTRA_LIST) $(MODEL)
+	$(call RUN_NB)
 
-$(RUNS)/03_startup.ipynb: build/notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb $(STARTUP_LIB) $(EXTRA_LIST)
-	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
+$(RUNS)/03_startup.ipynb: build/notebooks/03_startup.ipynb $(RUNS)/02_benchmark.ipynb $(EXTRA_LIST)
+	$(call RUN_NB)
 
-$(RUNS)/04_pipeline.ipynb: build/notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb $(PIPELINE_LIB) $(EXTRA_LIST) | $(RUNS)/03_startup.ipynb
-	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) && mv $(@:.ipynb=.tmp.ipynb) $@
+$(RUNS)/04_pipeline.ipynb: build/notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb $(EXTRA_LIST) | $(RUNS)/03_startup.ipynb
+	$(call RUN_NB)
 
-$(RUNS)/05_report.ipynb: build/notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb $(REPORT_LIB)
-	$(PAPERMILL) $< $(@:.ipynb=.tmp.ipynb) $(NB_COMMON) -p figures_dir $(abspath $(FIG)) && mv $(@:.ipynb=.tmp.ipynb) $@
+# The render step: the report notebook on every machine's results under $(DATA)/results/, then the HTML
+# (and, for the full run, the README findings block).
+RENDER_NB = $(PAPERMILL) build/notebooks/05_report.ipynb $(RUNS)/05_report.tmp.ipynb $(NB_COMMON) \
+	-p figures_dir $(abspath $(FIG)) && mv $(RUNS)/05_report.tmp.ipynb $(RUNS)/05_report.ipynb
+RENDER_HTML = $(VPY) -m overhead.report.render $(RUNS)/05_report.ipynb $(HTML) \
+	$(if $(README_FILE),--readme $(README_FILE) --findings $(FIG)/findings.md)
+
+$(RUNS)/05_report.ipynb: build/notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb
+	@mkdir -p $(RUNS)
+	$(RENDER_NB)
 
 $(HTML): $(RUNS)/05_report.ipynb
 	@mkdir -p $(dir $@)
-	$(VPY) -m overhead.render $< $@ $(if $(filter 1,$(QUICK)),,--readme README.md --findings $(FIG)/findings.md)
+	$(RENDER_HTML)
 
 train: $(RUNS)/01_train.ipynb ## Train the model ladder into data/models/
 benchmark: $(RUNS)/02_benchmark.ipynb ## Benchmark every backend across models, batch sizes, threads
 startup: $(RUNS)/03_startup.ipynb ## Cold start and memory per backend
 pipeline: $(RUNS)/04_pipeline.ipynb ## PNG-to-label pipeline stages and the per-call decomposition
-report: $(HTML) ## Rebuild the whole study into reports/report.html and figures/
+report: $(HTML) ## Rebuild the whole study (every stage that changed), then the render step
+
+render: build/notebooks/05_report.ipynb $(ENV_STAMP) ## Re-render reports/report.html, figures/, README findings from the committed data/results/ (no measuring)
+	@mkdir -p $(RUNS) $(dir $(HTML))
+	$(RENDER_NB)
+	$(RENDER_HTML)
 
 bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
 	$(VPY) -m overhead.enginebench
 
-lab: $(ENV_STAMP) ## Open JupyterLab on the notebooks
-	$(VPY) -m jupyter lab notebooks/
+# JupyterLab opens the jupytext .py notebooks as notebooks: jupytext's lab extension is installed with it,
+# and this venv-local settings override makes "Jupytext Notebook" the default viewer of Python files.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+USER_ID ?= $(shell id -u)   # JupyterLab refuses to run as root (uid 0, e.g. in a container) without --allow-root
+$(LAB_SETTINGS): $(ENV_STAMP)
+	$(VENV)/bin/jupytext-config --settings-file $@ set-default-viewer python
+
+lab: $(LAB_SETTINGS) ## Open JupyterLab on notebooks/ (the .py files open as notebooks; outputs: build/*/executed/)
+	$(VPY) -m jupyter lab $(if $(filter 0,$(USER_ID)),--allow-root) notebooks/
 
 clean: ## Remove build/ (executed notebooks, quick runs); keeps data/, figures/, reports/
 	rm -rf build .pytest_cache

@@ -1,10 +1,12 @@
 """Papermill smoke runs of 03_startup and 04_pipeline with tiny parameters on the fixture models."""
 import pandas as pd
+import pytest
 
 from overhead import breakdown, pipeline, startup
 from nbrun import outputs_text, run_notebook
 
 
+@pytest.mark.slow
 def test_startup_notebook(data_env, tmp_path):
     nb = run_notebook("03_startup.py", tmp_path, models=["cnn_seed", "not_a_model"], backends=["numpy", "keras.call"],
                       repeats=2, steady_calls=5, quick=True, data_dir=str(data_env), machine="smoke")
@@ -18,6 +20,7 @@ def test_startup_notebook(data_env, tmp_path):
     assert "skipped: not_a_model" in outputs_text(nb)
 
 
+@pytest.mark.slow
 def test_pipeline_notebook(data_env, tmp_path):
     nb = run_notebook("04_pipeline.py", tmp_path, models=["cnn_seed"], backends=["numpy", "keras.call"],
                       calls=10, breakdown_models=["cnn_seed"], breakdown_backends=["keras.predict", "tf.function"],

@@ -1,9 +1,12 @@
+"""Smoke run of notebooks/01_train.py with quick parameters into a temporary data tree."""
 import json
 import shutil
 
+import pytest
 from nbrun import outputs_text, run_notebook
 
 
+@pytest.mark.slow
 def test_train_notebook_writes_every_model_with_metadata(tmp_path, tiny_data_dir):
     data_dir = tmp_path / "data"
     shutil.copytree(tiny_data_dir / "raw", data_dir / "raw")

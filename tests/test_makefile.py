@@ -1,0 +1,177 @@
+"""The Makefile's DAG, read with `make -n` / `make -q` on a scratch copy of the tree (nothing is executed).
+
+The copy holds the Makefile, lib/, notebooks/ and the files .venv depends on; every target is then marked up
+to date by its mtime, so `make -n -W <module>` shows exactly the stages a change to that module re-runs.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from overhead import deps
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_report"]
+
+
+def _make(tree: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "-C", str(tree), *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def _copy_tree(tmp: Path) -> Path:
+    tree = tmp / "repo"
+    tree.mkdir()
+    for f in ("Makefile", "requirements.txt", "requirements-nodeps.txt", "pyproject.toml"):
+        shutil.copy(ROOT / f, tree / f)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(ROOT / "lib", tree / "lib", ignore=ignore)
+    shutil.copytree(ROOT / "notebooks", tree / "notebooks", ignore=ignore)
+    (tree / ".venv" / "bin").mkdir(parents=True)
+    (tree / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (tree / ".venv" / ".installed").touch()
+    return tree
+
+
+def _mark_up_to_date(tree: Path) -> None:
+    """Sources old, then every generated file newer than what it is made from, in DAG order."""
+    assert _make(tree, "-n", "report").returncode == 0      # writes build/deps/*.d (makefiles are remade)
+    t0 = time.time() - 1000
+    for p in list((tree / "lib").rglob("*.py")) + list((tree / "notebooks").glob("*.py")):
+        os.utime(p, (t0, t0))
+    for f in ("Makefile", "requirements.txt", "requirements-nodeps.txt", "pyproject.toml"):
+        os.utime(tree / f, (t0, t0))
+    generated = [tree / ".venv" / ".installed", *(tree / "build" / "deps").glob("*.d"),
+                 tree / "build" / "full" / "extra_models.txt"]
+    generated += [tree / "build" / "notebooks" / f"{s}.ipynb" for s in STAGES]
+    generated += [tree / "build" / "full" / "executed" / f"{s}.ipynb" for s in STAGES]
+    generated.append(tree / "reports" / "report.html")
+    for k, p in enumerate(generated, start=1):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+        os.utime(p, (t0 + k, t0 + k))
+
+
+def _reruns(tree: Path, module: str) -> set:
+    out = _make(tree, "-n", "-W", module, "report")
+    assert out.returncode == 0, out.stderr
+    ran = set(re.findall(r"papermill .*?build/notebooks/(\d\d_\w+)\.ipynb", out.stdout))
+    return ran | ({"render"} if "overhead.report.render" in out.stdout else set())
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    tree = _copy_tree(tmp_path_factory.mktemp("make"))
+    _mark_up_to_date(tree)
+    return tree
+
+
+def test_up_to_date_tree_does_nothing(tree):
+    assert _make(tree, "-q", "report").returncode == 0
+    assert "Nothing to be done" in _make(tree, "-n", "report").stdout
+
+
+def test_touching_a_shared_module_reruns_every_stage_that_imports_it(tree):
+    assert _reruns(tree, "lib/overhead/config.py") == set(STAGES) | {"render"}
+    # timing: the benchmark imports it (and every stage after reads the benchmark); training does not
+    assert _reruns(tree, "lib/overhead/timing.py") == set(STAGES[1:]) | {"render"}
+    # the decomposition only: the pipeline stage and the report after it
+    assert _reruns(tree, "lib/overhead/breakdown.py") == {"04_pipeline", "05_report", "render"}
+    assert _reruns(tree, "lib/overhead/stagetext.py") == {"03_startup", "04_pipeline", "05_report", "render"}
+
+
+def test_the_dependencies_come_from_the_imports():
+    for stage in STAGES:
+        files = {p.relative_to(ROOT).as_posix() for p in deps.closure([str(ROOT / "notebooks" / f"{stage}.py")])}
+        assert "lib/overhead/__init__.py" in files and "lib/overhead/config.py" in files, stage
+    bench = {p.name for p in deps.closure([str(ROOT / "notebooks" / "02_benchmark.py")])}
+    assert {"sweep.py", "timing.py", "envinfo.py"} <= bench
+    assert "stagetext.py" not in bench       # only what the stage imports
+
+
+def test_a_new_module_is_picked_up_without_editing_the_makefile(tmp_path):
+    tree = _copy_tree(tmp_path)
+    pkg = tree / "lib" / "overhead" / "brandnew"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text('"""A sub-package another engineer adds."""\n')
+    (pkg / "gap.py").write_text("from . import helper  # noqa: F401\nVALUE = 1\n")
+    (pkg / "helper.py").write_text("X = 2\n")
+    breakdown = tree / "lib" / "overhead" / "breakdown.py"
+    breakdown.write_text(breakdown.read_text() + "\n\ndef _late():\n    from overhead.brandnew import gap\n"
+                         "    return gap.VALUE\n")
+    _mark_up_to_date(tree)
+    assert "lib/overhead/brandnew/helper.py" in (tree / "build" / "deps" / "04_pipeline.d").read_text()
+    assert _reruns(tree, "lib/overhead/brandnew/helper.py") == {"04_pipeline", "05_report", "render"}
+    # a module the stage stops importing (deleted) re-runs it once instead of breaking make
+    shutil.rmtree(pkg)
+    out = _make(tree, "-n", "report")
+    assert out.returncode == 0 and "No rule to make target" not in out.stderr, out.stderr
+
+
+def test_child_process_modules_named_as_strings_count(tmp_path):
+    src = tmp_path / "nb.py"
+    src.write_text('import subprocess, sys\nsubprocess.run([sys.executable, "-m", "overhead.sweep", "worker"])\n'
+                   '# %% [markdown]\n# text naming overhead.train in prose does not count\n')
+    names = {p.name for p in deps.closure([str(src)])}
+    assert "sweep.py" in names and "train.py" not in names
+
+
+def test_lab_allows_root_only_as_root(tree):
+    assert "--allow-root" in _make(tree, "-n", "lab", "USER_ID=0").stdout
+    as_user = _make(tree, "-n", "lab", "USER_ID=1000").stdout
+    assert "jupyter lab" in as_user and "--allow-root" not in as_user
+    if os.getuid() == 0:
+        assert "--allow-root" in _make(tree, "-n", "lab").stdout
+    # the .py notebooks open as notebooks: a venv-local default-viewer override, not the user's home
+    assert "jupytext-config --settings-file .venv/share/jupyter/lab/settings/overrides.json" in as_user
+
+
+def test_help_names_the_new_targets_and_where_executed_notebooks_live(tree):
+    text = _make(tree, "help").stdout
+    for target in ("render", "test-fast", "lab", "report", "test"):
+        assert re.search(rf"^\s+{re.escape(target)}\s", text, flags=re.M), target
+    assert "build/full/executed/" in text and "jupytext" in text
+
+
+def test_render_runs_only_the_report_on_the_committed_results(tmp_path):
+    tree = _copy_tree(tmp_path)
+    out = _make(tree, "-n", "render")
+    assert out.returncode == 0, out.stderr
+    ran = re.findall(r"papermill .*?build/notebooks/(\d\d_\w+)\.ipynb", out.stdout)
+    assert ran == ["05_report"]
+    assert f"-p data_dir {tree / 'data'} " in out.stdout
+    assert f"-p figures_dir {tree / 'figures'}" in out.stdout
+    assert "reports/report.html --readme README.md --findings figures/findings.md" in out.stdout
+
+
+def test_quick_report_stays_in_build_quick(tmp_path):
+    tree = _copy_tree(tmp_path)
+    out = _make(tree, "-n", "report", "QUICK=1").stdout
+    assert f"-p figures_dir {tree / 'build' / 'quick' / 'figures'}" in out
+    assert "build/quick/report.html" in out
+    assert "--readme" not in out and "reports/" not in out
+    assert f"-p data_dir {tree / 'build' / 'quick' / 'data'}" in out
+
+
+def test_gitignore_keeps_each_machines_results_and_ignores_the_rest_of_data(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    kept = ["data/README.md", "data/results/m1/bench.csv", "data/results/m1/bench.meta.json",
+            "data/results/m2/idle_gap.csv", "data/results/m1/samples/x.npz", "data/results/m1/samples/b/y.npz"]
+    ignored = ["data/raw/mnist.npz", "data/models/a.keras", "data/models/a.json", "data/artifacts/a/h/m.onnx",
+               "data/results/m1/logs/worker.log", "data/results/m1/bench.csv.tmp", "data/results/top.csv",
+               "data/results/m1/samples/notes.txt", "build/full/executed/01_train.ipynb", ".venv/.installed"]
+    for f in kept + ignored:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("x")
+    for f in kept:
+        r = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "-q", f])
+        assert r.returncode == 1, f"{f} is ignored"
+    for f in ignored:
+        r = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "-q", f])
+        assert r.returncode == 0, f"{f} is not ignored"
