@@ -11,8 +11,8 @@ import naive_reference as naive
 keras = pytest.importorskip("keras")
 L = keras.layers
 
-from overhead import numpy_layers  # noqa: E402
-from overhead.numpy_cnn import UnsupportedLayerError, from_keras  # noqa: E402
+from overhead.engine import UnsupportedLayerError, from_keras  # noqa: E402
+from overhead.engine import views as engine_views  # noqa: E402
 
 RTOL = 1e-4
 
@@ -31,8 +31,8 @@ def assert_close(out, ref):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Lower the split thresholds so the chunked (multi-threaded) paths run on test-sized layers."""
-    monkeypatch.setattr(numpy_layers, "PAR_MIN_FLOPS", 4e6)
-    monkeypatch.setattr(numpy_layers, "PAR_MIN_ELEMS", 1 << 14)
+    monkeypatch.setattr(engine_views, "PAR_MIN_FLOPS", 4e6)
+    monkeypatch.setattr(engine_views, "PAR_MIN_ELEMS", 1 << 14)
 
 
 def rand(rng, *shape, scale=1.0):
@@ -564,7 +564,7 @@ def test_naive_reference_matches_fast_paths():
 
 def test_grid_detects_a_wrong_padding_rule(monkeypatch):
     """Sensitivity: putting the odd 'same' padding cell on top/left (not TF's bottom/right) fails."""
-    real = numpy_layers.out_size
+    real = engine_views.out_size
 
     def top_left(size, k, s, padding):
         out, before, after = real(size, k, s, padding)
@@ -574,9 +574,9 @@ def test_grid_detects_a_wrong_padding_rule(monkeypatch):
     x = rand(rng, 1, 8, 8, 2)
     model = randomize(seq((8, 8, 2), L.Conv2D(3, 2, padding="same")))
     ref = model(x, training=False)
-    monkeypatch.setattr(numpy_layers, "out_size", top_left)
+    monkeypatch.setattr(engine_views, "out_size", top_left)
     assert err_ratio(from_keras(model)(x), ref) > 1
-    monkeypatch.setattr(numpy_layers, "out_size", real)
+    monkeypatch.setattr(engine_views, "out_size", real)
     assert_close(from_keras(model)(x), ref)
 
 
