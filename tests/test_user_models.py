@@ -212,3 +212,41 @@ def test_thread_warning():
     assert resources.threads_warning(64, n_cores=2) == (
         "warning: --threads 64 is more than the 2 CPU core(s) here; the threads will share cores, so these "
         "timings measure oversubscription (recorded as threads=64)")
+
+
+# --------------------------------------------------------------------------- worker feed
+
+def test_feed_packs_inputs_and_reference_flattens_outputs(opened):
+    from overhead import userfeed
+    from overhead.backends import Runner
+
+    o = opened["two_io"]
+    feed = userfeed.build_feed(o.signature, 6)
+    assert feed.x.dtype.names == ("features", "image") and feed.x.shape == (6,) and feed.y is None
+    chunk = np.concatenate([feed.x[4:6], feed.x[:2]])  # how parity pads a last batch: rows stay whole
+    feats, image = userfeed.unpack(chunk)
+    assert feats.shape == (4, 16) and image.shape == (4, 8, 8, 1) and image.flags.c_contiguous
+    ref = userfeed.reference(o, feed.x)
+    assert ref.shape == (6, 5) and ref.dtype == np.float64  # label (4) then score (1)
+    runner = userfeed.adapt(Runner("keras.call", lambda xs: o.keras_model(xs), 6, 1, {}), o.signature)
+    np.testing.assert_allclose(runner(feed.x), ref, rtol=1e-5, atol=1e-6)
+    sm = opened["savedmodel"]
+    assert userfeed.reference(sm, userfeed.build_feed(sm.signature, 3).x).shape == (3, 4)
+    with pytest.raises(SignatureError, match="--input-shape"):
+        userfeed.build_feed(opened["dynamic_conv"].signature, 2)
+    feed = userfeed.build_feed(opened["dynamic_conv"].signature, 2, input_shape="1x9x9x3")
+    assert feed.x.shape == (2, 9, 9, 3) and feed.shapes == [(9, 9, 3)]
+
+
+def test_classify_backend_failures(opened):
+    from overhead import userfeed
+    from overhead.engine import UnsupportedLayerError, from_keras
+
+    with pytest.raises(UnsupportedLayerError) as err:
+        from_keras(opened["lstm"].keras_model)
+    assert userfeed.classify("numpy", err.value) == ("skipped", "unsupported layer LSTM 'lstm'")
+    two = opened["two_io"].signature
+    assert userfeed.classify("litert", TypeError("bad\nmore"), two) == (
+        "skipped", "litert cannot run a model with 2 input(s) and 2 output(s) here: TypeError: bad")
+    assert userfeed.classify("litert", RuntimeError("boom"), opened["lstm"].signature) == \
+        ("failed", "RuntimeError: boom")

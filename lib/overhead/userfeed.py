@@ -1,0 +1,160 @@
+"""What a worker needs to run a user's model: its inputs, the reference outputs, runners that take them,
+and the skip/failure reason of a backend that cannot run it.
+
+The harness (parity, timing) handles one NumPy array per batch. A model with several inputs gets them
+packed into one structured array (one field per input, :func:`pack`) so slicing and padding stay
+row-wise; a runner is wrapped (:func:`adapt`) to unpack the fields into the list the model takes and
+to flatten several outputs into one (batch, features) float array, in the signature's output order.
+"""
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overhead import inputs, signature
+
+KERAS_OBJECT_FAMILIES = ("numpy", "keras", "tf_keras", "jax")  # paths that run (or convert) a Keras object
+
+
+def is_ladder(model_path) -> bool:
+    """A model of the study's ladder (trained on digits, with its JSON record beside it)."""
+    meta = Path(model_path).with_suffix(".json")
+    if Path(model_path).suffix != ".keras" or not meta.is_file():
+        return False
+    try:
+        rec = json.loads(meta.read_text())
+    except ValueError:
+        return False
+    return isinstance(rec, dict) and "input_shape" in rec and "classes" in rec
+
+
+# --------------------------------------------------------------------------- packing
+
+def pack(xs: list[np.ndarray], sig) -> np.ndarray:
+    """One array for the harness: the input itself, or a structured array with a field per input."""
+    if len(xs) == 1:
+        return xs[0]
+    dtype = np.dtype([(s.name, x.dtype, x.shape[1:]) for s, x in zip(sig.inputs, xs)])
+    out = np.empty(len(xs[0]), dtype=dtype)
+    for s, x in zip(sig.inputs, xs):
+        out[s.name] = x
+    return out
+
+
+def unpack(x: np.ndarray):
+    """The model's arguments: the array itself, or the list of a structured array's fields."""
+    if x.dtype.names is None:
+        return x
+    return [np.ascontiguousarray(x[name]) for name in x.dtype.names]
+
+
+def flat_outputs(out, names=None) -> np.ndarray:
+    """One output as it is (as a NumPy array); several as (batch, sum of their sizes) float32."""
+    if isinstance(out, dict):
+        keys = [k for k in (names or []) if k in out] or list(out)
+        out = [out[k] for k in keys]
+    if isinstance(out, (list, tuple)):
+        arrays = [np.asarray(o) for o in out]
+        if len(arrays) == 1:
+            return arrays[0]
+        n = arrays[0].shape[0]
+        return np.concatenate([a.reshape(n, -1).astype(np.float32) for a in arrays], axis=1)
+    return np.asarray(out)
+
+
+def adapt(runner, sig):
+    """Make a runner take the packed batch and return one flat array (a no-op for one-in, one-out)."""
+    if len(sig.inputs) == 1 and len(sig.outputs) == 1:
+        return runner
+    fn, names, last = runner.fn, [s.name for s in sig.outputs], {}
+
+    def run(x):
+        if last.get("x") is not x:  # timing repeats the same batch: unpack it once
+            last["x"], last["args"] = x, unpack(x)
+        return flat_outputs(fn(last["args"]), names)
+
+    runner.fn = run
+    return runner
+
+
+# --------------------------------------------------------------------------- inputs and reference
+
+@dataclass
+class Feed:
+    sig: object
+    shapes: list
+    x: np.ndarray  # packed, n samples
+    y: np.ndarray | None  # labels, only when given
+    source: str  # "generated" or the --inputs file
+
+    def describe(self) -> dict:
+        return {"inputs_source": self.source, "input_shapes": [list(s) for s in self.shapes],
+                "labels": self.y is not None}
+
+
+def build_feed(sig, n: int, *, input_shape=None, inputs_npz=None, seed: int = 0) -> Feed:
+    """n samples for this signature: from the --inputs file (cycled) or generated (no labels)."""
+    shapes = signature.resolve(sig, signature.parse_input_shape(input_shape) if isinstance(input_shape, str)
+                               else input_shape)
+    if inputs_npz:
+        xs, y = inputs.load_npz(inputs_npz, sig, shapes)
+        shapes = [tuple(x.shape[1:]) for x in xs]
+        return Feed(sig, shapes, pack(inputs.take(xs, n), sig), inputs.take_labels(y, n), str(inputs_npz))
+    return Feed(sig, shapes, pack(inputs.generate(sig, shapes, n, seed=seed), sig), None, "generated")
+
+
+def reference(opened, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The reference outputs (float64, flattened like adapt()): Keras predict, or the SavedModel's signature."""
+    names = [s.name for s in opened.signature.outputs]
+    args = unpack(x)
+    if opened.keras_model is not None:
+        out = opened.keras_model.predict(args, batch_size=min(batch_size, len(x)), verbose=0)
+        return flat_outputs(out, names).astype(np.float64)
+    import tensorflow as tf
+
+    fn = opened.saved_model.signatures["serving_default"]
+    args = args if isinstance(args, list) else [args]
+    outs = []
+    for start in range(0, len(x), batch_size):
+        feed = {s.name: tf.constant(a[start:start + batch_size]) for s, a in zip(opened.signature.inputs, args)}
+        outs.append(flat_outputs({k: v.numpy() for k, v in fn(**feed).items()}, names))
+    return np.concatenate(outs).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- why a backend does not run
+
+def precheck(backend, opened) -> str | None:
+    """A skip reason known before preparing: Keras-object paths on a SavedModel folder."""
+    if opened.keras_model is None and backend.family in KERAS_OBJECT_FAMILIES:
+        return (f"a SavedModel folder holds no Keras model and {backend.name} runs one; pass the .keras or "
+                ".h5 file to run it")
+    if opened.loader == "tf_keras" and backend.family not in ("tf_keras",):
+        return f"only tf_keras (Keras 2) can load this .h5 file, and {backend.name} needs Keras 3"
+    return None
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """The exception's type and the first meaningful line of its message, shortened."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("<")]
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _from_converter(exc: BaseException) -> bool:
+    return any(Path(f.filename).name == "converters.py" for f in traceback.extract_tb(exc.__traceback__))
+
+
+def classify(backend_name: str, exc: BaseException, sig=None) -> tuple[str, str]:
+    """(status, reason) of a backend that raised while preparing or on its first calls."""
+    if type(exc).__name__ == "UnsupportedLayerError" and hasattr(exc, "layer_class"):
+        return "skipped", f"unsupported layer {exc.layer_class} '{exc.layer_name}'"
+    if _from_converter(exc):
+        return "skipped", f"conversion failed: {one_line(exc)}"
+    if sig is not None and (len(sig.inputs) > 1 or len(sig.outputs) > 1):
+        return "skipped", (f"{backend_name} cannot run a model with {len(sig.inputs)} input(s) and "
+                           f"{len(sig.outputs)} output(s) here: {one_line(exc)}")
+    return "failed", one_line(exc)
