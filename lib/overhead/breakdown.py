@@ -365,7 +365,7 @@ def run(models, backends=DEFAULT_BACKENDS, *, threads=None, budget_s: float = 4.
 
     from overhead import backends as registry, config, data, envinfo, sweep, timing
     from overhead.pipeline import input_shape, save_rows
-    from overhead.worker import error_text
+    from overhead.child import error_text
 
     names = list(backends or DEFAULT_BACKENDS)
     for n in names:

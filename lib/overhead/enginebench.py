@@ -177,9 +177,9 @@ def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
 
 def run(quick=False, threads=None, profile=False, cases=None, log=print):
     threads = int(threads or os.cpu_count() or 1)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ.setdefault(var, str(threads))
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    from overhead.child import thread_env
+
+    thread_env(threads, override=False)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from threadpoolctl import threadpool_limits
     limit = threadpool_limits(limits=threads, user_api="blas")

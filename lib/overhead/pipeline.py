@@ -248,7 +248,7 @@ def run(models, backends=None, *, calls: int = 200, budget_s: float = 2.0, round
     from tqdm.auto import tqdm
 
     from overhead import backends as registry, config, envinfo, sweep
-    from overhead.worker import error_text
+    from overhead.child import error_text
 
     names = list(backends or registry.NAMES)
     for n in names:

@@ -8,8 +8,10 @@ once per model x backend x repetition. The child measures, in order:
   import is part of every runtime's cost, as it would be in a user's script.
 - ``load_s``: ``backends.prepare`` from the *cached* artifact (the parent makes sure it exists first,
   so no conversion happens here): reading the .keras file, tracing a tf.function, loading a
-  SavedModel, building a LiteRT interpreter or an ORT session, unpickling the NumPy engine's
-  program; finding a cached artifact hashes the .keras file (~0.1 s for 45 MB), included.
+  SavedModel, building a LiteRT interpreter or an ORT session, loading the NumPy engine's .npz
+  file (``overhead.engine.load``, in a process that never imports TensorFlow, Keras or tf_keras:
+  checked, and recorded as ``tf_imported``); finding a cached artifact hashes the .keras file
+  (~0.1 s for 45 MB), included.
 - ``first_call_s``: the first inference on one real digit (Keras builds its predict function here,
   XLA compiles here).
 - ``start_to_first_pred_s``: wall time from just before the parent spawned the process (so the
@@ -36,15 +38,17 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from overhead.child import claim_stdout, thread_env  # noqa: E402  (os/sys only: cheap)
+
 COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_s", "first_call_s",
            "start_to_first_pred_s", "steady_median_us", "rss_after_import_mb", "rss_after_load_mb",
            "rss_after_first_call_mb", "status", "reason"]
 
 _TF = ("tensorflow", "keras")
-RUNTIMES = {"numpy": ("numpy", "overhead.numpy_cnn"), "tf.savedmodel": ("tensorflow",),
+RUNTIMES = {"numpy": ("numpy", "overhead.engine"), "tf.savedmodel": ("tensorflow",),
             "onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",)}
 # backend -> artifacts it loads (converters' file names); the others run the .keras file itself
-ARTIFACTS = {"numpy": ("model.numpy.pkl",), "tf.savedmodel": ("savedmodel",), "onnxruntime": ("model.onnx",),
+ARTIFACTS = {"numpy": ("model.engine.npz",), "tf.savedmodel": ("savedmodel",), "onnxruntime": ("model.onnx",),
              **{b: ("savedmodel", f"model.{v}.tflite") for b, v in (
                  ("litert", "float"), ("litert.builtin", "float"), ("litert.fp16", "fp16"),
                  ("litert.dynamic_int8", "dynamic_int8"), ("litert.int8", "int8"))}}
@@ -116,34 +120,26 @@ def recorded_convert_s(backend: str, model_path, artifacts=None):
 
 
 def numpy_artifact(model_path, artifacts=None):
-    """The NumPy engine's converted program, pickled once (cached like the other conversions).
-
-    A local stand-in until the engine has its own save/load: converting needs Keras (and so
-    TensorFlow), loading the pickle needs NumPy alone, which is the NumPy user's cold start."""
-    import pickle
-
+    """The NumPy engine's file (``overhead export``'s .npz), built once and cached like the other
+    conversions: converting needs Keras (and so TensorFlow), loading it needs NumPy alone, which is
+    the NumPy user's cold start."""
     from overhead import converters
     target = converters.artifact_dir(model_path, artifacts) / ARTIFACTS["numpy"][0]
     if not artifacts_ready("numpy", model_path, artifacts):
         import keras  # noqa: F401  (imported before the clock starts, as the other converters do)
 
     def build(tmp: Path) -> Path:
-        from overhead import numpy_cnn
-        net = numpy_cnn.from_keras(model_path)
+        from overhead import engine
         out = tmp / target.name
-        state = (net._ops, net._in_val, net._out_vals, net.input_shape, net.name, net.output_names)
-        out.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        engine.from_keras(model_path).save(out)
         return out
 
     return converters._cached_or_build(target, build, "numpy")
 
 
 def load_numpy_artifact(path):
-    import pickle
-
-    from overhead import numpy_cnn
-    ops, in_val, out_vals, shape, name, output_names = pickle.loads(Path(path).read_bytes())
-    return numpy_cnn.NumpyModel(ops, in_val, out_vals, shape, name=name, output_names=output_names)
+    from overhead import engine
+    return engine.load(path)
 
 
 def artifacts_ready(backend: str, model_path, artifacts=None) -> bool:
@@ -153,25 +149,11 @@ def artifacts_ready(backend: str, model_path, artifacts=None) -> bool:
 
 # --------------------------------------------------------------------------- child
 
-def _claim_stdout():
-    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return proto
-
-
-def _thread_env(threads: int) -> None:
-    """The environment part of backends.set_threads, set before any runtime is imported."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-
-
 def child(args) -> dict:
     """One cold start (see the module docstring); returns the measurements as a dict."""
     import importlib
 
-    _thread_env(args.threads)
+    thread_env(args.threads)
     out = {"backend": args.backend, "threads": args.threads, "spawn_wall": args.spawn_wall}
     t0 = time.perf_counter()
     for mod in runtime_modules(args.backend):
@@ -181,20 +163,24 @@ def child(args) -> dict:
 
     import numpy as np
 
-    from overhead import backends, timing
-    backends.set_threads(args.threads)
+    from overhead import timing
     out["artifacts_cached"] = artifacts_ready(args.backend, args.model, args.artifacts)
     t0 = time.perf_counter()
-    if args.backend == "numpy":  # the engine's cached program: no Keras, no TensorFlow
-        art, _ = numpy_artifact(args.model, args.artifacts)
+    if args.backend == "numpy":  # the engine's .npz file: NumPy only, no Keras, no TensorFlow
+        art = artifact_paths("numpy", args.model, args.artifacts)[0]
         runner, info = load_numpy_artifact(art), {"artifact": str(art)}
+        loaded = sorted(m for m in ("tensorflow", "keras", "tf_keras") if m in sys.modules)
+        if loaded:
+            raise RuntimeError(f"the numpy cold start imported {', '.join(loaded)}")
     else:
+        from overhead import backends
+        backends.set_threads(args.threads)
         runner = backends.prepare(args.backend, args.model, args.batch, args.threads, args.artifacts)
         info = runner.info
     out["load_s"] = time.perf_counter() - t0
     out["mem_load"] = memory()
     out["info"] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, type(None)))}
-    out["tf_imported"] = "tensorflow" in sys.modules
+    out["tf_imported"] = "tensorflow" in sys.modules  # False for numpy (asserted above)
 
     x = np.load(args.input)
     t0 = time.perf_counter()
@@ -232,12 +218,12 @@ def _child_main(argv) -> int:
     p.add_argument("--steady-budget", type=float, default=1.0)
     p.add_argument("--spawn-wall", type=float, default=None)
     args = p.parse_args(argv)
-    proto = _claim_stdout()
+    proto = claim_stdout()
     try:
         result = child(args)
         result["status"] = "ok"
     except BaseException as exc:  # report, then fail: the parent records the reason
-        from overhead.worker import error_text
+        from overhead.child import error_text
         result = {"status": "failed", "reason": error_text(exc)}
     proto.write(json.dumps(result, default=str) + "\n")
     proto.flush()

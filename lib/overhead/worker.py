@@ -11,24 +11,17 @@ import gc
 import json
 import math
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from overhead.child import claim_stdout, error_text  # noqa: F401  (error_text: re-exported)
 
 PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
 PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
 MAX_SAMPLES = 2_000  # per backend and configuration: enough for p99; keeps the bootstrap CI cheap
 REMEASURE_MAX_CALL_S = 0.01  # re-measure unstable configs only when >= 10 calls fit in 0.1 s
-
-
-def _claim_stdout():
-    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return proto
 
 
 def _plain(v):
@@ -39,12 +32,6 @@ def _plain(v):
     if isinstance(v, np.bool_):
         return bool(v)
     return str(v)
-
-
-def error_text(exc: BaseException, limit: int = 300) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip().rstrip(":")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _tiny_probe_model(folder: Path) -> Path:
@@ -90,7 +77,7 @@ def _timing_plan(call_s: float, budget_s: float) -> dict:
 
 
 def main(job: dict) -> int:
-    proto = _claim_stdout()
+    proto = claim_stdout()
 
     def emit(**event):
         proto.write(json.dumps(event, default=_plain) + "\n")

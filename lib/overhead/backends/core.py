@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from overhead import converters
+from overhead.child import thread_env
 
 
 KERAS_BACKEND_OF = {"tf": "tensorflow", "jax": "jax", "keras-numpy": "numpy"}  # Backend.process -> KERAS_BACKEND
@@ -117,9 +118,7 @@ def set_threads(threads: int) -> dict:
     if threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads}")
     _THREADS = threads
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    thread_env(threads)
     from threadpoolctl import threadpool_limits
 
     _BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
