@@ -1,0 +1,83 @@
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overhead import idlegap
+
+
+def test_median_ci_covers_the_true_median_at_least_95_percent_on_simulated_data():
+    rng = np.random.default_rng(0)
+    for n in (6, 20, 57):
+        hits = 0
+        for _ in range(2000):
+            lo, hi = idlegap.median_ci(rng.lognormal(0.0, 0.5, n))  # true median = 1
+            hits += lo <= 1.0 <= hi
+        assert hits / 2000 >= 0.94, (n, hits)
+    assert np.isnan(idlegap.median_ci([1, 2, 3])[0])
+    lo, hi = idlegap.median_ci(np.arange(1, 7))
+    assert (lo, hi) == (1.0, 6.0)  # n = 6: the extreme ranks give 96.9 %
+
+
+def test_measure_gaps_sleeps_before_each_timed_call_and_primes_each_block():
+    calls, slept = [], []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    ticks = iter(range(0, 10**6, 5))
+    got = idlegap.measure_gaps(fns, (0, 10), calls=4, rounds=3, sleep=slept.append,
+                               clock=lambda: next(ticks))
+    assert set(got) == {("a", 0), ("a", 10), ("b", 0), ("b", 10)}
+    assert all(len(v) == 12 and (v == 5).all() for v in got.values())
+    assert calls.count("a") == calls.count("b") == 3 * 2 * (1 + 4)
+    assert slept == [0.01] * (2 * 3 * 4)
+
+
+def _frame(rows):
+    cols = ["model", "backend", "threads", "gap_ms", "median_us", "ci_lo_us", "ci_hi_us"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["status"] = "ok"
+    return df
+
+
+def test_verdict_finds_ranking_and_thread_changes():
+    rows = []
+    for t, (a0, a100, b0, b100) in {1: (100, 300, 150, 160), 2: (80, 400, 120, 130)}.items():
+        rows += [("m", "a", t, 0, a0, a0 * .95, a0 * 1.05), ("m", "a", t, 100, a100, a100 * .95, a100 * 1.05),
+                 ("m", "b", t, 0, b0, b0 * .95, b0 * 1.05), ("m", "b", t, 100, b100, b100 * .95, b100 * 1.05)]
+    v = idlegap.verdict(_frame(rows))
+    r = {(x["threads"], x["gap_ms"]): x for x in v["ranking"]}
+    assert r[(1, 100)]["fastest_gap0"] == "a" and r[(1, 100)]["fastest_at_gap"] == "b"
+    assert r[(1, 100)]["clear"] and v["fastest_changes_clearly"]
+    assert r[(1, 100)]["slowdown_of_fastest_gap0"] == pytest.approx(3.0)
+    th = {(x["backend"]): x for x in v["threads"]}
+    assert th["a"]["best_threads_gap0"] == 2 and th["a"]["best_threads_at_gap"] == 1 and th["a"]["clear"]
+    assert not th["b"]["changed"]
+    assert v["best_threads_changes_clearly"] == ["a"]
+
+
+def test_verdict_no_change_when_order_is_kept():
+    rows = [("m", "a", 1, g, 10 + g, 9 + g, 11 + g) for g in (0, 1, 10)] + \
+           [("m", "b", 1, g, 50 + g, 49 + g, 51 + g) for g in (0, 1, 10)]
+    v = idlegap.verdict(_frame(rows))
+    assert not v["fastest_changes"] and v["threads"] == [] and v["best_threads_changes"] == []
+
+
+def test_run_quick_in_fresh_processes(data_env, tmp_path):
+    frame = idlegap.run(("cnn_seed",), backends=("numpy", "keras.predict_on_batch"), threads=(1,),
+                        gaps_ms=(0, 1), quick=True, out_dir=tmp_path, progress=False)
+    assert list(frame.columns) == idlegap.COLUMNS
+    assert (frame["status"] == "ok").all(), frame["reason"].tolist()
+    assert len(frame) == 4 and (frame["n"] == 6).all()
+    assert (frame["ci_lo_us"] <= frame["median_us"]).all() and (frame["median_us"] <= frame["ci_hi_us"]).all()
+    assert (frame.loc[frame["gap_ms"] == 0, "ratio_to_gap0"] == 1.0).all()
+    saved = pd.read_csv(tmp_path / "idle_gap.csv")
+    assert len(saved) == 4 and (tmp_path / "idle_gap.meta.json").exists()
+
+
+def test_failures_are_rows_not_crashes(data_env, tmp_path):
+    rows = idlegap.run_child({"model_path": str(tmp_path / "missing.keras"), "threads": 1, "backends": ["numpy"],
+                              "gaps_ms": [0, 10], "calls": 1, "rounds": 1})
+    assert [r["status"] for r in rows] == ["failed", "failed"] and "child died" in rows[0]["reason"]
+    rows = idlegap.run_child({"model_path": str(data_env / "models" / "cnn_seed.keras"), "threads": 1,
+                              "backends": ["no.such.path"], "gaps_ms": [0], "calls": 1, "rounds": 1})
+    assert rows[0]["status"] == "failed" and "no.such.path" in rows[0]["reason"]
