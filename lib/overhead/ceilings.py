@@ -151,9 +151,9 @@ def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock
 # --------------------------------------------------------------------------- measured GEMM (child side)
 
 def _limit_threads(threads: int) -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    from overhead.child import thread_env
+
+    thread_env(threads)
 
 
 def _matmul_fn(library: str, n: int, threads: int):
