@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 01 — Train the model ladder
 #
+# *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/01_train.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
+#
 # Builds every model of `overhead.models.LADDER`, trains it on real MNIST digits (brought to the model's input shape) and saves `data/models/<name>.keras` + `<name>.json`. Models whose forward pass costs more than `max_train_flops` keep their seeded initialisation: timing does not depend on the weights' values, and the metadata and the report say which models these are.
 
 # %%

@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 02 — Benchmark every inference path
 #
+# *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/02_benchmark.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
+#
 # Times each backend of `overhead.backends` on every model of the ladder, at several batch sizes and thread
 # settings, into the tidy `bench.csv` of this machine (`data/results/<machine>/`), with raw samples
 # (`samples/*.npz`), `gemm.csv` (the float32 GEMM rate of this machine, measured in the same run) and the
@@ -51,7 +53,9 @@ distortion_check = True   # NumPy engine timed alone vs alongside the TF/LiteRT/
 # %%
 import os
 import pandas as pd
-from overhead import benchview, config, envinfo, models as zoo, stages, sweep
+from overhead import config, envinfo, models as zoo, stages, sweep
+from overhead.report import tables
+from overhead.report.style import order_backends
 
 if data_dir:
     os.environ['OVERHEAD_DATA'] = str(data_dir)
@@ -89,10 +93,10 @@ print(f'{len(bench)} rows in {out_dir / "bench.csv"}')
 # not be prepared, crashed, or disagreed with Keras beyond their tolerance (the reasons follow).
 
 # %%
-benchview.status_counts(bench)
+tables.status_counts(bench)
 
 # %%
-benchview.not_ok(bench)
+tables.not_ok(bench)
 
 # %% [markdown]
 # ## Do they compute the same thing?
@@ -103,30 +107,30 @@ benchview.not_ok(bench)
 # really ran, e.g. how many ops XNNPACK took over in each LiteRT graph.
 
 # %%
-benchview.parity_summary(bench)
+tables.parity_summary(bench)
 
 # %%
 # which kernels ran for the LiteRT variants, per model
 lit = bench[bench.backend.str.startswith('litert') & (bench.batch == min(batch_sizes)) & (bench.threads == min(threads))]
-lit.pivot_table(index='model', columns='backend', values='kernels', aggfunc='first').reindex(columns=[b for b in benchview.NAMES if b.startswith('litert')])
+lit.pivot_table(index='model', columns='backend', values='kernels', aggfunc='first').reindex(columns=order_backends(lit.backend))
 
 # %% [markdown]
 # ## Latency per call at batch 1, one thread (median, µs)
 
 # %%
-benchview.latency_pivot(bench, batch=min(batch_sizes), threads=min(threads)).style.format('{:.4g}', na_rep='')
+tables.latency_pivot(bench, batch=min(batch_sizes), threads=min(threads)).style.format('{:.4g}', na_rep='')
 
 # %% [markdown]
 # The same, as a multiple of the NumPy engine's latency (above 1: slower than NumPy):
 
 # %%
-benchview.ratio_to(bench, 'numpy', batch=min(batch_sizes), threads=min(threads)).style.format('{:.3g}', na_rep='')
+tables.ratio_to(bench, 'numpy', batch=min(batch_sizes), threads=min(threads)).style.format('{:.3g}', na_rep='')
 
 # %%
 # the largest batch that ran, all threads: throughput in inferences per second
 ok = bench[bench.status == 'ok']
 big = ok.batch.max()
-t = benchview.latency_pivot(bench, batch=big, threads=max(threads))
+t = tables.latency_pivot(bench, batch=big, threads=max(threads))
 (big / t * 1e6).style.format('{:.4g}', na_rep='')
 
 # %% [markdown]
@@ -136,7 +140,7 @@ t = benchview.latency_pivot(bench, batch=big, threads=max(threads))
 # own overhead per sample (a floor under every latency).
 
 # %%
-stages.stability(bench[bench.status == 'ok'], order=benchview.NAMES)
+stages.stability(bench[bench.status == 'ok'], order=order_backends(bench.backend))
 
 # %% [markdown]
 # ## This machine's float32 GEMM rate, measured in the same run

@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 03 — Cold start and memory
 #
+# *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/03_startup.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
+#
 # What a user pays before the first prediction: every backend is started in a **fresh process** per repetition (`python -m overhead.startup child`), which measures
 #
 # - **import**: importing the backend's runtime (NumPy + the NumPy engine, `tensorflow` + `keras`, `ai_edge_litert`, `onnxruntime`); NumPy's own import is part of every runtime's cost;
@@ -46,7 +48,8 @@ extra_models = []
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
-from overhead import analysis, stages, stagetext, startup
+from overhead import stages, stagetext, startup
+from overhead.report import analysis
 
 if quick:
     repeats, steady_calls = min(repeats, 2), min(steady_calls, 20)
@@ -86,6 +89,6 @@ failed = df[df.status != 'ok'][['model', 'backend', 'rep', 'status', 'reason']]
 failed if len(failed) else print('no failures')
 
 # %%
-from overhead import plots
+from overhead.report import plots
 for model in df['model'].unique():
     plots.fig_cold_start(summary, model=model)

@@ -15,6 +15,8 @@
 # %% [markdown]
 # # 04 — The whole pipeline, and where a call's time goes
 #
+# *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/04_pipeline.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
+#
 # **Pipeline.** The task end to end: one image as PNG bytes → decode → resize / normalise → inference → argmax and top probability, for every backend, on real MNIST test digits, each stage timed per call (median over many single-image calls, backends interleaved in rounds). Pre- and post-processing are written the way a user of the backend would: Pillow + NumPy for NumPy / LiteRT / ONNX Runtime, `tf.io.decode_png` + `tf.image.resize` eager ops for the Keras / TF paths (their tensor is fed to the model directly). The ladder models end in a softmax, so post-processing is argmax + top probability (no second softmax). For the ResNet input sizes the digit is upscaled once, offline, to the model's size and stored as an RGB PNG, so decoding costs what an image of that size costs.
 #
 # **Decomposition.** Not *that* `keras.predict` is slow at batch 1, but *where* its time goes (method below the results).
@@ -75,8 +77,8 @@ table
 display(Markdown(stagetext.pipeline(us, share)))
 
 # %%
-from overhead import plots
-from overhead.analysis import pipeline_table
+from overhead.report import plots
+from overhead.report.analysis import pipeline_table
 ptab = pipeline_table(prow)
 for model in ptab['model'].unique():
     plots.fig_pipeline(ptab, model=model)
@@ -97,7 +99,7 @@ pivot.round(1)
 display(Markdown(stagetext.breakdown(bsummary, pivot)))
 
 # %%
-from overhead.analysis import breakdown_table
+from overhead.report.analysis import breakdown_table
 btab = breakdown_table(brow)
 for model in btab['model'].unique() if len(btab) else []:
     plots.fig_breakdown(btab, model=model)
