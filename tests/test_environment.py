@@ -62,7 +62,7 @@ def test_installed_versions_are_the_pinned_ones():
 
 def test_make_help_lists_every_target():
     out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for target in ("env", "test", "report", "bench", "lab", "clean", "train", "benchmark"):
+    for target in ("env", "test", "test-fast", "report", "render", "bench", "lab", "clean", "train", "benchmark"):
         assert re.search(rf"^\s+{target}\s+\S", out, re.M), f"make help does not document {target}"
 
 
@@ -71,6 +71,28 @@ def test_lib_is_not_ignored_and_data_is():
     assert ignored == 1, "lib/ must be tracked (a generic Python .gitignore ignores lib/)"
     assert subprocess.run(["git", "check-ignore", "-q", "data/models/x.keras"], cwd=ROOT).returncode == 0
     assert subprocess.run(["git", "check-ignore", "-q", "data/README.md"], cwd=ROOT).returncode == 1
+    # the published runs' result files are committed, per machine
+    assert subprocess.run(["git", "check-ignore", "-q", "data/results/any-machine/bench.csv"], cwd=ROOT).returncode == 1
+
+
+def test_every_notebook_is_a_jupytext_source_that_says_where_its_outputs_are():
+    import jupytext
+
+    assert not list((ROOT / "notebooks").glob("*.ipynb")), "notebooks are jupytext .py sources, no .ipynb"
+    assert not (ROOT / "tools").exists() or not list((ROOT / "tools").glob("make_*_notebook.py"))
+    for path in sorted((ROOT / "notebooks").glob("0[1-4]_*.py")):
+        nb = jupytext.read(path)
+        assert nb.cells[0].cell_type == "markdown" and f"build/full/executed/{path.stem}.ipynb" in nb.cells[0].source
+        assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1, path.name
+        assert any("%autoreload 2" in c.source for c in nb.cells if c.cell_type == "code"), path.name
+        assert not [c for c in nb.cells if c.cell_type == "code" and c.source.lstrip().startswith("def ")], \
+            f"{path.name} defines helpers: they belong in the package"
+
+
+def test_no_file_names_a_path_outside_the_repository():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in ("README.md", "docs/contracts.md", "Makefile", ".ci/run", "pyproject.toml"):
+        assert name in tracked.split() and "/work/" not in (ROOT / name).read_text(), name
 
 
 def test_ci_runs_the_readme_test_command():
