@@ -154,5 +154,5 @@ lab: $(LAB_SETTINGS) ## Open JupyterLab on notebooks/ (the .py files open as not
 clean: ## Remove build/ (executed notebooks, quick runs); keeps data/, figures/, reports/
 	rm -rf build .pytest_cache
 
-clean-data: ## Remove generated data (models, artifacts, results); keeps the raw MNIST cache
+clean-data: ## Remove generated data (models, artifacts, results; `git restore data/results` brings back the committed ones); keeps raw MNIST
 	rm -rf data/models data/artifacts data/results
