@@ -27,7 +27,7 @@ def test_memory_probe_sees_a_known_allocation():
 
 
 def test_runtime_modules():
-    assert startup.runtime_modules("numpy") == ("numpy", "overhead.numpy_cnn")
+    assert startup.runtime_modules("numpy") == ("numpy", "overhead.engine")
     assert startup.runtime_modules("keras.predict") == ("tensorflow", "keras")
     assert startup.runtime_modules("tf.function.xla") == ("tensorflow", "keras")
     assert startup.runtime_modules("tf.savedmodel") == ("tensorflow",)

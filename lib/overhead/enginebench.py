@@ -3,7 +3,7 @@
     python -m overhead.enginebench [--quick] [--threads N] [--profile] [--no-save]
 
 For the tiny MLP (784-32-10), the seed's CNN and ResNet-18 at 224 px it times, interleaved in rounds
-(median of many calls): our engine (`overhead.numpy_cnn`), a `tf.function` with a fixed input
+(median of many calls): our engine (`overhead.engine`), a `tf.function` with a fixed input
 signature wrapping ``model(x, training=False)`` and returning ``.numpy()``, and LiteRT with XNNPACK
 (``num_threads`` = the thread count); with ResNet-18 a 2048^3 float32 ``np.matmul`` is timed in the
 same rounds, so the GEMM rate and the engine's model-FLOP rate see the same machine load. Every path
@@ -189,7 +189,7 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    from overhead.numpy_cnn import from_keras
+    from overhead.engine import from_keras
 
     rng = np.random.default_rng(0)
     rows, models = [], {}

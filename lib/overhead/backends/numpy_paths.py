@@ -1,4 +1,5 @@
-"""The NumPy engine as a backend (`numpy`); BLAS threads limited with threadpoolctl."""
+"""The NumPy paths: the engine (`numpy`) and the plain NumPy a reader would write (`numpy.plain`);
+BLAS threads limited with threadpoolctl."""
 from __future__ import annotations
 
 from overhead import converters
@@ -9,11 +10,11 @@ from overhead.backends.core import Backend, _cached, register
 def _prep_numpy(path, batch, threads, artifacts):
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from overhead import numpy_cnn
+    from overhead import engine
 
     core._BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
     core._tf()  # from_keras reads the .keras file through Keras: start TF with our thread settings first
-    model, load_s = _cached(("numpy", path, converters.model_sha(path)), lambda: numpy_cnn.from_keras(path))
+    model, load_s = _cached(("numpy", path, converters.model_sha(path)), lambda: engine.from_keras(path))
     blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     kernels = "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')}, "
                         f"{p.get('threading_layer')}) x{p.get('num_threads')}" for p in blas)
@@ -21,5 +22,23 @@ def _prep_numpy(path, batch, threads, artifacts):
                    "threads_seen": [p.get("num_threads") for p in blas]}
 
 
-register(Backend("numpy", "numpy", "the NumPy engine (overhead.numpy_cnn), BLAS via threadpoolctl", _prep_numpy,
+register(Backend("numpy", "numpy", "the NumPy engine (overhead.engine), BLAS via threadpoolctl", _prep_numpy,
                  needs=("numpy", "threadpoolctl")))
+
+
+def _prep_numpy_plain(path, batch, threads, artifacts):
+    """numpy.plain (overhead.engine.plain): one obvious NumPy expression per layer, no engine tricks."""
+    from threadpoolctl import threadpool_limits
+
+    from overhead.engine import plain
+
+    core._BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
+    core._tf()  # the layer list is read from the .keras file through Keras
+    model, load_s = _cached(("numpy.plain", path, converters.model_sha(path)), lambda: plain.from_keras(path))
+    return model, {"load_s": load_s, "kernels": "numpy (sliding_window_view im2col + matmul)",
+                   "threads_seen": [threads]}
+
+
+register(Backend("numpy.plain", "numpy", "plain NumPy as a reader would write it (overhead.engine.plain)",
+                 _prep_numpy_plain, needs=("numpy", "threadpoolctl")))
+

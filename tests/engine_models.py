@@ -1,0 +1,89 @@
+"""Models for the engine tests (tests only): random weights everywhere, one model per layer set."""
+import numpy as np
+
+
+def randomize(model, seed=0):
+    """Random weights everywhere: biases and BN statistics included (defaults hide mistakes)."""
+    import keras
+    L = keras.layers
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize(layer, seed + 1)
+            continue
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.3, 2.0, c).astype(np.float32))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32) * rng.choice([-1, 1], c))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            continue
+        for w in layer.weights:
+            if w.trainable:
+                w.assign(rng.normal(0, 0.3, tuple(w.shape)).astype(np.float32))
+    return model
+
+
+def every_engine_layer(seed=0):
+    """A functional model using every layer the NumPy engine supports (SUPPORTED), 12x12x3 input."""
+    import keras
+    L = keras.layers
+    inp = keras.Input((12, 12, 3))
+    x = L.Rescaling(0.5, offset=-0.1)(inp)
+    x = L.ZeroPadding2D(((1, 0), (0, 1)))(x)
+    a = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    a = L.BatchNormalization()(a)  # stand-alone (after a non-linear conv)
+    b = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    b = L.BatchNormalization()(b)  # folded
+    b = L.ReLU(max_value=6.0)(b)
+    d = L.DepthwiseConv2D(3, padding="same", depth_multiplier=1, activation="tanh")(x)
+    d = L.Conv2D(8, 1, activation="sigmoid")(d)
+    m = L.Add()([a, b])
+    m = L.Subtract()([m, d])
+    m = L.Multiply()([m, L.Activation("sigmoid")(d)])
+    m = L.Average()([m, a])
+    m = L.Maximum()([m, L.LeakyReLU(negative_slope=0.1)(b)])
+    m = L.Minimum()([m, L.ELU()(a)])
+    m = L.Concatenate()([m, L.Activation("silu")(b)])
+    m = L.Dropout(0.3)(m)
+    p1 = L.MaxPooling2D(2)(m)
+    p2 = L.AveragePooling2D(3, strides=2, padding="same")(m)
+    p = L.Concatenate()([p1, p2])
+    g1 = L.GlobalAveragePooling2D()(p)
+    g2 = L.GlobalMaxPooling2D()(p)
+    f = L.Flatten()(L.Conv2D(4, 3, strides=2, activation="elu")(p))
+    h = L.Concatenate()([g1, g2, f])
+    h = L.Reshape((-1, 4))(h)
+    h = L.Flatten()(h)
+    h = L.Dense(16, activation="relu")(h)
+    h = L.Dense(10)(h)
+    out = L.Softmax()(h)
+    return randomize(keras.Model(inp, out, name="every_layer"), seed)
+
+
+def every_plain_layer(seed=0):
+    """A model using every layer numpy.plain supports, 11x10x3 input (odd sizes: 'same' padding)."""
+    import keras
+    L = keras.layers
+    inp = keras.Input((11, 10, 3))
+    x = L.Conv2D(6, 3, padding="same", activation="relu")(inp)
+    y = L.Conv2D(6, 3, strides=2, padding="same", use_bias=False)(x)
+    y = L.BatchNormalization()(y)
+    y = L.ReLU(max_value=6.0)(y)
+    z = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=1)(x)
+    z = L.LeakyReLU(negative_slope=0.2)(z)
+    s = L.Add()([y, z])
+    s = L.Dropout(0.5)(s)
+    a = L.MaxPooling2D(3, strides=2, padding="same")(s)
+    b = L.AveragePooling2D(3, strides=2, padding="same")(s)
+    c = L.Add()([a, b])
+    g = L.Add()([L.GlobalAveragePooling2D()(c), L.GlobalMaxPooling2D()(c)])
+    v = L.Conv2D(4, 2, padding="valid")(s)
+    v = L.MaxPooling2D(2)(v)
+    v = L.AveragePooling2D(2)(v)
+    f = L.Dense(6)(L.Flatten()(v))
+    h = L.Add()([g, f])
+    h = L.Dense(10, activation="softmax")(L.ReLU()(h))
+    return randomize(keras.Model(inp, h, name="every_plain_layer"), seed)
