@@ -27,7 +27,7 @@ extra_models = []      # paths of your own .keras models (make MODEL)
 # %% [markdown]
 # # Is TensorFlow slower than NumPy on a CPU, and when does it stop mattering?
 #
-# The report of the study. Every number in the text and tables below is computed from the result files of this run; the code that computes them is in the `overhead` package (`analysis`, `claims`, `reporttext`, `plots`).
+# Every number in the text, tables and figures below is computed from this run's result files by the `overhead.report` package; measured numbers are called *measured*, numbers from a fitted latency model *fitted*. The executed copy of this notebook, with its outputs, lands in `build/full/executed/` after `make report`.
 
 # %%
 # %matplotlib inline
@@ -38,8 +38,9 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from overhead import analysis, claims, config, plots
-from overhead import reporttext as T
+from overhead import config
+from overhead.report import (advice, analysis, claims, loading, method, optional, plots, plots_more, prose,
+                             sections, tables, whopays)
 
 DATA = config.data_dir(data_dir)
 FIG = Path(figures_dir) if figures_dir else config.FIGURES
@@ -53,94 +54,94 @@ try:  # the machine this notebook runs on, preferred for the figures when it has
 except Exception:
     HERE = None
 
-results = analysis.load_results(DATA / "results")
-models = analysis.load_models_meta(DATA / "models")
-R = analysis.analyse(results, machine=machine, n_boot=N_BOOT, seed=0, preferred_machine=HERE)
-M = R["machine"]
-SMALL = T.small_model(R)
+results = loading.load_results(DATA / "results")
+models = loading.load_models_meta(DATA / "models")
+R = analysis.analyse(results, models, machine=machine, n_boot=N_BOOT, seed=0, preferred_machine=HERE)
+M = R.machine
 EXTRA = [Path(p).stem for p in extra_models]
-MISSING = [k for k in ("bench", "gemm", "startup", "pipeline", "breakdown") if results.get(k) is None]
+MISSING = [k for k in loading.REQUIRED_FILES if results.get(k) is None]
+ADVICE = advice.advice(R)
 
 # %% [markdown]
 # ## TL;DR
 
 # %%
-display(Markdown(T.tldr(R)))
-display(T.tldr_table(R))
+display(Markdown(prose.tldr(R)))
 if EXTRA:
-    display(Markdown(T.extra_models_text(R, EXTRA)))
+    display(Markdown(prose.extra_models_text(R, EXTRA)))
+if len(R.sweep):
+    peak = R.fits.loc[R.fits["machine"] == M, "peak_gflops"].max() if "peak_gflops" in R.fits else None
+    display(plots.publish(plots.fig_overhead_vs_compute(R.sweep, R.fits, peak, machine=M), "overhead_vs_compute", FIG))
 
 # %%
-# the TL;DR also goes to the README (make report copies figures/findings.md into it)
+# the TL;DR and the first advice lines also go to the README (make report copies figures/findings.md into it)
 FIG.mkdir(parents=True, exist_ok=True)
 _ = (FIG / "findings.md").write_text(
-    T.tldr(R) + "\n\n![Latency per call against FLOPs per call, one line per backend](figures/overhead_vs_compute.png)\n\n"
+    prose.tldr(R) + "\n\n**What should you do?**\n\n" + advice.summary(ADVICE) + "\n\n"
+    "![Latency per call against FLOPs per call, one panel per backend family](figures/overhead_vs_compute.png)\n\n"
     "The whole report: [reports/report.html](reports/report.html) (self-contained; download and open it).\n")
 
 # %% [markdown]
-# ## Method
+# ## What should you do?
 #
-# Each model of the ladder is built in Keras, trained (or seeded), converted once per inference path and checked against the Keras output before it is timed. Every path returns a NumPy array, so each pays its own conversions. Thread counts are set per process before TensorFlow starts.
+# For each situation: the fastest path that passed the parity check in this run, its start-up and memory, the runner-up, the least-overhead path that keeps you in TensorFlow or Keras, and the change from `model.predict(x)` that gets you there. The code each path runs is in the appendix, taken from the package's source.
 
 # %%
-display(Markdown(T.method(R, results, N_BOOT)))
-display(T.meta_table(results, M))
+display(Markdown(advice.advice_markdown(ADVICE)))
+display(Markdown(advice.flops_note(R)))
 
 # %% [markdown]
-# ## Parity: does every path compute the same answer?
+# ## Who pays for predict?
 #
-# Only combinations with status *ok* enter the fits and ratios; the others are listed here with the reason.
+# A walk from the NumPy engine through Keras on NumPy, JAX and TensorFlow, Keras two (`tf_keras`), a bare `tf.function`, a TF1 session and `jax.jit`: each step adds or removes one layer of the stack, so the difference between neighbours is what that layer costs.
 
 # %%
-display(Markdown(T.parity_text(R)))
-display(T.status_view(R))
-if len(R["problems"]):
-    display(R["problems"])
+WALK = whopays.walk(R)
+if len(WALK) >= 2:
+    display(plots.publish(plots_more.fig_who_pays(WALK), "who_pays", FIG))
+display(Markdown(whopays.text(R)))
 
 # %% [markdown]
-# ## Overhead versus compute
+# ## Overhead versus compute: the latency model
 #
-# Latency per call at batch size one against the work per call, on log-log axes. For each backend the line is the robust fit *latency = overhead + FLOPs / throughput*: the flat part on the left is the fixed per-call overhead (the framework tax), the slope on the right the effective throughput. The dashed line is the time the machine's float32 matrix-multiply peak, measured in the same run, would need for the same FLOPs: no backend can run below it.
+# Each backend's latency is modelled from its measured batch-one medians over the ladder of models, either as a fixed overhead plus FLOPs over a throughput, or with an extra cost per layer where the data need it. The figure above shows the measured points and the fitted lines; the residual figure shows how far each fitted value is from each measured one.
 
 # %%
-if len(R["sweep"]):
-    peak = R["fits"].loc[R["fits"]["machine"] == M, "peak_gflops"].max() if "peak_gflops" in R["fits"] else None
-    display(plots.publish(plots.fig_overhead_vs_compute(R["sweep"], R["fits"], peak, machine=M),
-                          "overhead_vs_compute", FIG))
-display(Markdown(T.overhead_text(R)))
-display(T.fit_table(R))
+display(Markdown(prose.overhead_text(R)))
+display(tables.fit_table(R))
+if len(R.resid):
+    display(plots.publish(plots_more.fig_residuals(R.resid, machine=M), "residuals", FIG))
 
 # %% [markdown]
 # ### Overhead share
 #
-# The fraction of each call that is fixed overhead, from the fits (lines) and as fitted overhead over measured latency (points). Where a line crosses the dotted levels, the overhead stops dominating and then stops mattering.
+# The fitted fixed cost of a call divided by its measured latency. Where a family's lines cross the dotted levels, the overhead stops dominating and then stops mattering; crossovers are reported only inside the measured range.
 
 # %%
-if len(R["fits"]):
-    display(plots.publish(plots.fig_overhead_share(R["sweep"], R["fits"], machine=M), "overhead_share", FIG))
-pk = R["peak"]
+if len(R.fits):
+    display(plots.publish(plots.fig_overhead_share(R.sweep, R.fits, machine=M), "overhead_share", FIG))
+pk = R.mine("peak")
 if len(pk):
-    display(Markdown("Share of the machine's GEMM peak reached on the largest models:"))
-    display(analysis.pivot(pk, "peak_share", backends=plots.order_backends(pk["backend"]), machine=M)
-            .map(T.fmt_pct))
+    display(Markdown("Share of the float32 GEMM rate measured in the same run, reached on the largest models:"))
+    display(analysis.pivot(pk, "peak_share", backends=plots.order_backends(pk["backend"])).map(prose.fmt_pct))
 else:
-    display(Markdown(T.not_measured("GEMM peak (gemm.csv)")))
+    display(Markdown(prose.not_measured("GEMM rate (gemm.csv)")))
 
 # %% [markdown]
 # ### Speed-up tables
 #
-# Latency relative to the NumPy engine (above one: slower than NumPy), and speed-up over `keras.predict` (above one: faster than `keras.predict`), at batch size one.
+# Measured latency relative to the NumPy engine (above one: slower than NumPy), and speed-up over `keras.predict` (above one: faster than `keras.predict`), at batch size one.
 
 # %%
-if len(R["vs_numpy"]):
-    vs = R["vs_numpy"]
-    display(plots.publish(plots.fig_slowdown(analysis.pivot(vs, "slowdown", plots.order_backends(vs["backend"]), M)),
+if len(R.vs_numpy):
+    vs = R.mine("vs_numpy")
+    display(plots.publish(plots.fig_slowdown(analysis.pivot(vs, "slowdown", plots.order_backends(vs["backend"]))),
                           "slowdown_vs_numpy", FIG))
     display(Markdown("**Times slower than the NumPy engine**"))
-    display(T.ratio_table(R, "vs_numpy", "slowdown"))
-if len(R["vs_predict"]):
+    display(tables.ratio_table(R, "vs_numpy", "slowdown"))
+if len(R.vs_predict):
     display(Markdown("**Times faster than `keras.predict`**"))
-    display(T.ratio_table(R, "vs_predict", "speedup"))
+    display(tables.ratio_table(R, "vs_predict", "speedup"))
 
 # %% [markdown]
 # ## Batch size
@@ -148,9 +149,9 @@ if len(R["vs_predict"]):
 # Latency per call and throughput against the batch size: a fixed cost per call is shared by more samples as the batch grows.
 
 # %%
-if len(R["batch"]) and R["batch"]["batch"].nunique() > 1:
-    display(plots.publish(plots.fig_batch(R["batch"], T.batch_models(R), machine=M), "batch_size", FIG))
-display(Markdown(T.batch_text(R)))
+if len(R.batch) and R.batch["batch"].nunique() > 1:
+    display(plots.publish(plots.fig_batch(R.batch, tables.batch_models(R), machine=M), "batch_size", FIG))
+display(Markdown(sections.batch_text(R)))
 
 # %% [markdown]
 # ## Threads
@@ -158,18 +159,28 @@ display(Markdown(T.batch_text(R)))
 # Latency with the fewest threads divided by latency with all cores, at batch size one.
 
 # %%
-if len(R["scaling"]):
-    display(plots.publish(plots.fig_threads(R["scaling"], machine=M), "threads", FIG))
-display(Markdown(T.threads_text(R)))
+if len(R.scaling):
+    display(plots.publish(plots.fig_threads(R.scaling, machine=M), "threads", FIG))
+display(Markdown(sections.threads_text(R)))
+
+# %% [markdown]
+# ### Sparse traffic: calls after an idle gap
+#
+# Back-to-back calls keep thread pools awake and caches warm; a server answering sparse requests does not. Batch-one latency after an idle gap, relative to back-to-back calls.
+
+# %%
+if len(R.mine("idle_gap")):
+    display(plots.publish(plots_more.fig_idle_gap(R.mine("idle_gap")), "idle_gap", FIG))
+display(Markdown(optional.idle_gap_text(R)))
 
 # %% [markdown]
 # ### Do runs and machines agree?
 #
-# Each machine's batch-one latencies are paired with those of the machine shown above, after dividing out the overall speed difference; a pair disagrees when it is off by more than the tolerance and the confidence intervals do not overlap.
+# Each machine's batch-one latencies are paired with those of the machine shown above, after dividing out the overall speed difference; a pair disagrees when it is off by more than the tolerance and the intervals do not overlap.
 
 # %%
-display(Markdown(T.agreement_text(R)))
-for other, a in R["agreement"].items():
+display(Markdown(sections.agreement_text(R)))
+for other, a in R.agreement.items():
     bad = a["table"][~a["table"]["agree"]]
     if len(bad):
         display(bad[["model", "backend", "median_us_a", "median_us_b", "rel_ratio"]])
@@ -180,11 +191,20 @@ for other, a in R["agreement"].items():
 # Each repetition is a fresh process: import, conversion (where the path needs one), model load and the first call, then resident memory.
 
 # %%
-if len(R["startup"]):
-    display(plots.publish(plots.fig_cold_start(R["startup"], SMALL, machine=M), "cold_start", FIG))
-display(Markdown(T.startup_text(R)))
-if len(R["startup"]):
-    display(R["startup"][R["startup"]["machine"] == M].drop(columns="machine").set_index(["model", "backend"]))
+SMALL = prose.small_model(R)
+if len(R.startup):
+    display(plots.publish(plots_more.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
+display(Markdown(sections.startup_text(R)))
+if len(R.startup):
+    display(R.mine("startup").drop(columns="machine").set_index(["model", "backend"]))
+
+# %% [markdown]
+# ### Memory in a loop
+
+# %%
+if len(R.mine("memory_loop")):
+    display(plots.publish(plots_more.fig_memory_loop(R.mine("memory_loop")), "memory_loop", FIG))
+display(Markdown(optional.memory_loop_text(R)))
 
 # %% [markdown]
 # ## Pipeline: from PNG to label
@@ -192,11 +212,11 @@ if len(R["startup"]):
 # A whole request: decode the image, preprocess it, run inference, post-process the scores into a label.
 
 # %%
-if len(R["pipeline"]):
-    display(plots.publish(plots.fig_pipeline(R["pipeline"], SMALL, machine=M), "pipeline", FIG))
-display(Markdown(T.pipeline_text(R)))
-if len(R["pipeline"]):
-    display(R["pipeline"][R["pipeline"]["machine"] == M].drop(columns="machine").set_index(["model", "backend"]))
+if len(R.pipeline):
+    display(plots.publish(plots_more.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
+display(Markdown(sections.pipeline_text(R)))
+if len(R.pipeline):
+    display(R.mine("pipeline").drop(columns="machine").set_index(["model", "backend"]))
 
 # %% [markdown]
 # ## Where the time goes: the per-call decomposition
@@ -204,20 +224,78 @@ if len(R["pipeline"]):
 # One call split into buckets; the total at the right of each bar is the decomposed time per call.
 
 # %%
-if len(R["breakdown"]):
-    display(plots.publish(plots.fig_breakdown(R["breakdown"], SMALL, machine=M), "breakdown", FIG))
-display(Markdown(T.breakdown_text(R)))
+if len(R.breakdown):
+    display(plots.publish(plots_more.fig_breakdown(R.breakdown, SMALL, machine=M), "breakdown", FIG))
+display(Markdown(sections.breakdown_text(R)))
+
+# %% [markdown]
+# ## Ceilings
+#
+# The CPU's theoretical float32 peak and the best measured matrix multiply across libraries; reduced-precision paths are not bounded by the float ceiling.
+
+# %%
+display(Markdown(optional.ceilings_text(R)))
+try:
+    from overhead.report import roofline
+except ImportError:
+    roofline = None
+if roofline is not None and hasattr(roofline, "section"):
+    roofline.section(R, FIG)
 
 # %% [markdown]
 # ## The original claims, checked
 #
-# The question came from an article (`../shared/seed-article.md`). Below, each of its testable claims is restated in our own words, with a verdict computed from this run's data by the thresholds in `overhead.claims`, the numbers behind it, and where in this report the evidence is.
+# The question came from an article; each of its testable claims is restated in our own words, with a verdict computed from this run's data by the thresholds in `overhead.report.claims`, the numbers behind it, and where in this report the evidence is.
 
 # %%
+display(Markdown(f"Article: {claims.ARTICLE}"))
 display(Markdown(claims.claims_markdown(claims.claims(R))))
 
 # %% [markdown]
 # ## Limitations
 
 # %%
-display(Markdown(T.limitations(R, results, models, MISSING)))
+display(Markdown(method.limitations(R, results, models, MISSING)))
+
+# %% [markdown]
+# ## Appendix
+#
+# ### Method
+
+# %%
+display(Markdown(method.method(R, results, N_BOOT)))
+display(method.meta_table(results, M))
+
+# %% [markdown]
+# ### Parity: does every path compute the same answer?
+#
+# Only combinations with status *ok* enter the fits and ratios; the others are listed here with the reason.
+
+# %%
+display(Markdown(prose.parity_text(R)))
+display(Markdown(prose.failed_paths_text(R)))
+display(tables.status_view(R))
+if len(R.problems):
+    display(R.mine("problems"))
+
+# %% [markdown]
+# ### Key numbers per path
+
+# %%
+display(tables.key_numbers(R))
+
+# %% [markdown]
+# ### Distortion check
+
+# %%
+display(Markdown(optional.distortion_text(R)))
+if len(R.mine("distortion")):
+    display(R.mine("distortion"))
+
+# %% [markdown]
+# ### The code of each path
+#
+# Taken from the package's source when this report was rendered, so it is the code that was timed.
+
+# %%
+display(Markdown(advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [])))

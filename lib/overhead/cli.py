@@ -165,7 +165,7 @@ def _fatal_model(rows: list[dict]) -> None:
 
 def _bench(args) -> int:
     from overhead import envinfo, sweep, timing
-    from overhead.benchview import format_bench
+    from overhead.report.tables import format_bench
 
     models = [_model(m) for m in args.models]
     names = _backend_list(args.backends)

@@ -1,16 +1,20 @@
 """The seed article's testable claims, in our own words, with verdicts computed from the results.
 
 Each verdict is "supported", "partly", "not supported" or "not measured", decided by the thresholds below;
-the numbers behind it are returned next to it. ``R`` is the dict from ``analysis.analyse``.
+the numbers behind it are returned next to it. ``R`` is an ``analysis.Results``. The article is named by its
+title only (``ARTICLE``).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from overhead.reporttext import SIGNIFICANT_X  # "noticeably slower" = at least this many times the latency
-from overhead.reporttext import (code, fit_of, fmt_pct, fmt_us, fmt_x, largest_common, latency, primary, ratio,
+from overhead.report.fmt import SIGNIFICANT_X  # "noticeably slower" = at least this many times the latency
+from overhead.report.fmt import (code, fit_of, fmt_pct, fmt_us, fmt_x, largest_common, latency, primary, ratio,
                                  small_model, tf_paths)
+
+ARTICLE = ("“Is TensorFlow 2.0 (CPU) inference significantly slower than vanilla TensorFlow/NumPy for simple "
+           "models?”")
 
 MATTERS, NEGLIGIBLE = 0.5, 0.1          # overhead shares: dominates / stops mattering
 PREPOST_SHARE = 0.25                    # pre+post-processing "matters" above this share of a PNG→label call
@@ -20,6 +24,30 @@ VERDICTS = ("supported", "partly", "not supported", "not measured")
 
 def _claim(claim, verdict, numbers, evidence):
     return {"claim (our paraphrase)": claim, "verdict": verdict, "numbers": numbers, "evidence": evidence}
+
+
+def fixed_at(R, backend, model) -> float:
+    """The fitted fixed cost of a call of ``backend`` on ``model``: overhead (+ layers × per-layer cost)."""
+    f = fit_of(R, backend)
+    if f is None:
+        return np.nan
+    sw = primary(R, "sweep")
+    lay = sw.loc[sw["model"] == model, "layers"] if "layers" in sw else []
+    n = float(lay.iloc[0]) if len(lay) and np.isfinite(lay.iloc[0]) else 0.0
+    return float(f["overhead_us"] + (f["per_layer_us"] * n if np.isfinite(f["per_layer_us"]) else 0.0))
+
+
+def _session_claim(R, m):
+    c = ("For very simple models the overhead is TensorFlow's graph construction and session management "
+         "(tested against `tf1.session`: a frozen graph run in a TF 1 session).")
+    kp, ses, npy = (latency(R, m, b) for b in ("keras.predict", "tf1.session", "numpy")) if m else (np.nan,) * 3
+    if not np.all(np.isfinite([kp, ses, npy])) or kp <= npy:
+        return _claim(c, "not measured", "", "Who pays for predict?")
+    share = max(ses - npy, 0.0) / (kp - npy)
+    v = ("supported" if share >= MATTERS else "partly" if ses >= SIGNIFICANT_X * npy else "not supported")
+    return _claim(c, v, f"{m}, measured: `tf1.session` {fmt_us(ses)}, `keras.predict` {fmt_us(kp)}, NumPy "
+                        f"{fmt_us(npy)}; a session run pays {fmt_pct(share)} of `keras.predict`'s excess over NumPy",
+                  "Who pays for predict?")
 
 
 def claims(R) -> pd.DataFrame:
@@ -38,8 +66,8 @@ def claims(R) -> pd.DataFrame:
         sep = fit_np["overhead_us_hi"] < fl["overhead_us_lo"]
         v = ("supported" if sep and fit_np["overhead_us"] < MATTERS * fl["overhead_us"]
              else "partly" if fit_np["overhead_us"] < fl["overhead_us"] else "not supported")
-        out.append(_claim(c, v, f"NumPy {fmt_us(fit_np['overhead_us'])} vs leanest TF path {code(lean)} "
-                                f"{fmt_us(fl['overhead_us'])} per call", "Overhead versus compute; TL;DR table"))
+        out.append(_claim(c, v, f"fitted overhead: NumPy {fmt_us(fit_np['overhead_us'])} vs leanest TF path "
+                                f"{code(lean)} {fmt_us(fl['overhead_us'])} per call", "The latency model"))
     # 2. TF noticeably slower for a small model
     c = f"For a small model, TensorFlow inference is noticeably slower than NumPy (≥ {SIGNIFICANT_X:g}×)."
     ratios = {b: ratio(R, m, b, "numpy") for b in tf} if m else {}
@@ -63,13 +91,13 @@ def claims(R) -> pd.DataFrame:
             big = largest_common(sw, [b, "numpy"])
             if big is None:
                 continue
-            shares[b] = (big, fit_of(R, b)["overhead_us"] / latency(R, big, b))
+            shares[b] = (big, fixed_at(R, b, big) / latency(R, big, b))
             if ratio(R, big, b, "numpy") < ratio(R, m, b, "numpy"):
                 shrink.append(b)
         n = sum(v[1] < NEGLIGIBLE for v in shares.values())
         v = ("supported" if shares and n == len(shares) and len(shrink) == len(shares)
              else "partly" if n or shrink else "not supported")
-        out.append(_claim(c, v, "overhead share on the largest model each path ran: " + ", ".join(
+        out.append(_claim(c, v, "fitted overhead / measured latency on the largest model each path ran: " + ", ".join(
             f"{b} {fmt_pct(x[1])} ({x[0]})" for b, x in shares.items())
             + f"; ratio to NumPy shrinks for {len(shrink)} of {len(shares)} TF paths",
             "Overhead share figure; Speed-up tables"))
@@ -111,14 +139,15 @@ def claims(R) -> pd.DataFrame:
     kp = fit_of(R, "keras.predict")
     low = [b for b in tf if b != "keras.predict"]
     if kp is None or not low:
-        out.append(_claim(c, "not measured", "", "TL;DR table"))
+        out.append(_claim(c, "not measured", "", "The latency model"))
     else:
         best = min(low, key=lambda b: fit_of(R, b)["overhead_us"])
         r = fit_of(R, best)["overhead_us"] / kp["overhead_us"]
         v = "supported" if r <= 0.5 else "partly" if r < 1 else "not supported"
-        out.append(_claim(c, v, f"{code(best)} {fmt_us(fit_of(R, best)['overhead_us'])} vs `keras.predict` "
-                                f"{fmt_us(kp['overhead_us'])} ({fmt_pct(r)} of it)",
-                          "TL;DR table; Where the time goes"))
+        out.append(_claim(c, v, f"fitted overhead: {code(best)} {fmt_us(fit_of(R, best)['overhead_us'])} vs "
+                                f"`keras.predict` {fmt_us(kp['overhead_us'])} ({fmt_pct(r)} of it)",
+                          "The latency model; Where the time goes"))
+    out.append(_session_claim(R, m))
     # 7. loading / runtime start-up is part of the cost
     c = f"Loading the model and starting TensorFlow add a one-off cost (≥ {COLD_X:g}× NumPy's cold start)."
     st = primary(R, "startup")

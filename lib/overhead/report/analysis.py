@@ -1,88 +1,20 @@
-"""Fits, crossovers and comparison tables over the result files: pure functions over DataFrames.
-
-The latency model per backend is ``latency_us = overhead_us + flops / (1e3 * gflops)``: a fixed per-call
-cost (the framework tax) plus the work divided by an effective throughput. Only ``load_results`` and
-``load_models_meta`` touch the file system.
+"""Comparison tables over the result files and ``analyse``, which gathers everything the report shows into
+one ``Results`` object. Pure functions over DataFrames (reading files: ``overhead.report.loading``; the latency
+model and crossovers: ``overhead.report.latency``).
 """
 from __future__ import annotations
 
-import json
-import zlib
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
-RESULT_FILES = ("bench", "gemm", "startup", "pipeline", "breakdown")
+from overhead.report import latency
+from overhead.report.loading import load_models_meta, load_results, select_machine  # noqa: F401 (re-export)
+
 TF_PATHS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf.function.xla",
-            "tf.savedmodel")
-SHARES = (0.5, 0.1)   # overhead shares whose crossover FLOPs are reported
-
-
-# ---------------------------------------------------------------- loading -----------------------------
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return {}
-
-
-def load_results(results_root) -> dict:
-    """Merge every machine folder under ``results_root`` (a folder holding result CSVs itself counts as one).
-
-    Returns ``{"bench": df|None, "gemm", "startup", "pipeline", "breakdown", "meta": {machine: {stem: dict}},
-    "machines": [...]}``; a missing or empty file gives ``None``. Rows get the folder name as ``machine``
-    when the column is absent.
-    """
-    root = Path(results_root)
-    folders = []
-    if root.is_dir():
-        own = any((root / f"{s}.csv").is_file() for s in RESULT_FILES)
-        folders = [root] if own else sorted(p for p in root.iterdir() if p.is_dir())
-    frames, meta = {s: [] for s in RESULT_FILES}, {}
-    for folder in folders:
-        name = folder.name
-        for stem in RESULT_FILES:
-            csv = folder / f"{stem}.csv"
-            if csv.is_file() and csv.stat().st_size > 0:
-                df = pd.read_csv(csv)
-                if "machine" not in df.columns:
-                    df.insert(0, "machine", folder.name)
-                df["machine"] = df["machine"].fillna(folder.name).astype(str)
-                if stem == "bench" and len(df):
-                    name = df["machine"].iloc[0]
-                frames[stem].append(df)
-        found = {s: _read_json(folder / f"{s}.meta.json") for s in RESULT_FILES
-                 if (folder / f"{s}.meta.json").is_file()}
-        if found:
-            meta[name] = found
-    res = {s: (pd.concat(v, ignore_index=True) if v else None) for s, v in frames.items()}
-    res["meta"] = meta
-    res["machines"] = sorted({m for s in RESULT_FILES if res[s] is not None for m in res[s]["machine"]})
-    return res
-
-
-def load_models_meta(models_dir) -> pd.DataFrame:
-    """One row per ``<name>.json`` in ``models_dir`` (empty frame when there is none), smallest FLOPs first."""
-    folder = Path(models_dir)
-    rows = [{"name": p.stem, **_read_json(p)} for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    df = pd.DataFrame(rows)
-    return df.sort_values("flops", kind="stable").reset_index(drop=True) if "flops" in df else df
-
-
-def select_machine(results: dict, machine=None, preferred=None) -> str | None:
-    """The machine whose figures are drawn: ``machine`` if given, else ``preferred`` when it has results,
-    else the one with the most benchmark rows."""
-    machines = results.get("machines") or []
-    if machine is not None:
-        return str(machine)
-    if preferred in machines:
-        return preferred
-    bench = results.get("bench")
-    if bench is not None and len(bench):
-        return str(bench["machine"].value_counts().idxmax())
-    return machines[0] if machines else None
+            "tf.savedmodel", "tf1.session")
+ACCURACY_MIN_REF = 0.5   # below this reference accuracy a model is untrained: its accuracy drop means nothing
 
 
 # ---------------------------------------------------------------- selection helpers -------------------
@@ -114,112 +46,6 @@ def main_sweep(bench: pd.DataFrame, batch: int = 1, threads=None) -> pd.DataFram
     """Ok rows at ``batch`` and, per machine, ``threads`` (default: ``primary_threads``)."""
     good = ok(bench)
     return good[(good["batch"] == batch) & _at_threads(good, threads, batch)].copy() if len(good) else good
-
-
-# ---------------------------------------------------------------- the latency model -------------------
-def predict_latency(flops, overhead_us, gflops):
-    """Latency in µs of a call doing ``flops`` FLOPs under the fitted model."""
-    return overhead_us + np.asarray(flops, dtype=float) / (1e3 * gflops)
-
-
-def overhead_share(flops, overhead_us, gflops):
-    """Fraction of the modelled latency that is the fixed overhead."""
-    return overhead_us / predict_latency(flops, overhead_us, gflops)
-
-
-def crossover_flops(overhead_us, gflops, share):
-    """FLOPs per call at which the overhead is ``share`` of the latency: ``o · 1e3 · g · (1 − s) / s``."""
-    return overhead_us * 1e3 * gflops * (1.0 - share) / share
-
-
-def fit_latency(flops, latency_us, f_scale: float = 0.1, x0=None) -> dict:
-    """Robust fit of ``latency = overhead + flops / throughput`` on log residuals (soft-L1 loss).
-
-    Bounds: overhead >= 0, throughput > 0. Returns ``{overhead_us, gflops, rel_rmse, n}`` (``rel_rmse``: RMS
-    of the log residuals); NaNs when fewer than two distinct FLOP counts. ``x0`` = (overhead_us, gflops).
-    """
-    f = np.asarray(flops, dtype=float)
-    y = np.asarray(latency_us, dtype=float)
-    good = np.isfinite(f) & np.isfinite(y) & (y > 0) & (f > 0)
-    f, y = f[good], y[good]
-    nan = {"overhead_us": np.nan, "gflops": np.nan, "rel_rmse": np.nan, "n": int(len(f))}
-    if len(np.unique(f)) < 2:
-        return nan
-    ly, fk = np.log(y), f / 1e3
-
-    def resid(p):                       # p = (overhead µs, log GFLOP/s)
-        return np.log(p[0] + fk * np.exp(-p[1])) - ly
-
-    def jac(p):
-        comp = fk * np.exp(-p[1])
-        tot = p[0] + comp
-        return np.column_stack([1.0 / tot, -comp / tot])
-
-    if x0 is not None:
-        starts = [(max(x0[0], 0.0), np.log(x0[1]))]
-    else:
-        g_big = f.max() / (1e3 * y.max())
-        starts = [(0.5 * y.min(), np.log(g_big)), (0.05 * y.min(), np.log(10 * g_big))]
-    best = None
-    for start in starts:
-        r = least_squares(resid, start, jac=jac, bounds=([0.0, -40.0], [np.inf, 40.0]), loss="soft_l1",
-                          f_scale=f_scale, x_scale="jac")
-        if best is None or r.cost < best.cost:
-            best = r
-    res = resid(best.x)
-    return {"overhead_us": float(best.x[0]), "gflops": float(np.exp(best.x[1])),
-            "rel_rmse": float(np.sqrt(np.mean(res ** 2))), "n": int(len(f))}
-
-
-def _with_crossovers(fit: dict) -> dict:
-    return {**fit, **{f"cross{int(s * 100)}_flops": crossover_flops(fit["overhead_us"], fit["gflops"], s)
-                      for s in SHARES}}
-
-
-def bootstrap_fit(flops, latency_us, n_boot: int = 200, seed=0, ci: float = 0.95) -> dict:
-    """Point fit, crossovers and percentile bootstrap CIs (``<key>_lo/_hi``; rows resampled, seeded)."""
-    f, y = np.asarray(flops, dtype=float), np.asarray(latency_us, dtype=float)
-    out = _with_crossovers(fit_latency(f, y))
-    keys = ["overhead_us", "gflops"] + [f"cross{int(s * 100)}_flops" for s in SHARES]
-    draws = []
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot if np.isfinite(out["overhead_us"]) else 0):
-        idx = rng.integers(0, len(f), len(f))
-        if len(np.unique(f[idx])) > 1:
-            b = fit_latency(f[idx], y[idx], x0=(out["overhead_us"], out["gflops"]))
-            draws.append([_with_crossovers(b)[k] for k in keys])
-    d = np.asarray(draws).reshape(-1, len(keys))
-    for j, k in enumerate(keys):
-        lo, hi = np.percentile(d[:, j], [50 * (1 - ci), 50 * (1 + ci)]) if len(d) else (np.nan, np.nan)
-        out[f"{k}_lo"], out[f"{k}_hi"] = float(lo), float(hi)
-    out["n_boot"] = len(d)
-    return out
-
-
-def fit_all(bench: pd.DataFrame, batch: int = 1, threads=None, n_boot: int = 200, seed: int = 0,
-            gemm: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One fit per machine × backend over the ladder (ok rows of the main sweep), with bootstrap CIs.
-
-    With ``gemm`` the table also gets the machine's GEMM peak and each backend's share of it.
-    """
-    sweep = main_sweep(bench, batch, threads)
-    rows = []
-    for (m, b), g in sweep.groupby(["machine", "backend"], sort=False):
-        fl = g["flops"].to_numpy(float) * batch
-        stream = zlib.crc32(f"{m}|{b}".encode())
-        r = bootstrap_fit(fl, g["median_us"].to_numpy(float), n_boot=n_boot, seed=[seed, stream])
-        r.update(machine=m, backend=b, batch=batch, threads=int(g["threads"].iloc[0]),
-                 n_models=int(g["model"].nunique()))
-        rows.append(r)
-    fits = pd.DataFrame(rows)
-    if not len(fits):
-        return fits
-    lead = ["machine", "backend", "threads", "batch", "n_models"]
-    fits = fits[lead + [c for c in fits.columns if c not in lead]]
-    if gemm is not None and len(gemm):
-        fits["peak_gflops"] = [gemm_peak(gemm, m, t) for m, t in zip(fits["machine"], fits["threads"])]
-        fits["fit_peak_share"] = fits["gflops"] / fits["peak_gflops"]
-    return fits
 
 
 # ---------------------------------------------------------------- the machine's peak ------------------
@@ -343,30 +169,61 @@ def agreement_summary(table: pd.DataFrame) -> dict:
 
 
 # ---------------------------------------------------------------- status, start-up, pipeline ----------
+def _num(b: pd.DataFrame, cols) -> pd.DataFrame:
+    b = b.copy()
+    for c in cols:
+        b[c] = pd.to_numeric(b[c], errors="coerce") if c in b.columns else np.nan
+    return b
+
+
+def combinations(bench: pd.DataFrame) -> pd.DataFrame:
+    """One row per machine × model × backend: its status over all its rows (``failed`` if any row failed,
+    else ``ok`` if any ran ok, else ``skipped``) and how many rows it has of each status."""
+    if bench is None or not len(bench):
+        return pd.DataFrame(columns=["machine", "model", "backend", "status", "rows", "rows_ok"])
+    st = bench["status"].astype(str)
+    g = bench.assign(_ok=st == "ok", _failed=st == "failed").groupby(["machine", "model", "backend"], sort=False)
+    t = g.agg(rows=("status", "size"), rows_ok=("_ok", "sum"), any_failed=("_failed", "any"))
+    t["status"] = np.where(t["any_failed"], "failed", np.where(t["rows_ok"] > 0, "ok", "skipped"))
+    return t.drop(columns="any_failed").reset_index()
+
+
 def status_table(bench: pd.DataFrame) -> pd.DataFrame:
-    """Per machine × backend: how many models ran ok/failed/skipped and the worst numerical parity."""
+    """Per machine × backend: how many models ran ok / failed / were skipped (each model counted once) and
+    the worst parity of its ok rows; the accuracy drop only over models whose reference is trained."""
     if bench is None or not len(bench):
         return pd.DataFrame()
-    b = bench.copy()
-    for c in ("max_abs_err", "top1_agree", "accuracy", "ref_accuracy"):
-        b[c] = pd.to_numeric(b[c], errors="coerce") if c in b.columns else np.nan
-    b["acc_drop"] = b["ref_accuracy"] - b["accuracy"]
+    b = _num(bench, ("max_abs_err", "top1_agree", "accuracy", "ref_accuracy", "logit_rel_err"))
+    b["acc_drop"] = (b["ref_accuracy"] - b["accuracy"]).where(b["ref_accuracy"] >= ACCURACY_MIN_REF)
+    combos = combinations(bench)
     rows = []
     for (m, be), g in b.groupby(["machine", "backend"], sort=False):
-        st = g.drop_duplicates(["model", "status"])["status"].value_counts()
-        okr = g[g["status"] == "ok"]
-        rows.append({"machine": m, "backend": be, **{k: int(st.get(k, 0)) for k in ("ok", "failed", "skipped")},
-                     "max_abs_err": okr["max_abs_err"].max(), "min_top1_agree": okr["top1_agree"].min(),
-                     "max_acc_drop": okr["acc_drop"].max()})
+        st = combos[(combos["machine"] == m) & (combos["backend"] == be)]["status"].value_counts()
+        okr = g[g["status"].astype(str) == "ok"]
+        row = {"machine": m, "backend": be, **{k: int(st.get(k, 0)) for k in ("ok", "failed", "skipped")},
+               "max_abs_err": okr["max_abs_err"].max(), "min_top1_agree": okr["top1_agree"].min(),
+               "max_acc_drop": okr["acc_drop"].max()}
+        if okr["logit_rel_err"].notna().any():
+            row["max_logit_rel_err"] = okr["logit_rel_err"].max()
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def problems(bench: pd.DataFrame) -> pd.DataFrame:
-    """Rows that were not ok, one per machine × model × backend × status × reason."""
+    """Model × backend combinations with rows that are not ok: status, reason and how many rows."""
     if bench is None or not len(bench):
         return pd.DataFrame()
-    bad = bench[bench["status"].astype(str) != "ok"]
-    return bad[["machine", "model", "backend", "status", "reason"]].drop_duplicates().reset_index(drop=True)
+    bad = bench[bench["status"].astype(str) != "ok"].copy()
+    bad["reason"] = bad["reason"].fillna("").astype(str)
+    keys = ["machine", "model", "backend", "status", "reason"]
+    return bad.groupby(keys, sort=False).size().rename("rows").reset_index()
+
+
+def unstable_share(sweep: pd.DataFrame) -> float:
+    """Share of ok batch-1 rows flagged unstable (NaN without the column)."""
+    if sweep is None or not len(sweep) or "unstable" not in sweep:
+        return np.nan
+    return float(sweep["unstable"].astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes")).mean())
 
 
 STARTUP_COLS = ("import_s", "convert_s", "load_s", "first_call_s", "start_to_first_pred_s", "steady_median_us",
@@ -411,29 +268,84 @@ def breakdown_table(breakdown: pd.DataFrame | None) -> pd.DataFrame:
     return p.reset_index()
 
 
+
+
 # ---------------------------------------------------------------- everything the report needs ---------
-def analyse(results: dict, machine=None, n_boot: int = 200, seed: int = 0, preferred_machine=None) -> dict:
-    """All tables of the report from ``load_results`` output (figures use ``R["machine"]``)."""
+@dataclass
+class Results:
+    """Every table the report's prose, figures and claims read (the report's single input)."""
+    machine: str | None = None
+    bench: pd.DataFrame | None = None
+    threads: dict = field(default_factory=dict)
+    sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    resid: pd.DataFrame = field(default_factory=pd.DataFrame)
+    peak: pd.DataFrame = field(default_factory=pd.DataFrame)
+    vs_numpy: pd.DataFrame = field(default_factory=pd.DataFrame)
+    vs_predict: pd.DataFrame = field(default_factory=pd.DataFrame)
+    batch: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scaling: pd.DataFrame = field(default_factory=pd.DataFrame)
+    status: pd.DataFrame = field(default_factory=pd.DataFrame)
+    problems: pd.DataFrame = field(default_factory=pd.DataFrame)
+    startup: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pipeline: pd.DataFrame = field(default_factory=pd.DataFrame)
+    breakdown: pd.DataFrame = field(default_factory=pd.DataFrame)
+    models: pd.DataFrame = field(default_factory=pd.DataFrame)
+    agreement: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)      # optional result files (idle_gap, memory_loop, …) or None
+    meta: dict = field(default_factory=dict)       # {stem: metadata dict} of the report's machine
+    machines: list = field(default_factory=list)
+    n_boot: int = 0
+
+    def mine(self, name: str) -> pd.DataFrame:
+        """Table ``name`` restricted to the report's machine (empty frame when absent)."""
+        t = getattr(self, name, None)
+        if t is None:
+            t = self.extra.get(name)
+        if t is None or not len(t):
+            return pd.DataFrame()
+        return t[t["machine"] == self.machine] if "machine" in t.columns else t
+
+
+def with_layers(sweep: pd.DataFrame, models: pd.DataFrame | None) -> pd.DataFrame:
+    """``sweep`` with each model's layer count (NaN when unknown) for the per-layer latency model."""
+    if models is None or not len(models) or "layers" not in models:
+        return sweep.assign(layers=np.nan)
+    lay = models.set_index("name")["layers"]
+    return sweep.assign(layers=pd.to_numeric(sweep["model"].map(lay), errors="coerce"))
+
+
+def analyse(results: dict, models: pd.DataFrame | None = None, machine=None, n_boot: int = 200, seed: int = 0,
+            preferred_machine=None) -> Results:
+    """All tables of the report from ``load_results`` output and ``load_models_meta`` (figures use ``.machine``)."""
     bench, gemm = results.get("bench"), results.get("gemm")
-    R = {"machine": select_machine(results, machine, preferred_machine)}
+    R = Results(machine=select_machine(results, machine, preferred_machine), machines=results.get("machines", []),
+                models=models if models is not None else pd.DataFrame(), n_boot=n_boot,
+                extra={k: results.get(k) for k in ("idle_gap", "memory_loop", "distortion", "ceilings", "gemm")})
+    R.meta = results.get("meta", {}).get(R.machine, {})
     if bench is not None and machine is not None:
         bench = bench[bench["machine"] == str(machine)]
-    have = bench is not None and len(ok(bench)) > 0
-
-    def when(fn, *a, **k):
-        return fn(*a, **k) if have else pd.DataFrame()
-
-    R.update(bench=bench, threads=primary_threads(bench) if have else {},
-             fits=when(fit_all, bench, n_boot=n_boot, seed=seed, gemm=gemm), sweep=when(main_sweep, bench),
-             peak=when(peak_share, bench, gemm), vs_numpy=when(relative_table, bench, "numpy"),
-             vs_predict=when(relative_table, bench, "keras.predict"), batch=when(batch_curves, bench),
-             scaling=when(thread_scaling, bench), status=status_table(bench), problems=problems(bench),
-             startup=startup_summary(results.get("startup")), pipeline=pipeline_table(results.get("pipeline")),
-             breakdown=breakdown_table(results.get("breakdown")), agreement={})
-    if have and R["machine"] is not None:
-        sweep = R["sweep"]
-        base = sweep[sweep["machine"] == R["machine"]]
-        for other in sorted(set(sweep["machine"]) - {R["machine"]}):
-            t = agreement(base, sweep[sweep["machine"] == other], normalize=True, keys=("model", "backend", "batch"))
-            R["agreement"][other] = {"table": t, "summary": agreement_summary(t)}
+    R.bench = bench
+    R.status, R.problems = status_table(bench), problems(bench)
+    R.startup = startup_summary(results.get("startup"))
+    R.pipeline = pipeline_table(results.get("pipeline"))
+    R.breakdown = breakdown_table(results.get("breakdown"))
+    if bench is None or not len(ok(bench)):
+        return R
+    R.threads = primary_threads(bench)
+    R.sweep = with_layers(main_sweep(bench), models)
+    R.fits = latency.fit_all(R.sweep, n_boot=n_boot, seed=seed)
+    if gemm is not None and len(gemm) and len(R.fits):
+        R.fits["peak_gflops"] = [gemm_peak(gemm, m, t) for m, t in zip(R.fits["machine"], R.fits["threads"])]
+        R.fits["fit_peak_share"] = R.fits["gflops"] / R.fits["peak_gflops"]
+    R.resid = latency.residuals(R.sweep, R.fits)
+    R.peak = peak_share(bench, gemm)
+    R.vs_numpy, R.vs_predict = relative_table(bench, "numpy"), relative_table(bench, "keras.predict")
+    R.batch, R.scaling = batch_curves(bench), thread_scaling(bench)
+    if R.machine is not None:
+        base = R.sweep[R.sweep["machine"] == R.machine]
+        for other in sorted(set(R.sweep["machine"]) - {R.machine}):
+            t = agreement(base, R.sweep[R.sweep["machine"] == other], normalize=True,
+                          keys=("model", "backend", "batch"))
+            R.agreement[other] = {"table": t, "summary": agreement_summary(t)}
     return R

@@ -1,0 +1,105 @@
+"""Reading the result files and the models' metadata: the only part of the report that touches the disk."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED_FILES = ("bench", "gemm", "startup", "pipeline", "breakdown")
+OPTIONAL_FILES = ("idle_gap", "memory_loop", "distortion", "ceilings")
+RESULT_FILES = REQUIRED_FILES + OPTIONAL_FILES
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError):
+        return {}
+
+
+def load_results(results_root) -> dict:
+    """Merge every machine folder under ``results_root`` (a folder holding result CSVs itself counts as one).
+
+    Returns ``{<stem>: df|None for RESULT_FILES, "meta": {machine: {stem: dict}}, "machines": [...]}``;
+    a missing or empty file gives ``None``. Rows get the folder name as ``machine`` when it is absent.
+    """
+    root = Path(results_root)
+    folders = []
+    if root.is_dir():
+        own = any((root / f"{s}.csv").is_file() for s in RESULT_FILES)
+        folders = [root] if own else sorted(p for p in root.iterdir() if p.is_dir())
+    frames, meta = {s: [] for s in RESULT_FILES}, {}
+    for folder in folders:
+        name = folder.name
+        for stem in RESULT_FILES:
+            csv = folder / f"{stem}.csv"
+            if csv.is_file() and csv.stat().st_size > 0:
+                try:
+                    df = pd.read_csv(csv)
+                except pd.errors.EmptyDataError:
+                    continue
+                if "machine" not in df.columns:
+                    df.insert(0, "machine", folder.name)
+                df["machine"] = df["machine"].fillna(folder.name).astype(str)
+                if stem == "bench" and len(df):
+                    name = df["machine"].iloc[0]
+                frames[stem].append(df)
+        found = {s: _read_json(folder / f"{s}.meta.json") for s in RESULT_FILES
+                 if (folder / f"{s}.meta.json").is_file()}
+        if found:
+            meta[name] = found
+    res = {s: (pd.concat(v, ignore_index=True) if v else None) for s, v in frames.items()}
+    res["meta"] = meta
+    res["machines"] = sorted({m for s in RESULT_FILES if res[s] is not None for m in res[s]["machine"]})
+    return res
+
+
+def _count_layers(cfg) -> int:
+    """Computing layers in a Keras config (nested models counted through; input layers not counted)."""
+    if isinstance(cfg, dict):
+        inner = cfg.get("config", {})
+        sub = inner.get("layers") if isinstance(inner, dict) else None
+        if sub is not None:
+            return sum(_count_layers(x) for x in sub)
+        return 0 if cfg.get("class_name") == "InputLayer" else 1
+    return 0
+
+
+def layers_in_keras_file(path) -> int | None:
+    """Number of layers of a saved ``.keras`` file, read from its ``config.json`` (no Keras import)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return _count_layers(json.loads(z.read("config.json")))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def load_models_meta(models_dir) -> pd.DataFrame:
+    """One row per ``<name>.json`` in ``models_dir`` (empty frame when there is none), smallest FLOPs first.
+
+    ``layers`` comes from the json when recorded there, else from the ``.keras`` file beside it."""
+    folder = Path(models_dir)
+    rows = []
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        d = {"name": p.stem, **_read_json(p)}
+        if d.get("layers") is None:
+            d["layers"] = layers_in_keras_file(p.with_suffix(".keras"))
+        rows.append(d)
+    df = pd.DataFrame(rows)
+    return df.sort_values("flops", kind="stable").reset_index(drop=True) if "flops" in df else df
+
+
+def select_machine(results: dict, machine=None, preferred=None) -> str | None:
+    """The machine whose figures are drawn: ``machine`` if given, else ``preferred`` when it has results,
+    else the one with the most benchmark rows."""
+    machines = results.get("machines") or []
+    if machine is not None:
+        return str(machine)
+    if preferred in machines:
+        return preferred
+    bench = results.get("bench")
+    if bench is not None and len(bench):
+        return str(bench["machine"].value_counts().idxmax())
+    return machines[0] if machines else None

@@ -1,0 +1,102 @@
+"""Sections for the optional result files (idle_gap, memory_loop, distortion, ceilings): rendered when the
+file is present, "not measured in this run" when it is absent. Every number from the files."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from overhead.report.fmt import code, fmt_pct, fmt_x
+
+NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
+
+
+def _have(R, name) -> pd.DataFrame | None:
+    t = R.mine(name)
+    return t if len(t) else None
+
+
+def idle_gap_text(R) -> str:
+    """Does sparse traffic change the ranking or the best thread count? (``overhead.idlegap.verdict``)."""
+    idle = _have(R, "idle_gap")
+    if idle is None:
+        return NOT_MEASURED.format("idle_gap.csv")
+    ok = idle[idle["status"].astype(str) == "ok"] if "status" in idle else idle
+    base = ok[ok["gap_ms"] == ok["gap_ms"].min()].set_index(["model", "backend", "threads"])["median_us"]
+    top = ok[ok["gap_ms"] == ok["gap_ms"].max()].set_index(["model", "backend", "threads"])["median_us"]
+    slow = (top / base).dropna()
+    out = []
+    if len(slow):
+        worst = slow.idxmax()
+        out.append(f"After {ok['gap_ms'].max():g} ms of idleness a batch-1 call costs {fmt_x(slow.min())} to "
+                   f"{fmt_x(slow.max())} a back-to-back call (measured; worst: {code(worst[1])} on {code(worst[0])} "
+                   f"with {worst[2]} thread{'s' if worst[2] != 1 else ''}).")
+    try:
+        from overhead.idlegap import verdict
+        v = verdict(idle)
+        out.append(("The fastest path changes under sparse traffic" + (" (intervals separate)." if
+                    v["fastest_changes_clearly"] else ", but not beyond the intervals.")) if v["fastest_changes"]
+                   else "The fastest path is the same for sparse traffic as for back-to-back calls.")
+        ch = v["best_threads_changes_clearly"] or v["best_threads_changes"]
+        out.append(f"The best thread count changes for {', '.join(code(b) for b in ch)}." if ch else
+                   "The best thread count does not change.")
+    except (ImportError, KeyError, ValueError) as exc:
+        out.append(f"(No ranking verdict: {type(exc).__name__}.)")
+    return " ".join(out)
+
+
+def memory_loop_text(R) -> str:
+    mem = _have(R, "memory_loop")
+    if mem is None:
+        return NOT_MEASURED.format("memory_loop.csv")
+    parts = []
+    for b, g in mem.groupby("backend", sort=False):
+        g = g.sort_values("calls")
+        parts.append((b, float(g["rss_mb"].iloc[-1] - g["rss_mb"].iloc[0]), int(g["calls"].iloc[-1])))
+    parts.sort(key=lambda p: -p[1])
+    b, grow, n = parts[0]
+    return (f"Resident memory growth from the first call to call {n:,} (measured): " + ", ".join(
+        f"{code(x)} {d:+.1f} MB" for x, d, _ in parts) + f". Largest growth: {code(b)}.")
+
+
+def distortion_text(R) -> str:
+    d = _have(R, "distortion")
+    if d is None:
+        return NOT_MEASURED.format("distortion.csv")
+    return f"{len(d)} measurements of how one path's timing is disturbed by another (table below)."
+
+
+def ceilings(R) -> dict:
+    """The theoretical and measured ceilings from ``ceilings.meta.json`` (its ``summary``) and ceilings.csv."""
+    meta = R.meta.get("ceilings", {}) if isinstance(R.meta, dict) else {}
+    summ = (meta.get("ceilings") or meta.get("summary") or meta) if isinstance(meta, dict) else {}
+    c = _have(R, "ceilings")
+    best = None
+    if c is not None and "gflops" in c:
+        okc = c[c["status"].astype(str) == "ok"] if "status" in c else c
+        col = "gflops_best" if "gflops_best" in okc and okc["gflops_best"].notna().any() else "gflops"
+        if len(okc):
+            best = okc.loc[okc[col].idxmax()]
+            best = {"library": best.get("library", "?"), "n": best.get("n"), "threads": best.get("threads"),
+                    "gflops": float(best[col])}
+    return {"summary": summ, "best": best}
+
+
+def ceilings_text(R) -> str:
+    c = ceilings(R)
+    if c["best"] is None and not c["summary"]:
+        return NOT_MEASURED.format("ceilings.csv")
+    out = []
+    if c["best"] is not None:
+        b = c["best"]
+        out.append(f"Best measured float32 GEMM: {b['gflops']:.3g} GFLOP/s ({code(b['library'])}, n = {b['n']}, "
+                   f"{b['threads']} threads).")
+    s = c["summary"]
+    peak = next((s[k] for k in ("fp32_peak_gflops", "theoretical_fp32_gflops", "peak_gflops") if k in s), None)
+    if isinstance(peak, (int, float)) and np.isfinite(peak):
+        out.append(f"Theoretical float32 peak: {peak:.3g} GFLOP/s"
+                   + (f" ({s['formula']}; {s.get('fp32_derivation', '')})" if isinstance(s.get("formula"), str)
+                      else "") + ".")
+        if c["best"] is not None:
+            out.append(f"The best GEMM reaches {fmt_pct(c['best']['gflops'] / peak)} of it.")
+    return " ".join(out) or NOT_MEASURED.format("ceilings.csv")
+

@@ -1,0 +1,97 @@
+"""Figure plumbing shared by the report's figure modules: a pyplot-free Figure, PNG + SVG saving, axis
+formatters, legends outside the data, the empty-figure placeholder and small multiples by backend family."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from overhead.report.style import by_family
+
+sns.set_theme(style="whitegrid", context="notebook")
+matplotlib.rcParams["svg.hashsalt"] = "overhead"      # reproducible SVG ids
+
+
+def save(fig: Figure, name: str, figures_dir) -> dict:
+    """Write ``<figures_dir>/<name>.png`` (150 dpi) and ``.svg``; returns their paths."""
+    out = Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"png": out / f"{name}.png", "svg": out / f"{name}.svg"}
+    fig.savefig(paths["png"], dpi=150, metadata={"Software": None})
+    fig.savefig(paths["svg"], metadata={"Date": None})
+    return paths
+
+
+def publish(fig: Figure, name: str, figures_dir, alt: str | None = None):
+    """Save the figure and return it as an embeddable PNG (alt text: the first title) for the notebook."""
+    from IPython.display import Image
+    paths = save(fig, name, figures_dir)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    return Image(filename=str(paths["png"]), width=int(fig.get_figwidth() * 96),
+                 alt=alt or (titles[0] if titles else name.replace("_", " ")))
+
+
+def _fig(w, h, **kw) -> Figure:
+    fig = Figure(figsize=(w, h), layout="constrained", **kw)
+    FigureCanvasAgg(fig)          # a renderer without pyplot (works under any backend)
+    return fig
+
+
+def _si(unit):
+    def fmt(x, _pos=None):
+        for f, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(x) >= f:
+                return f"{x / f:g} {p}{unit}"
+        return f"{x:g} {unit}"
+    return FuncFormatter(fmt)
+
+
+def _us(x, _pos=None):
+    if x >= 1e6:
+        return f"{x / 1e6:g} s"
+    if x >= 1e3:
+        return f"{x / 1e3:g} ms"
+    return f"{x:g} µs"
+
+
+def _legend_right(ax, handles=None, labels=None, title="backend"):
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.figure.legend(handles, labels, loc="outside right upper", title=title, fontsize="small",
+                     title_fontsize="small", frameon=False)
+
+
+def _empty(msg: str) -> Figure:
+    fig = _fig(6, 1.5)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, msg, ha="center", va="center")
+    return fig
+
+
+
+
+def family_grid(backends, width=12.0, panel_h=3.2, ncols=3, sharey=True):
+    """Small multiples: one panel per backend family present in ``backends``.
+
+    Returns ``(fig, [(family, [backends], ax), ...])``; unused panels are hidden."""
+    groups = list(by_family(backends).items())
+    ncols = max(1, min(ncols, len(groups)))
+    nrows = int(np.ceil(len(groups) / ncols))
+    fig = _fig(width, panel_h * nrows + 0.8)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=sharey)
+    flat = list(axes.flat)
+    for ax in flat[len(groups):]:
+        ax.set_visible(False)
+    return fig, [(fam, names, flat[i]) for i, (fam, names) in enumerate(groups)]
+
+
+def panel_legend(ax, fontsize="x-small"):
+    h, lab = ax.get_legend_handles_labels()
+    if h:
+        ax.legend(h, lab, fontsize=fontsize, loc="best", frameon=True, framealpha=0.85)

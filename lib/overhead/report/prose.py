@@ -1,0 +1,206 @@
+"""Generated prose of the report's main sections: every number in it is computed from ``R``
+(an ``analysis.Results``). Measured numbers are called "measured", fitted ones "fitted"."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from overhead.report import latency, whopays
+from overhead.report.fmt import (SIGNIFICANT_X, SMALL_MODEL, code, crossover_of, fit_of, fmt_flops, fmt_pct, fmt_us,
+                                 fmt_x, ladder, latency as lat, not_measured, primary, ratio, small_model, tf_paths)
+
+SAME_X = 1.5     # two paths see "the same overhead" when their latencies are within this factor
+
+
+def small_model_phrase(m) -> str:
+    """"the seed's small CNN" only when it is the seed's model; otherwise say which model stands in."""
+    return "the seed's small CNN" if m == SMALL_MODEL else "the smallest model measured (the seed's CNN is absent)"
+
+
+def _verdict(R, m) -> str:
+    slow = {b: ratio(R, m, b, "numpy") for b in tf_paths(R)}
+    kp = slow.get("keras.predict", np.nan)
+    sig = primary(R, "vs_numpy")
+    sig = sig[(sig["model"] == m) & (sig["backend"] == "keras.predict")]["significant"] if len(sig) else sig
+    if np.isfinite(kp) and kp >= SIGNIFICANT_X and len(sig) and sig.any():
+        return "**Yes — for small models Keras/TensorFlow's per-call overhead makes it many times slower than NumPy.**"
+    if any(v >= SIGNIFICANT_X for v in slow.values()):
+        return "**Partly — some TensorFlow paths are markedly slower than NumPy on small models, others not.**"
+    if not slow:
+        return "**Not answered — no TensorFlow path ran ok in this run.**"
+    return "**No — on this machine TensorFlow is not markedly slower than NumPy, even on small models.**"
+
+
+def numpy_split(R, m) -> str:
+    """How much of NumPy's advantage over ``keras.predict`` is NumPy itself (``numpy.plain``) and how much the
+    engine's engineering (``numpy`` over ``numpy.plain``), as shares of the log ratio."""
+    kp, eng, plain = (lat(R, m, b) for b in ("keras.predict", "numpy", "numpy.plain"))
+    if not all(np.isfinite([kp, eng, plain])) or kp <= eng:
+        return ""
+    total = np.log(kp / eng)
+    itself = float(np.clip(np.log(kp / plain) / total, 0, 1))
+    return (f"Plain NumPy (`numpy.plain`, a page of NumPy with no engine) measured {fmt_us(plain)}: of NumPy's "
+            f"{fmt_x(kp / eng)} advantage over `keras.predict`, {fmt_pct(itself)} (on a log scale, "
+            f"{fmt_x(kp / plain)}) is NumPy itself and {fmt_pct(1 - itself)} ({fmt_x(plain / eng)}) the engine's "
+            "engineering.")
+
+
+def _keras2_and_jax(R, m) -> str:
+    kp = lat(R, m, "keras.predict")
+    parts = []
+    for b, who in (("tf_keras.predict", "a Keras 2 user (`tf_keras.predict`, TF ≤ 2.15)"),
+                   ("keras.jax.predict", "a Keras 3 user on the JAX backend (`keras.jax.predict`)")):
+        x = lat(R, m, b)
+        if np.isfinite(x) and np.isfinite(kp):
+            r = x / kp
+            same = "about the same overhead" if 1 / SAME_X <= r <= SAME_X else (
+                "less overhead" if r < 1 else "more overhead")
+            parts.append(f"{who} sees {same} ({fmt_us(x)} measured, {fmt_x(r)} `keras.predict`'s time)")
+        else:
+            parts.append(f"{who}: not measured in this run")
+    text = "; ".join(parts)
+    return (text[0].upper() + text[1:] + ".") if text else ""
+
+
+def tldr(R) -> str:
+    """The short answer: a verdict line, then sentences whose numbers all come from ``R``."""
+    m = small_model(R)
+    if m is None:
+        return not_measured("benchmark (bench.csv)")
+    out = []
+    kp = ratio(R, m, "keras.predict", "numpy")
+    n_thr = R.threads.get(R.machine, "?")
+    flops = ladder(R).set_index("model")["flops"][m]
+    if np.isfinite(kp):
+        lite = ratio(R, m, "keras.predict", "litert")
+        out.append(f"On {code(R.machine)} ({n_thr} thread{'' if n_thr == 1 else 's'}, batch 1) "
+                   f"{small_model_phrase(m)} ({code(m)}, {fmt_flops(flops)} per image) takes a measured "
+                   f"{fmt_us(lat(R, m, 'keras.predict'))} through `keras.predict`: {fmt_x(kp)} the NumPy engine "
+                   f"({fmt_us(lat(R, m, 'numpy'))})"
+                   + (f" and {fmt_x(lite)} LiteRT ({fmt_us(lat(R, m, 'litert'))})." if np.isfinite(lite) else "."))
+    out.append(numpy_split(R, m))
+    w = whopays.walk(R)
+    if len(w):
+        out.append(whopays.headline(w))
+        out.append(_keras2_and_jax(R, m))
+    tf = [b for b in tf_paths(R) if np.isfinite(lat(R, m, b))]
+    if tf:
+        lean = min(tf, key=lambda b: lat(R, m, b))
+        fl = fit_of(R, lean)
+        out.append(f"The leanest TensorFlow path on {code(m)}, {code(lean)}, measured {fmt_us(lat(R, m, lean))}"
+                   + (f"; its fitted fixed cost per call is {fmt_us(fl['overhead_us'])} ({fl['model']} model), "
+                      f"which falls below 10 % of a call at {crossover_of(R, lean, 10)}" if fl is not None else "")
+                   + (f"; for `keras.predict` that point is {crossover_of(R, 'keras.predict', 10)}."
+                      if fit_of(R, "keras.predict") is not None else "."))
+    pk = primary(R, "peak")
+    if len(pk):
+        big = pk[pk["flops"] == pk["flops"].max()]
+        top = big.loc[big["median_us"].idxmin()]
+        kpb = ratio(R, top["model"], "keras.predict", "numpy")
+        out.append(f"On the largest model ({code(top['model'])}, {fmt_flops(top['flops'])}) the fastest path "
+                   f"measured is {code(top['backend'])} at {fmt_us(top['median_us'])}"
+                   + (" (8-bit integer arithmetic: the float32 GEMM peak is no bound for it)"
+                      if "int8" in str(top["backend"]) else
+                      f", {fmt_pct(top['peak_share'])} of the float32 GEMM rate measured in the same run"
+                      if np.isfinite(top["peak_share"]) else "")
+                   + (f"; there `keras.predict` takes {fmt_x(kpb)} the NumPy engine's time." if np.isfinite(kpb)
+                      else "."))
+    return _verdict(R, m) + "\n\n" + " ".join(s for s in out if s)
+
+
+# ---------------------------------------------------------------- the latency model ----------------------
+def overhead_text(R) -> str:
+    """Which latency model each backend got and why, the fitted ranges, and every miss over 25 %."""
+    f = primary(R, "fits")
+    if not len(f):
+        return not_measured("benchmark (bench.csv)")
+    f = f[np.isfinite(f["gflops"])]
+    rich = f[f["model"] == "per-layer"]
+    out = [f"Each backend's latency model was chosen by its leave-one-model-out error (a model is fitted "
+           f"without one ladder model, then predicts it): the two-term model (overhead + FLOPs / throughput) "
+           f"unless its error exceeds {fmt_pct(latency.MATERIAL)} and adding a per-layer cost cuts it by at least "
+           f"{fmt_pct(latency.RICHER_GAIN)}. {len(f) - len(rich)} of {len(f)} backends keep the two-term model"
+           + (f"; {len(rich)} need a per-layer cost: " + ", ".join(
+               f"{code(r.backend)} (fitted {fmt_us(r.per_layer_us)} per layer; leave-one-out error "
+               f"{fmt_pct(np.expm1(r.loo_two_term))} → {fmt_pct(np.expm1(r.loo_per_layer))})"
+               for r in rich.itertuples()) if len(rich) else "") + "."]
+    out.append(f"Fitted fixed overhead per call: {fmt_us(f['overhead_us'].min())} to {fmt_us(f['overhead_us'].max())}; "
+               f"fitted throughput {f['gflops'].min():.3g} to {f['gflops'].max():.3g} GFLOP/s.")
+    if "fit_peak_share" in f and np.isfinite(f["fit_peak_share"]).any():
+        out.append(f"Against the float32 GEMM rate measured in the same run ({f['peak_gflops'].iloc[0]:.3g} "
+                   f"GFLOP/s) that is {fmt_pct(f['fit_peak_share'].min())} to {fmt_pct(f['fit_peak_share'].max())}.")
+    return " ".join(out) + "\n\n" + misses_text(R)
+
+
+def misses_text(R) -> str:
+    res = primary(R, "resid")
+    if not len(res):
+        return ""
+    bad = latency.misses(res)
+    lim = fmt_pct(latency.MISS)
+    if not len(bad):
+        out = f"No fitted latency misses a measured one by more than {lim}."
+    else:
+        out = (f"Backends whose chosen model misses a measured point by more than {lim}: " + "; ".join(
+            f"{code(r.backend)} on {code(r.model)} (fitted {fmt_us(r.fitted_us)}, measured {fmt_us(r.measured_us)}, "
+            f"{100 * r.rel_err:+.0f} %)" for r in bad.itertuples()) + ".")
+    two = latency.misses(res[res["chosen"] == "per-layer"], column="two_term_rel_err")
+    if len(two):
+        worst = two.drop_duplicates("backend")
+        out += (" The two-term model alone would miss " + ", ".join(
+            f"{code(r.backend)} by up to {100 * abs(r.two_term_rel_err):.0f} % ({code(r.model)})"
+            for r in worst.itertuples()) + ".")
+    return out
+
+
+# ---------------------------------------------------------------- parity -------------------------------
+def parity_text(R) -> str:
+    st = primary(R, "status")
+    if not len(st):
+        return not_measured("benchmark (bench.csv)")
+    n_ok, n_all = int(st["ok"].sum()), int(st[["ok", "failed", "skipped"]].sum().sum())
+    b = R.bench[R.bench["machine"] == R.machine] if R.bench is not None else None
+    rows_ok = int((b["status"].astype(str) == "ok").sum()) if b is not None else 0
+    quant = st["backend"].str.contains("int8|fp16", regex=True)
+    fl = st[~quant]
+    out = (f"{n_ok} of {n_all} model × backend combinations ran and matched the Keras reference (every one of their "
+           f"{rows_ok} ok rows of {len(b) if b is not None else 0} checked before timing); failed: "
+           f"{int(st['failed'].sum())}, never run (skipped at every batch size): {int(st['skipped'].sum())}. "
+           f"Float32 paths: largest max abs error {fl['max_abs_err'].max():.2g}, lowest top-1 agreement "
+           f"{fmt_pct(fl['min_top1_agree'].min())}.")
+    if "max_logit_rel_err" in st and st["max_logit_rel_err"].notna().any():
+        out += f" Largest relative logit error of an ok row: {st['max_logit_rel_err'].max():.2g}."
+    if quant.any():
+        q = st[quant]
+        drop = q["max_acc_drop"].max()
+        out += (f" Reduced-precision paths: largest max abs error {q['max_abs_err'].max():.2g}"
+                + (f", largest accuracy drop on trained models {100 * drop:.2g} percentage points." if np.isfinite(drop)
+                   else "; no trained model to measure an accuracy drop on."))
+    return out
+
+
+def failed_paths_text(R) -> str:
+    p = primary(R, "problems")
+    if not len(p) or "failed" not in set(p["status"]):
+        return "No path failed its parity check or crashed."
+    f = p[p["status"] == "failed"].drop_duplicates(["backend", "model"])
+    return ("Failed (excluded from fits and ratios): " + "; ".join(
+        f"{code(r.backend)} on {code(r.model)} ({html.escape(str(r.reason))})" for r in f.itertuples()) + ".")
+
+
+# ---------------------------------------------------------------- your models --------------------------
+def extra_models_text(R, names) -> str:
+    s = primary(R, "sweep")
+    out = []
+    for n in names:
+        if not len(s) or n not in set(s["model"]):
+            out.append(f"- Your model {code(n)}: no ok result at batch 1 in this run.")
+            continue
+        row = s[s["model"] == n]
+        best = row.loc[row["median_us"].idxmin()]
+        out.append(f"- Your model {code(n)} ({fmt_flops(best['flops'])}): fastest path {code(best['backend'])} at "
+                   f"{fmt_us(best['median_us'])} (measured); `keras.predict` takes "
+                   f"{fmt_x(ratio(R, n, 'keras.predict', 'numpy'))} the NumPy engine's time.")
+    return "\n".join(out)
+

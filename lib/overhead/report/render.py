@@ -1,0 +1,120 @@
+"""Render the executed report notebook into one self-contained HTML file, and publish the findings.
+
+`python -m overhead.report.render NOTEBOOK HTML [--readme README.md --findings figures/findings.md]`
+
+The page gets a linked table of contents (from its h2/h3 headings) after the title and a style sheet that
+reads well in a browser and prints cleanly; nothing is loaded from the network.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from overhead.timing import atomic_write_text
+
+# nbconvert's lab template loads require.js and MathJax from a CDN; the report uses neither, and the
+# file must open offline, so those tags are dropped.
+EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I)
+EXTERNAL_RESOURCE = re.compile(r"<(?:img|script|link|iframe)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.I)
+FINDINGS = re.compile(r"(<!-- findings:start -->\n).*?(<!-- findings:end -->)", re.S)
+HEADING = re.compile(r"<h([23])\b[^>]*\bid=\"([^\"]+)\"[^>]*>(.*?)</h\1>", re.S)
+CSS = """<style id="report-style">
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5; color: #1a1a1a; }
+.jp-Notebook, main { max-width: 1100px; margin: 0 auto !important; }
+.jp-RenderedHTMLCommon table { font-size: 0.82em; border-collapse: collapse; margin: 0.6em 0; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { padding: 2px 6px; }
+.jp-RenderedHTMLCommon h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+.jp-RenderedHTMLCommon img { max-width: 100%; height: auto; }
+nav#toc { background: #f6f8fa; border: 1px solid #dde; border-radius: 6px; padding: 0.6em 1.2em; margin: 1em 0;
+          font-size: 0.92em; }
+nav#toc ol { margin: 0.2em 0; padding-left: 1.4em; } nav#toc li.h3 { margin-left: 1.2em; list-style: circle; }
+nav#toc a { text-decoration: none; }
+.jp-RenderedHTMLCommon pre { font-size: 0.8em; white-space: pre-wrap; }
+@media print {
+  nav#toc { page-break-after: always; background: none; border: none; }
+  .anchor-link { display: none; }
+  .jp-RenderedHTMLCommon img, .jp-RenderedHTMLCommon table, pre { page-break-inside: avoid; }
+  .jp-RenderedHTMLCommon h2, .jp-RenderedHTMLCommon h3 { page-break-after: avoid; }
+  a { color: inherit; }
+  body { font-size: 10.5pt; }
+}
+</style>
+"""
+
+
+def notebook_to_html(notebook: Path) -> str:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True, embed_images=True)
+    html, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    return EXTERNAL_SCRIPT.sub("", html)
+
+
+def external_references(html: str) -> list[str]:
+    """Tags that would fetch something from the network when the page opens."""
+    return [m.group(0) for m in EXTERNAL_RESOURCE.finditer(html)]
+
+
+def _plain(fragment: str) -> str:
+    text = re.sub(r"<a[^>]*class=\"anchor-link\"[^>]*>.*?</a>", "", fragment, flags=re.S)
+    return re.sub(r"<[^>]+>", "", text).strip()
+
+
+def toc(html: str) -> str:
+    """A linked table of contents of the page's h2 / h3 headings (empty when there are none)."""
+    items = [f'<li class="h{lvl}"><a href="#{hid}">{_plain(body)}</a></li>' for lvl, hid, body in HEADING.findall(html)]
+    return f'<nav id="toc"><strong>Contents</strong><ol>{"".join(items)}</ol></nav>' if items else ""
+
+
+def layout(html: str) -> str:
+    """Insert the style sheet into <head> and the table of contents after the first h1."""
+    html = html.replace("</head>", CSS + "</head>", 1) if "</head>" in html else CSS + html
+    nav = toc(html)
+    m = re.search(r"</h1>", html)
+    if nav and m:
+        html = html[:m.end()] + nav + html[m.end():]
+    return html
+
+
+def render(notebook: Path, out: Path) -> Path:
+    html = layout(notebook_to_html(notebook))
+    found = external_references(html)
+    if found:
+        raise ValueError(f"the report would load external resources: {found[:3]}")
+    return atomic_write_text(out, html)
+
+
+def inject_findings(readme: Path, findings_md: str) -> bool:
+    """Replace the README's findings block with the report's generated text; True when it changed."""
+    text = readme.read_text()
+    if not FINDINGS.search(text):
+        raise ValueError(f"{readme} has no '<!-- findings:start -->' ... '<!-- findings:end -->' block")
+    new = FINDINGS.sub(lambda m: m.group(1) + findings_md.strip() + "\n" + m.group(2), text)
+    if new != text:
+        atomic_write_text(readme, new)
+    return new != text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m overhead.report.render", description=__doc__.splitlines()[0])
+    ap.add_argument("notebook", type=Path)
+    ap.add_argument("html", type=Path)
+    ap.add_argument("--readme", type=Path)
+    ap.add_argument("--findings", type=Path)
+    args = ap.parse_args(argv)
+    try:
+        render(args.notebook, args.html)
+        if args.readme and args.findings:
+            inject_findings(args.readme, args.findings.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"overhead.report.render: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
