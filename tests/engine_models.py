@@ -32,7 +32,7 @@ def every_engine_layer(seed=0):
     L = keras.layers
     inp = keras.Input((12, 12, 3))
     x = L.Rescaling(0.5, offset=-0.1)(inp)
-    x = L.ZeroPadding2D(((1, 0), (0, 1)))(x)
+    x = L.ZeroPadding2D(((1, 1), (2, 0)))(x)
     a = L.Conv2D(8, 3, padding="same", activation="relu")(x)
     a = L.BatchNormalization()(a)  # stand-alone (after a non-linear conv)
     b = L.Conv2D(8, 3, padding="same", use_bias=False)(x)

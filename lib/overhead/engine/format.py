@@ -28,8 +28,8 @@ class EngineFileError(ValueError):
 def _encode(value, arrays: dict):
     if isinstance(value, np.ndarray):
         name = f"w{len(arrays)}"
-        arrays[name] = np.ascontiguousarray(value, dtype=np.float32)
-        return {"__array__": name, "shape": list(value.shape)}
+        arr = arrays[name] = np.array(value, dtype=np.float32, order="C")
+        return {"__array__": name, "shape": list(arr.shape)}
     if isinstance(value, (tuple, list)):
         return [_encode(v, arrays) for v in value]
     if isinstance(value, dict):
