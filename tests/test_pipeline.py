@@ -27,12 +27,12 @@ def test_png_round_trip_is_lossless():
 
 
 def test_png_digits_at_model_sizes(data_env):
-    pngs, y = pipeline.png_digits([28, 28, 1], 5)
+    pngs, y = pipeline.png_digits([28, 28, 1], 5, image_size=None)
     assert len(pngs) == 5 and y.shape == (5,)
     d = data.load_mnist()
     img = np.asarray(pipeline.Pipeline([28, 28, 1]).decode(pngs[0]))
     assert np.array_equal(img, np.rint(d.x_test[0, ..., 0] * 255).astype(np.uint8))
-    big, _ = pipeline.png_digits([32, 32, 3], 2)
+    big, _ = pipeline.png_digits([32, 32, 3], 2, image_size=None)
     pipe = pipeline.Pipeline([32, 32, 3])
     assert np.asarray(pipe.decode(big[0])).shape == (32, 32, 3)
     x = pipe.preprocess(pipe.decode(big[0]))
@@ -40,7 +40,7 @@ def test_png_digits_at_model_sizes(data_env):
 
 
 def test_numpy_preprocess_matches_the_reference_inputs(data_env):
-    pngs, _ = pipeline.png_digits([28, 28, 1], 8)
+    pngs, _ = pipeline.png_digits([28, 28, 1], 8, image_size=None)
     ref, _ = data.inputs_for([28, 28, 1], 8)
     flat, _ = data.inputs_for([784], 8)
     for i, png in enumerate(pngs):
@@ -66,7 +66,7 @@ def test_rows_shares_sum_to_one():
 
 
 def test_measure_with_a_fake_runner(data_env):
-    pngs, labels = pipeline.png_digits([28, 28, 1], 6)
+    pngs, labels = pipeline.png_digits([28, 28, 1], 6, image_size=None)
     pipe = pipeline.Pipeline([28, 28, 1])
     truth = {png: int(y) for png, y in zip(pngs, labels)}
     seen = []
@@ -87,7 +87,7 @@ def test_real_backends_give_the_right_labels(data_env):
     from overhead import backends
 
     model = data_env / "models" / "cnn_seed.keras"
-    pngs, labels = pipeline.png_digits([28, 28, 1], 32)
+    pngs, labels = pipeline.png_digits([28, 28, 1], 32, image_size=None)
     ref_x, _ = data.inputs_for([28, 28, 1], 32)
     for name, style in (("numpy", "numpy+pillow"), ("keras.call", "tf.io+tf.image")):
         runner = backends.prepare(name, model, 1, 1)
@@ -100,3 +100,34 @@ def test_real_backends_give_the_right_labels(data_env):
     tf_pipe, np_pipe = pipeline.TFPipeline([28, 28, 1]), pipeline.Pipeline([28, 28, 1])
     a = np.asarray(tf_pipe.preprocess(tf_pipe.decode(pngs[3])))
     assert np.allclose(a, np_pipe.preprocess(np_pipe.decode(pngs[3])), atol=1e-6)
+
+
+def test_camera_sized_png_is_really_resized_by_both_pipelines(data_env):
+    from PIL import Image
+
+    pytest.importorskip("tensorflow")
+    pngs, _ = pipeline.png_digits([784], 6)  # default: camera-sized RGB whatever the model
+    assert Image.open(io.BytesIO(pngs[0])).size == pipeline.IMAGE_SIZE == (640, 480)
+    assert Image.open(io.BytesIO(pngs[0])).mode == "RGB"
+    ref, _ = data.inputs_for([28, 28, 1], 6)
+    for shape, out_shape in (([28, 28, 1], (1, 28, 28, 1)), ([784], (1, 784)), ([32, 32, 3], (1, 32, 32, 3))):
+        np_pipe, tf_pipe = pipeline.Pipeline(shape), pipeline.TFPipeline(shape)
+        for png in pngs:
+            a = np_pipe.preprocess(np_pipe.decode(png))
+            b = tf_pipe.preprocess(tf_pipe.decode(png))
+            assert isinstance(b, np.ndarray) and a.shape == b.shape == out_shape and a.dtype == b.dtype == np.float32
+            assert np.abs(a - b).max() < 0.01  # the same antialiased bilinear reduction in both libraries
+    back = pipeline.Pipeline([28, 28, 1])
+    x = np.concatenate([back.preprocess(back.decode(p)) for p in pngs])
+    assert np.abs(x - ref).mean() < 0.05  # the real digit survives 28 -> 640x480 -> 28
+
+
+def test_measure_keeps_gc_enabled_while_timing():
+    import gc
+
+    states = []
+    pipe = pipeline.Pipeline([28, 28, 1])
+    png = pipeline.encode_png(np.zeros((28, 28), np.uint8))
+    pipeline.measure({"f": pipe}, {"f": lambda x: states.append(gc.isenabled()) or np.ones((1, 10))}, [png],
+                     calls=6, budget_s=5.0, rounds=2, warmup=1)
+    assert len(states) >= 6 and all(states)
