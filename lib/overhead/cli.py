@@ -3,8 +3,10 @@
     overhead bench MODEL.keras ... [--backends a,b] [--batch-sizes 1,32] [--threads 1] [--out FILE] [--quick]
     overhead check MODEL.keras [--backends a,b] [--batch-size 1] [--threads 1]
     overhead backends [--no-probe]
+    overhead export MODEL.keras OUT.npz
 
-Everything is validated before TensorFlow is imported (it only ever runs in worker processes). Bad
+Everything is validated before TensorFlow is imported (bench/check run it only in worker processes;
+export imports it in-process, with its log output silenced, to read the model). Bad
 input prints one line on stderr, `overhead: error: <problem>; <fix>`, and exits with status 2; no
 output file is left behind. `check` exits 1 when a backend disagrees with Keras beyond its tolerance.
 """
@@ -129,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", default="1")
     k = sub.add_parser("backends", help="list the backends and whether each works here")
     k.add_argument("--no-probe", action="store_true", help="only check that the libraries import")
+    e = sub.add_parser("export", help="save the NumPy engine file (.npz) of a Keras model: loads with NumPy alone")
+    e.add_argument("model", metavar="MODEL.keras")
+    e.add_argument("out", metavar="OUT.npz")
     return p
 
 
@@ -152,8 +157,8 @@ def main(argv=None) -> int:
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
-        raise UsageError("missing command: choose bench, check or backends; see `overhead --help`")
-    return {"bench": _bench, "check": _check, "backends": _backends}[args.command](args)
+        raise UsageError("missing command: choose bench, check, export or backends; see `overhead --help`")
+    return {"bench": _bench, "check": _check, "backends": _backends, "export": _export}[args.command](args)
 
 
 def _fatal_model(rows: list[dict]) -> None:
@@ -227,16 +232,81 @@ def _backends(args) -> int:
 
     from overhead import backends, sweep
 
-    table = pd.DataFrame([{"backend": n, "family": backends.get(n).family,
+    table = pd.DataFrame([{"backend": n, "family": backends.get(n).family, "process": backends.get(n).process,
                            "available": backends.get(n).available()[0], "description": backends.get(n).description}
                           for n in backends.names()])
     if not args.no_probe:
-        job = sweep._job_for("probe", Path("probe.keras"), 1, [(n, 1) for n in table["backend"]],
-                             {"mode": "probe", "parity_n": 32, "parity_max_s": 1.0})
-        rows, _ = sweep.collect_rows(job)
-        by = {r["backend"]: r for r in rows}
+        by = {}
+        for kind in dict.fromkeys(table["process"]):  # one probe worker per process kind (KERAS_BACKEND)
+            names = table.loc[table["process"] == kind, "backend"]
+            job = sweep._job_for("probe", Path("probe.keras"), 1, [(n, 1) for n in names],
+                                 {"mode": "probe", "parity_n": 32, "parity_max_s": 1.0}, process=kind)
+            rows, _ = sweep.collect_rows(job)
+            by.update({r["backend"]: r for r in rows})
         table["works"] = [("yes" if by.get(n, {}).get("parity") == "pass" else "no") for n in table["backend"]]
         table["detail"] = [str(by.get(n, {}).get("kernels") or by.get(n, {}).get("reason") or "")[:80]
                            for n in table["backend"]]
     print(table.to_string(index=False))
     return 0
+
+
+def _export(args) -> int:
+    """`overhead export MODEL.keras OUT.npz`: the engine file, written atomically (never partial)."""
+    from contextlib import redirect_stdout
+
+    model = _model(args.model)
+    out = Path(args.out).expanduser()
+    if out.suffix != ".npz" or out.is_dir():
+        raise UsageError(f"OUT must name a .npz file, got {args.out!r}; e.g. overhead export model.keras model.npz")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {args.out}: folder {parent} does not exist; create it first")
+    try:  # before the slow part: really create and remove a file beside it
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}; choose a writable location") from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_silenced(), redirect_stdout(sys.stderr):
+        from overhead import engine
+        from overhead.timing import UnwritableDirectoryError
+        try:
+            import keras
+            keras_model = keras.models.load_model(model, compile=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to read it is the file's problem
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(f"cannot load model {args.model}: {first}; re-save it with "
+                             "model.save('name.keras')") from None
+        try:
+            net = engine.from_keras(keras_model)
+        except engine.UnsupportedLayerError as exc:
+            raise UsageError(f"cannot export {args.model}: {exc} Replace or remove that layer, "
+                             "or run the model with another backend") from None
+        try:
+            net.save(out)
+        except (OSError, UnwritableDirectoryError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise UsageError(f"cannot write {args.out}: {why}; choose a writable location") from None
+    print(f"wrote {out} ({len(net._ops)} ops, {out.stat().st_size / 1e6:.2f} MB): "
+          "load it with overhead.engine.load (NumPy only)", file=sys.stderr)
+    return 0
+
+
+class _stderr_silenced:
+    """Native libraries (TensorFlow's C++ logging) write to fd 2 directly: point it at /dev/null
+    while the model is read, so bad input still gets exactly one line."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        return False
+
