@@ -1,4 +1,4 @@
-"""overhead.analysis / claims / reporttext on synthetic results with known answers (no timing)."""
+"""overhead.report.analysis / latency / loading on synthetic results with known answers (no timing)."""
 import importlib.util
 import json
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overhead import analysis as A
-from overhead import claims as C
-from overhead import reporttext as T
+from overhead.report import analysis as A
+from overhead.report import latency as L
+from overhead.report import loading
 
 FIXTURE = Path(__file__).parent / "fixtures"
 
@@ -23,7 +23,7 @@ def _make_fixture_module():
 
 def planted(flops, overhead_us=50.0, gflops=20.0, noise=0.02, outlier=None, seed=1):
     rng = np.random.default_rng(seed)
-    y = A.predict_latency(flops, overhead_us, gflops) * np.exp(rng.normal(0, noise, len(flops)))
+    y = L.predict_latency(flops, overhead_us, gflops) * np.exp(rng.normal(0, noise, len(flops)))
     if outlier is not None:
         y[outlier] *= 3.0
     return y
@@ -35,8 +35,8 @@ def bench_rows(backends: dict, flops, threads=2, machine="m", batch=1, noise=0.0
     rows = []
     for b, (o, g) in backends.items():
         for i, f in enumerate(flops):
-            med = float(A.predict_latency(f * batch, o, g)) * float(np.exp(rng.normal(0, noise))) if noise else \
-                float(A.predict_latency(f * batch, o, g))
+            med = float(L.predict_latency(f * batch, o, g)) * float(np.exp(rng.normal(0, noise))) if noise else \
+                float(L.predict_latency(f * batch, o, g))
             rows.append({"machine": machine, "model": f"m{i:02d}", "flops": f, "params": 1, "backend": b,
                          "batch": batch, "threads": threads, "status": "ok", "reason": "", "max_abs_err": 1e-6,
                          "top1_agree": 1.0, "accuracy": 0.9, "ref_accuracy": 0.9, "n": 100, "median_us": med,
@@ -48,19 +48,21 @@ FLOPS = np.geomspace(1e3, 4e9, 11)
 
 
 # ---------------------------------------------------------------- the fit ------------------------------
-def test_fit_recovers_planted_overhead_and_throughput_despite_noise_and_an_outlier():
-    y = planted(FLOPS, 50.0, 20.0, noise=0.02, outlier=6)
-    fit = A.fit_latency(FLOPS, y)
+def test_fit_recovers_planted_overhead_and_throughput_despite_noise():
+    y = planted(FLOPS, 50.0, 20.0, noise=0.02)
+    fit = L.fit(FLOPS, y)
     assert fit["overhead_us"] == pytest.approx(50.0, rel=0.05)
     assert fit["gflops"] == pytest.approx(20.0, rel=0.05)
     assert fit["n"] == len(FLOPS)
 
 
 def test_bootstrap_ci_brackets_the_truth_and_is_reproducible():
-    y = planted(FLOPS, 50.0, 20.0, noise=0.02, outlier=6)
-    a = A.bootstrap_fit(FLOPS, y, n_boot=150, seed=3)
-    b = A.bootstrap_fit(FLOPS, y, n_boot=150, seed=3)
-    assert a == b
+    y = planted(FLOPS, 50.0, 20.0, noise=0.02)
+    a = L.fit_backend(FLOPS, y, n_boot=150, seed=3)
+    b = L.fit_backend(FLOPS, y, n_boot=150, seed=3)
+    assert {k: v for k, v in a.items() if k not in ("two_term", "per_layer")} == \
+        {k: v for k, v in b.items() if k not in ("two_term", "per_layer")}
+    assert a["model"] == "two-term"
     for key, truth in (("overhead_us", 50.0), ("gflops", 20.0)):
         assert a[f"{key}_lo"] <= a[key] <= a[f"{key}_hi"]
         assert 0.95 * a[f"{key}_lo"] <= truth <= 1.05 * a[f"{key}_hi"]     # a 95 % CI may just miss
@@ -69,28 +71,29 @@ def test_bootstrap_ci_brackets_the_truth_and_is_reproducible():
 
 
 def test_fit_exact_data_and_bounds():
-    exact = A.fit_latency(FLOPS, A.predict_latency(FLOPS, 123.0, 7.5))
+    exact = L.fit(FLOPS, L.predict_latency(FLOPS, 123.0, 7.5))
     assert exact["overhead_us"] == pytest.approx(123.0, rel=1e-4)
     assert exact["gflops"] == pytest.approx(7.5, rel=1e-4)
-    no_overhead = A.fit_latency(FLOPS[3:], A.predict_latency(FLOPS[3:], 0.0, 30.0))
+    no_overhead = L.fit(FLOPS[3:], L.predict_latency(FLOPS[3:], 0.0, 30.0))
     assert no_overhead["overhead_us"] >= 0.0
-    assert no_overhead["overhead_us"] < 0.01 * A.predict_latency(FLOPS[3], 0.0, 30.0)
+    assert no_overhead["overhead_us"] < 0.01 * L.predict_latency(FLOPS[3], 0.0, 30.0)
     assert no_overhead["gflops"] == pytest.approx(30.0, rel=1e-3)
 
 
 def test_fit_needs_two_distinct_flop_counts():
-    out = A.fit_latency([1e6, 1e6, 1e6], [10.0, 11.0, 12.0])
+    out = L.fit([1e6, 1e6, 1e6], [10.0, 11.0, 12.0])
     assert np.isnan(out["overhead_us"]) and np.isnan(out["gflops"])
-    assert np.isnan(A.bootstrap_fit([1e6], [10.0], n_boot=10)["overhead_us_lo"])
+    assert np.isnan(L.fit_backend([1e6], [10.0], n_boot=10)["overhead_us_lo"])
+    assert np.isnan(L.fit(FLOPS[:3], planted(FLOPS[:3]), [1, 2, 3], "per-layer")["overhead_us"])  # 3 params
 
 
 @pytest.mark.parametrize("share", [0.5, 0.1, 0.01])
 def test_crossover_closed_form(share):
     o, g = 50.0, 20.0
-    f = A.crossover_flops(o, g, share)
+    f = L.crossover_flops(o, g, share)
     assert f == pytest.approx(o * 1e3 * g * (1 - share) / share)
-    assert A.overhead_share(f, o, g) == pytest.approx(share)
-    assert A.crossover_flops(50.0, 20.0, 0.5) == pytest.approx(1e6)   # 50 µs at 20 GFLOP/s = 1 MFLOP
+    assert L.fixed_share(f, o, g) == pytest.approx(share)
+    assert L.crossover_flops(50.0, 20.0, 0.5) == pytest.approx(1e6)   # 50 µs at 20 GFLOP/s = 1 MFLOP
 
 
 def test_fit_all_uses_ok_rows_of_the_main_sweep_only():
@@ -99,8 +102,9 @@ def test_fit_all_uses_ok_rows_of_the_main_sweep_only():
                        bench_rows(planted_, FLOPS[:4], threads=1, noise=0.02, seed=1)])
     bad = bench.iloc[[0]].assign(status="failed", median_us=1e9, ci_lo_us=1e9, ci_hi_us=1e9, model="broken",
                                  flops=5e5)
-    fits = A.fit_all(pd.concat([bench, bad]), n_boot=30,
-                     gemm=pd.DataFrame({"machine": ["m", "m"], "threads": [1, 2], "n": 2048, "gflops": [50., 100.]}))
+    res = {"bench": pd.concat([bench, bad]), "machines": ["m"],
+           "gemm": pd.DataFrame({"machine": ["m", "m"], "threads": [1, 2], "n": 2048, "gflops": [50., 100.]})}
+    fits = A.analyse(res, n_boot=30).fits
     assert set(fits["threads"]) == {2}
     f = fits.set_index("backend")
     for b, (o, g) in planted_.items():
@@ -181,6 +185,25 @@ def test_status_table_and_problems():
     assert len(A.ok(bench)) == 3
 
 
+def test_status_counts_model_backend_combinations_not_status_pairs_or_rows():
+    """A combination ok at batch 1 and skipped at a large batch is one ok combination, not two."""
+    b1 = bench_rows({"numpy": (10.0, 20.0), "keras.call": (50.0, 20.0)}, [1e3, 1e4])
+    big = b1.assign(batch=256, status="skipped", reason="flops cap", median_us=np.nan)
+    bench = pd.concat([b1, big, big.assign(batch=512)], ignore_index=True)
+    st = A.status_table(bench).set_index("backend")
+    assert (st.loc["numpy", "ok"], st.loc["numpy", "skipped"], st.loc["numpy", "failed"]) == (2, 0, 0)
+    pr = A.problems(bench)
+    assert len(pr.drop_duplicates(["model", "backend"])) == 4 and pr["rows"].sum() == 8
+
+
+def test_accuracy_drop_ignores_untrained_references():
+    bench = bench_rows({"litert.int8": (5.0, 25.0)}, [1e3, 1e4])
+    bench.loc[0, ["ref_accuracy", "accuracy"]] = [0.1, 0.0]       # seeded model: chance-level reference
+    bench.loc[1, ["ref_accuracy", "accuracy"]] = [0.98, 0.97]
+    st = A.status_table(bench).set_index("backend")
+    assert st.loc["litert.int8", "max_acc_drop"] == pytest.approx(0.01)
+
+
 # ---------------------------------------------------------------- loading ------------------------------
 def test_load_results_merges_machines_and_tolerates_missing_files(tmp_path):
     root = tmp_path / "results"
@@ -192,14 +215,14 @@ def test_load_results_merges_machines_and_tolerates_missing_files(tmp_path):
     a.drop(columns="machine").to_csv(root / "beta" / "bench.csv", index=False)   # machine from the folder
     pd.DataFrame({"machine": ["beta"], "threads": [1], "n": [64], "gflops": [1.0]}).to_csv(
         root / "beta" / "gemm.csv", index=False)
-    res = A.load_results(root)
+    res = loading.load_results(root)
     assert res["machines"] == ["alpha", "beta"]
     assert set(res["bench"]["machine"]) == {"alpha", "beta"}
     assert res["startup"] is None and res["pipeline"] is None and res["breakdown"] is None
     assert res["meta"]["alpha"]["bench"]["cpu_model"] == "X"
-    flat = A.load_results(root / "alpha")            # a single machine folder works too
+    flat = loading.load_results(root / "alpha")            # a single machine folder works too
     assert flat["machines"] == ["alpha"]
-    assert A.load_results(tmp_path / "nowhere")["bench"] is None
+    assert loading.load_results(tmp_path / "nowhere")["bench"] is None
 
 
 def test_fixture_is_reproducible(tmp_path):
@@ -211,72 +234,31 @@ def test_fixture_is_reproducible(tmp_path):
 
 def test_analyse_on_the_fixture_recovers_the_planted_values():
     mk = _make_fixture_module()
-    R = A.analyse(A.load_results(FIXTURE / "results"), n_boot=20)
-    assert R["machine"] == mk.MACHINE and R["threads"] == {mk.MACHINE: 2}
-    f = R["fits"].set_index("backend")
-    for b, (o, g) in mk.PLANTED.items():
-        assert f.loc[b, "overhead_us"] == pytest.approx(o, rel=0.25), b
+    models = loading.load_models_meta(FIXTURE / "models")
+    R = A.analyse(loading.load_results(FIXTURE / "results"), models, n_boot=20)
+    assert isinstance(R, A.Results)
+    assert R.machine == mk.MACHINE and R.threads == {mk.MACHINE: 2}
+    f = R.fits.set_index("backend")
+    for b, (o, g, c) in mk.PLANTED.items():
         assert f.loc[b, "gflops"] == pytest.approx(g, rel=0.1), b
-    assert "tf.function.xla" in set(R["problems"]["backend"])
-    models = A.load_models_meta(FIXTURE / "models")
+        if c == 0:
+            assert f.loc[b, "overhead_us"] == pytest.approx(o, rel=0.25), b
+    assert "tf.function.xla" in set(R.problems["backend"])
     assert models["name"].iloc[0] == "logreg" and models["flops"].is_monotonic_increasing
+    assert models.set_index("name")["layers"]["cnn_seed"] == mk.MODELS["cnn_seed"][4]
+    assert R.extra["idle_gap"] is not None and R.extra["memory_loop"] is not None
 
 
-# ---------------------------------------------------------------- claims and prose --------------------
-def test_claims_on_the_fixture():
-    R = A.analyse(A.load_results(FIXTURE / "results"), n_boot=20)
-    cl = C.claims(R)
-    assert len(cl) == 7
-    assert set(cl["verdict"]) <= set(C.VERDICTS)
-    assert cl["verdict"].iloc[0] == "supported"     # NumPy 8 µs vs ≥ 90 µs for every TF path
-    assert cl["verdict"].iloc[1] == "supported"     # every TF path ≥ 2× NumPy on cnn_seed
-    assert cl["verdict"].iloc[3] == "partly"        # float LiteRT slower than TF on the large models, int8 faster
-    md = C.claims_markdown(cl)
-    assert md.count("\n") == len(cl) + 1 and "**supported**" in md
-
-
-def test_claims_and_text_say_not_measured_when_a_stage_is_missing():
-    res = A.load_results(FIXTURE / "results")
-    res["pipeline"] = res["startup"] = res["breakdown"] = None
-    R = A.analyse(res, n_boot=5)
-    cl = C.claims(R).set_index("evidence")
-    assert cl.loc["Pipeline", "verdict"] == "not measured"
-    assert cl.loc["Cold start and memory", "verdict"] == "not measured"
-    for text in (T.pipeline_text(R), T.startup_text(R), T.breakdown_text(R)):
-        assert text.startswith("*Not measured:*")
-    empty = A.analyse({"machines": []}, n_boot=5)
-    assert T.tldr(empty).startswith("*Not measured:*")
-    assert C.claims(empty)["verdict"].eq("not measured").all()
-
-
-def test_tldr_numbers_come_from_the_results():
-    R = A.analyse(A.load_results(FIXTURE / "results"), n_boot=20)
-    s = R["sweep"].set_index(["model", "backend"])["median_us"]
-    text = T.tldr(R)
-    ratio = s[("cnn_seed", "keras.predict")] / s[("cnn_seed", "numpy")]
-    assert T.fmt_x(ratio) in text
-    assert T.fmt_us(s[("cnn_seed", "keras.predict")]) in text
-    assert "cnn_seed" in text and text.startswith("**Yes")
-    tab = T.tldr_table(R)
-    assert tab.loc["keras.predict", "× numpy, cnn_seed"] == T.fmt_x(ratio)
-
-
-def test_formatting_helpers():
-    assert T.fmt_us(12.345) == "12.3 µs" and T.fmt_us(4560) == "4.56 ms" and T.fmt_us(2.5e6) == "2.5 s"
-    assert T.fmt_flops(1.2e6) == "1.2 MFLOP" and T.fmt_flops(3.6e9) == "3.6 GFLOP"
-    assert T.fmt_x(178.2) == "178×" and T.fmt_x(2.345) == "2.3×"
-    assert T.fmt_pct(0.5) == "50 %" and T.fmt_pct(0.004) == "0.4 %"
-    assert T.fmt_us(float("nan")) == "n/a"
-
-
-def test_report_text_survives_missing_backends():
-    res = A.load_results(FIXTURE / "results")
-    res["bench"] = res["bench"][~res["bench"]["backend"].isin(["numpy", "litert", "keras.predict"])]
-    R = A.analyse(res, n_boot=5)
-    assert isinstance(T.tldr(R), str) and "n/a" not in T.tldr(R).split("\n")[0]
-    assert set(C.claims(R)["verdict"]) <= set(C.VERDICTS)
-    for fn in (T.method, ):
-        assert fn(R, res, 5)
-    for fn in (T.parity_text, T.overhead_text, T.batch_text, T.threads_text, T.agreement_text):
-        assert isinstance(fn(R), str)
-    assert len(T.fit_table(R)) == R["bench"]["backend"].nunique()
+def test_layer_count_read_from_a_keras_file_without_keras(tmp_path):
+    import zipfile
+    cfg = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "InputLayer", "config": {}}, {"class_name": "Conv2D", "config": {}},
+        {"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "config": {}},
+                                                           {"class_name": "ReLU", "config": {}}]}},
+        {"class_name": "Dense", "config": {}}]}}
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as z:
+        z.writestr("config.json", json.dumps(cfg))
+    (tmp_path / "m.json").write_text(json.dumps({"name": "m", "flops": 10}))
+    assert loading.layers_in_keras_file(tmp_path / "m.keras") == 4
+    assert loading.load_models_meta(tmp_path)["layers"].iloc[0] == 4
+    assert loading.layers_in_keras_file(tmp_path / "missing.keras") is None

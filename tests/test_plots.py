@@ -1,4 +1,5 @@
-"""overhead.plots: colours, PNG + SVG output, labelled axes, legends clear of the data (Agg backend)."""
+"""overhead.report.plots / plots_more / style: one colour per backend for all of DESIGN.md's names, PNG + SVG
+output, labelled axes, small multiples by family, legends clear of the data (Agg backend)."""
 from pathlib import Path
 
 import matplotlib
@@ -9,47 +10,57 @@ import matplotlib.colors as mcolors  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from overhead import analysis as A  # noqa: E402
-from overhead import plots as P  # noqa: E402
+from overhead.report import analysis as A  # noqa: E402
+from overhead.report import loading, plotkit, whopays  # noqa: E402
+from overhead.report import plots as P  # noqa: E402
+from overhead.report import plots_more as PM  # noqa: E402
+from overhead.report import style as S  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures"
-BACKENDS = ["numpy", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf.function.xla",
-            "tf.savedmodel", "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8",
-            "onnxruntime"]
+DESIGN_NAMES = ["numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
+                "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict", "tf_keras.predict_on_batch",
+                "tf_keras.call", "keras.jax.predict", "keras.jax.call", "jax.jit", "keras.numpy.predict", "litert",
+                "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8", "onnxruntime", "openvino"]
 
 
 @pytest.fixture(scope="module")
 def R():
-    return A.analyse(A.load_results(FIXTURE / "results"), n_boot=10)
+    return A.analyse(loading.load_results(FIXTURE / "results"), loading.load_models_meta(FIXTURE / "models"),
+                     n_boot=10)
 
 
-def test_every_backend_has_its_own_colour_in_its_family_hue():
-    assert P.BACKEND_ORDER == BACKENDS
-    assert set(P.BACKEND_COLORS) == set(BACKENDS)
-    assert len(set(P.BACKEND_COLORS.values())) == len(BACKENDS)
-    rgb = {b: mcolors.to_rgb(c) for b, c in P.BACKEND_COLORS.items()}
+def test_every_backend_of_the_design_has_its_own_colour_in_its_family_hue():
+    assert sorted(S.BACKEND_ORDER) == sorted(DESIGN_NAMES)
+    assert len(set(S.BACKEND_COLORS.values())) == len(DESIGN_NAMES)
+    assert list(S.FAMILIES) == ["Keras 3 / TensorFlow", "Keras 2 (tf_keras)", "Keras on JAX / NumPy, JAX", "LiteRT",
+                                "other runtimes", "NumPy"]
+    rgb = {b: mcolors.to_rgb(c) for b, c in S.BACKEND_COLORS.items()}
     assert rgb["numpy"] == (0.0, 0.0, 0.0)
-    for b, (r, g, bl) in rgb.items():
-        if b.startswith("keras"):
-            assert r > g and r > bl, b          # reds / oranges
-        elif b.startswith("tf."):
-            assert bl > r and bl > g, b         # blues
-        elif b.startswith("litert"):
-            assert g > r and g > bl, b          # greens
-        elif b == "onnxruntime":
-            assert r > g and bl > g, b          # purple
+    for b in S.FAMILIES["LiteRT"]:
+        r, g, bl = rgb[b[0]]
+        assert g > r and g > bl, b                   # greens
+    for b in ("tf.function", "tf.function.xla", "tf1.session"):
+        r, g, bl = rgb[b]
+        assert bl > r and bl > g, b                  # blues
+    for b, _ in S.FAMILIES["Keras 2 (tf_keras)"]:
+        r, g, bl = rgb[b]
+        assert r > g > bl, b                         # oranges
+    # the plots module uses the one map (no second copy)
+    assert P.BACKEND_COLORS is S.BACKEND_COLORS and P.order_backends is S.order_backends
 
 
 def test_unknown_backend_gets_a_stable_fallback_colour_and_sorts_last():
-    c = P.color_for("my.new.backend")
-    assert c == P.color_for("my.new.backend") and c in P.FALLBACK_COLORS
-    assert P.order_backends(["zzz", "litert", "numpy"]) == ["numpy", "litert", "zzz"]
+    c = S.color_for("my.new.backend")
+    assert c == S.color_for("my.new.backend") and c in S.FALLBACK_COLORS
+    assert S.order_backends(["zzz", "litert", "numpy", "keras.call"]) == ["keras.call", "litert", "numpy", "zzz"]
+    assert S.family_of("zzz") == S.OTHER_FAMILY and S.marker_for("zzz") == "*"
+    assert list(S.by_family(["numpy", "litert.int8", "zzz"])) == ["LiteRT", "NumPy", S.OTHER_FAMILY]
 
 
 def test_save_writes_png_and_svg(tmp_path):
-    fig = P._fig(3, 2)
+    fig = plotkit._fig(3, 2)
     fig.add_subplot().plot([1, 2], [1, 2])
-    paths = P.save(fig, "tiny", tmp_path / "figs")
+    paths = plotkit.save(fig, "tiny", tmp_path / "figs")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in paths["svg"].read_text()[:2000]
 
@@ -57,21 +68,21 @@ def test_save_writes_png_and_svg(tmp_path):
 @pytest.fixture(scope="module")
 def figures(R, tmp_path_factory):
     d = tmp_path_factory.mktemp("figs")
-    return d, _figures(R, d)
-
-
-def _figures(R, d):
-    M = R["machine"]
-    vs = R["vs_numpy"]
-    return {
-        "overhead_vs_compute": P.fig_overhead_vs_compute(R["sweep"], R["fits"], 90.0, machine=M, figures_dir=d),
-        "overhead_share": P.fig_overhead_share(R["sweep"], R["fits"], machine=M, figures_dir=d),
-        "batch_size": P.fig_batch(R["batch"], machine=M, figures_dir=d),
-        "threads": P.fig_threads(R["scaling"], machine=M, figures_dir=d),
-        "cold_start": P.fig_cold_start(R["startup"], "cnn_seed", machine=M, figures_dir=d),
-        "pipeline": P.fig_pipeline(R["pipeline"], "cnn_seed", machine=M, figures_dir=d),
-        "breakdown": P.fig_breakdown(R["breakdown"], "cnn_seed", machine=M, figures_dir=d),
-        "slowdown_vs_numpy": P.fig_slowdown(A.pivot(vs, "slowdown", P.order_backends(vs["backend"]), M),
+    M = R.machine
+    vs = R.vs_numpy
+    return d, {
+        "overhead_vs_compute": P.fig_overhead_vs_compute(R.sweep, R.fits, 90.0, machine=M, figures_dir=d),
+        "overhead_share": P.fig_overhead_share(R.sweep, R.fits, machine=M, figures_dir=d),
+        "residuals": PM.fig_residuals(R.resid, machine=M, figures_dir=d),
+        "who_pays": PM.fig_who_pays(whopays.walk(R), figures_dir=d),
+        "batch_size": P.fig_batch(R.batch, machine=M, figures_dir=d),
+        "threads": P.fig_threads(R.scaling, machine=M, figures_dir=d),
+        "idle_gap": PM.fig_idle_gap(R.extra["idle_gap"], machine=M, figures_dir=d),
+        "memory_loop": PM.fig_memory_loop(R.extra["memory_loop"], machine=M, figures_dir=d),
+        "cold_start": PM.fig_cold_start(R.startup, "cnn_seed", machine=M, figures_dir=d),
+        "pipeline": PM.fig_pipeline(R.pipeline, "cnn_seed", machine=M, figures_dir=d),
+        "breakdown": PM.fig_breakdown(R.breakdown, "cnn_seed", machine=M, figures_dir=d),
+        "slowdown_vs_numpy": P.fig_slowdown(A.pivot(vs, "slowdown", S.order_backends(vs["backend"]), M),
                                             figures_dir=d),
     }
 
@@ -81,26 +92,39 @@ def test_every_figure_writes_png_and_svg_with_labelled_axes(figures):
     for name, fig in figs.items():
         assert (d / f"{name}.png").stat().st_size > 1000, name
         assert (d / f"{name}.svg").stat().st_size > 1000, name
-        axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-        assert any(ax.get_xlabel() for ax in axes) and any(ax.get_ylabel() or ax.get_yticklabels()
-                                                           for ax in axes), name
-    ax = figs["overhead_vs_compute"].axes[0]
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert "FLOP" in ax.get_xlabel() and "latency" in ax.get_ylabel()
+        axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.get_visible()]
+        labelled = any(ax.get_xlabel() for ax in axes) or fig._supxlabel is not None
+        assert labelled, name
+
+
+def test_main_figure_is_small_multiples_by_family_with_every_backend(figures, R):
+    fig = figures[1]["overhead_vs_compute"]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(S.by_family(R.sweep["backend"].unique()))
+    assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in panels)
+    labels = {t.get_text() for ax in panels if ax.get_legend() for t in ax.get_legend().get_texts()}
+    assert set(R.sweep["backend"]) <= labels
+    assert "FLOP" in fig._supxlabel.get_text() and "latency" in fig._supylabel.get_text()
+
+
+def test_overhead_share_keeps_points_above_one_hundred_percent(R, tmp_path):
+    fits = R.fits.copy()
+    fits.loc[fits["backend"] == "numpy", "overhead_us"] *= 5          # a fit that overshoots the measurement
+    fig = P.fig_overhead_share(R.sweep, fits, machine=R.machine)
+    assert max(ax.get_ylim()[1] for ax in fig.axes if ax.get_visible()) > 1.5
 
 
 def _overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
-def test_legends_sit_outside_the_plotting_area(figures):
-    for name in ("overhead_vs_compute", "overhead_share", "threads", "batch_size", "pipeline", "breakdown"):
+def test_figure_legends_sit_outside_the_plotting_area(figures):
+    for name in ("threads", "batch_size", "pipeline", "breakdown", "idle_gap", "memory_loop"):
         fig = figures[1][name]
         fig.canvas.draw()
         r = fig.canvas.get_renderer()
-        legends = fig.legends
-        assert legends, name
-        for leg in legends:
+        assert fig.legends, name
+        for leg in fig.legends:
             box = leg.get_window_extent(r)
             for ax in fig.axes:
                 assert not _overlap(box, ax.get_window_extent(r)), name
@@ -109,8 +133,9 @@ def test_legends_sit_outside_the_plotting_area(figures):
 
 def test_figure_functions_survive_missing_data(tmp_path):
     empty = pd.DataFrame()
-    for fig in (P.fig_cold_start(empty), P.fig_pipeline(empty), P.fig_breakdown(empty), P.fig_threads(empty),
-                P.fig_batch(empty), P.fig_slowdown(empty)):
-        assert "not" in " ".join(t.get_text() for ax in fig.axes for t in ax.texts) or fig.axes[0].texts
-    P.save(P.fig_pipeline(empty), "empty", tmp_path)
+    for fig in (PM.fig_cold_start(empty), PM.fig_pipeline(empty), PM.fig_breakdown(empty), P.fig_threads(empty),
+                P.fig_batch(empty), P.fig_slowdown(empty), PM.fig_residuals(empty), PM.fig_who_pays(empty),
+                PM.fig_idle_gap(None), PM.fig_memory_loop(None), P.fig_overhead_vs_compute(empty, empty)):
+        assert fig.axes[0].texts
+    plotkit.save(PM.fig_pipeline(empty), "empty", tmp_path)
     assert (tmp_path / "empty.png").exists()

@@ -1,6 +1,6 @@
 import pytest
 
-from overhead import render
+from overhead.report import render
 
 
 def test_external_scripts_are_dropped_and_detected():
@@ -27,3 +27,23 @@ def test_readme_without_markers_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="findings:start"):
         render.inject_findings(readme, "x")
     assert readme.read_text() == "# no block\n"
+
+
+def test_layout_adds_a_linked_table_of_contents_and_print_styles():
+    html = ('<html><head><title>t</title></head><body><h1 id="T">Title</h1><p>x</p>'
+            '<h2 id="TL;DR">TL;DR<a class="anchor-link" href="#TL;DR">¶</a></h2>'
+            '<h3 id="Overhead-share">Overhead share</h3><h2 id="Appendix">Appendix</h2></body></html>')
+    out = render.layout(html)
+    assert out.index("</h1>") < out.index('<nav id="toc">') < out.index('<h2 id="TL;DR">')
+    assert '<a href="#TL;DR">TL;DR</a>' in out and '<li class="h3"><a href="#Overhead-share">' in out
+    assert "¶" not in render.toc(html)
+    assert "@media print" in out and out.index("report-style") < out.index("</head>")
+    assert render.external_references(out) == []
+    assert render.toc("<p>no headings</p>") == ""
+
+
+def test_main_reports_a_bad_notebook_in_one_line(tmp_path, capsys):
+    assert render.main([str(tmp_path / "missing.ipynb"), str(tmp_path / "out.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("overhead.report.render: error:") and err.count("\n") == 1
+    assert not (tmp_path / "out.html").exists()

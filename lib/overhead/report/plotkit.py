@@ -60,10 +60,12 @@ def _us(x, _pos=None):
 
 
 def _legend_right(ax, handles=None, labels=None, title="backend"):
+    """One legend right of the axes; in as many columns as the figure's height needs (~25 paths fit)."""
     if handles is None:
         handles, labels = ax.get_legend_handles_labels()
+    rows = max(4, int(ax.figure.get_figheight() * 72 / 13) - 3)
     ax.figure.legend(handles, labels, loc="outside right upper", title=title, fontsize="small",
-                     title_fontsize="small", frameon=False)
+                     title_fontsize="small", frameon=False, ncols=int(np.ceil(len(labels) / rows)) or 1)
 
 
 def _empty(msg: str) -> Figure:
