@@ -223,6 +223,13 @@ def test_interleaving_rotates_order():
     assert all(v.dtype == np.int64 for v in out.values())
 
 
+def test_interleaving_with_a_floor_per_function():
+    fns = {name: (lambda: None) for name in ("fast", "slow")}
+    out = timing.interleaved(fns, budget_s=0.0, rounds=5, min_samples={"fast": 200, "slow": 20},
+                             warmup_calls=0, warmup_s=0, round_warmup_calls=0)
+    assert len(out["fast"]) == 200 and len(out["slow"]) == 20
+
+
 def test_interleaving_discards_warmups():
     log = []
     fns = {name: (lambda name=name: log.append(name)) for name in "ab"}

@@ -181,7 +181,8 @@ def _bench(args) -> int:
     with tempfile.TemporaryDirectory(prefix="overhead-bench-") as tmp:
         rows = sweep.run([str(m) for m in models], names, batches, threads, budget, out_dir=tmp,
                          machine=envinfo.machine_id(), resume=False, gemm_n=None, progress=sys.stderr.isatty(),
-                         max_flops_per_call=float("inf"),
+                         max_flops_per_call=float("inf"), runs=1 if args.quick else sweep.RUNS,
+                         max_runs=1 if args.quick else sweep.MAX_RUNS,
                          parity_max_s=0.3 if args.quick else 1.0)
         _fatal_model(rows.to_dict("records"))
         print(format_bench(rows))

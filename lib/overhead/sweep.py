@@ -1,18 +1,22 @@
-"""The benchmark sweep: worker processes per (threads, model), parity before timing, resume, crash isolation.
+"""The benchmark sweep: fresh worker processes per (model, run, threads, process kind), parity before
+timing, pyperf-style runs, resume, crash isolation.
 
-The parent (a notebook or the ``overhead`` command) never imports TensorFlow. For every thread setting
-and model it starts ``python -m overhead.sweep worker`` with a JSON job on stdin. The worker fixes
-its threads before TF starts, prepares each backend per batch size, checks it against the Keras
-reference on real digits, times the runners of one (model, batch) interleaved in rounds, and streams
-one JSON line per event on stdout ("start" before every risky step, "row" per finished row). The
-parent appends each row to ``bench.csv`` at once (append + fsync), so an interrupted sweep keeps
-every finished row and a re-run skips them. A worker that dies (a segfault in a native library) gets
-the row it was working on recorded as failed, and is restarted without it.
+The parent (a notebook or the ``overhead`` command) never imports TensorFlow. Model by model, it runs
+each configuration in ``runs`` fresh worker processes (``python -m overhead.sweep worker``, a JSON job
+on stdin), thread settings interleaved in time (run 1 t=1, run 1 t=2, run 2 t=1, ...), one process per
+process kind (TF, Keras-on-JAX, Keras-on-NumPy: ``Backend.process``). The worker fixes its threads
+before TF starts, prepares each backend per batch size, checks it against the Keras reference on real
+digits (:mod:`overhead.parity`), times the runners of one (model, batch) interleaved in rounds with
+the GC on, and streams one JSON line per event ("start" before every risky step, "row" per finished
+run of a configuration). Each run's row goes to ``runs.jsonl`` at once (append + fsync); when a
+configuration's runs are complete they are pooled (:func:`overhead.runlog.aggregate`) into its
+``bench.csv`` row. A configuration that pyperf's checks call unstable gets more runs, up to
+``max_runs``; every run's samples are kept. An interrupted sweep keeps finished runs and rows and a
+re-run skips them. A worker that dies (a segfault in a native library) gets the row it was working on
+recorded as failed, and is restarted without it.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import queue
@@ -20,92 +24,13 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 from overhead import config
+from overhead.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
 
-COLUMNS = ["machine", "model", "model_sha", "flops", "params", "backend", "batch", "threads", "status",
-           "reason", "parity", "tolerance", "max_abs_err", "top1_agree", "accuracy", "ref_accuracy", "n",
-           "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us", "mad_us", "ci_lo_us",
-           "ci_hi_us", "cv", "unstable", "remeasured", "timer_overhead_ns", "convert_s", "load_s",
-           "kernels", "samples_file", "date"]
-KEY = ("model", "backend", "batch", "threads")
-DONE = ("ok", "failed", "skipped")
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------- result file
-
-class ResultsCsv:
-    """bench.csv kept complete after every row: append + fsync one line at a time.
-
-    A torn last line (a kill in mid-write) is dropped on open; a file with other columns is
-    rewritten (atomically) with the current ones before anything is appended.
-    """
-
-    def __init__(self, path, columns=COLUMNS):
-        import pandas as pd
-
-        from overhead import timing
-
-        self.path, self.columns = Path(path), list(columns)
-        rows = pd.DataFrame(columns=self.columns)
-        if self.path.exists() and self.path.stat().st_size:
-            raw = self.path.read_bytes()
-            whole = raw if raw.endswith(b"\n") else raw[: raw.rfind(b"\n") + 1]
-            try:
-                rows = pd.read_csv(io.BytesIO(whole), on_bad_lines="skip", keep_default_na=True)
-            except (pd.errors.EmptyDataError, ValueError):
-                rows = pd.DataFrame(columns=self.columns)
-            rows = rows.dropna(subset=[c for c in (*KEY, "date", "status") if c in rows.columns])
-            if whole != raw or list(rows.columns) != self.columns or len(rows) != whole.count(b"\n") - 1:
-                timing.atomic_write_csv(rows.reindex(columns=self.columns), self.path)
-        else:
-            timing.atomic_write_csv(rows, self.path)
-        self.rows = rows.reindex(columns=self.columns)
-
-    def done_keys(self) -> set[tuple]:
-        r = self.rows[self.rows["status"].isin(DONE)]
-        return {(str(m), str(b), int(n), int(t)) for m, b, n, t in zip(r.model, r.backend, r.batch, r.threads)}
-
-    def drop(self, mask) -> None:
-        from overhead import timing
-
-        if mask.any():
-            self.rows = self.rows[~mask].reset_index(drop=True)
-            timing.atomic_write_csv(self.rows, self.path)
-
-    def append(self, row: dict) -> None:
-        import pandas as pd
-
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(["" if row.get(c) is None else row.get(c)
-                                                       for c in self.columns])
-        with open(self.path, "a", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        new = pd.DataFrame([row]).reindex(columns=self.columns)
-        self.rows = new if self.rows.empty else pd.concat([self.rows, new], ignore_index=True)
-
-    def finish(self):
-        """Rewrite sorted (atomically) and return the rows as a DataFrame."""
-        from overhead import timing
-
-        from overhead.backends import NAMES
-
-        order = {m: i for i, m in enumerate(dict.fromkeys(self.rows["model"]))}
-        border = {b: i for i, b in enumerate(NAMES)}
-        rows = self.rows.assign(_m=self.rows["model"].map(order), _b=self.rows["backend"].map(border).fillna(99))
-        rows = rows.sort_values(["_m", "threads", "batch", "_b", "backend"], kind="stable").drop(columns=["_m", "_b"])
-        timing.atomic_write_csv(rows, self.path)
-        self.rows = rows.reset_index(drop=True)
-        return self.rows
+RUNS, MAX_RUNS = 3, 5  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -215,12 +140,12 @@ def _failed_row(job, model_info, backend, batch, reason) -> dict:
     return {"event": "row", "row": {
         "model": job["model"], "model_sha": model_info.get("sha"), "flops": model_info.get("flops"),
         "params": model_info.get("params"), "backend": backend, "batch": batch, "threads": job["threads"],
-        "status": "failed", "reason": reason}}
+        "run": job.get("run", 1), "status": "failed", "reason": reason}}
 
 
-def _job_for(model: str, path: Path, threads: int, keys, args: dict) -> dict:
-    return {"model": model, "model_path": str(path), "threads": int(threads),
-            "keys": [[b, int(n)] for b, n in keys], **args}
+def _job_for(model: str, path: Path, threads: int, keys, args: dict, run: int = 1, process: str = "tf") -> dict:
+    return {"model": model, "model_path": str(path), "threads": int(threads), "run": int(run),
+            "process": process, "keys": [[b, int(n)] for b, n in keys], **args}
 
 
 def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[str, Path]]:
@@ -238,28 +163,44 @@ def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[st
     return out
 
 
+def wanted(model: str, backend: str, batch: int, smallest: int, big_batch_models=None,
+           big_batch_backends=None) -> bool:
+    """Batch 1 (the smallest batch) on every model and backend; larger ones only on the chosen few."""
+    if batch == smallest:
+        return True
+    return ((big_batch_models is None or model in big_batch_models)
+            and (big_batch_backends is None or backend in big_batch_backends))
+
+
 def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, budget_s: float = 0.1, *,
+        runs: int = RUNS, max_runs: int = MAX_RUNS, big_batch_models=None, big_batch_backends=None,
         extra_models=(), data_dir=None, out_dir=None, machine=None, resume: bool = True,
         max_rows: int | None = None, parity_n: int = 128, parity_max_s: float = 0.5,
         max_flops_per_call: float = 8e9, gemm_n: int | None = 2048, progress: bool = True,
-        stall_timeout_s: float = 900.0, artifacts=None):
+        stall_timeout_s: float = 900.0, artifacts=None, launch=None):
     """Benchmark models x backends x batch sizes x threads into `<out_dir>/bench.csv`; returns its rows.
 
-    out_dir defaults to results_dir(machine). Rows already there (status ok/failed/skipped, same
-    model content) are kept and skipped; `max_rows` stops after that many new rows (tests, dry runs).
-    Also writes gemm.csv (float32 GEMM rate per thread setting, measured now) and both .meta.json.
+    Every configuration is measured in `runs` fresh processes (more, up to `max_runs`, while pyperf's
+    checks call it unstable); batches above the smallest only for `big_batch_models` x
+    `big_batch_backends` (None: all). out_dir defaults to results_dir(machine). Rows already there
+    (same model content) are kept and skipped, finished runs in runs.jsonl too; `max_rows` stops after
+    that many new rows (tests, dry runs). Also writes gemm.csv (float32 GEMM rate per thread setting,
+    measured now) and both .meta.json. `launch(job, on_event, log_path)` replaces the worker
+    processes (tests).
     """
     from overhead import backends as bk
-    from overhead import converters, envinfo, timing
+    from overhead import converters, envinfo, runlog, timing
 
     if data_dir is not None:
         os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # the workers read the same tree
+    if not 1 <= runs <= max_runs:
+        raise ValueError(f"need 1 <= runs <= max_runs, got {runs}, {max_runs}")
     machine = machine or envinfo.machine_id()
     out_dir = Path(out_dir) if out_dir is not None else config.results_dir(machine)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(backends) if backends else list(bk.NAMES)
-    for n in names:
-        bk.get(n)
+    kind = {n: getattr(bk.get(n), "process", "tf") for n in names}
+    kinds = [k for k in dict.fromkeys([*getattr(bk, "PROCESS_KINDS", ()), *kind.values()]) if k in kind.values()]
     threads = list(threads) if threads else sorted({1, os.cpu_count() or 1})
     batches = sorted({int(b) for b in batch_sizes})
     todo_models = resolve_models(models, extra_models, data_dir)
@@ -267,60 +208,92 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
     results = ResultsCsv(out_dir / "bench.csv")
+    log = runlog.RunLog(out_dir / "runs.jsonl")
     if not resume:
         results.drop(results.rows["model"].notna())
+        log.clear()
     shas = {name: converters.model_sha(path) for name, path in todo_models}
     current = results.rows["model"].map(shas)  # rows of a retrained model (other content) are stale
     stale = current.notna() & (current != results.rows["model_sha"].astype(str))
     results.drop(stale)
     done = results.done_keys()
-    plan = [(t, name, path, [(b, n) for n in batches for b in names if (name, b, n, t) not in done])
-            for t in threads for name, path in todo_models]
-    total = sum(len(k) for *_, k in plan)
+    plan = {name: [(b, n, t) for t in threads for n in batches for b in names
+                   if wanted(name, b, n, batches[0], big_batch_models, big_batch_backends)
+                   and (name, b, n, t) not in done] for name, _ in todo_models}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="bench", unit="row")
+        bar = tqdm(total=sum(len(k) for k in plan.values()) * runs, desc="bench", unit="run")
     job_args = {"budget_s": budget_s, "parity_n": parity_n, "parity_max_s": parity_max_s,
                 "max_flops_per_call": max_flops_per_call,
                 "samples_dir": str(out_dir), "artifacts": str(artifacts) if artifacts else None,
                 "mode": "bench"}
     gemm_rows, readbacks, written = [], {}, 0
     (out_dir / "logs").mkdir(exist_ok=True)
-
-    class _Enough(Exception):
-        pass
+    launch = launch or (lambda job, on_event, log_path: run_job(job, on_event, log_path=log_path,
+                                                                 stall_timeout_s=stall_timeout_s))
 
     def on_event(event):
-        nonlocal written
         if event["event"] == "hello":
             readbacks[str(event["threads"])] = event["readback"]
         if event["event"] != "row":
             return
-        row = dict(event["row"], machine=machine, date=_now())
-        results.append(row)
-        written += 1
+        log.append(dict(event["row"], machine=machine, date=_now()))
         if bar is not None:
+            row = event["row"]
             bar.update(1)
-            bar.set_postfix_str(f"{row['model']} {row['backend']} b{row['batch']} t{row['threads']}")
-        if max_rows is not None and written >= max_rows:
-            raise _Enough
+            bar.set_postfix_str(f"{row['model']} {row['backend']} b{row['batch']} t{row['threads']} r{row.get('run')}")
+
+    def measured(name):
+        """Runs on record for the model, without timed runs whose sample file is gone (to be redone)."""
+        have = log.runs_of(name, shas[name])
+        return {k: {r: row for r, row in v.items() if not row.get("samples_file")
+                    or (out_dir / row["samples_file"]).exists()} for k, v in have.items()}
+
+    def one_run(name, path, keys, r):
+        for t in threads:  # thread settings interleaved in time, each in fresh processes
+            for k in kinds:
+                have = measured(name)
+                todo = [(b, n) for b, n, tt in keys if tt == t and kind[b] == k
+                        and r not in have.get((b, n, t), {}) and runlog.settled(have.get((b, n, t), {})) is None]
+                if todo:
+                    if bar is not None:
+                        bar.set_description(f"{name} run {r} t{t} {k}")
+                    launch(_job_for(name, path, t, todo, job_args, run=r, process=k), on_event,
+                           out_dir / "logs" / f"{name}.t{t}.{k}.log")
 
     try:
-        for t in threads:
-            if gemm_n:
+        if gemm_n:
+            for t in threads:
                 gemm_rows.append({"machine": machine, "threads": t, "n": gemm_n,
                                   "gflops": timing.gemm_gflops(n=gemm_n, threads=t)})
-            for t_, name, path, keys in plan:
-                if t_ != t or not keys:
+        for name, path in todo_models:
+            keys = plan[name]
+            if not keys:
+                continue
+            for r in range(1, runs + 1):
+                one_run(name, path, keys, r)
+            for r in range(runs + 1, max_runs + 1):  # the remedy for instability: more runs, all kept
+                have = measured(name)
+                shaky = [(b, n, t) for b, n, t in keys if runlog.settled(have.get((b, n, t), {})) is None
+                         and have.get((b, n, t)) and runlog.aggregate(
+                             have[(b, n, t)], out_dir, planned_runs=runs).get("unstable") is True]
+                if not shaky:
+                    break
+                one_run(name, path, shaky, r)
+            have = measured(name)
+            for b, n, t in keys:
+                if not have.get((b, n, t)):
                     continue
-                if bar is not None:
-                    bar.set_description(f"{name} t{t}")
-                run_job(_job_for(name, path, t, keys, job_args), on_event,
-                        log_path=out_dir / "logs" / f"{name}.t{t}.log", stall_timeout_s=stall_timeout_s)
-    except _Enough:
-        pass
+                row = runlog.aggregate(have[(b, n, t)], out_dir, planned_runs=runs)
+                results.append(dict(row, machine=machine, date=_now()))
+                runlog.drop_run_files(have[(b, n, t)], out_dir)
+                written += 1
+                if max_rows is not None and written >= max_rows:
+                    break
+            if max_rows is not None and written >= max_rows:
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -328,7 +301,8 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     rows = results.finish()
     envinfo.write_meta(out_dir / "bench.csv", {
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": batches,
-        "threads_settings": threads,
+        "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": timing.CI_METHOD,
+        "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
         "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
         "threads_readback": readbacks}, threads=threads)

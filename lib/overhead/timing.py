@@ -105,21 +105,25 @@ def measure(fn: Callable[[], object], *, budget_s: float = 1.0, min_samples: int
 
 
 def interleaved(fns: Mapping[str, Callable[[], object]], *, budget_s: float, rounds: int = 5,
-                min_samples: int = 10, max_samples: int = 100_000, warmup_calls: int = 5,
+                min_samples: int | Mapping[str, int] = 10, max_samples: int = 100_000, warmup_calls: int = 5,
                 warmup_s: float = 0.2, round_warmup_calls: int = 1) -> dict[str, np.ndarray]:
     """Measure several functions in `rounds` rounds, rotating their order every round.
 
-    `budget_s`, `min_samples` and `max_samples` are per function (split evenly over the rounds).
-    Every function is warmed up once before the first round; `round_warmup_calls` extra calls
-    are discarded each time a function gets its turn, since the previous one evicted its caches.
-    The GC stays on; ``gc.collect()`` runs before every turn.
+    `budget_s`, `min_samples` and `max_samples` are per function (split evenly over the rounds);
+    `min_samples` may be a mapping name -> floor, so fast and slow functions interleave with
+    floors of their own. Every function is warmed up once before the first round;
+    `round_warmup_calls` extra calls are discarded each time a function gets its turn, since the
+    previous one evicted its caches. The GC stays on; ``gc.collect()`` runs before every turn.
     """
-    _check_bounds(min_samples, max_samples)
+    names = list(fns)
+    floors = ({nm: int(min_samples[nm]) for nm in names} if isinstance(min_samples, Mapping)
+              else {nm: int(min_samples) for nm in names})
+    for nm in names:
+        _check_bounds(floors[nm], max(max_samples, floors[nm]))
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    names = list(fns)
-    per_round_min = math.ceil(min_samples / rounds)
-    per_round_max = max(per_round_min, max_samples // rounds)
+    per_round_min = {nm: math.ceil(floors[nm] / rounds) for nm in names}
+    per_round_max = {nm: max(per_round_min[nm], max_samples // rounds) for nm in names}
     per_round_budget = budget_s / rounds
     for name in names:
         _warm_up(fns[name], warmup_calls, warmup_s)
@@ -130,7 +134,7 @@ def interleaved(fns: Mapping[str, Callable[[], object]], *, budget_s: float, rou
             fn = fns[name]
             _warm_up(fn, round_warmup_calls, 0.0)
             gc.collect()
-            collected[name] += _sample(fn, per_round_budget, per_round_min, per_round_max)
+            collected[name] += _sample(fn, per_round_budget, per_round_min[name], per_round_max[name])
     return {name: np.asarray(s, dtype=np.int64) for name, s in collected.items()}
 
 

@@ -20,8 +20,10 @@ from overhead.child import claim_stdout, error_text  # noqa: F401  (error_text: 
 
 PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
 PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
-MAX_SAMPLES = 2_000  # per backend and configuration: enough for p99; keeps the bootstrap CI cheap
-REMEASURE_MAX_CALL_S = 0.01  # re-measure unstable configs only when >= 10 calls fit in 0.1 s
+MAX_SAMPLES = 2_000  # per backend, configuration and run: enough for p99; keeps the sample files small
+MIN_VALUES_SLOW = 20  # values per run at least (pyperf-style), slow paths
+MIN_VALUES_FAST = 200  # values per run for fast paths, or MIN_SECONDS_FAST of calls if fewer
+MIN_SECONDS_FAST = 0.5
 
 
 def _plain(v):
@@ -63,15 +65,22 @@ def _describe(model_path: Path, model) -> dict:
             "input_shape": list(converters.input_shape(model)), "weights": meta.get("weights", "unknown")}
 
 
-def _timing_plan(call_s: float, budget_s: float) -> dict:
-    """interleaved() settings for a group whose slowest call takes call_s (the parity check warmed it up).
+def min_values(call_s: float) -> int:
+    """Values one run needs: >= 200 (or >= 0.5 s of calls when 200 would take longer), never < 20."""
+    by_time = math.ceil(MIN_SECONDS_FAST / max(call_s, 1e-9))
+    return int(max(MIN_VALUES_SLOW, min(MIN_VALUES_FAST, by_time)))
 
-    Fast calls: 5 rounds, >= 10 samples, up to MAX_SAMPLES; slow calls: at least 3 samples in as many
-    rounds, one warm-up call, no per-round warm-up (a cache refill is noise next to a 50 ms call).
+
+def _timing_plan(costs: dict, budget_s: float) -> dict:
+    """interleaved() settings for a group of runners with these per-call costs in s (from the parity check).
+
+    Each runner gets its own floor of values (:func:`min_values`) and at least `budget_s` of calls,
+    in 5 rounds (fewer if a floor is smaller); slow groups (>= 50 ms a call) get one warm-up call and
+    no per-round warm-up (a cache refill is noise next to a 50 ms call).
     """
-    min_samples = int(min(10, max(3, budget_s / max(call_s, 1e-9))))
-    slow = call_s >= 0.05
-    return {"budget_s": budget_s, "rounds": min(5, min_samples), "min_samples": min_samples,
+    floors = {nm: min_values(c or 0.0) for nm, c in costs.items()}
+    slow = max(costs.values(), default=0.0) >= 0.05
+    return {"budget_s": budget_s, "rounds": min(5, min(floors.values(), default=5)), "min_samples": floors,
             "max_samples": MAX_SAMPLES, "warmup_calls": 1 if slow else 2, "warmup_s": min(0.02, budget_s / 10),
             "round_warmup_calls": 0 if slow else 1}
 
@@ -88,7 +97,8 @@ def main(job: dict) -> int:
     bk.enter_process(job.get("process", "tf"))  # KERAS_BACKEND, before anything imports keras
     threads = int(job["threads"])
     bk.set_threads(threads)
-    bk.configure_tf()  # TF's pools are sized now, before loading the model runs any op
+    if job.get("process", "tf") == "tf":
+        bk.configure_tf()  # TF's pools are sized now, before loading the model runs any op
     mode = job.get("mode", "bench")
     tmp = tempfile.TemporaryDirectory()
     try:
@@ -121,15 +131,18 @@ def _run(job, model_path, model, desc, threads, mode, emit):
     order = {name: i for i, name in enumerate(bk.names())}
     isolate = set(int(b) for b in job.get("isolate", []))
     budget_s, cap = float(job.get("budget_s", 0.1)), float(job.get("max_flops_per_call", 8e9))
+    run = int(job.get("run", 1))  # which fresh process (run) of this configuration this is
     base = {"model": job.get("model") or model_path.stem, "model_sha": desc["sha"], "flops": desc["flops"],
-            "params": desc["params"], "threads": threads}
+            "params": desc["params"], "threads": threads, "run": run}
     n_par = int(min(job.get("parity_n", 128), max(8, PARITY_FLOPS // max(desc["flops"], 1))))
     batches = sorted({n for _, n in keys})
     runnable = [n for n in batches if desc["flops"] * n <= cap]
     need = max([math.ceil(n_par / n) * n for n in runnable] or [0])
     if need:
         x_all, y_all = data.inputs_for(desc["input_shape"], need, split="test")
-        ref = model.predict(x_all, batch_size=min(64, need), verbose=0).astype(np.float64)
+        from overhead.reference import keras_reference  # Keras on TF, also in jax / keras-numpy workers
+
+        ref = keras_reference(model_path, x_all, batch_size=min(64, need), artifacts=job.get("artifacts"))
     timer_ns = timing.timer_overhead_ns(budget_s=0.05)
     samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
 
@@ -156,41 +169,29 @@ def _run(job, model_path, model, desc, threads, mode, emit):
             prepared[name] = (runner, par)
         if mode != "bench":
             for name, (runner, par) in prepared.items():
-                emit(event="row", row=_row(base, name, batch, runner, par, None, 0, timer_ns, None))
+                emit(event="row", row=_row(base, name, batch, runner, par, None, run, timer_ns, None))
             continue
         x = np.ascontiguousarray(x_all[:batch])
         groups = [[nm] for nm in prepared] if batch in isolate else [list(prepared)] if prepared else []
-        gc.collect()
-        gc.freeze()  # timing.gc_disabled() collects before each turn: free once TF's objects are frozen
+        gc.collect()  # GC stays on while timing (as users run); interleaved() collects before every turn
         for group in groups:
             emit(event="start", phase="timing", batch=batch, backends=group)
             fns = {nm: (lambda r=prepared[nm][0]: r(x)) for nm in group}
             cost = {nm: prepared[nm][1]["call_s"] or 0.0 for nm in group}
-            samples = timing.interleaved(fns, **_timing_plan(max(cost.values()), budget_s))
-            remeasured = {nm: 0 for nm in group}
-            shaky = [nm for nm in group if timing.cv_of(samples[nm]) >= timing.UNSTABLE_CV
-                     and cost[nm] < REMEASURE_MAX_CALL_S]  # 3 samples of a slow call: cv means little
-            if shaky:  # one more interleaved pass over the unstable ones; keep the steadier
-                again = timing.interleaved({nm: fns[nm] for nm in shaky},
-                                           **_timing_plan(max(cost[nm] for nm in shaky), budget_s))
-                for nm in shaky:
-                    remeasured[nm] = 1
-                    if timing.cv_of(again[nm]) < timing.cv_of(samples[nm]):
-                        samples[nm] = again[nm]
+            samples = timing.interleaved(fns, **_timing_plan(cost, budget_s))
             for nm in group:
                 rel = None
                 if samples_dir is not None:
-                    rel = f"samples/{base['model']}/{nm}__b{batch}__t{threads}.npz"
+                    rel = f"samples/{base['model']}/{nm}__b{batch}__t{threads}__r{run}.npz"
                     timing.save_samples(samples_dir / rel, {"samples_ns": samples[nm]})
                 runner, par = prepared[nm]
-                emit(event="row", row=_row(base, nm, batch, runner, par, samples[nm], remeasured[nm],
-                                           timer_ns, rel))
+                emit(event="row", row=_row(base, nm, batch, runner, par, samples[nm], run, timer_ns, rel))
         prepared.clear()
-        gc.unfreeze()
         gc.collect()
 
 
-def _row(base, name, batch, runner, par, samples, remeasured, timer_ns, samples_file) -> dict:
+def _row(base, name, batch, runner, par, samples, run, timer_ns, samples_file) -> dict:
+    """One run's row: parity, this run's statistics, its raw samples file (the sweep pools the runs)."""
     from overhead import backends as bk
     from overhead import timing
 
@@ -205,6 +206,9 @@ def _row(base, name, batch, runner, par, samples, remeasured, timer_ns, samples_
     return dict(base, backend=name, batch=batch, status=status, reason="; ".join(notes),
                 parity=par["parity"], tolerance=par["tolerance"], max_abs_err=par["max_abs_err"],
                 top1_agree=par["top1_agree"], accuracy=par["accuracy"], ref_accuracy=par["ref_accuracy"],
-                **stats, remeasured=remeasured, timer_overhead_ns=timer_ns, convert_s=info.get("convert_s"),
+                logit_rel_err=par.get("logit_rel_err"), logit_cos=par.get("logit_cos"),
+                top1_decisive=par.get("top1_decisive"), n_decisive=par.get("n_decisive"),
+                criterion=par.get("criterion"), **stats, run=run, timer_overhead_ns=timer_ns,
+                convert_s=info.get("convert_s"),
                 load_s=info.get("load_s"), kernels=info.get("kernels"), samples_file=samples_file,
                 threads_seen=info.get("threads_seen"), call_s=par.get("call_s"))
