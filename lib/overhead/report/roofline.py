@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator
 
 from overhead.report.plotkit import _fig, _si, save
 from overhead.report.style import color_for, marker_for, order_backends
@@ -93,9 +94,14 @@ def fig_roofline(bench: pd.DataFrame, ceilings: pd.DataFrame | None = None, summ
         lines = ceiling_lines(ceilings, summary, t)
         for key, style in (("theoretical", dict(ls="--", color="#444444")), ("measured", dict(ls="-", color="#111111"))):
             if lines[key] is not None:
-                ax.axhline(lines[key][0], lw=1.6, label=lines[key][1], **style)
+                y, text = lines[key]
+                ax.axhline(y, lw=1.6, label=f"_{text}", **style)
+                ax.annotate(text, (0.01, y), xycoords=("axes fraction", "data"), fontsize=6.5,
+                            xytext=(0, 2 if key == "theoretical" else -8), textcoords="offset points",
+                            color=style["color"])
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=100.0))
         ax.xaxis.set_major_formatter(_si("FLOP"))
         ax.set_xlabel("FLOPs per call (model FLOPs x batch)")
         ax.set_title(f"{t} thread{'s' if t > 1 else ''}" + (f", batch {batch}" if batch != "best" else
@@ -105,9 +111,9 @@ def fig_roofline(bench: pd.DataFrame, ceilings: pd.DataFrame | None = None, summ
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, frameon=False)
-    fig.suptitle(f"float32 roofline{f' ({machine})' if machine else ''}: achieved rate vs the machine's ceilings")
-    fig.text(0.01, 0.0, reduced_note(summary), fontsize=7, ha="left", va="bottom")
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=7, frameon=False)
+    fig.suptitle(f"float32 roofline{f' ({machine})' if machine else ''}: achieved rate vs the machine's ceilings\n"
+                 f"{reduced_note(summary)}", fontsize=9)
     if figures_dir is not None:
         save(fig, name, figures_dir)
     return fig
