@@ -112,8 +112,10 @@ def open_model(arg) -> OpenedModel:
 def _load_keras3(path: Path, arg):
     import keras
 
+    from overhead import converters
+
     try:
-        return keras.saving.load_model(str(path), compile=False)
+        return converters.load_keras(path)  # the process-wide cache the backends share
     except Exception as exc:
         raise ModelFileError(f"Keras {keras.__version__} cannot load {arg}: {_one_line(exc)}"
                              f"{_advice(exc)}") from None
@@ -131,8 +133,10 @@ def _open_h5(path: Path, arg) -> OpenedModel:
     """Keras 3 reads most Keras 2 .h5 files; what it cannot read, tf_keras (Keras 2) can."""
     import keras
 
+    from overhead import converters
+
     try:
-        model = keras.saving.load_model(str(path), compile=False)
+        model = converters.load_keras(path)  # the process-wide cache the backends share
         return OpenedModel(path, "h5", "keras", keras_model=model)
     except Exception as exc:
         first = _one_line(exc, 120)
@@ -162,6 +166,24 @@ def _open_savedmodel(path: Path) -> OpenedModel:
         raise ModelFileError(f"the SavedModel {path} has no 'serving_default' signature; export it with "
                              "model.export(folder) or tf.saved_model.save(obj, folder, signatures=fn)")
     return OpenedModel(path, "savedmodel", "tf.saved_model", saved_model=loaded)
+
+
+def tree_sha(path) -> str:
+    """sha256 (hex) of a file, or of a folder's files (relative names and contents, sorted)."""
+    import hashlib
+
+    p = Path(path)
+    if not p.is_dir():
+        from overhead import converters
+
+        return converters.file_sha(p)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def keras_object_skip_reason(opened: OpenedModel, backend: str) -> str | None:

@@ -9,6 +9,7 @@ to flatten several outputs into one (batch, features) float array, in the signat
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 from overhead import inputs, signature
 
 KERAS_OBJECT_FAMILIES = ("numpy", "keras", "tf_keras", "jax")  # paths that run (or convert) a Keras object
+KERAS_OBJECT_BACKENDS = ("tf.function", "tf.function.xla", "tf1.session")  # TF paths that trace the Keras model
+CONVERSION_ERRORS = ("ConverterError", "NotRebuildable", "ConversionError")  # raised while converting a model
 
 
 def is_ladder(model_path) -> bool:
@@ -129,7 +132,7 @@ def reference(opened, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 def precheck(backend, opened) -> str | None:
     """A skip reason known before preparing: Keras-object paths on a SavedModel folder."""
-    if opened.keras_model is None and backend.family in KERAS_OBJECT_FAMILIES:
+    if opened.keras_model is None and (backend.family in KERAS_OBJECT_FAMILIES or backend.name in KERAS_OBJECT_BACKENDS):
         return (f"a SavedModel folder holds no Keras model and {backend.name} runs one; pass the .keras or "
                 ".h5 file to run it")
     if opened.loader == "tf_keras" and backend.family not in ("tf_keras",):
@@ -138,23 +141,134 @@ def precheck(backend, opened) -> str | None:
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
-    """The exception's type and the first meaningful line of its message, shortened."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("<")]
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """The exception's type and its most telling line, shortened: the last ``error:`` of a converter's
+    MLIR log (without its location), the final exception of a ``tf.function`` trace, else the first line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    errors = [ln.split("error: ", 1)[1] for ln in lines if "error: " in ln]
+    raised = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln)]
+    failed_ops = [ln.split("Conversion is failed for:", 1)[1].strip() for ln in lines if "Conversion is failed for:" in ln]
+    if failed_ops:  # OpenVINO's frontend: the summary names the ops it could not convert
+        text = f"{type(exc).__name__}: OpenVINO could not convert {', '.join(failed_ops)}"
+    elif errors:
+        msg = errors[-1]
+        if msg.startswith("loc(") and "): " in msg:
+            msg = msg.split("): ", 1)[1]
+        text = f"{type(exc).__name__}: {msg}"
+    elif lines and lines[0].startswith("in user code") and raised:
+        text = raised[-1]
+    else:
+        text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rfind(". ")  # whole sentences when they fit
+    return text[: cut + 1] if cut > limit // 2 else text[: limit - 3] + "..."
 
 
 def _from_converter(exc: BaseException) -> bool:
-    return any(Path(f.filename).name == "converters.py" for f in traceback.extract_tb(exc.__traceback__))
+    """Raised while building an artifact (a conversion), not while reading the model's shape."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(Path(f.filename).name == "converters.py" and f.name not in ("input_shape", "load_keras",
+                                                                              "_load_keras_cached") for f in frames)
 
 
 def classify(backend_name: str, exc: BaseException, sig=None) -> tuple[str, str]:
     """(status, reason) of a backend that raised while preparing or on its first calls."""
     if type(exc).__name__ == "UnsupportedLayerError" and hasattr(exc, "layer_class"):
-        return "skipped", f"unsupported layer {exc.layer_class} '{exc.layer_name}'"
-    if _from_converter(exc):
+        detail = str(exc).split(". The NumPy engine supports", 1)[0].partition(f"'{exc.layer_name}': ")[2]
+        return "skipped", f"unsupported layer {exc.layer_class} '{exc.layer_name}'" + (f": {detail}" if detail else "")
+    if _from_converter(exc) or type(exc).__name__ in CONVERSION_ERRORS or "OpConversionFailure" in str(exc):
         return "skipped", f"conversion failed: {one_line(exc)}"
     if sig is not None and (len(sig.inputs) > 1 or len(sig.outputs) > 1):
         return "skipped", (f"{backend_name} cannot run a model with {len(sig.inputs)} input(s) and "
                            f"{len(sig.outputs)} output(s) here: {one_line(exc)}")
     return "failed", one_line(exc)
+
+
+# --------------------------------------------------------------------------- worker entry points
+
+HINT: dict = {}  # this process's concrete input shapes (dynamic dims filled), for converters/backends
+
+
+def open_for_worker(model_path, job: dict):
+    """(opened model, the worker's model description); raises ModelFileError / SignatureError (one line).
+
+    Also checks the inputs now (dynamic dims without --input-shape, a bad --inputs file), before any row.
+    """
+    from overhead import modelfile, models
+
+    opened = modelfile.open_model(model_path)
+    sig = opened.signature
+    probe = build_feed(sig, 1, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
+    HINT.update(shapes=probe.shapes, signature=sig)
+    flops = params = 0
+    if opened.keras_model is not None:
+        try:
+            flops = models.count_flops(opened.keras_model)
+        except Exception:  # dynamic shapes or layers the analytic count does not know
+            flops = 0
+        try:
+            params = models.count_params(opened.keras_model)
+        except Exception:
+            params = int(opened.keras_model.count_params())
+    meta = Path(model_path).with_suffix(".json")
+    if is_ladder(model_path):
+        rec = json.loads(meta.read_text())
+        flops, params = rec.get("flops") or flops, rec.get("params") or params
+    first = sig.inputs[0].shape if sig.inputs else ()
+    return opened, {"sha": modelfile.tree_sha(opened.path)[:12], "flops": int(flops), "params": int(params),
+                    "input_shape": [d for d in (probe.shapes[0] if probe.shapes else first)],
+                    "weights": _weights(model_path), "format": opened.format, "loader": opened.loader,
+                    "signature": sig.describe(), "inputs_source": probe.source, "notes": opened.notes}
+
+
+def representative(n: int) -> list:
+    """Calibration samples for full-integer quantisation of a user model: inputs generated from the
+    signature this worker runs (a dict per sample keyed by input name when there are several)."""
+    sig, shapes = HINT["signature"], HINT["shapes"]
+    xs = inputs.generate(sig, shapes, n, seed=1)
+    if len(xs) == 1:
+        return [[xs[0][i:i + 1]] for i in range(n)]
+    return [{s.name: x[i:i + 1] for s, x in zip(sig.inputs, xs)} for i in range(n)]
+
+
+def inputs_and_reference(opened, model_path, job: dict, n: int):
+    """(x, labels or None, reference outputs) for parity and timing: real digits for a ladder model
+    (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature."""
+    if is_ladder(model_path) and not job.get("inputs") and opened.keras_model is not None:
+        from overhead import data
+
+        x, y = data.inputs_for(list(opened.signature.inputs[0].shape), n, split="test")
+    else:
+        feed = build_feed(opened.signature, n, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
+        x, y = feed.x, feed.y
+    return x, y, reference(opened, x)
+
+
+def memory_reason(opened, batch: int) -> str | None:
+    """The skip reason of a batch size whose input and activations do not fit in memory."""
+    from overhead import resources
+
+    shapes = HINT.get("shapes") or [s.shape for s in opened.signature.inputs]
+    if "per_sample" not in HINT:
+        HINT["per_sample"] = resources.per_sample_bytes(opened.signature, shapes, opened.keras_model)
+    est = resources.estimate(opened.signature, shapes, batch, per_sample=HINT["per_sample"])
+    return resources.memory_skip_reason(est, batch)
+
+
+def fatal_text(exc: BaseException) -> str:
+    """A model/inputs problem as the one line the CLI prints (our own errors carry their fix)."""
+    if type(exc).__name__ in ("ModelFileError", "SignatureError", "InputsError"):
+        return str(exc)
+    return one_line(exc)
+
+
+def concrete_shape(index: int = 0):
+    """The per-sample shape of input `index` this process runs with (None before the worker set it)."""
+    shapes = HINT.get("shapes")
+    return tuple(shapes[index]) if shapes and index < len(shapes) else None
+
+
+def _weights(model_path) -> str:
+    if not is_ladder(model_path):
+        return "unknown"
+    return json.loads(Path(model_path).with_suffix(".json").read_text()).get("weights", "unknown")
