@@ -9,11 +9,17 @@ import pytest
 
 from overhead import backends, converters, data
 
-CONTRACT_NAMES = ["numpy", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
-                  "tf.function.xla", "tf.savedmodel", "litert", "litert.builtin", "litert.fp16",
-                  "litert.dynamic_int8", "litert.int8", "onnxruntime"]
-CONVERTED = {"tf.savedmodel", "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8",
-             "litert.int8", "onnxruntime"}
+CONTRACT_NAMES = ["numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
+                  "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict",
+                  "tf_keras.predict_on_batch", "tf_keras.call", "keras.jax.predict", "keras.jax.call", "jax.jit",
+                  "keras.numpy.predict", "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8",
+                  "litert.int8", "onnxruntime", "openvino"]
+OTHER_PROCESS = {"keras.jax.predict": "jax", "keras.jax.call": "jax", "jax.jit": "jax",
+                 "keras.numpy.predict": "keras-numpy"}  # Keras 3 on JAX / NumPy: own processes (test_keras3_other)
+IN_PROCESS = [n for n in CONTRACT_NAMES if n not in OTHER_PROCESS]
+CONVERTED = {"tf.savedmodel", "tf1.session", "tf_keras.predict", "tf_keras.predict_on_batch", "tf_keras.call",
+             "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8", "onnxruntime",
+             "openvino"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,7 @@ def test_names_are_the_contract():
 def test_every_backend_names_its_worker_process_kind():
     kinds = {n: backends.get(n).process for n in backends.NAMES}
     assert set(kinds.values()) <= set(backends.PROCESS_KINDS)
-    assert kinds["keras.predict"] == "tf" and kinds["numpy"] == "tf"
+    assert {n: k for n, k in kinds.items() if k != "tf"} == OTHER_PROCESS
 
 
 _HOOK = r"""
@@ -80,7 +86,7 @@ def test_unknown_backend_lists_the_valid_ones():
     assert "tf.magic" in str(err.value) and "litert.int8" in str(err.value) and "numpy" in str(err.value)
 
 
-@pytest.mark.parametrize("name", CONTRACT_NAMES)
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_backend_contract_and_parity(name, cnn, artifacts, reference):
     x, y, ref = reference
     runner = backends.prepare(name, cnn, batch=3, threads=1, artifacts=artifacts)
@@ -89,7 +95,9 @@ def test_backend_contract_and_parity(name, cnn, artifacts, reference):
     assert {"convert_s", "load_s", "artifact", "kernels"} <= set(runner.info)
     assert runner.info["kernels"]
     if name in CONVERTED:
-        assert runner.info["convert_s"] is not None and os.path.exists(runner.info["artifact"])
+        assert runner.info["convert_s"] is not None and runner.info["artifact"]
+    if name in CONVERTED and "in memory" not in runner.info["artifact"]:
+        assert os.path.exists(runner.info["artifact"])
     par = backends.parity(runner, ref, x, y)  # 24 digits in 8 calls of 3
     assert par["parity"] == "pass", par
     assert par["n_parity"] == 24 and par["tolerance"]
@@ -180,7 +188,7 @@ t = int(sys.argv[2])
 backends.set_threads(t)
 backends.configure_tf()
 seen = {n: backends.prepare(n, sys.argv[1], 1, t, artifacts=sys.argv[3]).info["threads_seen"]
-        for n in ("numpy", "tf.function", "litert", "onnxruntime")}
+        for n in ("numpy", "tf.function", "litert", "onnxruntime", "tf1.session", "tf_keras.predict", "openvino")}
 print(json.dumps({"seen": seen, "readback": backends.threads_readback()}))
 """
 
@@ -198,3 +206,39 @@ def test_thread_setting_is_read_back_in_a_fresh_process(threads, cnn, artifacts,
     assert got["seen"]["tf.function"] == [threads, 1]
     assert got["seen"]["litert"] == [threads]
     assert got["seen"]["onnxruntime"] == [threads, 1]
+    assert got["seen"]["tf1.session"] == [threads, 1]  # the session's ConfigProto
+    assert got["seen"]["tf_keras.predict"] == [threads, 1]  # Keras 2 runs on the process's TF pools
+    assert got["seen"]["openvino"] == [threads]  # compiled model's INFERENCE_NUM_THREADS
+
+
+def test_tf_keras_rebuild_names_what_it_cannot_rebuild():
+    import keras
+
+    from overhead.backends.tf_keras import NotRebuildable, rebuild
+
+    class Twice(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    inp = keras.Input((4,))
+    custom = keras.Model(inp, keras.layers.Dense(2)(Twice(name="twice")(inp)))
+    with pytest.raises(NotRebuildable, match="Twice.*'twice'"):
+        rebuild(custom)
+    shared = keras.layers.Dense(4, name="shared")
+    inp = keras.Input((4,))
+    with pytest.raises(NotRebuildable, match="'shared' is called more than once"):
+        rebuild(keras.Model(inp, shared(shared(inp))))
+
+
+def test_tf_keras_rebuild_copies_a_residual_graph():
+    import keras
+
+    from overhead import models
+    from overhead.backends.tf_keras import rebuild
+
+    model = models.build("resnet_mnist")
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    twin = rebuild(model)
+    assert type(twin).__module__.startswith("tf_keras") and len(twin.layers) == len(model.layers)
+    np.testing.assert_allclose(twin(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
+    assert isinstance(model, keras.Model)

@@ -134,7 +134,12 @@ def _keras_export(model_path, artifacts, name: str, fmt: str, kind: str) -> tupl
 
     def build(tmp: Path) -> Path:
         out = tmp / name
-        load_keras(model_path).export(str(out), format=fmt, verbose=False)
+        model = load_keras(model_path)
+        if not getattr(model, "_called", True):  # a freshly loaded model: Keras's ONNX export wants one call
+            import numpy as np
+
+            model(np.zeros((1, *input_shape(model)), np.float32), training=False)
+        model.export(str(out), format=fmt, verbose=False)
         return out
 
     return _cached_or_build(target, build, kind)

@@ -22,12 +22,14 @@ from overhead.backends import core
 from overhead.backends.core import (KERAS_BACKEND_OF, REGISTRY, Backend, Runner, UnknownBackendError,  # noqa: F401
                                     configure_tf, enter_process, public_info, register, set_threads,
                                     threads_readback)
-from overhead.backends import numpy_paths, keras_tf, tf_graph, litert, runtimes  # noqa: F401,E402
+from overhead.backends import (numpy_paths, keras_tf, tf_graph, tf1, tf_keras, keras3_other,  # noqa: F401,E402
+                               litert, runtimes)
 
 NAMES = [
-    "numpy", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
-    "tf.function.xla", "tf.savedmodel", "litert", "litert.builtin", "litert.fp16",
-    "litert.dynamic_int8", "litert.int8", "onnxruntime",
+    "numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
+    "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict", "tf_keras.predict_on_batch",
+    "tf_keras.call", "keras.jax.predict", "keras.jax.call", "jax.jit", "keras.numpy.predict",
+    "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8", "onnxruntime", "openvino",
 ]
 EXTRA_ENV = "OVERHEAD_EXTRA_BACKENDS"  # "module:function" registering extra backends (the tests' fakes)
 PROCESS_KINDS = tuple(KERAS_BACKEND_OF)  # Backend.process values: one worker kind each

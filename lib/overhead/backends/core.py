@@ -21,6 +21,7 @@ from overhead import converters
 from overhead.child import thread_env
 
 
+_PROCESS = "tf"  # this process's kind, set by enter_process()
 KERAS_BACKEND_OF = {"tf": "tensorflow", "jax": "jax", "keras-numpy": "numpy"}  # Backend.process -> KERAS_BACKEND
 
 
@@ -31,7 +32,9 @@ def enter_process(kind: str) -> str:
     """
     if kind not in KERAS_BACKEND_OF:
         raise ValueError(f"unknown process kind {kind!r}; valid kinds: {', '.join(KERAS_BACKEND_OF)}")
+    global _PROCESS
     want = KERAS_BACKEND_OF[kind]
+    _PROCESS = kind
     if "keras" in sys.modules:
         have = sys.modules["keras"].backend.backend()
         if have != want:
@@ -122,9 +125,28 @@ def set_threads(threads: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     _BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
+    if _PROCESS == "jax":
+        _jax_threads(threads)
     if "tensorflow" in sys.modules:
         _configure_tf(sys.modules["tensorflow"])
     return threads_readback()
+
+
+def _jax_threads(threads: int) -> None:
+    """JAX has no thread-count setting (jax 0.10: none in jax.config; XLA's CPU client sizes its pools
+    from the CPUs it may run on). So: pin the process to `threads` CPUs (os.sched_setaffinity, what the
+    JAX issue tracker recommends, e.g. jax-ml/jax#1539) and turn off Eigen's multi-threading for 1 thread
+    (XLA flag --xla_cpu_multi_thread_eigen). Must run before jax is imported."""
+    if "jax" in sys.modules:
+        warnings.warn("jax was imported before set_threads(): its CPU thread pools keep their size",
+                      RuntimeWarning, stacklevel=3)
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads < len(allowed):
+        os.sched_setaffinity(0, allowed[:threads])
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_cpu_multi_thread_eigen" not in f]
+    if threads == 1:
+        flags.append("--xla_cpu_multi_thread_eigen=false")
+    os.environ["XLA_FLAGS"] = " ".join(flags)
 
 
 def _configure_tf(tf) -> None:
@@ -161,6 +183,10 @@ def threads_readback() -> dict:
            "blas": [p.get("num_threads") for p in threadpool_info() if p.get("user_api") == "blas"],
            "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                                                   "TF_NUM_INTEROP_THREADS")}}
+    out["process"], out["affinity"] = _PROCESS, len(os.sched_getaffinity(0))
+    if _PROCESS == "jax":
+        out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        out["os_threads"] = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
     if "tensorflow" in sys.modules:
         tf = sys.modules["tensorflow"]
         out["tf_intra"] = tf.config.threading.get_intra_op_parallelism_threads()

@@ -1,4 +1,4 @@
-"""Other runtimes reading the ONNX export: ONNX Runtime (CPU provider)."""
+"""Other runtimes reading the ONNX export: ONNX Runtime (CPU provider) and OpenVINO (CPU plugin)."""
 from __future__ import annotations
 
 from overhead import converters
@@ -29,5 +29,41 @@ def _prep_onnxruntime(path, batch, threads, artifacts):
         "threads_seen": [opts.intra_op_num_threads, opts.inter_op_num_threads]}
 
 
+def _ov_compiled(onnx_path, threads):
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(onnx_path))
+    # f32 precision: on CPUs with AMX/AVX512-BF16 the plugin otherwise defaults to bf16 inference
+    return core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads),
+                                             "INFERENCE_PRECISION_HINT": "f32"})
+
+
+def _type_name(t) -> str:
+    return t.get_type_name() if hasattr(t, "get_type_name") else str(t)
+
+
+def _prep_openvino(path, batch, threads, artifacts):
+    import openvino as ov
+
+    onnx_path, cinfo = converters.onnx(path, artifacts)
+    compiled, load_s = _cached(("openvino", str(onnx_path), threads), lambda: _ov_compiled(onnx_path, threads))
+    request = compiled.create_infer_request()  # one request, reused for every call
+    out_port = compiled.output(0)
+    infer = request.infer
+
+    def run(x):
+        return infer({0: x})[out_port].copy()  # a copy: the request's buffer is overwritten by the next call
+
+    seen = [int(compiled.get_property("INFERENCE_NUM_THREADS"))]
+    kernels = (f"OpenVINO {ov.get_version().split('-')[0]} CPU; hint {compiled.get_property('PERFORMANCE_HINT')}; "
+               f"precision {_type_name(compiled.get_property('INFERENCE_PRECISION_HINT'))}; "
+               f"streams {compiled.get_property('NUM_STREAMS')}")
+    return run, {"convert_s": cinfo.get("convert_s"), "load_s": load_s, "artifact": str(onnx_path),
+                 "kernels": kernels, "threads_seen": seen, "_infer_request": request}
+
+
 register(Backend("onnxruntime", "onnxruntime", "Keras ONNX export, ORT CPU provider", _prep_onnxruntime,
                  needs=TF + ("onnxruntime", "tf2onnx", "onnx")))
+register(Backend("openvino", "openvino", "Keras ONNX export, OpenVINO CPU plugin (latency hint, one infer request)",
+                 _prep_openvino, needs=TF + ("openvino", "tf2onnx", "onnx")))

@@ -1,0 +1,130 @@
+"""Keras 2 (the ``tf-keras`` package, what ``tf.keras`` was in TF 2.0-2.15): predict, predict_on_batch, call.
+
+The ``.keras`` file is Keras 3's format, so :func:`rebuild` walks the Keras 3 graph layer by layer, makes the
+same layer in ``tf_keras`` from its config and copies the weights; the parity gate proves the copy. A layer
+``tf_keras`` cannot rebuild raises :class:`NotRebuildable` naming it (the row is recorded as failed with the
+reason, the study goes on).
+"""
+from __future__ import annotations
+
+import time
+
+from overhead import converters
+from overhead.backends.core import Backend, _cached, _keras, _tf_info, register
+from overhead.backends.keras_tf import TF
+
+NEEDS = TF + ("tf_keras",)
+# Keras 3 config keys tf_keras does not know (training-only settings are dropped too: weights are copied)
+_DROP = {"dtype", "quantization_config", "lora_rank", "lora_alpha", "synchronized", "kernel_initializer",
+         "bias_initializer", "beta_initializer", "gamma_initializer", "moving_mean_initializer",
+         "moving_variance_initializer", "depthwise_initializer", "pointwise_initializer",
+         "kernel_regularizer", "bias_regularizer", "activity_regularizer", "beta_regularizer",
+         "gamma_regularizer", "depthwise_regularizer", "pointwise_regularizer", "kernel_constraint",
+         "bias_constraint", "beta_constraint", "gamma_constraint", "depthwise_constraint",
+         "pointwise_constraint"}
+
+
+class NotRebuildable(ValueError):
+    """A Keras 3 layer or graph shape that tf_keras cannot rebuild; the message names it."""
+
+
+def _tf_layer(layer):
+    import tf_keras
+
+    cls = getattr(tf_keras.layers, type(layer).__name__, None)
+    if cls is None:
+        raise NotRebuildable(f"tf_keras has no layer {type(layer).__name__} (layer {layer.name!r})")
+    cfg = {k: v for k, v in layer.get_config().items() if k not in _DROP}
+    try:
+        return cls.from_config(cfg)
+    except Exception as exc:
+        raise NotRebuildable(f"tf_keras cannot rebuild {type(layer).__name__} {layer.name!r}: {exc}") from exc
+
+
+def rebuild(model):
+    """The same architecture as the Keras 3 `model`, in tf_keras, with its weights copied."""
+    import keras
+    import tf_keras
+
+    graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph in _functional
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise NotRebuildable(f"model {model.name!r} has {len(graph.inputs)} inputs / {len(graph.outputs)} outputs")
+    inp = graph.inputs[0]
+    tensors = {id(inp): tf_keras.Input(shape=tuple(inp.shape[1:]), dtype="float32", name="input")}
+    pairs = []
+
+    def swap(obj):
+        if isinstance(obj, keras.KerasTensor):
+            if id(obj) not in tensors:
+                raise NotRebuildable(f"model {model.name!r}: a tensor outside the layer graph")
+            return tensors[id(obj)]
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(swap(o) for o in obj)
+        if isinstance(obj, dict):
+            return {k: swap(v) for k, v in obj.items()}
+        return obj
+
+    made = {}  # id(Keras 3 layer) -> its tf_keras twin
+
+    def build(t):  # walk back from the output along each tensor's (layer, node) history
+        if id(t) in tensors:
+            return
+        layer, node_index, _ = t._keras_history
+        if isinstance(layer, keras.layers.InputLayer):
+            raise NotRebuildable(f"model {model.name!r}: an input outside the model's inputs")
+        node = layer._inbound_nodes[node_index]
+        for parent in node.input_tensors:
+            build(parent)
+        if id(layer) in made:
+            raise NotRebuildable(f"layer {layer.name!r} is called more than once (shared layer)")
+        new = _tf_layer(layer)
+        made[id(layer)] = new
+        out = new(*swap(list(node.arguments.args)), **swap(dict(node.arguments.kwargs)))
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for k3, k2 in zip(node.output_tensors, outs):
+            tensors[id(k3)] = k2
+        pairs.append((layer, new))
+
+    out = graph.outputs[0]
+    build(out)
+    rebuilt = tf_keras.Model(tensors[id(inp)], tensors[id(out)], name=model.name)
+    for k3, k2 in pairs:
+        weights = k3.get_weights()
+        if len(weights) != len(k2.get_weights()):
+            raise NotRebuildable(f"layer {k3.name!r}: {len(weights)} weights in Keras 3, "
+                                 f"{len(k2.get_weights())} in tf_keras")
+        k2.set_weights(weights)
+    return rebuilt
+
+
+def _tf_keras_model(path):
+    model, _ = _keras(path)
+    return _cached(("tf_keras", path, converters.model_sha(path)), lambda: rebuild(model))
+
+
+def _prep_tf_keras(path, batch, threads, artifacts, how):
+    import tf_keras
+
+    t0 = time.perf_counter()
+    model, rebuild_s = _tf_keras_model(path)
+    extra = {"convert_s": rebuild_s, "artifact": f"tf_keras {tf_keras.__version__} rebuild (in memory)"}
+    if how == "predict":
+        return (lambda x: model.predict(x, batch_size=batch, verbose=0)), _tf_info(
+            "Keras 2 predict (tf.data pipeline + tf.function predict step)", round(time.perf_counter() - t0, 4),
+            **extra)
+    if how == "predict_on_batch":
+        return model.predict_on_batch, _tf_info("Keras 2 predict_on_batch (tf.function predict step)",
+                                                round(time.perf_counter() - t0, 4), **extra)
+    return (lambda x: model(x, training=False).numpy()), _tf_info("Keras 2 eager call (TF eager ops)",
+                                                                  round(time.perf_counter() - t0, 4), **extra)
+
+
+for _b in [
+    Backend("tf_keras.predict", "tf_keras", "Keras 2 (tf-keras) model.predict(x, verbose=0)",
+            lambda *a: _prep_tf_keras(*a, how="predict"), needs=NEEDS),
+    Backend("tf_keras.predict_on_batch", "tf_keras", "Keras 2 (tf-keras) model.predict_on_batch(x)",
+            lambda *a: _prep_tf_keras(*a, how="predict_on_batch"), needs=NEEDS),
+    Backend("tf_keras.call", "tf_keras", "Keras 2 (tf-keras) eager model(x, training=False)",
+            lambda *a: _prep_tf_keras(*a, how="call"), needs=NEEDS),
+]:
+    register(_b)

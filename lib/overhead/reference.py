@@ -1,0 +1,74 @@
+"""The Keras reference outputs every path is checked against: Keras 3 on TensorFlow, whatever the process.
+
+A "tf" worker computes them in-process (``model.predict``). Workers of other kinds (Keras 3 on JAX or
+NumPy) must not judge themselves with their own Keras, so they get the TensorFlow reference from a
+fresh ``python -m overhead.reference`` process (KERAS_BACKEND=tensorflow), cached on disk beside the
+model's artifacts, keyed on the model's content and the inputs' bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+TIMEOUT_S = 600
+
+
+def _in_tf_process() -> bool:
+    from overhead.backends import core
+
+    return core._PROCESS == "tf"
+
+
+def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifacts=None) -> np.ndarray:
+    """float64 outputs of Keras 3 on TensorFlow for inputs `x` (computed here or in a TF child process)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if _in_tf_process():
+        from overhead import converters
+
+        model = converters.load_keras(model_path)
+        return model.predict(x, batch_size=min(batch_size, max(len(x), 1)), verbose=0).astype(np.float64)
+    from overhead import converters
+
+    key = hashlib.sha256(x.tobytes() + str(x.shape).encode()).hexdigest()[:12]
+    cache = converters.artifact_dir(model_path, artifacts) / "reference" / f"{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = Path(tmp) / "x.npy", Path(tmp) / "ref.npy"
+        np.save(inp, x)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        done = subprocess.run([sys.executable, "-m", "overhead.reference", str(model_path), str(inp), str(out),
+                               str(batch_size)], capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the TensorFlow reference process failed (exit {done.returncode}): {tail}")
+        ref = np.load(out)
+    part = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npy")
+    np.save(part, ref)
+    os.replace(part, cache)
+    return ref
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 4:
+        print("usage: python -m overhead.reference MODEL.keras X.npy OUT.npy BATCH_SIZE", file=sys.stderr)
+        return 2
+    from overhead import backends
+
+    backends.enter_process("tf")
+    backends.configure_tf()
+    ref = keras_reference(argv[0], np.load(argv[1]), batch_size=int(argv[3]))
+    np.save(argv[2], ref)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
