@@ -83,11 +83,13 @@ def test_values_per_run_follow_the_pyperf_floors():
 class FakeWorkers:
     """Stands in for the worker processes: records the jobs and emits per-run rows with known samples."""
 
-    def __init__(self, out_dir, samples_for):
+    def __init__(self, out_dir, samples_for, parity_fails_in_run=None):
         self.out_dir, self.samples_for, self.jobs = out_dir, samples_for, []
+        self.parity_fails_in_run = parity_fails_in_run
 
     def __call__(self, job, on_event, log_path):
         self.jobs.append((job["run"], job["threads"], job["process"], sorted(b for b, _ in job["keys"])))
+        self.parity_n = getattr(self, "parity_n", []) + [job["parity_n"]]
         for backend, batch in job["keys"]:
             samples = self.samples_for(backend, batch, job["threads"], job["run"])
             row = {"model": job["model"], "model_sha": None, "flops": 10, "params": 1, "backend": backend,
@@ -97,7 +99,11 @@ class FakeWorkers:
                 continue
             rel = f"samples/{job['model']}/{backend}__b{batch}__t{job['threads']}__r{job['run']}.npz"
             timing.save_samples(self.out_dir / rel, {"samples_ns": samples})
-            on_event({"event": "row", "row": dict(row, status="ok", parity="pass", logit_rel_err=1e-6 * job["run"],
+            bad = job["run"] == self.parity_fails_in_run
+            on_event({"event": "row", "row": dict(row, status="failed" if bad else "ok",
+                                                  parity="fail" if bad else "pass",
+                                                  reason="parity: logit_rel_err 0.5 > 0.001" if bad else "",
+                                                  logit_rel_err=0.5 if bad else 1e-6 * job["run"],
                                                   samples_file=rel, timer_overhead_ns=40.0, **timing.summarize(samples))})
 
 
@@ -127,11 +133,12 @@ def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file
     assert len(rows) == 6 and set(rows.batch[rows.backend == "test.jaxlike"]) == {1}  # batch 4: numpy only
     assert (rows.runs == 3).all() and (rows.n == 90).all() and (rows.remeasured == 0).all()
     assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {timing.CI_METHOD}
-    assert (rows.logit_rel_err == 3e-6).all()  # the worst run's parity
+    assert (rows.logit_rel_err == 1e-6).all()  # run 1's parity: the full check
     pooled = timing.load_samples(tmp_path / rows.samples_file.iloc[0])
     np.testing.assert_array_equal(pooled["run_lengths"], [30, 30, 30])
     np.testing.assert_array_equal(pooled["samples_ns"], np.concatenate([steady + 1, steady + 2, steady + 3]))
     assert not list((tmp_path / "samples" / "m").glob("*__r*.npz"))  # per-run files pooled, then removed
+    assert fake.parity_n[:4] == [128] * 4 and set(fake.parity_n[4:]) == {sweep.LATER_PARITY_N}
     assert list(pd.read_csv(tmp_path / "bench.csv").columns) == sweep.COLUMNS
 
 
@@ -162,6 +169,15 @@ def test_a_path_that_failed_before_timing_is_not_run_again(tmp_path, model_file)
     by = rows.set_index("backend")
     assert by.loc["litert", "status"] == "failed" and by.loc["litert", "runs"] == 1
     assert [j[3] for j in fake.jobs] == [["litert", "numpy"], ["numpy"], ["numpy"]]
+
+
+def test_a_run_that_fails_parity_fails_the_row(tmp_path, model_file):
+    fake = FakeWorkers(tmp_path, lambda b, n, t, r: np.full(30, 2_000_000), parity_fails_in_run=2)
+    rows = sweep.run([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, max_runs=3, out_dir=tmp_path,
+                     machine="box", gemm_n=None, progress=False, launch=fake)
+    row = rows.iloc[0]
+    assert row.status == "failed" and row.parity == "fail" and row.logit_rel_err == 0.5
+    assert row.runs == 3 and row.n == 90  # still timed: the numbers stay visible
 
 
 def test_finished_runs_survive_and_are_not_redone(tmp_path, model_file):

@@ -31,6 +31,7 @@ from overhead.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
 RUNS, MAX_RUNS = 3, 5  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
+LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -260,7 +261,8 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
                 if todo:
                     if bar is not None:
                         bar.set_description(f"{name} run {r} t{t} {k}")
-                    launch(_job_for(name, path, t, todo, job_args, run=r, process=k), on_event,
+                    args = job_args if r == 1 else dict(job_args, parity_n=min(parity_n, LATER_PARITY_N))
+                    launch(_job_for(name, path, t, todo, args, run=r, process=k), on_event,
                            out_dir / "logs" / f"{name}.t{t}.{k}.log")
 
     try:
