@@ -14,3 +14,41 @@ def test_shift_augment_keeps_the_real_digits_and_adds_their_shifts():
     down_left = xa[2 * k]
     np.testing.assert_array_equal(down_left[1:, :-1], x[0, :-1, 1:])
     assert not down_left[0].any() and not down_left[:, -1].any()
+
+
+def test_train_samples_follow_the_flops_budget():
+    # 3 x 1e6 FLOPs x 2 epochs = 6e6 FLOPs per digit: a 3e9 budget affords 500 of 4000
+    assert train.train_samples_for(1e6, 2, 4000, train_flops_budget=3e9) == 500
+    assert train.train_samples_for(1e6, 2, 4000, train_flops_budget=3e6, min_train_samples=256) == 256
+    assert train.train_samples_for(1e3, 2, 4000, train_flops_budget=3e9, max_train_samples=1000) == 1000
+    assert train.train_samples_for(1e9, 1, 100, train_flops_budget=1.0, min_train_samples=256) == 100
+    assert train.train_samples_for(1e9, 3, 4000) == 4000  # no budget: every digit
+
+
+def test_decisiveness_of_softmax_outputs():
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
+    d = train.decisiveness(probs)
+    assert d["decisive_share"] == 2 / 3 and d["median_top_prob"] == 0.8
+    assert d["median_logit_margin"] == np.log(0.8 / 0.1)  # log p1 - log p2 is the logit margin
+    uniform = train.decisiveness(np.full((4, 10), 0.1))
+    assert uniform["decisive_share"] == 0.0 and uniform["median_logit_margin"] == 0.0
+
+
+def test_train_one_within_a_budget_records_what_it_did(tiny_data_dir, tmp_path):
+    from overhead import data, models
+
+    splits = data.load_mnist(tiny_data_dir, allow_download=False)
+    flops = models.count_flops(models.build("logreg"))
+    meta = train.train_one("logreg", splits, epochs=5, batch_size=16, seed=0, max_train_samples=None,
+                           train_flops_budget=3 * flops * 5 * 300, min_train_samples=100,
+                           eval_flops_budget=flops * 150, min_eval_samples=120, data_dir=tmp_path)
+    assert meta["weights"] == "trained" and meta["train_samples"] == 300 and meta["epochs"] == 5
+    assert "300 of" in meta["training_note"] and "train_flops_budget" in meta["training_note"]
+    assert meta["train_flops"] == 3 * flops * 300 * 5
+    assert meta["accuracy_split"].startswith("held-out test (150 of")
+    assert meta["accuracy"] > 0.5 and 0 <= meta["decisive_share"] <= 1 and meta["train_s"] > 0
+    assert models.model_path("logreg", tmp_path).exists()
+    seeded = train.train_one("mlp_tiny", splits, epochs=1, batch_size=64, seed=0, max_train_flops=1.0,
+                             eval_flops_budget=0, min_eval_samples=50, data_dir=tmp_path)
+    assert seeded["weights"] == "seeded-init" and "max_train_flops" in seeded["why_untrained"]
+    assert seeded["train_samples"] == 0 and seeded["accuracy"] is not None
