@@ -233,7 +233,12 @@ def representative(n: int) -> list:
 
 def inputs_and_reference(opened, model_path, job: dict, n: int):
     """(x, labels or None, reference outputs) for parity and timing: real digits for a ladder model
-    (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature."""
+    (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature.
+
+    The reference is Keras 3 on TensorFlow (overhead.reference: a TF child process in JAX / NumPy
+    workers) for one-input models; several inputs, a SavedModel or a tf_keras model are their own
+    reference here (computed in this process).
+    """
     if is_ladder(model_path) and not job.get("inputs") and opened.keras_model is not None:
         from overhead import data
 
@@ -241,6 +246,11 @@ def inputs_and_reference(opened, model_path, job: dict, n: int):
     else:
         feed = build_feed(opened.signature, n, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
         x, y = feed.x, feed.y
+    if opened.loader == "keras" and x.dtype.names is None and len(opened.signature.outputs) == 1:
+        from overhead.reference import keras_reference
+
+        ref = keras_reference(model_path, x, batch_size=min(64, len(x)), artifacts=job.get("artifacts"))
+        return x, y, ref
     return x, y, reference(opened, x)
 
 
@@ -272,3 +282,10 @@ def _weights(model_path) -> str:
     if not is_ladder(model_path):
         return "unknown"
     return json.loads(Path(model_path).with_suffix(".json").read_text()).get("weights", "unknown")
+
+
+def input_names(available) -> list[str]:
+    """The model's input names in the order runners get the arrays, when `available` has them all."""
+    sig = HINT.get("signature")
+    names = sig.names if sig is not None else []
+    return names if names and set(names) <= set(available) else list(available)
