@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_report"]
 
 
-def _make(tree: Path, *args) -> subprocess.CompletedProcess:
+def _make(tree: Path, *args, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", "-C", str(tree), *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=timeout)
 
 
 def _copy_tree(tmp: Path) -> Path:
@@ -175,3 +175,26 @@ def test_gitignore_keeps_each_machines_results_and_ignores_the_rest_of_data(tmp_
     for f in ignored:
         r = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "-q", f])
         assert r.returncode == 0, f"{f} is not ignored"
+
+
+@pytest.mark.slow
+def test_make_render_rebuilds_report_figures_and_findings_from_result_files_alone(tmp_path):
+    """`make render` on a results tree (the synthetic fixture as one machine) into a scratch output."""
+    fixture = ROOT / "tests" / "fixtures"
+    data = tmp_path / "data"
+    shutil.copytree(fixture / "results", data / "results" / "synthetic-fixture-2c")
+    # no data/models/: a fresh clone has only the committed result files
+    readme = tmp_path / "README.md"
+    readme.write_text("# t\n\n<!-- findings:start -->\nold\n<!-- findings:end -->\n\nrest\n")
+    before = {p: p.stat().st_mtime for p in (ROOT / "figures").glob("*")} if (ROOT / "figures").exists() else {}
+    out = _make(ROOT, "render", f"DATA={data}", f"FIG={tmp_path / 'figures'}", f"HTML={tmp_path / 'report.html'}",
+                f"RUNS={tmp_path / 'executed'}", f"README_FILE={readme}", timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "executed").glob("*.ipynb")) == ["05_report.ipynb"]
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "synthetic-fixture-2c" in html and "<img" in html
+    assert (tmp_path / "figures" / "overhead_vs_compute.png").exists()
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("rest\n") and "figures/overhead_vs_compute.png" in text
+    assert not (data / "artifacts").exists()                          # nothing was converted or measured
+    assert {p: p.stat().st_mtime for p in before} == before            # the published figures are untouched
