@@ -47,6 +47,7 @@ FIG = Path(figures_dir) if figures_dir else config.FIGURES
 N_BOOT = 50 if quick else 400
 pd.set_option("display.max_columns", 40)
 pd.set_option("display.precision", 3)
+pd.set_option("display.max_colwidth", None)
 
 try:  # the machine this notebook runs on, preferred for the figures when it has results
     from overhead import envinfo

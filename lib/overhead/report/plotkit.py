@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from overhead.report.style import by_family
 
@@ -97,3 +97,10 @@ def panel_legend(ax, fontsize="x-small"):
     h, lab = ax.get_legend_handles_labels()
     if h:
         ax.legend(h, lab, fontsize=fontsize, loc="best", frameon=True, framealpha=0.85)
+
+
+def flops_axis(ax):
+    """A log FLOPs x axis with a label every two decades (readable on narrow small-multiple panels)."""
+    ax.xaxis.set_major_locator(LogLocator(base=100))
+    ax.xaxis.set_major_formatter(_si("FLOP"))
+    ax.xaxis.set_minor_formatter(NullFormatter())

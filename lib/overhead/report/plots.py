@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
 from overhead.report import latency
-from overhead.report.plotkit import (_empty, _fig, _legend_right, _si, _us, family_grid, panel_legend, publish,  # noqa: F401
+from overhead.report.plotkit import (_empty, _fig, _legend_right, _si, _us, family_grid, flops_axis, panel_legend, publish,  # noqa: F401
                                      save)
 from overhead.report.style import (BACKEND_COLORS, BACKEND_ORDER, FALLBACK_COLORS, STAGE_COLORS,  # noqa: F401
                                    color_for, marker_for, order_backends)
@@ -65,7 +65,7 @@ def fig_overhead_vs_compute(sweep: pd.DataFrame, fits: pd.DataFrame, peak_gflops
             ax.plot(grid, grid / (1e3 * peak_gflops), color="0.4", ls="--", lw=1,
                     label=f"GEMM rate ({peak_gflops:.0f} GFLOP/s)")
         ax.set(xscale="log", yscale="log", title=fam)
-        ax.xaxis.set_major_formatter(_si("FLOP"))
+        flops_axis(ax)
         ax.yaxis.set_major_formatter(FuncFormatter(_us))
         ax.yaxis.set_major_locator(LogLocator(base=10))
         panel_legend(ax)
@@ -101,7 +101,7 @@ def fig_overhead_share(sweep: pd.DataFrame, fits: pd.DataFrame, machine: str | N
         for s, txt in ((0.5, "50 %"), (0.1, "10 %")):
             ax.axhline(s, color="0.5", ls=":", lw=1)
         ax.set(xscale="log", title=fam)
-        ax.xaxis.set_major_formatter(_si("FLOP"))
+        flops_axis(ax)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         panel_legend(ax)
     for _, _, ax in panels:

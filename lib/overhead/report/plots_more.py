@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from overhead.report import latency
-from overhead.report.plotkit import _empty, _fig, _legend_right, _si, _us, family_grid, panel_legend, save
+from overhead.report.plotkit import _empty, _fig, _legend_right, _us, family_grid, flops_axis, panel_legend, save
 from overhead.report.style import STAGE_COLORS, color_for, marker_for, order_backends
 
 
@@ -124,7 +124,7 @@ def fig_residuals(resid: pd.DataFrame, machine: str | None = None, figures_dir=N
                 ax.scatter(g["flops"], g["two_term_rel_err"], facecolors="none", edgecolors=c, marker=marker_for(b),
                            s=22, label=f"{b}, two-term")
         ax.set(xscale="log", ylim=(-lim, lim), title=fam)
-        ax.xaxis.set_major_formatter(_si("FLOP"))
+        flops_axis(ax)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         panel_legend(ax)
     fig.supxlabel("work per call (FLOPs, batch 1)")
