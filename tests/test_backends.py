@@ -193,6 +193,7 @@ print(json.dumps({"seen": seen, "readback": backends.threads_readback()}))
 """
 
 
+@pytest.mark.slow  # a fresh process importing TensorFlow per setting
 @pytest.mark.parametrize("threads", [1, 2])
 def test_thread_setting_is_read_back_in_a_fresh_process(threads, cnn, artifacts, tiny_data_dir):
     env = dict(os.environ, OVERHEAD_DATA=str(tiny_data_dir), TF_CPP_MIN_LOG_LEVEL="3")

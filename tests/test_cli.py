@@ -89,6 +89,7 @@ def test_bad_inputs_through_the_real_command(case, model, bad_files, tmp_path):
     assert_usage_error(run_cli(*argv), *words)
 
 
+@pytest.mark.slow  # starts the real command on several broken files
 def test_unloadable_model_is_a_usage_error_without_output(bad_files, tmp_path, data_env):
     out = tmp_path / "r.csv"
     done = run_cli("bench", bad_files / "broken.keras", "--backends", "numpy", "--quick", "--out", out)
@@ -96,6 +97,7 @@ def test_unloadable_model_is_a_usage_error_without_output(bad_files, tmp_path, d
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a real benchmark in fresh worker processes
 def test_bench_prints_a_table_and_writes_the_file(model, tmp_path, data_env):
     out = tmp_path / "r.csv"
     done = run_cli("bench", model, "--backends", "numpy,tf.function,litert", "--batch-sizes", "1,2",
@@ -108,6 +110,7 @@ def test_bench_prints_a_table_and_writes_the_file(model, tmp_path, data_env):
     assert (tmp_path / "r.meta.json").exists()
 
 
+@pytest.mark.slow  # parity of every backend in fresh worker processes
 def test_check_passes_and_fails(model, data_env):
     good = run_cli("check", model, "--backends", "numpy,onnxruntime,litert.int8")
     assert good.returncode == 0, good.stderr[-3000:]

@@ -62,6 +62,7 @@ def test_verdict_no_change_when_order_is_kept():
     assert not v["fastest_changes"] and v["threads"] == [] and v["best_threads_changes"] == []
 
 
+@pytest.mark.slow  # fresh worker processes with TensorFlow
 def test_run_quick_in_fresh_processes(data_env, tmp_path):
     frame = idlegap.run(("cnn_seed",), backends=("numpy", "keras.predict_on_batch"), threads=(1,),
                         gaps_ms=(0, 1), quick=True, out_dir=tmp_path, progress=False)
@@ -74,6 +75,7 @@ def test_run_quick_in_fresh_processes(data_env, tmp_path):
     assert len(saved) == 4 and (tmp_path / "idle_gap.meta.json").exists()
 
 
+@pytest.mark.slow  # fresh worker processes with TensorFlow
 def test_failures_are_rows_not_crashes(data_env, tmp_path):
     rows = idlegap.run_child({"model_path": str(tmp_path / "missing.keras"), "threads": 1, "backends": ["numpy"],
                               "gaps_ms": [0, 10], "calls": 1, "rounds": 1})
