@@ -140,6 +140,9 @@ def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file
     assert not list((tmp_path / "samples" / "m").glob("*__r*.npz"))  # per-run files pooled, then removed
     assert fake.parity_n[:4] == [128] * 4 and set(fake.parity_n[4:]) == {sweep.LATER_PARITY_N}
     assert list(pd.read_csv(tmp_path / "bench.csv").columns) == sweep.COLUMNS
+    meta = json.loads((tmp_path / "bench.meta.json").read_text())
+    assert len(meta["jobs"]) == 12 and meta["jobs"][0] == {**meta["jobs"][0], "model": "m", "run": 1, "threads": 1,
+                                                           "process": "tf", "configs": 2}
 
 
 def test_unstable_configurations_get_more_runs_and_keep_every_sample(tmp_path, model_file):

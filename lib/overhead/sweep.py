@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from overhead import config
@@ -32,6 +33,13 @@ from overhead.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
 RUNS, MAX_RUNS = 3, 5  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
 LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
+# The published full run spends its time where it buys certainty: batch 1 on every model and backend, the
+# batch-size curve on three models (small, medium, large-but-under-the-FLOPs-cap) and the paths that
+# represent each family. Pass these to run() (see the benchmark notebook); None means "all".
+FULL_BATCHES = (1, 8, 64)
+BIG_BATCH_MODELS = ("cnn_seed", "cnn_mnist", "resnet_mnist")
+BIG_BATCH_BACKENDS = ("numpy", "keras.predict", "keras.predict_on_batch", "tf.function", "tf.function.xla",
+                      "tf_keras.predict", "jax.jit", "litert", "litert.int8", "onnxruntime", "openvino")
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -230,7 +238,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
                 "max_flops_per_call": max_flops_per_call,
                 "samples_dir": str(out_dir), "artifacts": str(artifacts) if artifacts else None,
                 "mode": "bench"}
-    gemm_rows, readbacks, written = [], {}, 0
+    gemm_rows, readbacks, written, jobs = [], {}, 0, []  # jobs: wall time of every worker job (planning)
     (out_dir / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda job, on_event, log_path: run_job(job, on_event, log_path=log_path,
                                                                  stall_timeout_s=stall_timeout_s))
@@ -262,8 +270,11 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
                     if bar is not None:
                         bar.set_description(f"{name} run {r} t{t} {k}")
                     args = job_args if r == 1 else dict(job_args, parity_n=min(parity_n, LATER_PARITY_N))
+                    t0 = time.perf_counter()
                     launch(_job_for(name, path, t, todo, args, run=r, process=k), on_event,
                            out_dir / "logs" / f"{name}.t{t}.{k}.log")
+                    jobs.append({"model": name, "run": r, "threads": t, "process": k, "configs": len(todo),
+                                 "seconds": round(time.perf_counter() - t0, 2)})
 
     try:
         if gemm_n:
@@ -307,7 +318,8 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
         "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
-        "threads_readback": readbacks}, threads=threads)
+        "threads_readback": readbacks, "jobs": jobs,
+        "jobs_seconds": round(sum(j["seconds"] for j in jobs), 1)}, threads=threads)
     return rows
 
 
