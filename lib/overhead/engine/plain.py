@@ -35,8 +35,9 @@ def windows(x, kh, kw, sh, sw):
 def conv2d(x, kernel, bias, strides, padding):
     kh, kw, cin, cout = kernel.shape
     win = windows(pad(x, kh, kw, *strides, padding), kh, kw, *strides)
-    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(*win.shape[:3], kh * kw * cin)  # im2col
-    y = cols @ kernel.reshape(kh * kw * cin, cout)
+    n, oh, ow = win.shape[:3]
+    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin)  # im2col: one row per output
+    y = (cols @ kernel.reshape(kh * kw * cin, cout)).reshape(n, oh, ow, cout)
     return y if bias is None else y + bias
 
 
