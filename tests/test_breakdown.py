@@ -136,3 +136,15 @@ def test_sampler_records_real_stacks_and_restores_the_signal_handler():
     assert set(got) <= {bd.KERAS, bd.DATA, bd.OTHER} and bd.DATA in got
     stack = sampler.samples[0][1]
     assert stack[0][2] == "<lambda>" and all(len(f) == 3 for f in stack)
+
+
+def test_keras2_frames_fall_in_the_same_buckets():
+    k2_predict = (SP + "tf_keras/src/engine/training.py", 2400, "predict")
+    k2_adapter = (SP + "tf_keras/src/engine/data_adapter.py", 1200, "__init__")
+    k2_callback = (SP + "tf_keras/src/callbacks.py", 300, "on_predict_batch_end")
+    assert bd.classify(k2_predict) == bd.KERAS
+    assert bd.classify(k2_adapter) == bd.DATA
+    assert bd.classify(k2_callback) == bd.CALLBACKS
+    assert bd.stack_bucket((ROOT, k2_predict, k2_adapter, GEN_DS), FAST_LINE) == bd.DATA
+    assert bd.stack_bucket((ROOT, k2_predict, CALL_FLAT, QUICK), EXEC_LINE) == bd.CPP
+    assert "tf_keras.predict" in bd.DEFAULT_BACKENDS and "tf_keras.call" in bd.EAGER

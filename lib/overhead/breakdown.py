@@ -52,7 +52,8 @@ OTHER = "other Python"
 BUCKETS = (DATA, TRACING, CALLBACKS, TFFUNC, KERAS, DISPATCH, CONVERT, CPP, CPP_EAGER, KERNELS, OTHER)
 ABSORBING = frozenset({TRACING, CALLBACKS})
 COLUMNS = ["machine", "model", "backend", "bucket", "us_per_call", "share", "measured_median_us", "method"]
-DEFAULT_BACKENDS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function")
+DEFAULT_BACKENDS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf_keras.predict")
+EAGER = frozenset({"keras.call", "tf_keras.call"})  # eager ops: no separate kernel events
 INTERVAL_S = 3.1e-3
 OUTLIER_FACTOR = 2.0  # calls slower than this x the median are left out (preempted), sampled and plain alike
 
@@ -68,10 +69,12 @@ RULES = (
      r"^_create_concrete_function$"),
     (TRACING, r"^tensorflow/python/(framework/func_graph\.py|autograph/|data/ops/structured_function\.py)", None),
     (CALLBACKS, r"^keras/src/callbacks/", None),
+    (CALLBACKS, r"^tf_keras/src/callbacks\.py$", None),  # Keras 2 (tf-keras)
     (DATA, r"^keras/src/trainers/(data_adapters/|epoch_iterator\.py)", None),
+    (DATA, r"^tf_keras/src/engine/data_adapter\.py$", None),
     (DATA, r"^tensorflow/python/(data/|ops/gen_(experimental_)?dataset_ops\.py)", None),
     (TFFUNC, r"^tensorflow/(python/eager/polymorphic_function/|core/function/)", None),
-    (KERAS, r"^keras/", None),
+    (KERAS, r"^(tf_)?keras/", None),
     (DISPATCH, r"^tensorflow/python/(ops/|eager/execute\.py|util/dispatch\.py|framework/op_callbacks\.py)", None),
 )
 _COMPILED = [(b, re.compile(p), re.compile(n) if n else None) for b, p, n in RULES]
@@ -383,7 +386,7 @@ def run(models, backends=DEFAULT_BACKENDS, *, threads=None, budget_s: float = 4.
             runner = registry.prepare(b, mpath, 1, threads, artifacts)
             fn = lambda: runner(x)  # noqa: E731
             timing.measure(fn, budget_s=0.3, min_samples=10, max_samples=100, warmup_calls=5)
-            res = decompose(fn, eager=(b == "keras.call"), budget_s=budget_s, interval_s=interval_s)
+            res = decompose(fn, eager=(b in EAGER), budget_s=budget_s, interval_s=interval_s)
         except Exception as exc:  # noqa: BLE001  (reported in the summary, not fatal)
             summary.append({"model": model, "backend": b, "status": "failed", "reason": error_text(exc)})
             continue
