@@ -32,6 +32,9 @@ class RowsA:
 
     def __init__(self, x, rows, k):
         self.pre, self.get = [], V.viewer(x, lambda a: a.reshape(rows, k))
+        # the fast cases of a direct call: a fixed buffer's view, or the input value itself when 2-D
+        self.fixed = x.arr.reshape(rows, k) if x.arr is not None else None
+        self.idx = x.idx if x.arr is None and x.shape == (rows, k) else None
 
     def whole(self, ctx, kmajor_ok=False):
         return self.get
@@ -117,24 +120,37 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
     if 2.0 * mc * k * cout < V.PAR_MIN_FLOPS:
         load = A.whole(ctx, kmajor_ok=True)
         fin = epilogue(op.bias, op.act, out, ctx)
-        if mc == 1 and cout <= 16:
+        fixed, idx = getattr(A, "fixed", None), getattr(A, "idx", None)
+        pool = None
+        if mc == 1 and cout <= 16:  # one row, few outputs: gemv on the transposed weights
             wt, ov = np.ascontiguousarray(w2.T), o2[0]
-            mm = lambda env: dot(wt, load(env)[0], out=ov)
-            pool = None
+            if fixed is not None:
+                av = fixed[0]
+                mm = lambda env: dot(wt, av, out=ov)
+            else:
+                mm = lambda env: dot(wt, load(env)[0], out=ov)
         else:
             g = o2 if taps == 1 else ctx.temp((taps, mo, cout))
             g2 = g.reshape(mc, cout)
-            mm = lambda env: dot(load(env), w2, out=g2)
+            if fixed is not None:
+                mm = lambda env: dot(fixed, w2, out=g2)
+            elif idx is not None:
+                mm = lambda env: dot(env[idx], w2, out=g2)
+            else:
+                mm = lambda env: dot(load(env), w2, out=g2)
             pool = _pool_taps(g.reshape(taps, mo, cout), o2, taps)
         if fin is None and pool is None:
             return V.chain(A.pre + [mm])
-
-        def step(env):
-            mm(env)
-            if pool is not None:
-                pool()
-            if fin is not None:
+        if pool is None:
+            def step(env):
+                mm(env)
                 fin()
+        else:
+            def step(env):
+                mm(env)
+                pool()
+                if fin is not None:
+                    fin()
         return V.chain(A.pre + [step])
     ctx.parallel = True
     threads = ctx.threads
