@@ -40,7 +40,7 @@ from IPython.display import Markdown, display
 
 from overhead import config
 from overhead.report import (advice, analysis, claims, loading, method, optional, plots, plots_more, prose,
-                             sections, tables, whopays)
+                             roofline, sections, tables, whopays)
 
 DATA = config.data_dir(data_dir)
 FIG = Path(figures_dir) if figures_dir else config.FIGURES
@@ -236,12 +236,10 @@ display(Markdown(sections.breakdown_text(R)))
 
 # %%
 display(Markdown(optional.ceilings_text(R)))
-try:
-    from overhead.report import roofline
-except ImportError:
-    roofline = None
-if roofline is not None and hasattr(roofline, "section"):
-    roofline.section(R, FIG)
+if len(R.sweep):
+    display(plots.publish(roofline.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
+                                                optional.ceilings(R)["summary"] or None, machine=M),
+                          "roofline", FIG))
 
 # %% [markdown]
 # ## The original claims, checked

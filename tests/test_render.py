@@ -34,7 +34,7 @@ def test_layout_adds_a_linked_table_of_contents_and_print_styles():
             '<h2 id="TL;DR">TL;DR<a class="anchor-link" href="#TL;DR">¶</a></h2>'
             '<h3 id="Overhead-share">Overhead share</h3><h2 id="Appendix">Appendix</h2></body></html>')
     out = render.layout(html)
-    assert out.index("</h1>") < out.index('<nav id="toc">') < out.index('<h2 id="TL;DR">')
+    assert out.index("<p>x</p>") < out.index('<nav id="toc">') < out.index('<h2 id="TL;DR">')
     assert '<a href="#TL;DR">TL;DR</a>' in out and '<li class="h3"><a href="#Overhead-share">' in out
     assert "¶" not in render.toc(html)
     assert "@media print" in out and out.index("report-style") < out.index("</head>")

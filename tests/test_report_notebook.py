@@ -19,7 +19,7 @@ SECTIONS = ["TL;DR", "What should you do?", "Who pays for predict?", "Overhead v
             "Pipeline", "Where the time goes", "Ceilings", "The original claims, checked", "Limitations", "Appendix",
             "Method", "Parity", "The code of each path"]
 FIGURES = ["overhead_vs_compute", "who_pays", "residuals", "overhead_share", "slowdown_vs_numpy", "batch_size",
-           "threads", "idle_gap", "cold_start", "memory_loop", "pipeline", "breakdown"]
+           "threads", "idle_gap", "cold_start", "memory_loop", "pipeline", "breakdown", "roofline"]
 
 
 def _data_tree(tmp: Path, drop=()) -> Path:
@@ -90,10 +90,11 @@ def test_report_renders_self_contained_html_with_every_section(tmp_path, monkeyp
                                     "Appendix")]
     assert order == sorted(order) and -1 not in order, order
     toc = re.search(r'<nav id="toc">.*?</nav>', html, flags=re.S).group(0)   # linked table of contents
-    assert toc.count("<a href=\"#") >= len(SECTIONS) - 2 and html.find("<h1") < html.find('<nav id="toc"')
+    assert toc.count("<a href=\"#") >= len(SECTIONS) - 2 and html.find("<h1") < html.find('<nav id="toc"') < html.find('id="TL;DR"')
     assert "@media print" in html
     assert "Not measured: no" not in text                   # every required stage of the fixture is present
-    assert "no idle_gap.csv" not in text and "no memory_loop.csv" not in text
+    for what in ("idle_gap.csv", "memory_loop.csv", "ceilings.csv"):
+        assert f"no {what}" not in text, what
     assert MACHINE in text and "cnn_seed" in text
     assert "seed-article" not in html and "/shared/" not in html             # the article by its title only
     assert "def _prep_keras" in text                                         # code appendix from the source
@@ -101,7 +102,8 @@ def test_report_renders_self_contained_html_with_every_section(tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_report_says_not_measured_for_missing_stages(tmp_path, monkeypatch):
-    out = _run(tmp_path, _data_tree(tmp_path, drop=("startup", "pipeline", "breakdown", "idle_gap", "memory_loop")),
+    out = _run(tmp_path, _data_tree(tmp_path, drop=("startup", "pipeline", "breakdown", "idle_gap", "memory_loop",
+                                                              "ceilings")),
                monkeypatch,
                extra_models=["/somewhere/cnn_small.keras"])
     nb = nbformat.read(out, as_version=4)

@@ -46,7 +46,9 @@ def idle_gap_text(R) -> str:
 
 def memory_loop_text(R) -> str:
     mem = _have(R, "memory_loop")
-    if mem is None:
+    if mem is not None and "status" in mem:
+        mem = mem[mem["status"].astype(str) == "ok"]
+    if mem is None or not len(mem):
         return NOT_MEASURED.format("memory_loop.csv")
     parts = []
     for b, g in mem.groupby("backend", sort=False):

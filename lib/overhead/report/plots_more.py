@@ -195,6 +195,8 @@ def fig_memory_loop(mem: pd.DataFrame, machine: str | None = None, figures_dir=N
     """Resident memory against the number of calls made in a loop, per backend."""
     if machine is not None and mem is not None and len(mem):
         mem = mem[mem["machine"] == machine]
+    if mem is not None and "status" in mem:
+        mem = mem[mem["status"].astype(str) == "ok"]
     if mem is None or not len(mem):
         return _empty("memory in a loop not measured")
     fig = _fig(9, 4.2)

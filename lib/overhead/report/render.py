@@ -2,7 +2,7 @@
 
 `python -m overhead.report.render NOTEBOOK HTML [--readme README.md --findings figures/findings.md]`
 
-The page gets a linked table of contents (from its h2/h3 headings) after the title and a style sheet that
+The page gets a linked table of contents (from its h2/h3 headings) after the title and introduction and a style sheet that
 reads well in a browser and prints cleanly; nothing is loaded from the network.
 """
 from __future__ import annotations
@@ -71,12 +71,13 @@ def toc(html: str) -> str:
 
 
 def layout(html: str) -> str:
-    """Insert the style sheet into <head> and the table of contents after the first h1."""
+    """Insert the style sheet into <head> and the table of contents before the first h2 (after the title and
+    its introduction)."""
     html = html.replace("</head>", CSS + "</head>", 1) if "</head>" in html else CSS + html
     nav = toc(html)
-    m = re.search(r"</h1>", html)
+    m = re.search(r"<h2\b", html)
     if nav and m:
-        html = html[:m.end()] + nav + html[m.end():]
+        html = html[:m.start()] + nav + html[m.start():]
     return html
 
 
