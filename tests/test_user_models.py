@@ -58,13 +58,14 @@ def test_h5_that_only_keras2_reads_falls_back_to_tf_keras(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: p / "nope.keras", "model not found: {p}; pass a .keras file, a Keras 2 .h5 file or a "
+    (lambda p: p / "nope.keras", "model file not found: {p}; pass a .keras file, a Keras 2 .h5 file or a "
                                  "TensorFlow SavedModel folder"),
     (lambda p: (p / "d").mkdir() or p / "d", "{p} is a folder without saved_model.pb, so not a TensorFlow "
                                             "SavedModel; pass a .keras file, a .h5 file or a folder written by "
                                             "model.export() / tf.saved_model.save()"),
     (lambda p: (p / "m.keras").write_text("hello") and p / "m.keras",
-     "{p} is neither a .keras archive, an HDF5 (.h5) file nor a SavedModel folder; " + modelfile.SAVE_HINT),
+     "not a valid Keras model file: {p} is neither a .keras archive, an HDF5 (.h5) file nor a SavedModel folder; "
+     + modelfile.SAVE_HINT),
 ])
 def test_bad_model_paths_give_one_line(tmp_path, make, message):
     path = make(tmp_path)
@@ -250,3 +251,127 @@ def test_classify_backend_failures(opened):
         "skipped", "litert cannot run a model with 2 input(s) and 2 output(s) here: TypeError: bad")
     assert userfeed.classify("litert", RuntimeError("boom"), opened["lstm"].signature) == \
         ("failed", "RuntimeError: boom")
+
+
+# --------------------------------------------------------------------------- the zoo through the command
+
+def run_cli(*args, data_dir, timeout=600):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OVERHEAD_DATA=str(data_dir), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "overhead", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def one_line_usage_error(done, text):
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert lines[0] == f"overhead: error: {text}"
+    assert done.stdout == ""
+
+
+def check_rows(done) -> dict:
+    """{backend: line} of an `overhead check` table (status is the 5th column)."""
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()[1:]
+    return {ln.split()[1]: ln for ln in lines}
+
+
+def status_of(line: str) -> str:
+    return line.split()[4]
+
+
+# (model, extra args, {backend: (status, words in its reason)}): what each path does with each model
+ZOO_EXPECTED = {
+    "lstm": ([], {
+        "numpy": ("skipped", "unsupported layer LSTM 'lstm'"),
+        "keras.predict": ("ok", ""),
+        "litert": ("skipped", "conversion failed: ConverterError: Lowering tensor list ops is failed. Please "
+                              "consider using Select TF ops"),
+    }),
+    "text_gru": ([], {
+        "numpy": ("skipped", "unsupported layer Functional 'text_gru': input dtype int32 (only float32)"),
+        "tf.function": ("ok", ""),
+    }),
+    "two_io": ([], {
+        "numpy": ("skipped", "unsupported layer Functional 'two_io': models with 2 inputs (only one)"),
+        "keras.call": ("ok", ""),
+        "tf.savedmodel": ("ok", ""),
+        "litert": ("skipped", "litert cannot run a model with 2 input(s) and 2 output(s) here: ValueError: "
+                              "Failed to convert value into readable tensor."),
+    }),
+    "dynamic_conv": (["--input-shape", "1x16x16x3"], {
+        "numpy": ("ok", ""), "tf.function": ("ok", ""), "litert": ("ok", ""),
+    }),
+    "keras2_h5": ([], {
+        "numpy": ("ok", ""), "keras.predict": ("ok", ""), "tf.function": ("ok", ""),
+    }),
+    "savedmodel": ([], {
+        "keras.predict": ("skipped", "a SavedModel folder holds no Keras model and keras.predict runs one; pass "
+                                     "the .keras or .h5 file to run it"),
+        "tf.function": ("skipped", "a SavedModel folder holds no Keras model and tf.function runs one"),
+        "tf.savedmodel": ("ok", ""),
+    }),
+}
+
+
+@pytest.mark.parametrize("name", list(ZOO_EXPECTED))
+def test_zoo_through_overhead_check(zoo, tmp_path, name):
+    extra, expected = ZOO_EXPECTED[name]
+    done = run_cli("check", zoo[name], "--backends", ",".join(expected), *extra, data_dir=tmp_path)
+    rows = check_rows(done)
+    assert sorted(rows) == sorted(expected), done.stdout
+    for backend, (status, words) in expected.items():
+        assert status_of(rows[backend]) == status, rows[backend]
+        assert words in rows[backend], rows[backend]
+
+
+def test_dynamic_shape_without_the_flag_is_one_line(zoo, tmp_path):
+    done = run_cli("check", zoo["dynamic_conv"], "--backends", "keras.predict", data_dir=tmp_path)
+    one_line_usage_error(done, "dynamic_conv: model input 'image' has dynamic dimensions (batch, None, None, 3); "
+                               "give the size to run with --input-shape, e.g. --input-shape 1x32x32x3")
+
+
+def test_npz_inputs_that_do_not_fit_are_one_line(zoo, tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, features=np.ones((4, 16), np.float32))
+    done = run_cli("check", zoo["two_io"], "--backends", "keras.predict", "--inputs", path, data_dir=tmp_path)
+    one_line_usage_error(done, f"two_io: --inputs {path} has no array for model input(s) 'image' (it holds: "
+                               "features); name one array per input and optionally 'labels': np.savez(FILE, "
+                               "features=array, image=array)")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--input-shape", "64-64-3"], "--input-shape '64-64-3' is not a shape like 1x64x64x3 (positive sizes joined "
+                                   "by x, one per input, comma-separated); e.g. --input-shape 1x64x64x3"),
+    (["--inputs", "{tmp}/none.npz"], "--inputs {tmp}/none.npz: file not found; pass an .npz written with "
+                                     "np.savez('inputs.npz', <input name>=array, ...)"),
+])
+def test_bad_options_are_one_line_before_any_worker(zoo, tmp_path, args, text):
+    args = [a.format(tmp=tmp_path) for a in args]
+    done = run_cli("bench", zoo["lstm"], "--quick", *args, data_dir=tmp_path)
+    one_line_usage_error(done, text.format(tmp=tmp_path))
+
+
+def test_bench_quick_with_real_inputs_memory_skip_and_thread_warning(zoo, tmp_path):
+    import pandas as pd
+
+    threads = resources.cores() + 1
+    x = np.random.default_rng(0).random((5, 16, 16, 3), dtype=np.float32)
+    np.savez(tmp_path / "x.npz", images=x, labels=np.array([0, 1, 2, 0, 1]))
+    out = tmp_path / "bench.csv"
+    done = run_cli("bench", zoo["dynamic_conv"], "--quick", "--backends", "numpy,keras.predict", "--inputs",
+                   tmp_path / "x.npz", "--batch-sizes", "1,100000000", "--threads", threads, "--out", out,
+                   data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert resources.threads_warning(threads) in done.stderr
+    rows = pd.read_csv(out).set_index(["backend", "batch"])
+    assert set(rows.loc[(slice(None), 1), "status"]) == {"ok"}
+    big = rows.loc[(slice(None), 100000000), "reason"]
+    assert all(r.startswith("does not fit in memory: batch 100000000 needs at least 622 GB (input 307 GB + "
+                            "largest activation 314 GB + output 1.2 GB), ")
+               and r.endswith(" available; use a smaller batch size") for r in big), big.tolist()
+    assert set(rows["threads"]) == {threads}

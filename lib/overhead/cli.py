@@ -59,26 +59,25 @@ def _backend_list(text: str | None) -> list[str]:
 
 
 def _model(arg: str) -> Path:
-    """A readable .keras file (a zip archive with a config.json), or a ladder name in data/models/."""
-    from overhead import config
+    """A .keras or Keras 2 .h5 file, a SavedModel folder, or a ladder name in data/models/."""
+    from overhead import userargs
 
-    path = Path(arg).expanduser()
-    if not path.exists() and path.suffix == "" and (config.models_dir() / f"{arg}.keras").exists():
-        path = config.models_dir() / f"{arg}.keras"
-    if not path.exists():
-        raise UsageError(f"model file not found: {arg}; pass the path of a .keras file "
-                         "(saved with model.save('name.keras'))")
-    if path.is_dir():
-        raise UsageError(f"{arg} is a folder, not a .keras file; pass the .keras file itself")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"model file is not readable: {arg}; check its permissions")
     try:
-        with zipfile.ZipFile(path) as zf:
-            json.loads(zf.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        raise UsageError(f"not a valid Keras model file: {arg} (corrupt, or not a .keras zip archive); "
-                         "re-save it with model.save('name.keras')") from None
-    return path.resolve()
+        return userargs.model_path(arg)
+    except userargs.ArgError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _user_args(args, threads) -> dict:
+    """--inputs / --input-shape for the workers; warns about thread settings above the cores."""
+    from overhead import userargs
+
+    try:
+        extra = userargs.job_args(args)
+    except userargs.ArgError as exc:
+        raise UsageError(str(exc)) from None
+    userargs.warn_threads(threads)
+    return extra
 
 
 def _out_path(arg: str | None) -> Path | None:
@@ -114,6 +113,8 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from overhead import userargs
+
     p = _Parser(prog="overhead", description="Framework overhead of CPU inference: every path vs a NumPy engine.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     b = sub.add_parser("bench", help="time every backend on your Keras model(s) and print a table")
@@ -124,11 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--budget", default=None, help="timing budget per configuration in seconds (default 0.5)")
     b.add_argument("--out", help="write the results table to this .csv (with a .meta.json beside it)")
     b.add_argument("--quick", action="store_true", help="tiny budget, batch 1 unless given: a smoke test")
+    userargs.add_arguments(b)
     c = sub.add_parser("check", help="compare every backend's outputs with Keras; exit 1 on disagreement")
     c.add_argument("models", nargs="+", metavar="MODEL")
     c.add_argument("--backends")
     c.add_argument("--batch-size", default="1")
     c.add_argument("--threads", default="1")
+    userargs.add_arguments(c)
     k = sub.add_parser("backends", help="list the backends and whether each works here")
     k.add_argument("--no-probe", action="store_true", help="only check that the libraries import")
     e = sub.add_parser("export", help="save the NumPy engine file (.npz) of a Keras model: loads with NumPy alone")
@@ -162,10 +165,11 @@ def _main(argv: list[str]) -> int:
 
 
 def _fatal_model(rows: list[dict]) -> None:
-    bad = [r for r in rows if str(r.get("reason", "")).startswith("model could not be loaded")]
-    if bad:
-        raise UsageError(f"cannot load model {bad[0]['model']}: {bad[0]['reason'].split(': ', 1)[-1]}; "
-                         "re-save it with model.save('name.keras')")
+    from overhead import userargs
+
+    message = userargs.fatal_message(rows)  # the worker's own line: the model or inputs, with the fix
+    if message:
+        raise UsageError(message)
 
 
 def _bench(args) -> int:
@@ -176,6 +180,7 @@ def _bench(args) -> int:
     names = _backend_list(args.backends)
     batches = _ints(args.batch_sizes or ("1" if args.quick else "1,32"), "batch sizes", "--batch-sizes 1,32")
     threads = _ints(args.threads, "threads", "--threads 1,2")
+    extra = _user_args(args, threads)
     budget = _positive_float(args.budget) if args.budget is not None else (0.05 if args.quick else 0.5)
     out = _out_path(args.out)
     with tempfile.TemporaryDirectory(prefix="overhead-bench-") as tmp:
@@ -183,7 +188,7 @@ def _bench(args) -> int:
                          machine=envinfo.machine_id(), resume=False, gemm_n=None, progress=sys.stderr.isatty(),
                          max_flops_per_call=float("inf"), runs=1 if args.quick else sweep.RUNS,
                          max_runs=1 if args.quick else sweep.MAX_RUNS,
-                         parity_max_s=0.3 if args.quick else 1.0)
+                         parity_max_s=0.3 if args.quick else 1.0, model_inputs=extra)
         _fatal_model(rows.to_dict("records"))
         print(format_bench(rows))
         if out is not None:
@@ -203,12 +208,13 @@ def _check(args) -> int:
     names = _backend_list(args.backends)
     batch = _ints(args.batch_size, "--batch-size", "--batch-size 1")
     threads = _ints(args.threads, "--threads", "--threads 1")
+    extra = _user_args(args, threads)
     rows = []
     for path in models:
         for t in threads:
             job = sweep._job_for(path.stem, path, t, [(b, n) for n in batch for b in names],
                                  {"mode": "check", "parity_n": 256, "parity_max_s": 5.0,
-                                  "max_flops_per_call": float("inf")})
+                                  "max_flops_per_call": float("inf"), **extra})
             got, _ = sweep.collect_rows(job)
             rows += got
     _fatal_model(rows)

@@ -39,6 +39,10 @@ def _sha_cached(path: str, mtime_ns: int, size: int) -> str:
 def file_sha(path) -> str:
     """sha256 of a file's content (hex), cached per (path, mtime, size)."""
     p = Path(path).resolve()
+    if p.is_dir():  # a SavedModel folder: the hash of its files
+        from overhead.modelfile import tree_sha
+
+        return tree_sha(p)
     st = p.stat()
     return _sha_cached(str(p), st.st_mtime_ns, st.st_size)
 
@@ -147,12 +151,35 @@ def _keras_export(model_path, artifacts, name: str, fmt: str, kind: str) -> tupl
 
 def savedmodel(model_path, artifacts=None) -> tuple[Path, dict]:
     """Keras `model.export(dir)` (a SavedModel with a `serve` endpoint / serving_default signature)."""
+    if Path(model_path).is_dir():  # the user's SavedModel folder is already the artifact
+        return Path(model_path), {"kind": "savedmodel", "convert_s": 0.0, "artifact": str(model_path)}
     return _keras_export(model_path, artifacts, "savedmodel", "tf_saved_model", "savedmodel")
 
 
 def onnx(model_path, artifacts=None) -> tuple[Path, dict]:
     """Keras `model.export(path, format="onnx")` (tf2onnx underneath; dynamic batch dimension)."""
+    if Path(model_path).is_dir():  # a user's SavedModel folder: tf2onnx reads its serving_default
+        return _savedmodel_onnx(model_path, artifacts)
     return _keras_export(model_path, artifacts, "model.onnx", "onnx", "onnx")
+
+
+def _savedmodel_onnx(sm_dir, artifacts=None) -> tuple[Path, dict]:
+    """python -m tf2onnx.convert --saved-model DIR (in a child: tf2onnx's graph rewrites stay out of ours)."""
+    import subprocess
+    import sys
+
+    target = artifact_dir(sm_dir, artifacts) / "model.onnx"
+
+    def build(tmp: Path) -> Path:
+        out = tmp / "model.onnx"
+        proc = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(sm_dir), "--output",
+                               str(out), "--signature_def", "serving_default"], capture_output=True, text=True)
+        if proc.returncode != 0 or not out.exists():
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            raise RuntimeError(f"tf2onnx could not convert the SavedModel: {lines[-1] if lines else proc.returncode}")
+        return out
+
+    return _cached_or_build(target, build, "onnx")
 
 
 def representative_inputs(shape, n: int = REPRESENTATIVE_SAMPLES) -> np.ndarray:
@@ -184,12 +211,16 @@ def tflite(model_path, variant: str = "float", artifacts=None) -> tuple[Path, di
         if variant == "fp16":
             conv.target_spec.supported_types = [tf.float16]
         elif variant == "int8":
-            shape = input_shape(load_keras(model_path))
-            rep = representative_inputs(shape)
+            from overhead import userfeed
+
+            if userfeed.is_ladder(model_path) or "signature" not in userfeed.HINT:
+                rep = representative_inputs(input_shape(load_keras(model_path)))
+                samples = [[rep[i:i + 1]] for i in range(len(rep))]
+            else:  # a user's model: inputs generated from its signature
+                samples = userfeed.representative(REPRESENTATIVE_SAMPLES)
 
             def dataset():
-                for i in range(len(rep)):
-                    yield [rep[i:i + 1]]
+                yield from samples
 
             conv.representative_dataset = dataset
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -49,7 +49,7 @@ def detect(arg) -> tuple[Path, str]:
     """(resolved path, format) of a model path, checked without importing TensorFlow."""
     path = Path(arg).expanduser()
     if not path.exists():
-        raise ModelFileError(f"model not found: {arg}; pass a .keras file, a Keras 2 .h5 file or a "
+        raise ModelFileError(f"model file not found: {arg}; pass a .keras file, a Keras 2 .h5 file or a "
                              "TensorFlow SavedModel folder")
     if not os.access(path, os.R_OK):
         raise ModelFileError(f"model is not readable: {arg}; check its permissions")
@@ -69,14 +69,14 @@ def detect(arg) -> tuple[Path, str]:
             with zipfile.ZipFile(path) as zf:
                 json.loads(zf.read("config.json"))
         except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-            raise ModelFileError(f"{arg} is a zip archive without a readable config.json, so not a .keras "
-                                 f"model (damaged, or another kind of archive); {SAVE_HINT}") from None
+            raise ModelFileError(f"not a valid Keras model file: {arg} is a zip archive without a readable "
+                                 f"config.json (damaged, or another kind of archive); {SAVE_HINT}") from None
         if path.suffix != ".keras":
             raise ModelFileError(f"{arg} is a Keras model archive but Keras only opens it under a .keras "
                                  f"name; rename it to {path.stem}.keras")
         return path.resolve(), "keras"
-    raise ModelFileError(f"{arg} is neither a .keras archive, an HDF5 (.h5) file nor a SavedModel folder; "
-                         f"{SAVE_HINT}")
+    raise ModelFileError(f"not a valid Keras model file: {arg} is neither a .keras archive, an HDF5 (.h5) file "
+                         f"nor a SavedModel folder; {SAVE_HINT}")
 
 
 def _check_h5(path: Path, arg) -> None:

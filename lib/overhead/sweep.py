@@ -80,7 +80,7 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
         reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)],
                                   daemon=True)
         reader.start()
-        inflight, finished, stalled, fatal = None, False, False, None
+        inflight, finished, stalled, fatal, crash_error = None, False, False, None, None
         try:
             proc.stdin.write(json.dumps(spec))
             proc.stdin.close()
@@ -108,6 +108,8 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
                     finished = True
                 elif kind == "fatal":
                     fatal = event
+                elif kind == "error":
+                    crash_error = event.get("error")
                 on_event(event)
             rc = proc.wait()
         finally:
@@ -124,7 +126,7 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
             culprits = sorted(pending, key=lambda k: (k[1], k[0]))
         else:
             why = (f"worker stalled (no progress for {stall_timeout_s:.0f} s)" if stalled else
-                   f"worker crashed ({_signal_name(rc)})" if rc < 0 else f"worker exited with status {rc}")
+                   f"worker crashed ({_signal_name(rc)})" if rc < 0 else (f"worker failed: {crash_error}" if crash_error else f"worker exited with status {rc}"))
             if inflight is None:
                 culprits, where = sorted(pending, key=lambda k: (k[1], k[0])), " before it started a backend"
             elif inflight.get("phase") == "timing" and len(inflight["backends"]) > 1:
@@ -166,7 +168,7 @@ def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[st
     out = []
     for m in [*models, *(extra_models or [])]:
         p = Path(m)
-        if p.suffix != ".keras":
+        if p.suffix != ".keras" and not p.exists():  # a ladder name (a .h5 or SavedModel path stays)
             p = config.models_dir(data_dir) / f"{m}.keras"
         out.append((p.stem, p.resolve()))
     return out
@@ -186,7 +188,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         extra_models=(), data_dir=None, out_dir=None, machine=None, resume: bool = True,
         max_rows: int | None = None, parity_n: int = 128, parity_max_s: float = 0.5,
         max_flops_per_call: float = 8e9, gemm_n: int | None = 2048, progress: bool = True,
-        stall_timeout_s: float = 900.0, artifacts=None, launch=None):
+        stall_timeout_s: float = 900.0, artifacts=None, launch=None, model_inputs=None):
     """Benchmark models x backends x batch sizes x threads into `<out_dir>/bench.csv`; returns its rows.
 
     Every configuration is measured in `runs` fresh processes (more, up to `max_runs`, while pyperf's
@@ -237,7 +239,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     job_args = {"budget_s": budget_s, "parity_n": parity_n, "parity_max_s": parity_max_s,
                 "max_flops_per_call": max_flops_per_call,
                 "samples_dir": str(out_dir), "artifacts": str(artifacts) if artifacts else None,
-                "mode": "bench"}
+                "mode": "bench", **(model_inputs or {})}
     gemm_rows, readbacks, written, jobs = [], {}, 0, []  # jobs: wall time of every worker job (planning)
     (out_dir / "logs").mkdir(exist_ok=True)
     launch = launch or (lambda job, on_event, log_path: run_job(job, on_event, log_path=log_path,

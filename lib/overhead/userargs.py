@@ -73,5 +73,8 @@ def fatal_message(rows) -> str | None:
     for r in rows:
         reason = str(r.get("reason", ""))
         if reason.startswith(FATAL_PREFIX):
-            return f"{r.get('model')}: {reason[len(FATAL_PREFIX):]}"
+            text = reason[len(FATAL_PREFIX):]
+            if text.startswith(("model input ", "--input")):  # the inputs do not fit the model
+                return f"{r.get('model')}: {text}"
+            return f"cannot load model {r.get('model')}: {text}"
     return None

@@ -101,8 +101,12 @@ class Feed:
 
 def build_feed(sig, n: int, *, input_shape=None, inputs_npz=None, seed: int = 0) -> Feed:
     """n samples for this signature: from the --inputs file (cycled) or generated (no labels)."""
-    shapes = signature.resolve(sig, signature.parse_input_shape(input_shape) if isinstance(input_shape, str)
-                               else input_shape)
+    given = signature.parse_input_shape(input_shape) if isinstance(input_shape, str) else input_shape
+    if inputs_npz and not given:  # dynamic dims take the sizes the file holds
+        xs, y = inputs.load_npz(inputs_npz, sig)
+        return Feed(sig, [tuple(x.shape[1:]) for x in xs], pack(inputs.take(xs, n), sig),
+                    inputs.take_labels(y, n), str(inputs_npz))
+    shapes = signature.resolve(sig, given)
     if inputs_npz:
         xs, y = inputs.load_npz(inputs_npz, sig, shapes)
         shapes = [tuple(x.shape[1:]) for x in xs]

@@ -108,15 +108,21 @@ def main(job: dict) -> int:
             model_path, job = _tiny_probe_model(Path(tmp.name)), dict(job, artifacts=tmp.name)
         else:
             model_path = Path(job["model_path"])
-        model = converters.load_keras(model_path)
-        desc = _describe(model_path, model)
-    except Exception as exc:  # a missing, corrupt or unloadable model file
-        emit(event="fatal", error=error_text(exc))
+        from overhead import userfeed
+
+        model, desc = userfeed.open_for_worker(model_path, job)  # model: a modelfile.OpenedModel
+    except Exception as exc:  # a missing, corrupt or unloadable model file; inputs that do not fit it
+        from overhead.userfeed import fatal_text
+
+        emit(event="fatal", error=fatal_text(exc))
         return 3
     emit(event="hello", threads=threads, readback=bk.threads_readback(), pid=os.getpid())
     emit(event="model", **desc)
     try:
         _run(job, model_path, model, desc, threads, mode, emit)
+    except BaseException as exc:  # the parent reports this instead of a bare exit status
+        emit(event="error", error=error_text(exc))
+        raise
     finally:
         tmp.cleanup()
     emit(event="done")
@@ -125,7 +131,7 @@ def main(job: dict) -> int:
 
 def _run(job, model_path, model, desc, threads, mode, emit):
     from overhead import backends as bk
-    from overhead import data, timing
+    from overhead import timing, userfeed
 
     keys = [(b, int(n)) for b, n in job["keys"]]
     order = {name: i for i, name in enumerate(bk.names())}
@@ -136,13 +142,12 @@ def _run(job, model_path, model, desc, threads, mode, emit):
             "params": desc["params"], "threads": threads, "run": run}
     n_par = int(min(job.get("parity_n", 128), max(8, PARITY_FLOPS // max(desc["flops"], 1))))
     batches = sorted({n for _, n in keys})
-    runnable = [n for n in batches if desc["flops"] * n <= cap]
+    too_big = {n: userfeed.memory_reason(model, n) for n in batches}
+    runnable = [n for n in batches if desc["flops"] * n <= cap and not too_big[n]]
     need = max([math.ceil(n_par / n) * n for n in runnable] or [0])
     if need:
-        x_all, y_all = data.inputs_for(desc["input_shape"], need, split="test")
-        from overhead.reference import keras_reference  # Keras on TF, also in jax / keras-numpy workers
-
-        ref = keras_reference(model_path, x_all, batch_size=min(64, need), artifacts=job.get("artifacts"))
+        # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.reference)
+        x_all, y_all, ref = userfeed.inputs_and_reference(model, model_path, job, need)
     timer_ns = timing.timer_overhead_ns(budget_s=0.05)
     samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
 
@@ -150,7 +155,7 @@ def _run(job, model_path, model, desc, threads, mode, emit):
         names = sorted((b for b, n in keys if n == batch), key=lambda b: order.get(b, 99))
         if batch not in runnable:
             for name in names:
-                emit(event="row", row=dict(base, backend=name, batch=batch, status="skipped", reason=(
+                emit(event="row", row=dict(base, backend=name, batch=batch, status="skipped", reason=too_big[batch] or (
                     f"{desc['flops'] * batch / 1e9:.3g} GFLOP per call exceeds the cap of {cap / 1e9:.3g} "
                     "GFLOP (max_flops_per_call)")))
             continue
@@ -158,13 +163,18 @@ def _run(job, model_path, model, desc, threads, mode, emit):
         prepared = {}
         for name in names:
             emit(event="start", phase="prepare", batch=batch, backends=[name])
+            skip = userfeed.precheck(bk.get(name), model)
+            if skip:
+                emit(event="row", row=dict(base, backend=name, batch=batch, status="skipped", reason=skip))
+                continue
             try:
-                runner = bk.prepare(name, model_path, batch, threads, artifacts=job.get("artifacts"))
-                par = bk.parity(runner, ref[:n], x_all[:n], y_all[:n],
+                runner = userfeed.adapt(bk.prepare(name, model_path, batch, threads,
+                                                   artifacts=job.get("artifacts")), model.signature)
+                par = bk.parity(runner, ref[:n], x_all[:n], None if y_all is None else y_all[:n],
                                 max_s=float(job.get("parity_max_s", PARITY_MAX_S)))
-            except Exception as exc:
-                emit(event="row", row=dict(base, backend=name, batch=batch, status="failed",
-                                           reason=f"{error_text(exc)}"))
+            except Exception as exc:  # unsupported layers, failed conversions: skipped with the reason
+                status, reason = userfeed.classify(name, exc, model.signature)
+                emit(event="row", row=dict(base, backend=name, batch=batch, status=status, reason=reason))
                 continue
             prepared[name] = (runner, par)
         if mode != "bench":

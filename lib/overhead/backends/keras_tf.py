@@ -13,6 +13,8 @@ def _prep_keras(path, batch, threads, artifacts, how):
             "Keras predict (tf.data pipeline + compiled predict step)", load_s)
     if how == "predict_on_batch":
         return model.predict_on_batch, _tf_info("Keras predict_on_batch (compiled predict step)", load_s)
+    if len(model.outputs) > 1:  # several outputs: a list of tensors
+        return (lambda x: [t.numpy() for t in model(x, training=False)]), _tf_info("TF eager ops", load_s)
     return (lambda x: model(x, training=False).numpy()), _tf_info("TF eager ops", load_s)
 
 

@@ -20,7 +20,12 @@ def _prep_litert(path, batch, threads, artifacts, variant="float", xnnpack=True)
                          experimental_op_resolver_type=resolver)
     inp = interp.get_input_details()[0]
     out_index = interp.get_output_details()[0]["index"]
-    interp.resize_tensor_input(inp["index"], [batch, *[int(d) for d in inp["shape"][1:]]])
+    dims = [int(d) for d in inp["shape"][1:]]
+    if any(int(d) < 0 for d in inp.get("shape_signature", [])[1:]):  # dynamic dims: the sizes this run uses
+        from overhead import userfeed
+
+        dims = list(userfeed.concrete_shape(0) or dims)
+    interp.resize_tensor_input(inp["index"], [batch, *dims])
     interp.allocate_tensors()
     load_s = round(time.perf_counter() - t0, 4)
     in_index, set_tensor, invoke, get_tensor = inp["index"], interp.set_tensor, interp.invoke, interp.get_tensor

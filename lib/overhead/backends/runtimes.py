@@ -22,8 +22,12 @@ def _prep_onnxruntime(path, batch, threads, artifacts):
     onnx_path, cinfo = converters.onnx(path, artifacts)
     sess, load_s = _cached(("ort", str(onnx_path), threads), lambda: _ort_session(onnx_path, threads))
     in_name, run_ = sess.get_inputs()[0].name, sess.run
+    if len(sess.get_inputs()) > 1 or len(sess.get_outputs()) > 1:  # several: by input order, all outputs
+        names = [i.name for i in sess.get_inputs()]
+        multi = (lambda xs: run_(None, dict(zip(names, xs if isinstance(xs, list) else [xs]))))
     opts = sess.get_session_options()
-    return (lambda x: run_(None, {in_name: x})[0]), {
+    return (multi if len(sess.get_inputs()) > 1 or len(sess.get_outputs()) > 1 else
+            (lambda x: run_(None, {in_name: x})[0])), {
         "convert_s": cinfo.get("convert_s"), "load_s": load_s, "artifact": str(onnx_path),
         "kernels": f"{','.join(sess.get_providers())}; spinning off",
         "threads_seen": [opts.intra_op_num_threads, opts.inter_op_num_threads]}
@@ -54,6 +58,11 @@ def _prep_openvino(path, batch, threads, artifacts):
 
     def run(x):
         return infer({0: x})[out_port].copy()  # a copy: the request's buffer is overwritten by the next call
+
+    if len(compiled.inputs) > 1 or len(compiled.outputs) > 1:  # several: by input order, all outputs
+        def run(xs):  # noqa: F811
+            res = infer(dict(enumerate(xs if isinstance(xs, list) else [xs])))
+            return [res[compiled.output(k)].copy() for k in range(len(compiled.outputs))]
 
     seen = [int(compiled.get_property("INFERENCE_NUM_THREADS"))]
     kernels = (f"OpenVINO {ov.get_version().split('-')[0]} CPU; hint {compiled.get_property('PERFORMANCE_HINT')}; "

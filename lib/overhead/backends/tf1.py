@@ -19,7 +19,7 @@ def frozen_graph_def(model, batch: int):
     tf = _tf()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    spec = tf.TensorSpec((batch, *converters.input_shape(model)), tf.float32, name="x")
+    spec = tf.TensorSpec((batch, *model.inputs[0].shape[1:]), model.inputs[0].dtype, name="x")  # None: dynamic
     concrete = tf.function(lambda t: model(t, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(concrete)
     return frozen.graph.as_graph_def(), frozen.inputs[0].name, frozen.outputs[0].name

@@ -11,13 +11,16 @@ from overhead.backends.keras_tf import TF
 def _prep_tf_function(path, batch, threads, artifacts, jit=False):
     tf = _tf()
     model, load_s = _keras(path)
-    spec = tf.TensorSpec((batch, *converters.input_shape(model)), tf.float32)
+    specs = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype) for t in model.inputs]  # None: a dynamic dim
+    spec = specs[0] if len(specs) == 1 else specs
     f = tf.function(lambda t: model(t, training=False), input_signature=[spec], jit_compile=jit,
                     reduce_retracing=False)
     t0 = time.perf_counter()
     f.get_concrete_function()  # trace now (XLA compiles on the first call, during the parity check)
     info = _tf_info("XLA:CPU (jit_compile=True)" if jit else "TF graph (tf.function)", load_s,
                     trace_s=round(time.perf_counter() - t0, 4), _tf_function=f)
+    if len(model.outputs) > 1:
+        return (lambda x: [t.numpy() for t in f(x)]), info
     return (lambda x: f(x).numpy()), info
 
 
@@ -26,12 +29,21 @@ def _prep_savedmodel(path, batch, threads, artifacts):
     sm_dir, cinfo = converters.savedmodel(path, artifacts)
     loaded, load_s = _cached(("savedmodel", str(sm_dir)), lambda: tf.saved_model.load(str(sm_dir)))
     sig = loaded.signatures["serving_default"]  # what TF Serving calls
-    (arg_name,) = sig.structured_input_signature[1].keys()
-    (out_name,) = sig.structured_outputs.keys()
+    arg_names, out_names = list(sig.structured_input_signature[1]), list(sig.structured_outputs)
     const = tf.constant
+    if len(arg_names) > 1 or len(out_names) > 1:  # several: fed by input name, outputs in signature order
+        from overhead import userfeed
 
-    def run(x):
-        return sig(**{arg_name: const(x)})[out_name].numpy()
+        names = userfeed.input_names(arg_names)
+
+        def run(xs):
+            out = sig(**{n: const(a) for n, a in zip(names, xs if isinstance(xs, list) else [xs])})
+            return [out[k].numpy() for k in out_names]
+    else:
+        (arg_name,), (out_name,) = arg_names, out_names
+
+        def run(x):
+            return sig(**{arg_name: const(x)})[out_name].numpy()
 
     return run, _tf_info("TF graph (SavedModel serving_default)", load_s, convert_s=cinfo.get("convert_s"),
                          artifact=str(sm_dir))
