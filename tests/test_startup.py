@@ -33,6 +33,24 @@ def test_runtime_modules():
     assert startup.runtime_modules("tf.savedmodel") == ("tensorflow",)
     assert startup.runtime_modules("litert.int8") == ("ai_edge_litert.interpreter",)
     assert startup.runtime_modules("onnxruntime") == ("onnxruntime",)
+    assert startup.runtime_modules("openvino") == ("openvino",)
+    assert startup.runtime_modules("tf_keras.predict") == ("tensorflow", "keras", "tf_keras")
+    assert startup.runtime_modules("keras.jax.predict") == ("jax", "keras") == startup.runtime_modules("jax.jit")
+    assert startup.runtime_modules("keras.numpy.predict") == ("keras",)
+    assert startup.runtime_modules("tf1.session") == ("tensorflow", "keras")
+
+
+def test_cold_start_of_keras_on_jax_runs_in_a_jax_process(tmp_path, tiny_data_dir):
+    import numpy as np
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 28, 28, 1), np.float32))
+    model = tiny_data_dir / "models" / "cnn_seed.keras"
+    res = startup.spawn("jax.jit", model, x, steady=5, steady_budget_s=0.1, timeout_s=300, process="jax")
+    assert res["status"] == "ok", res
+    assert res["import_s"] > 0 and res["first_call_s"] > 0 and res["steady_median_us"] > 0
+    wrong = startup.spawn("jax.jit", model, x, steady=0, timeout_s=300)  # a tf process: refused, with the fix
+    assert wrong["status"] == "failed" and "KERAS_BACKEND=jax" in wrong["reason"]
 
 
 def test_last_json_skips_noise():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+# a worker-process kind (Backend.process) -> the KERAS_BACKEND Keras 3 must read at its import
+KERAS_BACKEND_OF = {"tf": "tensorflow", "jax": "jax", "keras-numpy": "numpy"}
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 

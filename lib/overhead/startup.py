@@ -38,7 +38,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from overhead.child import claim_stdout, thread_env  # noqa: E402  (os/sys only: cheap)
+from overhead.child import KERAS_BACKEND_OF, claim_stdout, thread_env  # noqa: E402  (os/sys only: cheap)
 
 COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_s", "first_call_s",
            "start_to_first_pred_s", "steady_median_us", "rss_after_import_mb", "rss_after_load_mb",
@@ -46,9 +46,11 @@ COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_
 
 _TF = ("tensorflow", "keras")
 RUNTIMES = {"numpy": ("numpy", "overhead.engine"), "tf.savedmodel": ("tensorflow",),
-            "onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",)}
+            "onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",), "openvino": ("openvino",),
+            "tf_keras": _TF + ("tf_keras",), "jax": ("jax", "keras"), "keras.numpy": ("keras",)}
 # backend -> artifacts it loads (converters' file names); the others run the .keras file itself
 ARTIFACTS = {"numpy": ("model.engine.npz",), "tf.savedmodel": ("savedmodel",), "onnxruntime": ("model.onnx",),
+             "openvino": ("model.onnx",),
              **{b: ("savedmodel", f"model.{v}.tflite") for b, v in (
                  ("litert", "float"), ("litert.builtin", "float"), ("litert.fp16", "fp16"),
                  ("litert.dynamic_int8", "dynamic_int8"), ("litert.int8", "int8"))}}
@@ -59,8 +61,10 @@ def runtime_modules(backend: str) -> tuple:
     """The modules a user of `backend` imports before loading a model."""
     if backend in RUNTIMES:
         return RUNTIMES[backend]
-    if backend.startswith("litert"):
-        return RUNTIMES["litert"]
+    for prefix, key in (("litert", "litert"), ("tf_keras.", "tf_keras"), ("keras.jax.", "jax"), ("jax.", "jax"),
+                        ("keras.numpy.", "keras.numpy")):
+        if backend.startswith(prefix):
+            return RUNTIMES[key]
     return _TF
 
 
@@ -154,6 +158,7 @@ def child(args) -> dict:
     import importlib
 
     thread_env(args.threads)
+    os.environ["KERAS_BACKEND"] = KERAS_BACKEND_OF[args.process]  # before keras is imported (jax / numpy kinds)
     out = {"backend": args.backend, "threads": args.threads, "spawn_wall": args.spawn_wall}
     t0 = time.perf_counter()
     for mod in runtime_modules(args.backend):
@@ -174,6 +179,7 @@ def child(args) -> dict:
             raise RuntimeError(f"the numpy cold start imported {', '.join(loaded)}")
     else:
         from overhead import backends
+        backends.enter_process(args.process)
         backends.set_threads(args.threads)
         runner = backends.prepare(args.backend, args.model, args.batch, args.threads, args.artifacts)
         info = runner.info
@@ -217,6 +223,7 @@ def _child_main(argv) -> int:
     p.add_argument("--steady", type=int, default=200)
     p.add_argument("--steady-budget", type=float, default=1.0)
     p.add_argument("--spawn-wall", type=float, default=None)
+    p.add_argument("--process", default="tf", choices=sorted(KERAS_BACKEND_OF))
     args = p.parse_args(argv)
     proto = claim_stdout()
     try:
@@ -245,8 +252,9 @@ def _last_json(text: str):
 
 def spawn(backend: str, model_path, input_path, *, threads: int = 1, batch: int = 1, artifacts=None,
           steady: int = 200, steady_budget_s: float = 1.0, timeout_s: float = DEFAULT_TIMEOUT_S,
-          env=None) -> dict:
-    """Run one child; returns its JSON dict, or {status: failed, reason} on crash / timeout."""
+          env=None, process: str = "tf") -> dict:
+    """Run one child (of worker kind `process`, see Backend.process); returns its JSON dict, or
+    {status: failed, reason} on crash / timeout."""
     cmd = [sys.executable, "-m", "overhead.startup", "child", "--backend", backend, "--model", str(model_path),
            "--input", str(input_path), "--batch", str(batch), "--threads", str(threads),
            "--steady", str(steady), "--steady-budget", str(steady_budget_s)]
@@ -255,7 +263,7 @@ def spawn(backend: str, model_path, input_path, *, threads: int = 1, batch: int 
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     spawn_wall = time.time()
-    cmd += ["--spawn-wall", repr(spawn_wall)]
+    cmd += ["--spawn-wall", repr(spawn_wall), "--process", process]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env)
     except subprocess.TimeoutExpired:
@@ -364,7 +372,7 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
             else:
                 res = spawn(b, mpath, inputs[model], threads=threads, batch=batch, artifacts=artifacts,
                             steady=steady_calls, steady_budget_s=steady_budget_s, timeout_s=timeout_s,
-                            env=child_env)
+                            env=child_env, process=registry.get(b).process)
             raw.append({"model": model, "backend": b, "rep": rep, **res})
             rows.append(row_from(res, machine=machine, model=model, backend=b, rep=rep,
                                  convert_s=recorded_convert_s(b, mpath, artifacts)))

@@ -18,11 +18,10 @@ from typing import Callable
 import numpy as np
 
 from overhead import converters
-from overhead.child import thread_env
+from overhead.child import KERAS_BACKEND_OF, thread_env
 
 
 _PROCESS = "tf"  # this process's kind, set by enter_process()
-KERAS_BACKEND_OF = {"tf": "tensorflow", "jax": "jax", "keras-numpy": "numpy"}  # Backend.process -> KERAS_BACKEND
 
 
 def enter_process(kind: str) -> str:
