@@ -155,24 +155,26 @@ def fig_batch(batch: pd.DataFrame, models=None, machine: str | None = None, figu
 
 
 def fig_threads(scaling: pd.DataFrame, machine: str | None = None, figures_dir=None) -> Figure:
-    """Speed-up from the fewest to the most threads against FLOPs, per backend."""
+    """Speed-up from the fewest to the most threads against FLOPs, one panel per backend family."""
     if machine is not None and len(scaling):
         scaling = scaling[scaling["machine"] == machine]
     if not len(scaling):
         return _empty("only one thread setting was measured")
-    fig = _fig(10, 4.8)
-    ax = fig.add_subplot()
-    for b in order_backends(scaling["backend"].unique()):
-        g = scaling[scaling["backend"] == b].sort_values("flops")
-        ax.plot(g["flops"], g["speedup"], color=color_for(b), marker=marker_for(b), ms=4, lw=1.2, label=b)
     ideal = (scaling["threads_hi"] / scaling["threads_lo"]).max()
-    ax.axhline(1, color="0.5", ls=":", lw=1)
-    ax.axhline(ideal, color="0.4", ls="--", lw=1, label=f"ideal ({ideal:g}×)")
     lo_t, hi_t = int(scaling["threads_lo"].min()), int(scaling["threads_hi"].max())
-    ax.set(xscale="log", xlabel="work per call (FLOPs, batch 1)",
-           ylabel=f"speed-up, {lo_t} → {hi_t} threads (×)", title="Thread scaling at batch 1")
-    ax.xaxis.set_major_formatter(_si("FLOP"))
-    _legend_right(ax)
+    fig, panels = family_grid(scaling["backend"].unique(), width=13, panel_h=2.9)
+    for fam, names, ax in panels:
+        for b in names:
+            g = scaling[scaling["backend"] == b].sort_values("flops")
+            ax.plot(g["flops"], g["speedup"], color=color_for(b), marker=marker_for(b), ms=4, lw=1.2, label=b)
+        ax.axhline(1, color="0.5", ls=":", lw=1)
+        ax.axhline(ideal, color="0.4", ls="--", lw=1)
+        ax.set(xscale="log", title=fam)
+        flops_axis(ax)
+        panel_legend(ax)
+    fig.supxlabel("work per call (FLOPs, batch 1)")
+    fig.supylabel(f"speed-up, {lo_t} → {hi_t} threads (×)")
+    fig.suptitle(f"Thread scaling at batch 1 (dashed: ideal {ideal:g}×; dotted: no gain)")
     if figures_dir is not None:
         save(fig, "threads", figures_dir)
     return fig

@@ -171,10 +171,12 @@ def fig_idle_gap(idle: pd.DataFrame, machine: str | None = None, figures_dir=Non
         for b in order_backends(g["backend"].unique()):
             gb = g[g["backend"] == b].sort_values("gap_ms")
             base = gb.loc[gb["gap_ms"] == gb["gap_ms"].min(), "median_us"].iloc[0]
-            ax.plot(gb["gap_ms"].clip(lower=0.1), gb["median_us"] / base, color=color_for(b), marker=marker_for(b),
+            ax.plot(gb["gap_ms"], gb["median_us"] / base, color=color_for(b), marker=marker_for(b),
                     ms=4, lw=1.2, label=b)
         ax.axhline(1, color="0.5", ls=":", lw=1)
-        ax.set(xscale="log", title=f"{m}, {t} thread{'s' if t > 1 else ''}", xlabel="idle gap before the call (ms)")
+        ax.set_xscale("symlog", linthresh=1)          # gap 0 (back-to-back) stays on the axis
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+        ax.set(title=f"{m}, {t} thread{'s' if t > 1 else ''}", xlabel="idle gap before the call (ms)")
     axes[0].set_ylabel("latency / back-to-back latency")
     _legend_right(axes[0], *_uniq(axes))
     if figures_dir is not None:

@@ -91,7 +91,7 @@ def fit_table(R) -> pd.DataFrame:
     if "fit_peak_share" in f:
         t["fitted share of GEMM rate"] = [fmt_pct(x) for x in f["fit_peak_share"]]
     for s in (50, 10):
-        t[f"overhead = {s} % at"] = [crossover_of(R, b, s) for b in f.index]
+        t[f"overhead = {s} % at"] = [crossover_of(R, b, s).replace("`", "") for b in f.index]
     return t
 
 
@@ -140,6 +140,6 @@ def key_numbers(R) -> pd.DataFrame:
             row[f"× {ref} (measured)"] = fmt_x(ratio(R, m, b, ref))
         row["fitted overhead per call [95 % CI]"] = (f"{fmt_us(r['overhead_us'])} [{fmt_us(r['overhead_us_lo'])}, "
                                                      f"{fmt_us(r['overhead_us_hi'])}]")
-        row["overhead < 10 % of a call"] = crossover_of(R, b, 10)
+        row["overhead < 10 % of a call"] = crossover_of(R, b, 10).replace("`", "")
         rows.append(row)
     return pd.DataFrame(rows).set_index("backend") if rows else pd.DataFrame()
