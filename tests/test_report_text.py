@@ -213,3 +213,10 @@ def test_optional_sections_render_from_the_files(R):
     assert "Best measured float32 GEMM: 91.8 GFLOP/s (`numpy`, n = 1024" in ceil      # 90 × 1.02, planted
     assert "Theoretical float32 peak: 160 GFLOP/s" in ceil and "57 % of it" in ceil
     assert optional.distortion_text(R).startswith("*Not measured in this run:*")
+
+
+def test_meta_table_shows_the_isa_flags():
+    res = {"meta": {"m": {"bench": {"machine": "m", "cpu_model": "X", "isa_flags": ["avx2", "avx512f", "amx_tile"],
+                                    "secret_extra": 1}}}}
+    t = method.meta_table(res, "m")
+    assert t.loc["isa_flags", "value"] == "avx2 avx512f amx_tile" and "secret_extra" not in t.index

@@ -19,8 +19,8 @@ def _flat(d, prefix=""):
     return out
 
 
-META_KEYS = ("machine", "cpu_model", "arch", "physical_cores", "logical_cores", "affinity_cores", "ram_gib", "os",
-             "kernel", "python", "versions", "blas", "onednn", "threads", "threads_readback", "git_commit",
+META_KEYS = ("machine", "cpu_model", "isa_flags", "cpu_flags", "arch", "physical_cores", "logical_cores",
+             "affinity_cores", "ram_gib", "os", "kernel", "python", "versions", "blas", "onednn", "threads", "threads_readback", "git_commit",
              "git_dirty", "date")
 
 
@@ -33,6 +33,9 @@ def meta_table(results: dict, machine: str) -> pd.DataFrame:
     if isinstance(d.get("blas"), list):
         d["blas"] = "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
                               for p in d["blas"] if isinstance(p, dict))
+    for k in ("isa_flags", "cpu_flags"):
+        if isinstance(d.get(k), (list, tuple)):
+            d[k] = " ".join(map(str, d[k]))
     flat = _flat(d)
     return pd.DataFrame({"value": [str(v) for v in flat.values()]}, index=pd.Index(list(flat), name="key"))
 
