@@ -52,3 +52,19 @@ def test_train_one_within_a_budget_records_what_it_did(tiny_data_dir, tmp_path):
                              eval_flops_budget=0, min_eval_samples=50, data_dir=tmp_path)
     assert seeded["weights"] == "seeded-init" and "max_train_flops" in seeded["why_untrained"]
     assert seeded["train_samples"] == 0 and seeded["accuracy"] is not None
+
+
+def test_recalibrate_batchnorm_sets_moving_stats_to_the_mean_batch_stats():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.BatchNormalization(momentum=0.99, name="bn")(inp))
+    x = np.random.default_rng(0).normal([5.0, -2.0, 0.5], [1.0, 3.0, 0.1], size=(96, 3)).astype(np.float32)
+    assert train.recalibrate_batchnorm(model, x, batch_size=32) == 3
+    bn = model.get_layer("bn")
+    batches = x.reshape(3, 32, 3)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), batches.mean(1).mean(0), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), batches.var(1).mean(0), rtol=1e-3)
+    assert bn.momentum == 0.99  # restored
+    assert train.recalibrate_batchnorm(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), x) == 0
