@@ -112,9 +112,11 @@ def test_bench_prints_a_table_and_writes_the_file(model, tmp_path, data_env):
 
 @pytest.mark.slow  # parity of every backend in fresh worker processes
 def test_check_passes_and_fails(model, data_env):
-    good = run_cli("check", model, "--backends", "numpy,onnxruntime,litert.int8")
+    good = run_cli("check", model, "--backends", "numpy,onnxruntime,litert.int8,jax.jit,keras.numpy.predict")
     assert good.returncode == 0, good.stderr[-3000:]
     assert "litert.int8" in good.stdout and "pass" in good.stdout
+    passed = {ln.split()[1] for ln in good.stdout.splitlines()[1:] if " pass " in ln}
+    assert {"jax.jit", "keras.numpy.predict"} <= passed, good.stdout  # each in a worker of its own kind
     bad = run_cli("check", model, "--backends", "numpy,test.wrong,test.raise", env={"OVERHEAD_EXTRA_BACKENDS": fake_backends.HOOK})
     assert bad.returncode == 1, bad.stderr[-3000:]
     assert "test.wrong" in bad.stdout and "fail" in bad.stdout and "deliberate failure" in bad.stdout

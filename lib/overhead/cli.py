@@ -202,21 +202,25 @@ def _bench(args) -> int:
 def _check(args) -> int:
     import pandas as pd
 
-    from overhead import sweep
+    from overhead import backends, sweep
 
     models = [_model(m) for m in args.models]
     names = _backend_list(args.backends)
+    kinds = {}  # one worker per process kind (Keras 3 on TF / JAX / NumPy cannot share a process)
+    for b in names:
+        kinds.setdefault(backends.get(b).process, []).append(b)
     batch = _ints(args.batch_size, "--batch-size", "--batch-size 1")
     threads = _ints(args.threads, "--threads", "--threads 1")
     extra = _user_args(args, threads)
     rows = []
     for path in models:
         for t in threads:
-            job = sweep._job_for(path.stem, path, t, [(b, n) for n in batch for b in names],
-                                 {"mode": "check", "parity_n": 256, "parity_max_s": 5.0,
-                                  "max_flops_per_call": float("inf"), **extra})
-            got, _ = sweep.collect_rows(job)
-            rows += got
+            for kind, group in kinds.items():
+                job = sweep._job_for(path.stem, path, t, [(b, n) for n in batch for b in group],
+                                     {"mode": "check", "parity_n": 256, "parity_max_s": 5.0,
+                                      "max_flops_per_call": float("inf"), **extra}, process=kind)
+                got, _ = sweep.collect_rows(job)
+                rows += got
     _fatal_model(rows)
     table = pd.DataFrame(rows).reindex(columns=["model", "backend", "batch", "threads", "status", "parity",
                                                 "max_abs_err", "top1_agree", "accuracy", "ref_accuracy",
