@@ -75,6 +75,12 @@ def fit(flops, latency_us, layers=None, kind: str = "two-term", x0: dict | None 
         o, c, comp = parts(p)
         return np.log(o + c * L + comp) - ly
 
+    def jac(p):
+        o, c, comp = parts(p)
+        tot = o + c * L + comp
+        cols = [1.0 / tot, L / tot, -comp / tot] if rich else [1.0 / tot, -comp / tot]
+        return np.column_stack(cols)
+
     g_big = f.max() / (1e3 * y.max())
     starts = [(0.5 * y.min(), np.log(g_big)), (0.05 * y.min(), np.log(10 * g_big)), (0.9 * y.min(), np.log(g_big))]
     if rich:
@@ -86,7 +92,7 @@ def fit(flops, latency_us, layers=None, kind: str = "two-term", x0: dict | None 
     hi = [np.inf, np.inf, 40.0] if rich else [np.inf, 40.0]
     best = None
     for s in starts:
-        r = least_squares(resid, s, bounds=(lo, hi), x_scale="jac")
+        r = least_squares(resid, s, jac=jac, bounds=(lo, hi), x_scale="jac")
         if best is None or r.cost < best.cost:
             best = r
     o, c, _ = parts(best.x)
@@ -115,12 +121,14 @@ def loo_error(flops, latency_us, layers=None, kind="two-term") -> float:
 
 
 def choose(flops, latency_us, layers=None) -> dict:
-    """Fit both models, compare leave-one-model-out errors, keep the one the data support."""
+    """Fit both models, compare leave-one-model-out errors, keep the one the data support (the per-layer model
+    is not tried when the two-term error is within ``MATERIAL``: ``loo_per_layer`` is then NaN)."""
     two = fit(flops, latency_us, None, "two-term")
     loo2 = loo_error(flops, latency_us, None, "two-term")
     have_layers = layers is not None and np.isfinite(np.asarray(layers, float)).all()
-    rich = fit(flops, latency_us, layers, "per-layer") if have_layers else _nan_fit("per-layer", len(flops))
-    loo3 = loo_error(flops, latency_us, layers, "per-layer") if have_layers else np.nan
+    needed = have_layers and not (np.isfinite(loo2) and loo2 <= MATERIAL)   # the two-term model is good enough
+    rich = fit(flops, latency_us, layers, "per-layer") if needed else _nan_fit("per-layer", len(flops))
+    loo3 = loo_error(flops, latency_us, layers, "per-layer") if needed else np.nan
     use_rich = bool(np.isfinite(loo3) and np.isfinite(loo2) and loo2 > MATERIAL and loo3 < (1 - RICHER_GAIN) * loo2)
     best = rich if use_rich else two
     return {**best, "model": best["kind"], "loo_two_term": loo2, "loo_per_layer": loo3,
@@ -196,7 +204,9 @@ def fit_all(sweep: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFra
         L = g["layers"].to_numpy(float) if "layers" in g and g["layers"].notna().all() else None
         r = fit_backend(g["flops"].to_numpy(float) * g["batch"].to_numpy(float), g["median_us"].to_numpy(float),
                         L, n_boot=n_boot, seed=[seed, zlib.crc32(f"{m}|{b}".encode())])
-        r.pop("two_term"), r.pop("per_layer")
+        two = r.pop("two_term")
+        r.pop("per_layer")
+        r.update(two_term_overhead_us=two["overhead_us"], two_term_gflops=two["gflops"])
         r.update(machine=m, backend=b, threads=int(g["threads"].iloc[0]), batch=int(g["batch"].iloc[0]),
                  n_models=int(g["model"].nunique()))
         rows.append(r)
@@ -217,7 +227,7 @@ def residuals(sweep: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
         g = sweep[(sweep["machine"] == r.machine) & (sweep["backend"] == r.backend)].drop_duplicates("model")
         L = g["layers"].to_numpy(float) if "layers" in g else np.zeros(len(g))
         f = g["flops"].to_numpy(float) * g["batch"].to_numpy(float)
-        two = fit(f, g["median_us"], None, "two-term")
+        two = {"overhead_us": r.two_term_overhead_us, "gflops": r.two_term_gflops, "per_layer_us": 0.0}
         fitted = predict_latency(f, r.overhead_us, r.gflops, np.nan_to_num(L), np.nan_to_num(r.per_layer_us))
         for i, (mod, meas) in enumerate(zip(g["model"], g["median_us"])):
             rows.append({"machine": r.machine, "backend": r.backend, "model": mod, "flops": f[i], "layers": L[i],
