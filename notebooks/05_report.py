@@ -147,7 +147,7 @@ if len(R.vs_predict):
 # %% [markdown]
 # ## Batch size
 #
-# Latency per call and throughput against the batch size: a fixed cost per call is shared by more samples as the batch grows.
+# Throughput against the batch size, one row per backend family: a fixed cost per call is shared by more samples as the batch grows.
 
 # %%
 if len(R.batch) and R.batch["batch"].nunique() > 1:

@@ -119,7 +119,7 @@ def _overlap(a, b) -> bool:
 
 
 def test_figure_legends_sit_outside_the_plotting_area(figures):
-    for name in ("batch_size", "pipeline", "breakdown", "idle_gap", "memory_loop"):
+    for name in ("pipeline", "breakdown", "idle_gap", "memory_loop"):
         fig = figures[1][name]
         fig.canvas.draw()
         r = fig.canvas.get_renderer()

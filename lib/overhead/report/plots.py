@@ -16,7 +16,7 @@ from overhead.report import latency
 from overhead.report.plotkit import (_empty, _fig, _legend_right, _si, _us, family_grid, flops_axis, panel_legend, publish,  # noqa: F401
                                      save)
 from overhead.report.style import (BACKEND_COLORS, BACKEND_ORDER, FALLBACK_COLORS, STAGE_COLORS,  # noqa: F401
-                                   color_for, marker_for, order_backends)
+                                   by_family, color_for, marker_for, order_backends)
 
 
 def _fit_curve(ax, grid, fit_row, g, color):
@@ -115,7 +115,8 @@ def fig_overhead_share(sweep: pd.DataFrame, fits: pd.DataFrame, machine: str | N
 
 
 def fig_batch(batch: pd.DataFrame, models=None, machine: str | None = None, figures_dir=None) -> Figure:
-    """Latency per call (top) and throughput (bottom) against batch size, one column per model."""
+    """Throughput (samples/s) against batch size: one row per backend family, one column per model (up to
+    three), so ~25 paths stay readable; y shared along each model's column."""
     if machine is not None:
         batch = batch[batch["machine"] == machine]
     if not len(batch):
@@ -124,31 +125,32 @@ def fig_batch(batch: pd.DataFrame, models=None, machine: str | None = None, figu
     models = [m for m in (models or multi[multi > 1].index) if m in multi.index][:3]
     if not models:
         return _empty("no model was measured at more than one batch size")
-    order = batch.drop_duplicates("model").set_index("model")["flops"].reindex(models).sort_values().index
-    fig = _fig(4 * len(order) + 2.2, 7)
-    axes = fig.subplots(2, len(order), squeeze=False, sharex=True)
-    for j, m in enumerate(order):
-        g = batch[batch["model"] == m]
-        for b in order_backends(g["backend"].unique()):
-            gb = g[g["backend"] == b].sort_values("batch")
-            kw = dict(color=color_for(b), marker=marker_for(b), ms=4, lw=1.3, label=b)
-            axes[0, j].plot(gb["batch"], gb["median_us"], **kw)
-            axes[1, j].plot(gb["batch"], gb["throughput_sps"], **kw)
-        axes[0, j].set_title(m)
-        axes[0, j].set(xscale="log", yscale="log", ylabel="latency per call" if j == 0 else None)
-        axes[1, j].set(xscale="log", yscale="log", xlabel="batch size (samples per call)",
-                       ylabel="throughput (samples/s)" if j == 0 else None)
-        for ax, fmt in ((axes[0, j], FuncFormatter(_us)), (axes[1, j], _si(""))):
-            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.yaxis.set_major_formatter(fmt)
+    order = list(batch.drop_duplicates("model").set_index("model")["flops"].reindex(models).sort_values().index)
+    fams = list(by_family(batch[batch["model"].isin(order)]["backend"].unique()).items())
+    fig = _fig(3.6 * len(order) + 1.2, 2.1 * len(fams) + 1.0)
+    axes = fig.subplots(len(fams), len(order), squeeze=False, sharex=True, sharey="col")
+    for i, (fam, names) in enumerate(fams):
+        for j, m in enumerate(order):
+            ax = axes[i, j]
+            g = batch[batch["model"] == m]
+            for b in names:
+                gb = g[g["backend"] == b].sort_values("batch")
+                if len(gb):
+                    ax.plot(gb["batch"], gb["throughput_sps"], color=color_for(b), marker=marker_for(b), ms=4,
+                            lw=1.3, label=b)
+            ax.set(xscale="log", yscale="log")
+            ax.yaxis.set_major_formatter(_si(""))
             ax.yaxis.set_minor_formatter(NullFormatter())
-        axes[1, j].xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
-    handles, labels = {}, {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
-    labs = order_backends(handles)
-    _legend_right(axes[0, 0], [handles[k] for k in labs], labs)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+            if i == 0:
+                ax.set_title(m)
+            if j == len(order) - 1:
+                panel_legend(ax)
+            if j == 0:
+                ax.set_ylabel(fam, fontsize="small")
+    fig.supxlabel("batch size (samples per call)")
+    fig.supylabel("throughput (samples/s, log scale)")
+    fig.suptitle("Throughput against batch size, by backend family")
     if figures_dir is not None:
         save(fig, "batch_size", figures_dir)
     return fig
