@@ -6,11 +6,11 @@ machine) delays a step by at most one chunk, where a BLAS split in equal halves 
 slowest half. NumPy's copy, ufunc and matmul loops release the GIL, so chunks overlap; BLAS runs
 single-threaded inside chunks (the model sets that around a call).
 
-No spinning while idle: between calls the workers block on an Event. Only *inside* a call (between
-``session()`` enter and exit, i.e. between the steps of one model call) does an idle worker poll for
-the next parallel region, sleeping ~20 us per poll in libc's usleep (GIL released), because waking
-a blocked thread costs ~70-90 us on this VM, about a tenth of a typical parallel step. When the
-call returns, the workers go back to blocking, so they never compete with the next backend timed.
+No spinning while idle: between calls the workers block on an Event. Only *inside* a call (while
+``session()`` is open) does a worker poll for the next parallel region, for at most SPIN_S after its
+last chunk, sleeping ~20 us per poll in libc's usleep (GIL released), because waking a blocked
+thread costs ~70-90 us on this VM, about a tenth of a typical parallel step. When the call returns
+(plus GRACE_S, 0 by default) the workers block, so they never compete with the next backend timed.
 """
 from __future__ import annotations
 
@@ -31,18 +31,19 @@ class Parallel:
         self._native: list = []    # OS thread ids of the workers (for their CPU affinity)
         self._task = None
         self._stop = False
-        self._in_call = False      # inside a model call: idle workers poll instead of blocking
+        self._awake_until = 0.0    # idle workers poll (not block) until then: inf inside a call
+        self.grace_s = GRACE_S     # ...and for this long after it (back-to-back calls find them awake)
         self._cpu = None           # the caller's CPU the workers were last kept off
         _ALL.add(self)
 
     @contextmanager
     def session(self):
         """Workers stay awake between the parallel regions of one call, and block after it."""
-        self._in_call = True
+        self._awake_until = float("inf")
         try:
             yield
         finally:
-            self._in_call = False
+            self._awake_until = time.perf_counter() + self.grace_s
 
     def idle_workers_blocked(self) -> bool:
         """True when every worker is waiting on its Event (none polling): for tests."""
@@ -105,13 +106,14 @@ class Parallel:
     def _loop(self, ev, tid):
         self._native.append(threading.get_native_id())
         me = threading.current_thread()
-        last = None
+        clock, last, spin_until = time.perf_counter, None, 0.0
         while True:
             task = self._task
             if self._stop:
                 return
             if task is None or task is last or tid >= task.threads:
-                if self._in_call:  # the call's next parallel region is microseconds away
+                now = clock()
+                if now < spin_until and now < self._awake_until:  # next region is microseconds away
                     _pause()
                     continue
                 me.blocked = True
@@ -136,6 +138,7 @@ class Parallel:
             finally:
                 with task.lock:
                     task.active -= 1
+            spin_until = clock() + SPIN_S
 
     def stop(self):
         self._stop = True
@@ -180,6 +183,15 @@ def _make_pause():
     except (OSError, AttributeError, TypeError):
         return lambda: time.sleep(0)
 
+
+# After a call the workers poll this long before blocking, so that a caller timing the engine
+# back to back does not pay a thread wake-up per call; short enough not to disturb a backend timed
+# after the engine (see overhead.distortion).
+GRACE_S = float(os.environ.get("OVERHEAD_NUMPY_GRACE_S", "0"))
+# Inside a call a worker polls at most this long after its last chunk, then blocks: a thread that
+# polls for a whole call loses its scheduler credit on a busy machine (measured: ResNet-18 224 at 2
+# threads and load ~10 ran 12-20 % slower with workers polling through the whole call).
+SPIN_S = float(os.environ.get("OVERHEAD_NUMPY_SPIN_S", "0.002"))
 
 _getcpu = _make_getcpu()
 _pause = _make_pause()
