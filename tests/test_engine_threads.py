@@ -68,8 +68,10 @@ def test_idle_workers_block_after_a_call_and_use_no_cpu():
     par.stop()
 
 
-def test_workers_poll_only_inside_a_session():
-    """Inside a call the workers stay awake between regions (not blocked); outside they block."""
+def test_workers_poll_only_inside_a_session(monkeypatch):
+    """Inside a call the workers stay awake between regions (up to SPIN_S); after it they block."""
+    from overhead.engine import threadpool
+    monkeypatch.setattr(threadpool, "SPIN_S", 60.0)  # so that "awake" cannot time out during the test
     par = Parallel()
     par.threads = 2
     with par.session():
