@@ -209,6 +209,11 @@ def test_finished_runs_survive_and_are_not_redone(tmp_path, model_file):
 def fakes(monkeypatch):
     monkeypatch.setenv(backends.EXTRA_ENV, fake_backends.HOOK)
     monkeypatch.setenv("OVERHEAD_TEST_CRASH_AFTER", "12")  # parity (8 calls) passes, timing crashes
+    saved = dict(backends.REGISTRY)
+    fake_backends.register()  # in this process too: the hook is read once, maybe before the variable was set
+    yield
+    backends.REGISTRY.clear()
+    backends.REGISTRY.update(saved)
 
 
 def test_crashes_and_failures_are_rows_and_the_sweep_goes_on(data_env, fakes, tmp_path):

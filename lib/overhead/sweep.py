@@ -31,7 +31,7 @@ from overhead import config
 from overhead.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
-RUNS, MAX_RUNS = 3, 5  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
+RUNS, MAX_RUNS = 3, 4  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
 LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
 # The published full run spends its time where it buys certainty: batch 1 on every model and backend, the
 # batch-size curve on three models (small, medium, large-but-under-the-FLOPs-cap) and the paths that
