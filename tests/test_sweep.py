@@ -298,3 +298,14 @@ def test_killed_sweep_keeps_finished_runs_and_resumes(data_env, fakes, tmp_path)
     rows = sweep.run([str(moved)], ["numpy", "litert"], [1], [1], 0.02, out_dir=out, machine="testbox",
                      parity_n=8, gemm_n=None, progress=False, max_rows=1, runs=1, max_runs=1)
     assert len(rows) == 1 and rows.model_sha.iloc[0] != again.model_sha.iloc[0]
+
+
+def test_models_for_limits_a_backend_to_its_models_at_every_batch():
+    from overhead import sweep
+
+    only = {"jax.jit": ("cnn_seed",)}
+    assert sweep.wanted("cnn_seed", "jax.jit", 1, 1, models_for=only)
+    assert not sweep.wanted("resnet_mnist", "jax.jit", 1, 1, models_for=only)
+    assert not sweep.wanted("resnet_mnist", "jax.jit", 8, 1, ("resnet_mnist",), ("jax.jit",), only)
+    assert sweep.wanted("resnet_mnist", "numpy", 1, 1, models_for=only)  # not listed: every model
+    assert set(sweep.FULL_MODELS_FOR) == set(sweep.SECONDARY_BACKENDS)

@@ -40,6 +40,13 @@ FULL_BATCHES = (1, 8, 64)
 BIG_BATCH_MODELS = ("cnn_seed", "cnn_mnist", "resnet_mnist")
 BIG_BATCH_BACKENDS = ("numpy", "keras.predict", "keras.predict_on_batch", "tf.function", "tf.function.xla",
                       "tf_keras.predict", "jax.jit", "litert", "litert.int8", "onnxruntime", "openvino")
+# Paths that answer "who pays?" or are variants of a family run on four models spanning the ladder (enough
+# for a per-backend latency model), not on all eleven: each costs a fresh process per model x run x thread.
+SECONDARY_BACKENDS = ("numpy.plain", "tf1.session", "tf_keras.predict_on_batch", "tf_keras.call",
+                      "keras.jax.predict", "keras.jax.call", "jax.jit", "keras.numpy.predict",
+                      "litert.builtin", "litert.fp16")
+SECONDARY_MODELS = ("mlp_tiny", "cnn_seed", "cnn_mnist", "resnet_mnist")
+FULL_MODELS_FOR = {b: SECONDARY_MODELS for b in SECONDARY_BACKENDS}
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -175,8 +182,13 @@ def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[st
 
 
 def wanted(model: str, backend: str, batch: int, smallest: int, big_batch_models=None,
-           big_batch_backends=None) -> bool:
-    """Batch 1 (the smallest batch) on every model and backend; larger ones only on the chosen few."""
+           big_batch_backends=None, models_for=None) -> bool:
+    """Batch 1 (the smallest batch) on every model and backend; larger ones only on the chosen few.
+
+    `models_for` maps a backend to the only models it runs on (backends not in it run on every model).
+    """
+    if models_for and backend in models_for and model not in models_for[backend]:
+        return False
     if batch == smallest:
         return True
     return ((big_batch_models is None or model in big_batch_models)
@@ -185,6 +197,7 @@ def wanted(model: str, backend: str, batch: int, smallest: int, big_batch_models
 
 def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, budget_s: float = 0.1, *,
         runs: int = RUNS, max_runs: int = MAX_RUNS, big_batch_models=None, big_batch_backends=None,
+        models_for=None,
         extra_models=(), data_dir=None, out_dir=None, machine=None, resume: bool = True,
         max_rows: int | None = None, parity_n: int = 128, parity_max_s: float = 0.5,
         max_flops_per_call: float = 8e9, gemm_n: int | None = 2048, progress: bool = True,
@@ -229,7 +242,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     results.drop(stale)
     done = results.done_keys()
     plan = {name: [(b, n, t) for t in threads for n in batches for b in names
-                   if wanted(name, b, n, batches[0], big_batch_models, big_batch_backends)
+                   if wanted(name, b, n, batches[0], big_batch_models, big_batch_backends, models_for)
                    and (name, b, n, t) not in done] for name, _ in todo_models}
     bar = None
     if progress:
@@ -318,6 +331,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": batches,
         "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": timing.CI_METHOD,
         "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
+        "models_for": {b: list(m) for b, m in (models_for or {}).items()},
         "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
         "threads_readback": readbacks, "jobs": jobs,
