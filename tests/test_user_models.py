@@ -318,6 +318,7 @@ ZOO_EXPECTED = {
 }
 
 
+@pytest.mark.slow  # fresh worker processes
 @pytest.mark.parametrize("name", list(ZOO_EXPECTED))
 def test_zoo_through_overhead_check(zoo, tmp_path, name):
     extra, expected = ZOO_EXPECTED[name]
@@ -329,12 +330,14 @@ def test_zoo_through_overhead_check(zoo, tmp_path, name):
         assert words in rows[backend], rows[backend]
 
 
+@pytest.mark.slow  # fresh worker processes
 def test_dynamic_shape_without_the_flag_is_one_line(zoo, tmp_path):
     done = run_cli("check", zoo["dynamic_conv"], "--backends", "keras.predict", data_dir=tmp_path)
     one_line_usage_error(done, "dynamic_conv: model input 'image' has dynamic dimensions (batch, None, None, 3); "
                                "give the size to run with --input-shape, e.g. --input-shape 1x32x32x3")
 
 
+@pytest.mark.slow  # fresh worker processes
 def test_npz_inputs_that_do_not_fit_are_one_line(zoo, tmp_path):
     path = tmp_path / "x.npz"
     np.savez(path, features=np.ones((4, 16), np.float32))
@@ -356,6 +359,7 @@ def test_bad_options_are_one_line_before_any_worker(zoo, tmp_path, args, text):
     one_line_usage_error(done, text.format(tmp=tmp_path))
 
 
+@pytest.mark.slow  # fresh worker processes
 def test_bench_quick_with_real_inputs_memory_skip_and_thread_warning(zoo, tmp_path):
     import pandas as pd
 
@@ -375,3 +379,16 @@ def test_bench_quick_with_real_inputs_memory_skip_and_thread_warning(zoo, tmp_pa
                             "largest activation 314 GB + output 1.2 GB), ")
                and r.endswith(" available; use a smaller batch size") for r in big), big.tolist()
     assert set(rows["threads"]) == {threads}
+
+
+@pytest.mark.slow  # fresh worker processes
+def test_a_dying_worker_reports_its_exception(zoo, tmp_path, monkeypatch):
+    from overhead import sweep
+
+    monkeypatch.setenv("OVERHEAD_DATA", str(tmp_path))
+    job = sweep._job_for("lstm", zoo["lstm"], 1, [("keras.predict", 1)],
+                         {"mode": "check", "budget_s": "fast"})  # the worker dies on this, before any backend
+    rows, _ = sweep.collect_rows(job)
+    assert [(r["backend"], r["status"], r["reason"]) for r in rows] == [
+        ("keras.predict", "failed", "worker failed: ValueError: could not convert string to float: 'fast' before "
+                                    "it started a backend")]

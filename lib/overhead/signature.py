@@ -119,10 +119,12 @@ def of_savedmodel(loaded) -> Signature:
     specs = dict(kwargs)
     for i, spec in enumerate(args):
         specs.setdefault(getattr(spec, "name", None) or f"input_{i}", spec)
-    inputs = [TensorSpec(name, _dtype_name(spec.dtype), _dims(spec.shape)) for name, spec in specs.items()]
+    # a signature's dicts come back in no fixed order: inputs by name, outputs output_0, output_1, ... by number
+    inputs = [TensorSpec(name, _dtype_name(spec.dtype), _dims(spec.shape)) for name, spec in sorted(specs.items())]
     outs = fn.structured_outputs
     outs = outs if isinstance(outs, dict) else {f"output_{i}": o for i, o in enumerate(outs)}
-    outputs = [TensorSpec(name, _dtype_name(spec.dtype), _dims(spec.shape)) for name, spec in outs.items()]
+    key = (lambda k: (0, int(k[7:]), k) if re.fullmatch(r"output_\d+", k) else (1, 0, k))
+    outputs = [TensorSpec(name, _dtype_name(outs[name].dtype), _dims(outs[name].shape)) for name in sorted(outs, key=key)]
     return Signature(inputs, outputs)
 
 

@@ -293,3 +293,16 @@ def input_names(available) -> list[str]:
     sig = HINT.get("signature")
     names = sig.names if sig is not None else []
     return names if names and set(names) <= set(available) else list(available)
+
+
+def output_names(available) -> list[str]:
+    """A signature's output keys in the model's output order (dict order is not stable across loads):
+    the model's output names when they match, else Keras export's output_0, output_1, ... by number."""
+    sig, keys = HINT.get("signature"), list(available)
+    names = [s.name for s in sig.outputs] if sig is not None else []
+    if names and set(names) == set(keys):
+        return names
+    numbered = [re.fullmatch(r"output_(\d+)", k) for k in keys]
+    if all(numbered):
+        return [k for _, k in sorted(zip((int(m.group(1)) for m in numbered), keys))]
+    return sorted(keys)

@@ -31,10 +31,10 @@ def _prep_savedmodel(path, batch, threads, artifacts):
     sig = loaded.signatures["serving_default"]  # what TF Serving calls
     arg_names, out_names = list(sig.structured_input_signature[1]), list(sig.structured_outputs)
     const = tf.constant
-    if len(arg_names) > 1 or len(out_names) > 1:  # several: fed by input name, outputs in signature order
+    if len(arg_names) > 1 or len(out_names) > 1:  # several: fed by input name, outputs in the model's order
         from overhead import userfeed
 
-        names = userfeed.input_names(arg_names)
+        names, out_names = userfeed.input_names(arg_names), userfeed.output_names(out_names)
 
         def run(xs):
             out = sig(**{n: const(a) for n, a in zip(names, xs if isinstance(xs, list) else [xs])})
