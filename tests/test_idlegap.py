@@ -83,3 +83,14 @@ def test_failures_are_rows_not_crashes(data_env, tmp_path):
     rows = idlegap.run_child({"model_path": str(data_env / "models" / "cnn_seed.keras"), "threads": 1,
                               "backends": ["no.such.path"], "gaps_ms": [0], "calls": 1, "rounds": 1})
     assert rows[0]["status"] == "failed" and "no.such.path" in rows[0]["reason"]
+
+
+def test_a_path_that_raises_while_timed_is_dropped_not_fatal():
+    def boom():
+        raise RuntimeError("buffer donated")
+
+    errors = {}
+    got = idlegap.measure_gaps({"ok": lambda: None, "bad": boom}, (0, 1), calls=2, rounds=2,
+                               sleep=lambda s: None, errors=errors)
+    assert set(got) == {("ok", 0), ("ok", 1)} and all(len(v) == 4 for v in got.values())
+    assert list(errors) == ["bad"] and "donated" in str(errors["bad"])

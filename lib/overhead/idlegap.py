@@ -59,24 +59,31 @@ def summarize(samples_ns) -> dict:
 
 # --------------------------------------------------------------------------- child process
 
-def measure_gaps(fns: dict, gaps_ms=GAPS_MS, *, calls: int = 10, rounds: int = 3, sleep=time.sleep,
-                 clock=time.perf_counter_ns) -> dict:
-    """{(backend, gap_ms): int64 ns of the timed calls}; see the module docstring for the schedule."""
+def measure_gaps(fns: dict, gaps_ms=GAPS_MS, *, calls: int = 6, rounds: int = 3, sleep=time.sleep,
+                 clock=time.perf_counter_ns, errors: dict | None = None) -> dict:
+    """{(backend, gap_ms): int64 ns of the timed calls}; see the module docstring for the schedule.
+    A path that raises while timed is dropped; its error goes to `errors` (backend -> exception)."""
     names, gaps = list(fns), list(gaps_ms)
+    errors = {} if errors is None else errors
     out = {(b, g): [] for b in names for g in gaps}
     for r in range(rounds):
         gc.collect()
         for b in names[r % len(names):] + names[:r % len(names)]:
             fn = fns[b]
             for g in gaps[r % len(gaps):] + gaps[:r % len(gaps)]:
-                fn()  # the previous call is this path's own
-                for _ in range(calls):
-                    if g:
-                        sleep(g / 1e3)
-                    t0 = clock()
-                    fn()
-                    out[(b, g)].append(clock() - t0)
-    return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+                if b in errors:
+                    break
+                try:
+                    fn()  # the previous call is this path's own
+                    for _ in range(calls):
+                        if g:
+                            sleep(g / 1e3)
+                        t0 = clock()
+                        fn()
+                        out[(b, g)].append(clock() - t0)
+                except Exception as exc:  # reported as a failed row, the other paths go on
+                    errors[b] = exc
+    return {k: np.asarray(v, dtype=np.int64) for k, v in out.items() if k[0] not in errors}
 
 
 def _emit(proto, **event):
@@ -108,7 +115,10 @@ def child_main(job: dict, proto) -> int:
         except Exception as exc:  # a path that cannot run here is reported, not fatal
             failed.append({"backend": name, "reason": error_text(exc)})
     _emit(proto, event="start", backend=None, phase="timing", backends=list(fns))
-    got = measure_gaps(fns, job["gaps_ms"], calls=int(job["calls"]), rounds=int(job["rounds"])) if fns else {}
+    errors: dict = {}
+    got = measure_gaps(fns, job["gaps_ms"], calls=int(job["calls"]), rounds=int(job["rounds"]),
+                       errors=errors) if fns else {}
+    failed += [{"backend": b, "reason": f"while timed: {error_text(e)}"} for b, e in errors.items()]
     rows = [{"backend": b, "gap_ms": g, "status": "ok", "reason": "", **summarize(v)} for (b, g), v in got.items()]
     rows += [{"backend": f["backend"], "gap_ms": g, "status": "failed", "reason": f["reason"], "n": 0}
              for f in failed for g in job["gaps_ms"]]
@@ -165,7 +175,7 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
     names = list(backends or bk.names())
     allt = os.cpu_count() or 1
     threads = list(threads or sorted({1, allt}))
-    calls = int(calls or (3 if quick else 8))
+    calls = int(calls or (3 if quick else 6))
     rounds = int(rounds or (2 if quick else 3))
     machine = machine or envinfo.machine_id()
     kinds: dict[str, list[str]] = {}
