@@ -102,3 +102,24 @@ def test_enter_process_rejects_unknown_kinds_and_late_switches():
     import keras  # noqa: F401  (this test process runs Keras on TF)
     with pytest.raises(RuntimeError, match="fresh process"):
         backends.enter_process("jax")
+
+
+_INTERLEAVED = r"""
+import sys
+from overhead import backends
+backends.enter_process("jax")
+import numpy as np
+x = np.load(sys.argv[2])[:1]
+runners = [backends.prepare(n, sys.argv[1], 1, 1) for n in ("jax.jit", "keras.jax.predict", "keras.jax.call")]
+ys = [[r(x) for r in runners] for _ in range(3)]  # interleaved in rounds, as the sweep times them
+print(max(float(np.abs(np.asarray(y) - ys[0][0]).max()) for row in ys for y in row))
+"""
+
+
+def test_jax_jit_survives_keras_predict_in_the_same_process(setup):
+    """Keras's JAX predict donates its variables' buffers; jax.jit must hold weights of its own."""
+    model, folder, _ = setup
+    done = subprocess.run([sys.executable, "-c", _INTERLEAVED, str(model), str(folder / "x.npy")],
+                          capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) <= 1e-5

@@ -60,8 +60,10 @@ def _prep_jax_jit(path, batch, threads, artifacts):
     import numpy as np
 
     model, load_s = _model(path, "jax")
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
+    # Copies, as a JAX user holds them: Keras's own predict donates its variables' buffers to XLA, so
+    # arrays borrowed from the variables die as soon as keras.jax.predict runs in the same process.
+    trainable = [jax.numpy.array(v.value, copy=True) for v in model.trainable_variables]
+    non_trainable = [jax.numpy.array(v.value, copy=True) for v in model.non_trainable_variables]
 
     @jax.jit
     def forward(tv, ntv, x):
