@@ -1,6 +1,7 @@
 """User-shaped models: formats, signatures, inputs, memory estimate and thread warning (issue #14)."""
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
@@ -379,6 +380,8 @@ def test_bench_quick_with_real_inputs_memory_skip_and_thread_warning(zoo, tmp_pa
                             "largest activation 314 GB + output 1.2 GB), ")
                and r.endswith(" available; use a smaller batch size") for r in big), big.tolist()
     assert set(rows["threads"]) == {threads}
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert json.dumps(meta).count('"threads_above_cores": [%d]' % threads) == 1
 
 
 @pytest.mark.slow  # fresh worker processes

@@ -68,6 +68,12 @@ def _model(arg: str) -> Path:
         raise UsageError(str(exc)) from None
 
 
+def _above_cores(threads) -> list[int]:
+    from overhead import resources
+
+    return [t for t in threads if t > resources.cores()]  # warned about, and recorded in the .meta.json
+
+
 def _user_args(args, threads) -> dict:
     """--inputs / --input-shape for the workers; warns about thread settings above the cores."""
     from overhead import userargs
@@ -194,7 +200,8 @@ def _bench(args) -> int:
         if out is not None:
             timing.atomic_write_csv(rows, out)
             envinfo.write_meta(out, {"stage": "overhead bench", "models": [str(m) for m in models],
-                                     "budget_s": budget}, threads=threads)
+                                     "budget_s": budget, "threads_above_cores": _above_cores(threads)},
+                               threads=threads)
             print(f"wrote {out}", file=sys.stderr)
     return 0
 
