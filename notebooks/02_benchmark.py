@@ -23,14 +23,17 @@
 # metadata of both.
 #
 # How a number is made (all of it in `overhead.sweep` / `overhead.worker`):
-# * one **fresh worker process per thread setting and model**: threads are fixed before TensorFlow starts,
-#   and a crash in a native library costs one row (`status=failed`), not the sweep;
-# * every runner is first **compared with the Keras reference on real digits** (max abs error, top-1
-#   agreement, accuracy on the same held-out digits); a runner outside its tolerance is still timed but
-#   marked `failed` with the reason;
-# * the runners of one (model, batch) are **timed interleaved in rounds** (`timing.interleaved`): one
-#   sample per call, warm-up discarded, GC off; unstable ones (std ≥ 10 % of the mean) are re-measured once;
-# * every finished row is appended to `bench.csv` at once, so an interrupted run **resumes** where it stopped.
+# * every configuration is measured in **`runs` fresh worker processes** (one per model × run × thread setting ×
+#   process kind; Keras on JAX / NumPy needs its own), thread settings interleaved in time; threads are fixed
+#   before any framework starts, and a crash in a native library costs one row (`status=failed`), not the sweep;
+# * every runner is first **compared with the Keras reference on real digits, on logits** (centred
+#   log-probabilities: relative error, cosine, top-1 agreement on decisive inputs; `overhead.parity`); a runner
+#   outside its tolerance is marked `failed` with the reason and kept out of every fit and ratio;
+# * the runners of one (model, batch) are **timed interleaved in rounds**: one value per call, warm-ups
+#   discarded, GC on as users run it (collected between rounds), at least 20 values per run for slow paths and
+#   200 (or 0.5 s) for fast ones; the median's 95 % interval is the order-statistic interval over all values;
+# * pyperf's checks flag a configuration **unstable** (with the reason); the remedy is more runs, all kept;
+# * every run is logged at once (`runs.jsonl`), so an interrupted sweep **resumes** where it stopped.
 
 # %%
 # %load_ext autoreload
@@ -41,19 +44,24 @@
 models = None             # None -> overhead.models.LADDER (plus extra_models)
 extra_models = []         # paths of your own .keras models
 backends = None           # None -> every backend
-batch_sizes = [1, 4, 16, 64, 256]
+batch_sizes = [1, 8, 64]  # batch 1 everywhere; larger batches on big_batch_models x big_batch_backends
 threads = None            # None -> [1, all cores]
-budget_s = 0.1            # timing budget per configuration (per backend, per batch size, per thread setting)
+budget_s = 0.05           # timing budget per configuration and run (values per run: >= 20 slow, >= 200 or 0.5 s fast)
+runs = 3                  # fresh worker processes per configuration
+max_runs = 4              # more runs (all kept) while pyperf's checks call a configuration unstable
 max_flops_per_call = 8e9  # skip (and say why) configurations above this many FLOPs per call
-quick = False             # 3 small models, batch 1 and 16, one thread, tiny budget
+quick = False             # 3 small models, batch 1 and 8, one thread, one run, tiny budget
 data_dir = None
 machine = None            # None -> envinfo.machine_id()
-distortion_check = True   # NumPy engine timed alone vs alongside the TF/LiteRT/ORT runners
+distortion_check = True   # each backend timed alone vs interleaved with the NumPy engine
+idle_gap = True           # batch-1 latency after 0/1/10/100 ms of idleness
+ceilings = True           # best GEMM per library and the CPU's theoretical peak
 
 # %%
 import os
 import pandas as pd
-from overhead import config, envinfo, models as zoo, stages, sweep
+from IPython.display import display
+from overhead import backends as bk, ceilings as ceil, config, distortion, envinfo, idlegap, models as zoo, stages, sweep, timing
 from overhead.report import tables
 from overhead.report.style import order_backends
 
@@ -62,8 +70,9 @@ if data_dir:
 parity_max_s, gemm_n = 0.5, 2048
 if quick:
     models = models or list(zoo.LADDER[:3])
-    batch_sizes, threads = [1, 16], threads or [1]
+    batch_sizes, threads = [1, 8], threads or [1]
     budget_s, parity_max_s, gemm_n = min(budget_s, 0.03), 0.3, 512
+    runs = max_runs = 1
 threads = threads or sorted({1, os.cpu_count()})
 machine = machine or envinfo.machine_id()
 out_dir = config.results_dir(machine)
@@ -83,7 +92,9 @@ pd.DataFrame([{'model': name, **stages.describe(path)} for name, path in plan])
 # %%
 bench = sweep.run(models, backends, batch_sizes, threads, budget_s, extra_models=extra_models,
                   out_dir=out_dir, machine=machine, max_flops_per_call=max_flops_per_call,
-                  parity_max_s=parity_max_s, gemm_n=gemm_n)
+                  parity_max_s=parity_max_s, gemm_n=gemm_n, runs=runs, max_runs=max_runs,
+                  big_batch_models=sweep.BIG_BATCH_MODELS, big_batch_backends=sweep.BIG_BATCH_BACKENDS,
+                  models_for=sweep.FULL_MODELS_FOR)
 print(f'{len(bench)} rows in {out_dir / "bench.csv"}')
 
 # %% [markdown]
@@ -136,8 +147,8 @@ t = tables.latency_pivot(bench, batch=big, threads=max(threads))
 # %% [markdown]
 # ## How steady were the measurements?
 #
-# Share of configurations flagged unstable (std ≥ 10 % of the mean) after the one re-measure, and the timer's
-# own overhead per sample (a floor under every latency).
+# Share of configurations that pyperf's checks flag unstable after the extra runs, and the timer's own
+# overhead per sample (a floor under every latency).
 
 # %%
 stages.stability(bench[bench.status == 'ok'], order=order_backends(bench.backend))
@@ -149,23 +160,47 @@ stages.stability(bench[bench.status == 'ok'], order=order_backends(bench.backend
 pd.read_csv(out_dir / 'gemm.csv')
 
 # %% [markdown]
-# ## Does sharing a process distort the numbers?
+# ## Ceilings: the best measured GEMM per library, and the CPU's theoretical peak
 #
-# The sweep runs all backends of a model in one worker, interleaved. To check that TensorFlow, LiteRT and ORT
-# living in the same process (their thread pools, allocators, caches) do not slow the others down, the NumPy
-# engine is timed in a worker of its own and again alongside the TF/LiteRT/ORT runners, on the smallest
-# model. A ratio near 1, with overlapping confidence intervals, means sharing the process does not distort.
+# `overhead.ceilings` times float32 GEMMs of several sizes in NumPy/OpenBLAS, TensorFlow (oneDNN) and ONNX
+# Runtime (MLAS), each in a fresh process per thread setting, and derives the theoretical float32 peak from the
+# CPU's vector ISA, core count and clock (the derivation, and which parts of it are assumptions, are printed).
+
+# %%
+if ceilings:
+    ceil_frame, ceil_summary = ceil.run(out_dir, quick=quick)
+    display(ceil_frame.pivot_table(index=['library', 'threads'], columns='n', values='gflops').round(1))
+    display(ceil_summary)
+
+# %% [markdown]
+# ## Does the NumPy engine disturb its neighbours?
+#
+# Each backend is timed alone, and again interleaved call by call with the NumPy engine, at 1 and all threads, on
+# a small and a large model (`overhead.distortion`). A ratio near 1 means the engine's thread pool leaves nothing
+# behind that slows the next path down.
 
 # %%
 if distortion_check:
-    smallest = stages.smallest(plan)
-    companions = ('keras.call', 'tf.function', 'litert', 'onnxruntime')
-    dist = sweep.distortion_check(smallest[1], batch=1, threads=min(threads), budget_s=max(budget_s, 0.2),
-                                  companions=companions)
-    r = float(dist.ratio.iloc[0])
-    print(f'NumPy engine on {smallest[0]}: alongside / alone = {r:.3f} '
-          f'({"within" if abs(r - 1) < 0.1 else "outside"} ±10 %)')
+    dist = distortion.measure(quick=quick, data_dir=data_dir)
+    timing.atomic_write_csv(dist, out_dir / 'distortion.csv', index=False)
+    envinfo.write_meta(out_dir / 'distortion.csv', {'machine': machine, 'stage': 'distortion'})
     display(dist)
+
+# %% [markdown]
+# ## Sparse traffic: latency after idleness
+#
+# A server answering single requests sees its thread pools asleep and its caches cold. Each path is called at
+# batch 1 after 0, 1, 10 and 100 ms of idleness (`overhead.idlegap`), at 1 and all threads, on a small and a
+# larger model, each in fresh processes. The secondary paths (variants measured on four models only) are left out.
+
+# %%
+if idle_gap:
+    idle_backends = [b for b in (backends or bk.NAMES) if b not in sweep.SECONDARY_BACKENDS]
+    idle_models = ('cnn_seed',) if quick else ('cnn_seed', 'resnet_mnist')
+    idle = idlegap.run(idle_models, idle_backends, threads=threads, quick=quick, data_dir=data_dir, out_dir=out_dir,
+                       machine=machine)
+    display(idle.pivot_table(index=['model', 'backend'], columns=['threads', 'gap_ms'], values='median_us').round(1))
+    display(idlegap.verdict(idle))
 
 # %% [markdown]
 # ## Files written

@@ -35,8 +35,11 @@
 
 # %% tags=["parameters"]
 models = ['cnn_seed', 'resnet18_imagenet']
-backends = None          # None -> every registered backend
-repeats = 5              # fresh processes per model x backend
+backends = ['numpy', 'numpy.plain', 'keras.predict', 'keras.call', 'tf.function', 'tf.savedmodel', 'tf1.session',
+            'tf_keras.predict', 'keras.jax.predict', 'jax.jit', 'litert', 'litert.int8', 'onnxruntime',
+            'openvino']  # one or two per family; None -> every registered backend
+repeats = 3              # fresh processes per model x backend
+memory_loop = True       # resident memory after 1, 1000 and 5000 calls on the seed CNN
 steady_calls = 200       # calls for the steady-state median (at most ~0.5 s per child)
 threads = None           # None -> all cores
 timeout_s = 600
@@ -48,7 +51,7 @@ extra_models = []
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
-from overhead import stages, stagetext, startup
+from overhead import memloop, stages, stagetext, startup
 from overhead.report import analysis
 
 if quick:
@@ -92,3 +95,15 @@ failed if len(failed) else print('no failures')
 from overhead.report import plots
 for model in df['model'].unique():
     plots.fig_cold_start(summary, model=model)
+
+# %% [markdown]
+# ## Memory in a loop
+#
+# Users report `predict` in a loop growing without bound. Resident memory after 1, 1 000 and 5 000 calls of each
+# path on the seed CNN at batch 1, each path in a fresh process (`overhead.memloop`).
+
+# %%
+if memory_loop:
+    mem = memloop.run('cnn_seed', quick=quick, threads=1, data_dir=data_dir, machine=machine)
+    display(mem.pivot_table(index='backend', columns='calls', values='rss_mb').round(1))
+
