@@ -46,7 +46,7 @@ extra_models = []         # paths of your own .keras models
 backends = None           # None -> every backend
 batch_sizes = [1, 8, 64]  # batch 1 everywhere; larger batches on big_batch_models x big_batch_backends
 threads = None            # None -> [1, all cores]
-budget_s = 0.05           # timing budget per configuration and run (values per run: >= 20 slow, >= 200 or 0.5 s fast)
+budget_s = 0.05           # timing budget per configuration and run (at least 20 values slow, 200 or 0.5 s fast)
 runs = 3                  # fresh worker processes per configuration
 max_runs = 4              # more runs (all kept) while pyperf's checks call a configuration unstable
 max_flops_per_call = 8e9  # skip (and say why) configurations above this many FLOPs per call
@@ -62,7 +62,7 @@ import os
 import pandas as pd
 from IPython.display import display
 from overhead import backends as bk, ceilings as ceil, config, distortion, envinfo, idlegap, models as zoo, stages, sweep, timing
-from overhead.report import tables
+from overhead.report import loading, tables
 from overhead.report.style import order_backends
 
 if data_dir:
@@ -96,6 +96,7 @@ bench = sweep.run(models, backends, batch_sizes, threads, budget_s, extra_models
                   big_batch_models=sweep.BIG_BATCH_MODELS, big_batch_backends=sweep.BIG_BATCH_BACKENDS,
                   models_for=sweep.FULL_MODELS_FOR)
 print(f'{len(bench)} rows in {out_dir / "bench.csv"}')
+loading.save_models_meta(config.models_dir(), out_dir)  # the report re-renders without the trained models
 
 # %% [markdown]
 # ## What ran

@@ -57,6 +57,8 @@ except Exception:
 
 results = loading.load_results(DATA / "results")
 models = loading.load_models_meta(DATA / "models")
+if models.empty:  # a re-render from committed results: the trained models are not in the repository
+    models = loading.models_from_results(DATA / "results", prefer=HERE)
 R = analysis.analyse(results, models, machine=machine, n_boot=N_BOOT, seed=0, preferred_machine=HERE)
 M = R.machine
 EXTRA = [Path(p).stem for p in extra_models]

@@ -91,6 +91,31 @@ def load_models_meta(models_dir) -> pd.DataFrame:
     return df.sort_values("flops", kind="stable").reset_index(drop=True) if "flops" in df else df
 
 
+def save_models_meta(models_dir, out_dir) -> Path:
+    """Write the models' metadata (``load_models_meta``) as ``models.csv`` beside a machine's results, so a
+    committed run re-renders without the (git-ignored) trained models."""
+    from overhead.timing import atomic_write_csv
+
+    df = load_models_meta(models_dir)
+    for col in df.columns:  # lists/dicts (input_shape, …) as JSON text, read back by models_from_results
+        if df[col].map(lambda v: isinstance(v, (list, dict))).any():
+            df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    return atomic_write_csv(df, Path(out_dir) / "models.csv", index=False)
+
+
+def models_from_results(results_root, prefer=None) -> pd.DataFrame:
+    """The models' metadata from the ``models.csv`` of each machine folder (``prefer``'s first), one row per
+    model; an empty frame when no machine has one."""
+    root = Path(results_root)
+    folders = sorted(p for p in root.glob("*/models.csv")) if root.is_dir() else []
+    folders.sort(key=lambda p: p.parent.name != prefer)
+    frames = [pd.read_csv(p) for p in folders]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True).drop_duplicates("name", keep="first")
+    return df.sort_values("flops", kind="stable").reset_index(drop=True) if "flops" in df else df
+
+
 def select_machine(results: dict, machine=None, preferred=None) -> str | None:
     """The machine whose figures are drawn: ``machine`` if given, else ``preferred`` when it has results,
     else the one with the most benchmark rows."""
