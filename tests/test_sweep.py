@@ -216,6 +216,7 @@ def fakes(monkeypatch):
     backends.REGISTRY.update(saved)
 
 
+@pytest.mark.slow
 def test_crashes_and_failures_are_rows_and_the_sweep_goes_on(data_env, fakes, tmp_path):
     model = data_env / "models" / "cnn_seed.keras"
     flops = json.loads(model.with_suffix(".json").read_text())["flops"]
@@ -256,6 +257,7 @@ sweep.run([sys.argv[1]], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.3, 
 """
 
 
+@pytest.mark.slow
 def test_killed_sweep_keeps_finished_runs_and_resumes(data_env, fakes, tmp_path):
     model = data_env / "models" / "logreg.keras"
     out = tmp_path / "res"
