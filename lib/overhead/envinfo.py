@@ -143,7 +143,9 @@ def git_info(cwd=ROOT) -> tuple[str | None, bool | None]:
     commit = _git(["rev-parse", "HEAD"], cwd)
     if commit is None:
         return None, None
-    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    # The run's own outputs (result files, figures, the report) do not make the code it ran dirty.
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":!data/results",
+                   ":!figures", ":!reports", ":!README.md"], cwd)
     return commit, (None if status is None else bool(status))
 
 
