@@ -48,7 +48,7 @@ batch_sizes = [1, 8, 64]  # batch 1 everywhere; larger batches on big_batch_mode
 threads = None            # None -> [1, all cores]
 budget_s = 0.05           # timing budget per configuration and run (at least 20 values slow, 200 or 0.5 s fast)
 runs = 3                  # fresh worker processes per configuration
-max_runs = 4              # more runs (all kept) while pyperf's checks call a configuration unstable
+max_runs = 3              # more runs (all kept, up to this many) while pyperf's checks call a configuration unstable
 max_flops_per_call = 8e9  # skip (and say why) configurations above this many FLOPs per call
 quick = False             # 3 small models, batch 1 and 8, one thread, one run, tiny budget
 data_dir = None
@@ -94,7 +94,7 @@ bench = sweep.run(models, backends, batch_sizes, threads, budget_s, extra_models
                   out_dir=out_dir, machine=machine, max_flops_per_call=max_flops_per_call,
                   parity_max_s=parity_max_s, gemm_n=gemm_n, runs=runs, max_runs=max_runs,
                   big_batch_models=sweep.BIG_BATCH_MODELS, big_batch_backends=sweep.BIG_BATCH_BACKENDS,
-                  models_for=sweep.FULL_MODELS_FOR)
+                  models_for=sweep.FULL_MODELS_FOR, threads_models=None if quick else sweep.THREADS_MODELS)
 print(f'{len(bench)} rows in {out_dir / "bench.csv"}')
 loading.save_models_meta(config.models_dir(), out_dir)  # the report re-renders without the trained models
 

@@ -311,3 +311,15 @@ def test_models_for_limits_a_backend_to_its_models_at_every_batch():
     assert not sweep.wanted("resnet_mnist", "jax.jit", 8, 1, ("resnet_mnist",), ("jax.jit",), only)
     assert sweep.wanted("resnet_mnist", "numpy", 1, 1, models_for=only)  # not listed: every model
     assert set(sweep.FULL_MODELS_FOR) == set(sweep.SECONDARY_BACKENDS)
+
+
+def test_threads_models_run_the_other_thread_settings_on_the_listed_models_only(tmp_path, model_file):
+    steady = np.full(30, 2_000_000, dtype=np.int64)
+    fake = FakeWorkers(tmp_path, lambda b, n, t, r: steady)
+    rows = sweep.run([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path,
+                     machine="box", gemm_n=None, progress=False, launch=fake, threads_models=("other",))
+    assert {j[1] for j in fake.jobs} == {1} and list(rows.threads) == [1]  # "m" is not listed: one thread only
+    fake = FakeWorkers(tmp_path / "b", lambda b, n, t, r: steady)
+    rows = sweep.run([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path / "b",
+                     machine="box", gemm_n=None, progress=False, launch=fake, threads_models=("m",))
+    assert sorted(rows.threads) == [1, 2]

@@ -47,6 +47,9 @@ SECONDARY_BACKENDS = ("numpy.plain", "tf1.session", "tf_keras.predict_on_batch",
                       "litert.builtin", "litert.fp16")
 SECONDARY_MODELS = ("mlp_tiny", "cnn_seed", "cnn_mnist", "resnet_mnist")
 FULL_MODELS_FOR = {b: SECONDARY_MODELS for b in SECONDARY_BACKENDS}
+# Every model runs at one thread (the fits and ratios use it); the other thread settings on five models
+# spanning the ladder, enough for the thread-scaling figure. None means "every model at every setting".
+THREADS_MODELS = ("mlp_tiny", "cnn_seed", "cnn_mnist", "resnet_mnist", "resnet18_imagenet")
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -197,7 +200,7 @@ def wanted(model: str, backend: str, batch: int, smallest: int, big_batch_models
 
 def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, budget_s: float = 0.1, *,
         runs: int = RUNS, max_runs: int = MAX_RUNS, big_batch_models=None, big_batch_backends=None,
-        models_for=None,
+        models_for=None, threads_models=None,
         extra_models=(), data_dir=None, out_dir=None, machine=None, resume: bool = True,
         max_rows: int | None = None, parity_n: int = 128, parity_max_s: float = 0.5,
         max_flops_per_call: float = 8e9, gemm_n: int | None = 2048, progress: bool = True,
@@ -242,6 +245,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     results.drop(stale)
     done = results.done_keys()
     plan = {name: [(b, n, t) for t in threads for n in batches for b in names
+                   if t == threads[0] or threads_models is None or name in threads_models
                    if wanted(name, b, n, batches[0], big_batch_models, big_batch_backends, models_for)
                    and (name, b, n, t) not in done] for name, _ in todo_models}
     bar = None
@@ -332,6 +336,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": timing.CI_METHOD,
         "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
         "models_for": {b: list(m) for b, m in (models_for or {}).items()},
+        "threads_models": list(threads_models) if threads_models is not None else None,
         "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
         "threads_readback": readbacks, "jobs": jobs,
