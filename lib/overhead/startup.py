@@ -314,8 +314,23 @@ def ensure_artifacts(backend: str, model_path, input_path, *, threads: int, arti
     """Build a backend's cached artifact in a throw-away child when it is missing."""
     if artifacts_ready(backend, model_path, artifacts):
         return {"status": "ok"}
+    if backend == "numpy":  # the cold-start child loads the .npz with NumPy alone: export it beforehand
+        return _export_engine_file(model_path, artifacts, timeout_s)
     return spawn(backend, model_path, input_path, threads=threads, artifacts=artifacts, steady=0,
                  timeout_s=timeout_s)
+
+
+def _export_engine_file(model_path, artifacts, timeout_s) -> dict:
+    """Build the NumPy engine's .npz (this needs Keras, so TF) in a throw-away child process."""
+    import subprocess
+
+    code = "import sys; from overhead.startup import numpy_artifact; numpy_artifact(sys.argv[1], sys.argv[2] or None)"
+    done = subprocess.run([sys.executable, "-c", code, str(model_path), str(artifacts or "")], capture_output=True,
+                          text=True, timeout=timeout_s, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if done.returncode == 0:
+        return {"status": "ok"}
+    last = (done.stderr.strip().splitlines() or ["exited with status %d" % done.returncode])[-1]
+    return {"status": "failed", "reason": last[:300]}
 
 
 def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, threads=None, batch: int = 1,
