@@ -70,8 +70,9 @@ ADVICE = advice.advice(R)
 
 # %%
 display(Markdown(prose.tldr(R)))
-if EXTRA:
+if EXTRA:  # `make report MODEL=…`: what ran on your model, what was skipped and why
     display(Markdown(prose.extra_models_text(R, EXTRA)))
+    display(tables.user_model_outcomes(results.get("bench"), EXTRA, machine=M))
 if len(R.sweep):
     peak = R.fits.loc[R.fits["machine"] == M, "peak_gflops"].max() if "peak_gflops" in R.fits else None
     display(plots.publish(plots.fig_overhead_vs_compute(R.sweep, R.fits, peak, machine=M), "overhead_vs_compute", FIG))

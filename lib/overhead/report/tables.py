@@ -143,3 +143,21 @@ def key_numbers(R) -> pd.DataFrame:
         row["overhead < 10 % of a call"] = crossover_of(R, b, 10).replace("`", "")
         rows.append(row)
     return pd.DataFrame(rows).set_index("backend") if rows else pd.DataFrame()
+
+
+def user_model_outcomes(bench: pd.DataFrame, names, machine=None) -> pd.DataFrame:
+    """For the user's own models: every path at the smallest batch and thread setting, ok with its measured
+    median, or skipped / failed with the reason the run recorded."""
+    cols = ["model", "backend", "status", "median_us", "logit_rel_err", "reason"]
+    rows = bench if bench is not None else pd.DataFrame(columns=cols)
+    rows = rows[rows["model"].isin(list(names))]
+    if machine is not None and "machine" in rows:
+        rows = rows[rows["machine"] == machine]
+    if not len(rows):
+        return pd.DataFrame(columns=cols)
+    first = rows[(rows["batch"] == rows["batch"].min()) & (rows["threads"] == rows["threads"].min())]
+    out = first.reindex(columns=cols).copy()
+    out["reason"] = out["reason"].fillna("")
+    order = {b: i for i, b in enumerate(_order(out["backend"].unique()))}
+    return out.sort_values(["model", "backend"], key=lambda s: s.map(order) if s.name == "backend" else s,
+                           kind="stable").reset_index(drop=True)
