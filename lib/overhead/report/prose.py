@@ -90,7 +90,7 @@ def tldr(R) -> str:
         fl = fit_of(R, lean)
         out.append(f"The leanest TensorFlow path on {code(m)}, {code(lean)}, measured {fmt_us(lat(R, m, lean))}"
                    + (f"; its fitted fixed cost per call is {fmt_us(fl['overhead_us'])} ({fl['model']} model), "
-                      f"which falls below 10 % of a call at {crossover_of(R, lean, 10)}" if fl is not None else "")
+                      f"which falls below 10 % of a call {_at(crossover_of(R, lean, 10))}" if fl is not None else "")
                    + (f"; for `keras.predict` that point is {crossover_of(R, 'keras.predict', 10)}."
                       if fit_of(R, "keras.predict") is not None else "."))
     pk = primary(R, "peak")
@@ -190,6 +190,11 @@ def failed_paths_text(R) -> str:
 
 
 # ---------------------------------------------------------------- your models --------------------------
+def _at(where: str) -> str:
+    """'at 3 MFLOP (…)' for a crossover inside the data; 'only beyond the largest model measured (…)' outside."""
+    return f"only {where}" if where.startswith("beyond") else f"at {where}"
+
+
 def extra_models_text(R, names) -> str:
     s = primary(R, "sweep")
     out = []
