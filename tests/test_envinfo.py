@@ -128,3 +128,13 @@ def test_collect_reports_isa_flags_of_this_cpu():
     assert meta["isa_flags"] == envinfo.isa_flags()
     assert set(meta["isa_flags"]) <= set(envinfo.ISA_FLAGS)
     assert set(meta["isa_flags"]) <= envinfo.proc_cpu_flags()
+
+
+def test_meta_names_paths_inside_the_repository_relative_to_it(tmp_path):
+    from overhead import config
+
+    extra = {"models": {"m": str(config.ROOT / "data" / "models" / "m.keras")}, "data": str(config.ROOT / "data"),
+             "elsewhere": "/opt/x", "root": str(config.ROOT)}
+    meta = json.loads(envinfo.write_meta(tmp_path / "r.csv", extra).read_text())
+    assert meta["models"] == {"m": "data/models/m.keras"} and meta["data"] == "data"
+    assert meta["elsewhere"] == "/opt/x" and meta["root"] == "."

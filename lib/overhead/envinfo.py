@@ -234,11 +234,26 @@ def meta_path(result_path) -> Path:
     return path.with_name(f"{path.stem}.meta.json")
 
 
+def repo_relative(value):
+    """`value` with every string naming a path inside the repository made relative to it (recursively), so
+    committed metadata names no folder of the machine that wrote it."""
+    root = str(ROOT) + os.sep
+    if isinstance(value, dict):
+        return {k: repo_relative(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [repo_relative(v) for v in value]
+    if isinstance(value, str) and (value + os.sep).startswith(root):
+        return value[len(root):] or "."
+    return value
+
+
 def write_meta(result_path, extra: dict | None = None, threads=None) -> Path:
-    """Write collect() (updated with `extra`) beside a result file, atomically; returns its path."""
+    """Write collect() (updated with `extra`) beside a result file, atomically; returns its path.
+    Paths inside the repository are written relative to it (`repo_relative`)."""
     meta = collect(threads=threads)
     meta["result_file"] = Path(result_path).name
     meta.update(extra or {})
+    meta = repo_relative(meta)
     target = meta_path(result_path)
     atomic_write_text(target, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return target
