@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import naive_reference as naive
+from engine_models import randomize
 
 keras = pytest.importorskip("keras")
 L = keras.layers
@@ -37,28 +38,6 @@ def small_chunks(monkeypatch):
 
 def rand(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-
-def randomize(model, seed=0):
-    """Random weights everywhere: biases and BN statistics included (defaults hide mistakes)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            randomize(layer, seed + 1)
-            continue
-        if isinstance(layer, L.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
-            layer.moving_variance.assign(rng.uniform(0.3, 2.0, c).astype(np.float32))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32) * rng.choice([-1, 1], c))
-            if layer.center:
-                layer.beta.assign(rng.normal(0, 0.5, c).astype(np.float32))
-            continue
-        for w in layer.weights:
-            if w.trainable:
-                w.assign(rng.normal(0, 0.3, tuple(w.shape)).astype(np.float32))
-    return model
 
 
 def check(model, x, **kw):
