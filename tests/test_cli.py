@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import fake_backends
+from cli_errors import one_line_error
 from overhead import cli
 
 
@@ -19,13 +20,9 @@ def run_cli(*args, env=None, timeout=600):
 
 
 def assert_usage_error(done, *words):
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("overhead: error: ") and "Traceback" not in done.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+    line = one_line_error(done, *words)
     assert done.stdout == ""
+    return line
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from cli_errors import one_line_error
 from engine_models import randomize
 
 keras = pytest.importorskip("keras")
@@ -16,16 +17,6 @@ def export(*args, cwd=None):
     env = dict(os.environ, OVERHEAD_DEBUG="")
     return subprocess.run([sys.executable, "-m", "overhead", "export", *map(str, args)], capture_output=True,
                           text=True, timeout=300, cwd=cwd, env=env)
-
-
-def one_line_error(done, *words):
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("overhead: error: ") and "Traceback" not in done.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
