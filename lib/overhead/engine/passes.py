@@ -43,6 +43,16 @@ def _consumers(ops):
     return uses
 
 
+def _absorber(op, kinds, producer, uses, outputs):
+    """The op producing `op`'s input when it may absorb `op`: one of `kinds`, no activation of its own,
+    read by `op` alone and not a model output; else None."""
+    src = producer.get(op.ins[0])
+    if (src is not None and src.kind in kinds and src.act is None
+            and len(uses[src.out]) == 1 and src.out not in outputs):
+        return src
+    return None
+
+
 def fold_bn(ops, outputs):
     """Fold BatchNormalization into the Conv2D/DepthwiseConv2D/Dense right before it when that op's
     output feeds only the BN, is not a model output and has a linear activation."""
@@ -51,10 +61,8 @@ def fold_bn(ops, outputs):
     keep = []
     for op in ops:
         if op.kind == "bn":
-            src = producer.get(op.ins[0])
-            axis_last = op.p["axis"] == op.p["rank"] - 1
-            if (src is not None and src.kind in ("conv", "dwconv", "dense") and src.act is None
-                    and len(uses[src.out]) == 1 and src.out not in outputs and axis_last):
+            src = _absorber(op, ("conv", "dwconv", "dense"), producer, uses, outputs)
+            if src is not None and op.p["axis"] == op.p["rank"] - 1:
                 inv, shift = op.p["scale"], op.p["shift"]
                 k = src.p["kernel"]
                 if src.kind == "dwconv":
@@ -81,9 +89,8 @@ def fuse_act(ops, outputs):
     keep = []
     for op in ops:
         if op.kind == "act":
-            src = producer.get(op.ins[0])
-            if (src is not None and src.kind in _FUSE_INTO and src.act is None
-                    and len(uses[src.out]) == 1 and src.out not in outputs):
+            src = _absorber(op, _FUSE_INTO, producer, uses, outputs)
+            if src is not None:
                 src.act = None if op.act == ("linear",) else op.act
                 src.out = op.out
                 producer[src.out] = src
