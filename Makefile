@@ -139,7 +139,7 @@ render: build/notebooks/05_report.ipynb $(ENV_STAMP) ## Re-render reports/report
 	$(RENDER_HTML)
 
 bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
-	$(VPY) -m overhead.enginebench
+	$(VPY) -m overhead.experiments.enginebench
 
 # JupyterLab opens the jupytext .py notebooks as notebooks: jupytext's lab extension is installed with it,
 # and this venv-local settings override makes "Jupytext Notebook" the default viewer of Python files.

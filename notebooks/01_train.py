@@ -17,7 +17,7 @@
 #
 # *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/01_train.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
 #
-# Builds every model of `overhead.models.LADDER`, trains it on real MNIST digits (brought to the model's input shape) and saves `data/models/<name>.keras` + `<name>.json`. Every model is trained, so that its outputs are decisive and the parity check that follows can fail: the large ResNets see as many digits as `train_flops_budget` affords (at least `min_train_samples`), followed by a BatchNorm recalibration; each model's json records its held-out accuracy, how decisive its outputs are, how many digits it saw and how long it took. (`max_train_flops`, off by default, keeps the seeded initialisation above a size; quick runs use it.)
+# Builds every model of `overhead.ladder.models.LADDER`, trains it on real MNIST digits (brought to the model's input shape) and saves `data/models/<name>.keras` + `<name>.json`. Every model is trained, so that its outputs are decisive and the parity check that follows can fail: the large ResNets see as many digits as `train_flops_budget` affords (at least `min_train_samples`), followed by a BatchNorm recalibration; each model's json records its held-out accuracy, how decisive its outputs are, how many digits it saw and how long it took. (`max_train_flops`, off by default, keeps the seeded initialisation above a size; quick runs use it.)
 
 # %%
 # %load_ext autoreload
@@ -42,7 +42,9 @@ extra_models = []        # user models are used as given, never trained here
 # %%
 import pandas as pd
 from tqdm.auto import tqdm
-from overhead import config, data, models as zoo, stages, train
+from overhead.base import config, data
+from overhead.ladder import models as zoo, train
+from overhead.report import stages
 
 if quick:
     models = models or ['logreg', 'mlp_tiny', 'cnn_seed']

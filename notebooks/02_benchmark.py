@@ -22,12 +22,12 @@
 # (`samples/*.npz`), `gemm.csv` (the float32 GEMM rate of this machine, measured in the same run) and the
 # metadata of both.
 #
-# How a number is made (all of it in `overhead.sweep` / `overhead.worker`):
+# How a number is made (all of it in `overhead.experiments.sweep` / `overhead.experiments.worker`):
 # * every configuration is measured in **`runs` fresh worker processes** (one per model × run × thread setting ×
 #   process kind; Keras on JAX / NumPy needs its own), thread settings interleaved in time; threads are fixed
 #   before any framework starts, and a crash in a native library costs one row (`status=failed`), not the sweep;
 # * every runner is first **compared with the Keras reference on real digits, on logits** (centred
-#   log-probabilities: relative error, cosine, top-1 agreement on decisive inputs; `overhead.parity`); a runner
+#   log-probabilities: relative error, cosine, top-1 agreement on decisive inputs; `overhead.harness.parity`); a runner
 #   outside its tolerance is marked `failed` with the reason and kept out of every fit and ratio;
 # * the runners of one (model, batch) are **timed interleaved in rounds**: one value per call, warm-ups
 #   discarded, GC on as users run it (collected between rounds), at least 20 values per run for slow paths and
@@ -41,7 +41,7 @@
 
 # %% tags=["parameters"]
 # parameters
-models = None             # None -> overhead.models.LADDER (plus extra_models)
+models = None             # None -> overhead.ladder.models.LADDER (plus extra_models)
 extra_models = []         # paths of your own .keras models
 backends = None           # None -> every backend
 batch_sizes = [1, 8, 64]  # batch 1 everywhere; larger batches on big_batch_models x big_batch_backends
@@ -61,9 +61,15 @@ ceilings = True           # best GEMM per library and the CPU's theoretical peak
 import os
 import pandas as pd
 from IPython.display import display
-from overhead import backends as bk, ceilings as ceil, config, distortion, envinfo, idlegap, models as zoo, stages, sweep, timing
+from overhead import backends as bk
+from overhead.experiments import ceilings as ceil, distortion, idlegap, sweep
+from overhead.base import config, envinfo
+from overhead.ladder import models as zoo
+from overhead.report import stages
+from overhead.base import atomic
 from overhead.report import loading, tables
 from overhead.report.style import order_backends
+from overhead.report.idle import verdict as idle_verdict
 
 if data_dir:
     os.environ['OVERHEAD_DATA'] = str(data_dir)
@@ -163,7 +169,7 @@ pd.read_csv(out_dir / 'gemm.csv')
 # %% [markdown]
 # ## Ceilings: the best measured GEMM per library, and the CPU's theoretical peak
 #
-# `overhead.ceilings` times float32 GEMMs of several sizes in NumPy/OpenBLAS, TensorFlow (oneDNN) and ONNX
+# `overhead.experiments.ceilings` times float32 GEMMs of several sizes in NumPy/OpenBLAS, TensorFlow (oneDNN) and ONNX
 # Runtime (MLAS), each in a fresh process per thread setting, and derives the theoretical float32 peak from the
 # CPU's vector ISA, core count and clock (the derivation, and which parts of it are assumptions, are printed).
 
@@ -177,13 +183,13 @@ if ceilings:
 # ## Does the NumPy engine disturb its neighbours?
 #
 # Each backend is timed alone, and again interleaved call by call with the NumPy engine, at 1 and all threads, on
-# a small and a large model (`overhead.distortion`). A ratio near 1 means the engine's thread pool leaves nothing
+# a small and a large model (`overhead.experiments.distortion`). A ratio near 1 means the engine's thread pool leaves nothing
 # behind that slows the next path down.
 
 # %%
 if distortion_check:
     dist = distortion.measure(quick=quick, data_dir=data_dir)
-    timing.atomic_write_csv(dist, out_dir / 'distortion.csv', index=False)
+    atomic.atomic_write_csv(dist, out_dir / 'distortion.csv', index=False)
     envinfo.write_meta(out_dir / 'distortion.csv', {'machine': machine, 'stage': 'distortion'})
     display(dist)
 
@@ -191,7 +197,7 @@ if distortion_check:
 # ## Sparse traffic: latency after idleness
 #
 # A server answering single requests sees its thread pools asleep and its caches cold. Each path is called at
-# batch 1 after 0, 1, 10 and 100 ms of idleness (`overhead.idlegap`), at 1 and all threads, on a small and a
+# batch 1 after 0, 1, 10 and 100 ms of idleness (`overhead.experiments.idlegap`), at 1 and all threads, on a small and a
 # larger model, each in fresh processes. The secondary paths (variants measured on four models only) are left out.
 
 # %%
@@ -201,7 +207,7 @@ if idle_gap:
     idle = idlegap.run(idle_models, idle_backends, threads=threads, quick=quick, data_dir=data_dir, out_dir=out_dir,
                        machine=machine)
     display(idle.pivot_table(index=['model', 'backend'], columns=['threads', 'gap_ms'], values='median_us').round(1))
-    display(idlegap.verdict(idle))
+    display(idle_verdict(idle))
 
 # %% [markdown]
 # ## Files written

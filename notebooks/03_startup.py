@@ -17,7 +17,7 @@
 #
 # *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/03_startup.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
 #
-# What a user pays before the first prediction: every backend is started in a **fresh process** per repetition (`python -m overhead.startup child`), which measures
+# What a user pays before the first prediction: every backend is started in a **fresh process** per repetition (`python -m overhead.experiments.startup child`), which measures
 #
 # - **import**: importing the backend's runtime (NumPy + the NumPy engine, `tensorflow` + `keras`, `ai_edge_litert`, `onnxruntime`); NumPy's own import is part of every runtime's cost;
 # - **load**: building a callable from the *cached* artifact (reading the `.keras` file, tracing the `tf.function`, loading the SavedModel, building the LiteRT interpreter / ORT session, unpickling the NumPy engine's converted program) — artifacts are built beforehand, so no conversion happens here;
@@ -52,7 +52,8 @@ extra_models = []
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
-from overhead import memloop, stages, stagetext, startup
+from overhead.experiments import memloop, startup
+from overhead.report import stages, stagetext
 from overhead.report import analysis
 
 if quick:
@@ -101,7 +102,7 @@ for model in df['model'].unique():
 # ## Memory in a loop
 #
 # Users report `predict` in a loop growing without bound. Resident memory after 1, 1 000 and 2 000 calls (the `memory_loop_calls` parameter) of each
-# path on the seed CNN at batch 1, each path in a fresh process (`overhead.memloop`).
+# path on the seed CNN at batch 1, each path in a fresh process (`overhead.experiments.memloop`).
 
 # %%
 if memory_loop:

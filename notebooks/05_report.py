@@ -18,8 +18,8 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill): full-size defaults
-data_dir = None        # None -> overhead.config.data_dir() ($OVERHEAD_DATA or <repo>/data)
-figures_dir = None     # None -> overhead.config.FIGURES
+data_dir = None        # None -> overhead.base.config.data_dir() ($OVERHEAD_DATA or <repo>/data)
+figures_dir = None     # None -> overhead.base.config.FIGURES
 machine = None         # None -> all machines; figures for this machine (envinfo.machine_id()) if present
 quick = False          # fewer bootstrap resamples
 extra_models = []      # paths of your own .keras models (make MODEL)
@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from overhead import config
+from overhead.base import config
 from overhead.report import (advice, analysis, claims, loading, method, optional, plots, plots_more, prose,
                              roofline, sections, tables, whopays)
 
@@ -50,7 +50,7 @@ pd.set_option("display.precision", 3)
 pd.set_option("display.max_colwidth", None)
 
 try:  # the machine this notebook runs on, preferred for the figures when it has results
-    from overhead import envinfo
+    from overhead.base import envinfo
     HERE = envinfo.machine_id()
 except Exception:
     HERE = None

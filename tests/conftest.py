@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from overhead import config
+from overhead.base import config
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -16,7 +16,8 @@ def tiny_data_dir(tmp_path_factory):
     """A data tree (raw MNIST cache + logreg, mlp_tiny, cnn_seed trained one epoch) shared by the session.
 
     The raw cache is copied from the repository's data/raw when present, so no test needs the network."""
-    from overhead import data, train
+    from overhead.base import data
+    from overhead.ladder import train
 
     root = tmp_path_factory.mktemp("data")
     repo_raw = config.raw_dir(config.ROOT / "data")

@@ -9,7 +9,7 @@ import jupytext
 import nbformat
 import papermill as pm
 
-from overhead import config
+from overhead.base import config
 
 
 def source(name: str) -> Path:

@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from overhead import backends, converters, data
+from overhead import backends
+from overhead.backends import converters
+from overhead.base import data
 
 CONTRACT_NAMES = ["numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
                   "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict",
@@ -75,7 +77,7 @@ def test_extra_backends_come_only_through_the_hook():
 
 def test_backends_does_not_import_the_worker():
     done = subprocess.run([sys.executable, "-c", "import sys, overhead.backends; "
-                           "print('overhead.worker' in sys.modules)"], capture_output=True, text=True, timeout=120)
+                           "print('overhead.experiments.worker' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
 
 
@@ -234,7 +236,7 @@ def test_tf_keras_rebuild_names_what_it_cannot_rebuild():
 def test_tf_keras_rebuild_copies_a_residual_graph():
     import keras
 
-    from overhead import models
+    from overhead.ladder import models
     from overhead.backends.tf_keras import rebuild
 
     model = models.build("resnet_mnist")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from nbrun import outputs_text, run_notebook
 
-from overhead import sweep
+from overhead.experiments import sweep
 
 BACKENDS = ["numpy", "keras.predict", "tf.function", "litert", "litert.int8", "onnxruntime"]
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from overhead import breakdown as bd
+from overhead.experiments import breakdown as bd
 
 SP = "/venv/lib/python3.11/site-packages/"
 ROOT = ("/work/app.py", 1, "<lambda>")

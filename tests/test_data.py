@@ -4,7 +4,7 @@ import socket
 import numpy as np
 import pytest
 
-from overhead import data
+from overhead.base import data
 
 
 @pytest.fixture

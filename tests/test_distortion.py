@@ -1,9 +1,9 @@
-"""overhead.distortion: the tidy table from known rows, and one quick real run on a tiny model."""
+"""overhead.experiments.distortion: the tidy table from known rows, and one quick real run on a tiny model."""
 import math
 
 import pytest
 
-from overhead import distortion
+from overhead.experiments import distortion
 
 
 def _row(backend, median, status="ok", n=300):

@@ -47,7 +47,7 @@ def _export(model, folder, name, x):
 
 
 def test_loads_without_tensorflow_and_matches_keras(tmp_path):
-    from overhead import models
+    from overhead.ladder import models
     rng = np.random.default_rng(0)
     stems = []
     for name in SMALL_LADDER:

@@ -381,7 +381,7 @@ def test_rescaling_padding_reshape_identity():
 
 def _ladder():
     try:
-        from overhead import models
+        from overhead.ladder import models
     except ImportError:
         return []
     return list(models.LADDER)
@@ -391,7 +391,7 @@ def _ladder():
 def test_ladder_model(name):
     """Every ladder model (random BN statistics), compared on the logits (softmax switched off, so
     small probabilities cannot hide errors) at batch 1 and 3; ResNet-18 224 px at batch 1 only."""
-    from overhead import models
+    from overhead.ladder import models
     model = randomize(models.build(name, seed=0))
     rng = np.random.default_rng(14)
     big = name == "resnet18_imagenet"

@@ -67,7 +67,7 @@ def test_every_supported_layer_in_one_model():
 
 @pytest.mark.parametrize("name", ["logreg", "mlp_tiny", "cnn_seed", "mlp_wide", "cnn_small", "resnet_mnist"])
 def test_small_ladder_models(name):
-    from overhead import models
+    from overhead.ladder import models
     model = randomize(models.build(name, seed=0))
     model.get_layer("logits").activation = keras.activations.linear
     x = np.random.default_rng(3).random((2,) + tuple(model.input_shape[1:]), dtype=np.float32)

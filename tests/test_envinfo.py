@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from overhead import envinfo
-from overhead.config import ROOT
+from overhead.base import envinfo
+from overhead.base.config import ROOT
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*-\d+c$")
 
@@ -17,7 +17,7 @@ SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*-\d+c$")
 def test_collect_has_every_key_without_importing_tensorflow():
     code = (
         "import json, sys\n"
-        "from overhead import envinfo\n"
+        "from overhead.base import envinfo\n"
         "meta = envinfo.collect(threads=2)\n"
         "print(json.dumps({'meta': meta, 'keys': list(envinfo.KEYS),\n"
         "                  'heavy': [m for m in ('tensorflow', 'keras', 'onnxruntime', 'ai_edge_litert')\n"
@@ -131,7 +131,7 @@ def test_collect_reports_isa_flags_of_this_cpu():
 
 
 def test_meta_names_paths_inside_the_repository_relative_to_it(tmp_path):
-    from overhead import config
+    from overhead.base import config
 
     extra = {"models": {"m": str(config.ROOT / "data" / "models" / "m.keras")}, "data": str(config.ROOT / "data"),
              "elsewhere": "/opt/x", "root": str(config.ROOT)}

@@ -4,7 +4,7 @@ import subprocess
 
 import yaml
 
-from overhead import config
+from overhead.base import config
 
 ROOT = config.ROOT
 
@@ -67,7 +67,7 @@ def test_make_help_lists_every_target():
 
 
 def test_lib_is_not_ignored_and_data_is():
-    ignored = subprocess.run(["git", "check-ignore", "-q", "lib/overhead/models.py"], cwd=ROOT).returncode
+    ignored = subprocess.run(["git", "check-ignore", "-q", "lib/overhead/ladder/models.py"], cwd=ROOT).returncode
     assert ignored == 1, "lib/ must be tracked (a generic Python .gitignore ignores lib/)"
     assert subprocess.run(["git", "check-ignore", "-q", "data/models/x.keras"], cwd=ROOT).returncode == 0
     assert subprocess.run(["git", "check-ignore", "-q", "data/README.md"], cwd=ROOT).returncode == 1

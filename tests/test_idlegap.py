@@ -1,23 +1,9 @@
-import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from overhead import idlegap
-
-
-def test_median_ci_covers_the_true_median_at_least_95_percent_on_simulated_data():
-    rng = np.random.default_rng(0)
-    for n in (6, 20, 57):
-        hits = 0
-        for _ in range(2000):
-            lo, hi = idlegap.median_ci(rng.lognormal(0.0, 0.5, n))  # true median = 1
-            hits += lo <= 1.0 <= hi
-        assert hits / 2000 >= 0.94, (n, hits)
-    assert np.isnan(idlegap.median_ci([1, 2, 3])[0])
-    lo, hi = idlegap.median_ci(np.arange(1, 7))
-    assert (lo, hi) == (1.0, 6.0)  # n = 6: the extreme ranks give 96.9 %
+from overhead.experiments import idlegap
+from overhead.report.idle import verdict
 
 
 def test_measure_gaps_sleeps_before_each_timed_call_and_primes_each_block():
@@ -44,7 +30,7 @@ def test_verdict_finds_ranking_and_thread_changes():
     for t, (a0, a100, b0, b100) in {1: (100, 300, 150, 160), 2: (80, 400, 120, 130)}.items():
         rows += [("m", "a", t, 0, a0, a0 * .95, a0 * 1.05), ("m", "a", t, 100, a100, a100 * .95, a100 * 1.05),
                  ("m", "b", t, 0, b0, b0 * .95, b0 * 1.05), ("m", "b", t, 100, b100, b100 * .95, b100 * 1.05)]
-    v = idlegap.verdict(_frame(rows))
+    v = verdict(_frame(rows))
     r = {(x["threads"], x["gap_ms"]): x for x in v["ranking"]}
     assert r[(1, 100)]["fastest_gap0"] == "a" and r[(1, 100)]["fastest_at_gap"] == "b"
     assert r[(1, 100)]["clear"] and v["fastest_changes_clearly"]
@@ -58,7 +44,7 @@ def test_verdict_finds_ranking_and_thread_changes():
 def test_verdict_no_change_when_order_is_kept():
     rows = [("m", "a", 1, g, 10 + g, 9 + g, 11 + g) for g in (0, 1, 10)] + \
            [("m", "b", 1, g, 50 + g, 49 + g, 51 + g) for g in (0, 1, 10)]
-    v = idlegap.verdict(_frame(rows))
+    v = verdict(_frame(rows))
     assert not v["fastest_changes"] and v["threads"] == [] and v["best_threads_changes"] == []
 
 

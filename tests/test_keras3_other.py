@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from overhead import backends, converters, data
+from overhead import backends
+from overhead.backends import converters
+from overhead.base import data
 
 _CHILD = r"""
 import json, sys
@@ -19,7 +21,7 @@ kind, threads, model, x_file, artifacts = sys.argv[1], int(sys.argv[2]), sys.arg
 backends.enter_process(kind)
 backends.set_threads(threads)
 import numpy as np
-from overhead.reference import keras_reference
+from overhead.backends.reference import keras_reference
 x = np.load(x_file)
 out = {"readback": backends.threads_readback(), "runs": {}}
 for name in sys.argv[6].split(","):

@@ -77,18 +77,18 @@ def test_up_to_date_tree_does_nothing(tree):
 
 
 def test_touching_a_shared_module_reruns_every_stage_that_imports_it(tree):
-    assert _reruns(tree, "lib/overhead/config.py") == set(STAGES) | {"render"}
+    assert _reruns(tree, "lib/overhead/base/config.py") == set(STAGES) | {"render"}
     # timing: the benchmark imports it (and every stage after reads the benchmark); training does not
-    assert _reruns(tree, "lib/overhead/timing.py") == set(STAGES[1:]) | {"render"}
+    assert _reruns(tree, "lib/overhead/harness/timing.py") == set(STAGES[1:]) | {"render"}
     # the decomposition only: the pipeline stage and the report after it
-    assert _reruns(tree, "lib/overhead/breakdown.py") == {"04_pipeline", "05_report", "render"}
-    assert _reruns(tree, "lib/overhead/stagetext.py") == {"03_startup", "04_pipeline", "05_report", "render"}
+    assert _reruns(tree, "lib/overhead/experiments/breakdown.py") == {"04_pipeline", "05_report", "render"}
+    assert _reruns(tree, "lib/overhead/report/stagetext.py") == {"03_startup", "04_pipeline", "05_report", "render"}
 
 
 def test_the_dependencies_come_from_the_imports():
     for stage in STAGES:
         files = {p.relative_to(ROOT).as_posix() for p in deps.closure([str(ROOT / "notebooks" / f"{stage}.py")])}
-        assert "lib/overhead/__init__.py" in files and "lib/overhead/config.py" in files, stage
+        assert "lib/overhead/__init__.py" in files and "lib/overhead/base/config.py" in files, stage
     bench = {p.name for p in deps.closure([str(ROOT / "notebooks" / "02_benchmark.py")])}
     assert {"sweep.py", "timing.py", "envinfo.py"} <= bench
     assert "stagetext.py" not in bench       # only what the stage imports
@@ -101,7 +101,7 @@ def test_a_new_module_is_picked_up_without_editing_the_makefile(tmp_path):
     (pkg / "__init__.py").write_text('"""A sub-package another engineer adds."""\n')
     (pkg / "gap.py").write_text("from . import helper  # noqa: F401\nVALUE = 1\n")
     (pkg / "helper.py").write_text("X = 2\n")
-    breakdown = tree / "lib" / "overhead" / "breakdown.py"
+    breakdown = tree / "lib" / "overhead" / "experiments" / "breakdown.py"
     breakdown.write_text(breakdown.read_text() + "\n\ndef _late():\n    from overhead.brandnew import gap\n"
                          "    return gap.VALUE\n")
     _mark_up_to_date(tree)
@@ -115,8 +115,8 @@ def test_a_new_module_is_picked_up_without_editing_the_makefile(tmp_path):
 
 def test_child_process_modules_named_as_strings_count(tmp_path):
     src = tmp_path / "nb.py"
-    src.write_text('import subprocess, sys\nsubprocess.run([sys.executable, "-m", "overhead.sweep", "worker"])\n'
-                   '# %% [markdown]\n# text naming overhead.train in prose does not count\n')
+    src.write_text('import subprocess, sys\nsubprocess.run([sys.executable, "-m", "overhead.experiments.sweep", "worker"])\n'
+                   '# %% [markdown]\n# text naming overhead.ladder.train in prose does not count\n')
     names = {p.name for p in deps.closure([str(src)])}
     assert "sweep.py" in names and "train.py" not in names
 

@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from overhead import backends, memloop
+from overhead import backends
+from overhead.experiments import memloop
 
 
 def test_quick_memory_loop_writes_tidy_rows(data_env, tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from overhead import models
+from overhead.ladder import models
 
 
 @pytest.fixture(scope="module")

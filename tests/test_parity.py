@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from overhead import backends, parity
+from overhead import backends
+from overhead.harness import parity
 
 
 def _softmax(logits):

@@ -4,7 +4,8 @@ import io
 import numpy as np
 import pytest
 
-from overhead import data, pipeline
+from overhead.base import data
+from overhead.experiments import pipeline
 
 
 def test_image_geometry():

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from overhead.config import ROOT
+from overhead.base.config import ROOT
 from overhead.report import roofline
 
 BENCH = ROOT / "tests" / "fixtures" / "results" / "bench.csv"

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from overhead import stages, stagetext
+from overhead.report import stages, stagetext
 
 
 def test_present_keeps_existing_models_and_names_the_missing(tmp_path):

@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
-from overhead import converters, pipeline, startup
+from overhead.backends import converters
+from overhead.experiments import pipeline, startup
 
 PROBE = """
 import json
 import numpy as np
-from overhead.startup import memory
+from overhead.experiments.startup import memory
 before = memory()
 block = np.ones(200 * 2**20 // 8)  # 200 MB, every page written
 after = memory()

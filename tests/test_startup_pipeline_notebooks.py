@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from overhead import breakdown, pipeline, startup
+from overhead.experiments import breakdown, pipeline, startup
 from nbrun import outputs_text, run_notebook
 
 

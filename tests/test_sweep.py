@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 
 import fake_backends
-from overhead import backends, sweep, timing, worker
+from overhead import backends
+from overhead.experiments import sweep, worker
+from overhead.harness import stats
+from overhead.base import atomic
 
 
 # --------------------------------------------------------------------------- bench.csv
@@ -63,7 +66,7 @@ def test_row_statistics_from_known_samples():
     assert row["cv"] == pytest.approx(np.sqrt(5.0) / 2) and row["run"] == 2
     assert row["logit_rel_err"] == 1e-7 and row["criterion"] == "float32: ..." and row["n_decisive"] == 40
     assert row["status"] == "ok" and row["timer_overhead_ns"] == 50.0
-    assert {k: row[k] for k in timing.summarize(samples)} == pytest.approx(timing.summarize(samples), nan_ok=True)
+    assert {k: row[k] for k in stats.summarize(samples)} == pytest.approx(stats.summarize(samples), nan_ok=True)
     bad = worker._row({"model": "m"}, "numpy", 1, runner, dict(par, parity="fail", reason="logit_rel_err 1 > 0.001"),
                       samples, 1, 50.0, None)
     assert bad["status"] == "failed" and bad["reason"].startswith("parity: ") and bad["median_us"] == 1.0
@@ -98,13 +101,13 @@ class FakeWorkers:
                 on_event({"event": "row", "row": dict(row, status="failed", reason="boom")})
                 continue
             rel = f"samples/{job['model']}/{backend}__b{batch}__t{job['threads']}__r{job['run']}.npz"
-            timing.save_samples(self.out_dir / rel, {"samples_ns": samples})
+            atomic.save_samples(self.out_dir / rel, {"samples_ns": samples})
             bad = job["run"] == self.parity_fails_in_run
             on_event({"event": "row", "row": dict(row, status="failed" if bad else "ok",
                                                   parity="fail" if bad else "pass",
                                                   reason="parity: logit_rel_err 0.5 > 0.001" if bad else "",
                                                   logit_rel_err=0.5 if bad else 1e-6 * job["run"],
-                                                  samples_file=rel, timer_overhead_ns=40.0, **timing.summarize(samples))})
+                                                  samples_file=rel, timer_overhead_ns=40.0, **stats.summarize(samples))})
 
 
 @pytest.fixture
@@ -132,9 +135,9 @@ def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file
     assert all(j[3] == ["numpy", "numpy"] for j in fake.jobs if j[2] == "tf")  # batches 1 and 4
     assert len(rows) == 6 and set(rows.batch[rows.backend == "test.jaxlike"]) == {1}  # batch 4: numpy only
     assert (rows.runs == 3).all() and (rows.n == 90).all() and (rows.remeasured == 0).all()
-    assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {timing.CI_METHOD}
+    assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {stats.CI_METHOD}
     assert (rows.logit_rel_err == 1e-6).all()  # run 1's parity: the full check
-    pooled = timing.load_samples(tmp_path / rows.samples_file.iloc[0])
+    pooled = atomic.load_samples(tmp_path / rows.samples_file.iloc[0])
     np.testing.assert_array_equal(pooled["run_lengths"], [30, 30, 30])
     np.testing.assert_array_equal(pooled["samples_ns"], np.concatenate([steady + 1, steady + 2, steady + 3]))
     assert not list((tmp_path / "samples" / "m").glob("*__r*.npz"))  # per-run files pooled, then removed
@@ -237,7 +240,7 @@ def test_crashes_and_failures_are_rows_and_the_sweep_goes_on(data_env, fakes, tm
     ok = rows[rows.status == "ok"]
     assert ok.samples_file.notna().all()
     for f in ok.samples_file:
-        assert len(timing.load_samples(tmp_path / f)["samples_ns"]) >= 20
+        assert len(atomic.load_samples(tmp_path / f)["samples_ns"]) >= 20
     assert (ok.runs == 1).all() and ok.unstable.astype(bool).all()  # one run is too few (pyperf's check)
     assert ok.unstable_reason.str.contains("only 1 run").all()
     assert (ok.logit_rel_err < 1e-3).all() and ok.criterion.str.startswith("float32").all()
@@ -251,7 +254,7 @@ def test_crashes_and_failures_are_rows_and_the_sweep_goes_on(data_env, fakes, tm
 
 _SWEEP = """
 import sys
-from overhead import sweep
+from overhead.experiments import sweep
 sweep.run([sys.argv[1]], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.3, out_dir=sys.argv[2],
           machine="testbox", parity_n=8, gemm_n=None, progress=False, runs=2, max_runs=2)
 """
@@ -303,7 +306,7 @@ def test_killed_sweep_keeps_finished_runs_and_resumes(data_env, fakes, tmp_path)
 
 
 def test_models_for_limits_a_backend_to_its_models_at_every_batch():
-    from overhead import sweep
+    from overhead.experiments import sweep
 
     only = {"jax.jit": ("cnn_seed",)}
     assert sweep.wanted("cnn_seed", "jax.jit", 1, 1, models_for=only)

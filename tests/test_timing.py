@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overhead import timing
+from overhead.harness import timing
+from overhead.harness import stats
+from overhead.base import atomic
 
 
 class FakeClock:
@@ -31,7 +33,7 @@ def clock(monkeypatch):
 # ----------------------------------------------------------------- summarize
 
 def test_summarize_known_samples():
-    s = timing.summarize(np.arange(1, 101) * 1000)  # 1..100 us in ns
+    s = stats.summarize(np.arange(1, 101) * 1000)  # 1..100 us in ns
     assert s["n"] == 100
     assert s["median_us"] == pytest.approx(50.5)
     assert s["min_us"] == pytest.approx(1.0)
@@ -43,36 +45,36 @@ def test_summarize_known_samples():
     assert s["cv"] == pytest.approx(s["std_us"] / 50.5)
     assert set(s) == {"n", "runs", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us",
                       "mad_us", "ci_lo_us", "ci_hi_us", "ci_method", "cv", "unstable", "unstable_reason"}
-    assert s["runs"] == 1 and s["ci_method"] == timing.CI_METHOD
+    assert s["runs"] == 1 and s["ci_method"] == stats.CI_METHOD
 
 
 def test_mad_is_unscaled():
-    s = timing.summarize(np.array([1, 1, 2, 2, 4, 6, 9]) * 1000)
+    s = stats.summarize(np.array([1, 1, 2, 2, 4, 6, 9]) * 1000)
     assert s["median_us"] == pytest.approx(2.0)
     assert s["mad_us"] == pytest.approx(1.0)  # a scaled MAD would be 1.4826
 
 
 def test_summarize_rejects_empty():
     with pytest.raises(ValueError):
-        timing.summarize([])
+        stats.summarize([])
 
 
 def test_single_sample_has_no_interval():
-    s = timing.summarize([5000])
+    s = stats.summarize([5000])
     assert s["n"] == 1 and s["std_us"] == 0.0 and s["median_us"] == 5.0
     assert math.isnan(s["ci_lo_us"]) and math.isnan(s["ci_hi_us"])  # no 95 % interval exists at n=1
 
 
 def test_order_statistic_interval_on_known_samples():
     # n = 5: the widest pair (min, max) covers the median with 1 - 2/32 = 93.75 % < 95 %: no interval
-    assert all(math.isnan(v) for v in timing.median_ci([1, 2, 3, 4, 5]))
+    assert all(math.isnan(v) for v in stats.median_ci([1, 2, 3, 4, 5]))
     # n = 6: (min, max) covers 62/64 = 96.9 %, (X(2), X(5)) 50/64 = 78.1 %; Hettmansperger-Sheather
     # interpolate with I = (0.96875 - 0.95) / (0.96875 - 0.78125) = 0.1, lambda = 5 I / (1 + 4 I)
     lam = 5 * 0.1 / (1 + 4 * 0.1)
-    lo, hi = timing.median_ci([6, 1, 5, 2, 4, 3])
+    lo, hi = stats.median_ci([6, 1, 5, 2, 4, 3])
     assert lo == pytest.approx(1 + lam) and hi == pytest.approx(6 - lam)
     # n = 100: the exact pair is (X(40), X(61)) at 96.5 %; interpolation moves inwards by < 1 rank
-    lo, hi = timing.median_ci(np.arange(1, 101))
+    lo, hi = stats.median_ci(np.arange(1, 101))
     assert 40 <= lo < 41 and 60 < hi <= 61 and lo + hi == pytest.approx(101)
 
 
@@ -85,7 +87,7 @@ def test_interval_covers_the_true_median_95_percent_of_the_time(n):
     x = rng.lognormal(4.0, 0.5, size=(trials, n))
     hits = 0
     for row in x:
-        lo, hi = timing.median_ci(row)
+        lo, hi = stats.median_ci(row)
         hits += lo <= true_median <= hi
     assert 0.93 <= hits / trials <= 0.97, hits / trials
 
@@ -105,7 +107,7 @@ def test_a_wrong_interval_method_would_fail_the_coverage_test():
 
 def _ci_width(n, seed=1):
     x = np.random.default_rng(seed).lognormal(mean=4.0, sigma=0.3, size=n) * 1000
-    s = timing.summarize(x)
+    s = stats.summarize(x)
     assert s["ci_lo_us"] <= s["median_us"] <= s["ci_hi_us"]
     return s["ci_hi_us"] - s["ci_lo_us"]
 
@@ -117,22 +119,22 @@ def test_ci_contains_median_and_narrows_with_n():
 
 def test_ci_is_seeded():
     x = np.random.default_rng(3).normal(100, 10, 200) * 1000
-    assert timing.summarize(x) == timing.summarize(x)
+    assert stats.summarize(x) == stats.summarize(x)
 
 
 def test_unstable_flag_follows_pyperf_checks():
     steady = np.full(60, 2_000_000)  # 2 ms calls: every call is a value
-    assert timing.summarize(steady)["unstable"] is False and timing.summarize(steady)["cv"] == 0.0
+    assert stats.summarize(steady)["unstable"] is False and stats.summarize(steady)["cv"] == 0.0
     spread = np.tile([1_700_000, 2_300_000], 30)  # values' std = 15 % of the mean
-    s = timing.summarize(spread)
+    s = stats.summarize(spread)
     assert s["unstable"] is True and "std is 15% of the mean" in s["unstable_reason"]
     calm = np.tile([1_900_000, 2_100_000], 30)  # std 5 %
-    assert timing.summarize(calm)["unstable"] is False
+    assert stats.summarize(calm)["unstable"] is False
     spike = np.r_[np.full(199, 2_000_000), 4_000_000]  # one value 2x the mean, std only 7 %
-    s = timing.summarize(spike)
+    s = stats.summarize(spike)
     assert s["unstable"] is True and "max is" in s["unstable_reason"] and "std" not in s["unstable_reason"]
     dip = np.r_[np.full(199, 2_000_000), 900_000]
-    assert "min is 55% below the mean" in timing.summarize(dip)["unstable_reason"]
+    assert "min is 55% below the mean" in stats.summarize(dip)["unstable_reason"]
 
 
 def test_short_calls_are_judged_in_blocks_of_a_millisecond():
@@ -140,28 +142,28 @@ def test_short_calls_are_judged_in_blocks_of_a_millisecond():
     so one slow call among 100 is not 'max far from the mean', but a slow stretch is."""
     fast = np.full(3000, 10_000)
     fast[::100] = 40_000  # one 4x call per block: every block mean is the same
-    assert timing.check_values(fast).size == 30
-    assert timing.summarize(fast)["unstable"] is False
+    assert stats.check_values(fast).size == 30
+    assert stats.summarize(fast)["unstable"] is False
     drift = fast.copy()
     drift[1500:] *= 2  # the second half of the run is twice as slow
-    assert timing.summarize(drift)["unstable"] is True
+    assert stats.summarize(drift)["unstable"] is True
 
 
 def test_runs_and_values_floors():
     x = np.full(3 * 25, 2_000_000)
-    assert timing.summarize(x, [25, 25, 25], min_runs=3, min_values=20)["unstable"] is False
-    s = timing.summarize(x[:50], [25, 25], min_runs=3, min_values=20)
+    assert stats.summarize(x, [25, 25, 25], min_runs=3, min_values=20)["unstable"] is False
+    s = stats.summarize(x[:50], [25, 25], min_runs=3, min_values=20)
     assert s["unstable"] is True and s["runs"] == 2 and "only 2 run(s) < 3" in s["unstable_reason"]
-    s = timing.summarize(x, [60, 10, 5], min_runs=3, min_values=20)
+    s = stats.summarize(x, [60, 10, 5], min_runs=3, min_values=20)
     assert s["unstable"] is True and "only 5 values in a run < 20" in s["unstable_reason"]
     with pytest.raises(ValueError):
-        timing.summarize(x, [10, 10])
+        stats.summarize(x, [10, 10])
 
 
 def test_between_run_differences_count_as_spread():
     """Three processes, each steady, one 30 % slower: pooled values are spread, as in pyperf."""
     runs = np.r_[np.full(30, 2_000_000), np.full(30, 2_000_000), np.full(30, 2_600_000)]
-    s = timing.summarize(runs, [30, 30, 30], min_runs=3, min_values=20)
+    s = stats.summarize(runs, [30, 30, 30], min_runs=3, min_values=20)
     assert s["unstable"] is True and "std is" in s["unstable_reason"] and s["runs"] == 3
 
 
@@ -289,10 +291,10 @@ def _leftovers(folder):
 
 def test_atomic_write_text_and_bytes(tmp_path):
     target = tmp_path / "sub" / "a.txt"
-    timing.atomic_write_text(target, "one")
-    timing.atomic_write_text(target, "two")
+    atomic.atomic_write_text(target, "one")
+    atomic.atomic_write_text(target, "two")
     assert target.read_text() == "two"
-    timing.atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    atomic.atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     assert _leftovers(tmp_path) == [] and _leftovers(target.parent) == []
 
@@ -302,7 +304,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     existing.write_text("complete old content")
     for target in (existing, tmp_path / "new.txt"):
         with pytest.raises(RuntimeError):
-            with timing.atomic_open(target) as fh:
+            with atomic.atomic_open(target) as fh:
                 fh.write("half of the new con")
                 raise RuntimeError("writer died")
     assert existing.read_text() == "complete old content"
@@ -312,7 +314,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
 
 def test_atomic_write_csv_round_trip_and_failure(tmp_path):
     df = pd.DataFrame({"model": ["logreg", "mlp"], "median_us": [1.5, 20.25]})
-    path = timing.atomic_write_csv(df, tmp_path / "bench.csv")
+    path = atomic.atomic_write_csv(df, tmp_path / "bench.csv")
     pd.testing.assert_frame_equal(pd.read_csv(path), df)
 
     class Broken:
@@ -321,7 +323,7 @@ def test_atomic_write_csv_round_trip_and_failure(tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        timing.atomic_write_csv(Broken(), tmp_path / "bench.csv")
+        atomic.atomic_write_csv(Broken(), tmp_path / "bench.csv")
     pd.testing.assert_frame_equal(pd.read_csv(path), df)
     assert _leftovers(tmp_path) == []
 
@@ -329,17 +331,17 @@ def test_atomic_write_csv_round_trip_and_failure(tmp_path):
 def test_unwritable_directory_gives_clear_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(timing.UnwritableDirectoryError, match="a_file"):
-        timing.atomic_write_text(blocker / "out.txt", "x")
+    with pytest.raises(atomic.UnwritableDirectoryError, match="a_file"):
+        atomic.atomic_write_text(blocker / "out.txt", "x")
     with pytest.raises(OSError):  # it is also an OSError for generic handlers
-        timing.save_samples(blocker / "deeper" / "s.npz", {"a": np.arange(3)})
+        atomic.save_samples(blocker / "deeper" / "s.npz", {"a": np.arange(3)})
 
 
 def test_save_load_samples_round_trip(tmp_path):
     data = {"keras.predict": np.array([5, 7, 9], dtype=np.int64),
             "numpy": np.arange(1000, dtype=np.int64) * 1000}
-    path = timing.save_samples(tmp_path / "samples" / "logreg_b1_t1.npz", data)
-    back = timing.load_samples(path)
+    path = atomic.save_samples(tmp_path / "samples" / "logreg_b1_t1.npz", data)
+    back = atomic.load_samples(path)
     assert set(back) == set(data)
     for name, values in data.items():
         assert back[name].dtype == np.int64

@@ -1,6 +1,6 @@
 import numpy as np
 
-from overhead import train
+from overhead.ladder import train
 
 
 def test_shift_augment_keeps_the_real_digits_and_adds_their_shifts():
@@ -35,7 +35,8 @@ def test_decisiveness_of_softmax_outputs():
 
 
 def test_train_one_within_a_budget_records_what_it_did(tiny_data_dir, tmp_path):
-    from overhead import data, models
+    from overhead.base import data
+    from overhead.ladder import models
 
     splits = data.load_mnist(tiny_data_dir, allow_download=False)
     flops = models.count_flops(models.build("logreg"))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import user_zoo
-from overhead import inputs, modelfile, resources, signature
-from overhead.signature import SignatureError
+from overhead.usermodel import inputs, modelfile, resources, signature
+from overhead.usermodel.signature import SignatureError
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_thread_warning():
 # --------------------------------------------------------------------------- worker feed
 
 def test_feed_packs_inputs_and_reference_flattens_outputs(opened):
-    from overhead import userfeed
+    from overhead.usermodel import feed as userfeed
     from overhead.backends import Runner
 
     o = opened["two_io"]
@@ -241,7 +241,7 @@ def test_feed_packs_inputs_and_reference_flattens_outputs(opened):
 
 
 def test_classify_backend_failures(opened):
-    from overhead import userfeed
+    from overhead.usermodel import feed as userfeed
     from overhead.engine import UnsupportedLayerError, from_keras
 
     with pytest.raises(UnsupportedLayerError) as err:
@@ -386,7 +386,7 @@ def test_bench_quick_with_real_inputs_memory_skip_and_thread_warning(zoo, tmp_pa
 
 @pytest.mark.slow  # fresh worker processes
 def test_a_dying_worker_reports_its_exception(zoo, tmp_path, monkeypatch):
-    from overhead import sweep
+    from overhead.experiments import sweep
 
     monkeypatch.setenv("OVERHEAD_DATA", str(tmp_path))
     job = sweep._job_for("lstm", zoo["lstm"], 1, [("keras.predict", 1)],

@@ -13,11 +13,9 @@ output file is left behind. `check` exits 1 when a backend disagrees with Keras 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 EXIT_USAGE, EXIT_DISAGREE = 2, 1
@@ -60,7 +58,7 @@ def _backend_list(text: str | None) -> list[str]:
 
 def _model(arg: str) -> Path:
     """A .keras or Keras 2 .h5 file, a SavedModel folder, or a ladder name in data/models/."""
-    from overhead import userargs
+    from overhead.usermodel import args as userargs
 
     try:
         return userargs.model_path(arg)
@@ -69,14 +67,14 @@ def _model(arg: str) -> Path:
 
 
 def _above_cores(threads) -> list[int]:
-    from overhead import resources
+    from overhead.usermodel import resources
 
     return [t for t in threads if t > resources.cores()]  # warned about, and recorded in the .meta.json
 
 
 def _user_args(args, threads) -> dict:
     """--inputs / --input-shape for the workers; warns about thread settings above the cores."""
-    from overhead import userargs
+    from overhead.usermodel import args as userargs
 
     try:
         extra = userargs.job_args(args)
@@ -119,7 +117,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from overhead import userargs
+    from overhead.usermodel import args as userargs
 
     p = _Parser(prog="overhead", description="Framework overhead of CPU inference: every path vs a NumPy engine.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -171,7 +169,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _fatal_model(rows: list[dict]) -> None:
-    from overhead import userargs
+    from overhead.usermodel import args as userargs
 
     message = userargs.fatal_message(rows)  # the worker's own line: the model or inputs, with the fix
     if message:
@@ -179,7 +177,9 @@ def _fatal_model(rows: list[dict]) -> None:
 
 
 def _bench(args) -> int:
-    from overhead import envinfo, sweep, timing
+    from overhead.base import envinfo
+    from overhead.experiments import sweep
+    from overhead.base import atomic
     from overhead.report.tables import format_bench
 
     models = [_model(m) for m in args.models]
@@ -198,7 +198,7 @@ def _bench(args) -> int:
         _fatal_model(rows.to_dict("records"))
         print(format_bench(rows))
         if out is not None:
-            timing.atomic_write_csv(rows, out)
+            atomic.atomic_write_csv(rows, out)
             envinfo.write_meta(out, {"stage": "overhead bench", "models": [str(m) for m in models],
                                      "budget_s": budget, "threads_above_cores": _above_cores(threads)},
                                threads=threads)
@@ -209,7 +209,8 @@ def _bench(args) -> int:
 def _check(args) -> int:
     import pandas as pd
 
-    from overhead import backends, sweep
+    from overhead import backends
+    from overhead.experiments import sweep
 
     models = [_model(m) for m in args.models]
     names = _backend_list(args.backends)
@@ -248,7 +249,8 @@ def _check(args) -> int:
 def _backends(args) -> int:
     import pandas as pd
 
-    from overhead import backends, sweep
+    from overhead import backends
+    from overhead.experiments import sweep
 
     table = pd.DataFrame([{"backend": n, "family": backends.get(n).family, "process": backends.get(n).process,
                            "available": backends.get(n).available()[0], "description": backends.get(n).description}
@@ -288,7 +290,7 @@ def _export(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_silenced(), redirect_stdout(sys.stderr):
         from overhead import engine
-        from overhead.timing import UnwritableDirectoryError
+        from overhead.base.atomic import UnwritableDirectoryError
         try:
             import keras
             keras_model = keras.models.load_model(model, compile=False)

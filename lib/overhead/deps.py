@@ -5,7 +5,7 @@
 Walks ``import overhead…`` / ``from overhead… import …`` / relative imports transitively through
 ``lib/overhead`` with :mod:`ast` only (no TensorFlow is imported, the standard library is enough, so it
 runs before ``.venv`` exists), and also follows string constants that name a module of the package
-exactly (``[sys.executable, "-m", "overhead.sweep", "worker"]``, ``"overhead.engine"`` in a table of
+exactly (``[sys.executable, "-m", "overhead.experiments.sweep", "worker"]``, ``"overhead.engine"`` in a table of
 runtimes): a child process started that way is part of the stage too. Imports inside functions count.
 
 Without ``--target`` it prints one path per line (relative to the repository). With ``--target T`` it

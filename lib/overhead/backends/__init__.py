@@ -3,7 +3,7 @@
 ``prepare(name, model_path, batch, threads)`` returns a :class:`Runner`: call it with a NumPy batch of
 exactly ``batch`` rows and it returns a NumPy array, so each path pays its own conversions as a user
 does. Heavy objects (the Keras model, a loaded SavedModel, an ORT session) are shared between the
-runners of one process; conversions are cached on disk by :mod:`overhead.converters`.
+runners of one process; conversions are cached on disk by :mod:`overhead.backends.converters`.
 
 One module per family registers its paths; ``Backend.process`` names the worker-process kind a path
 needs ("tf", or "jax" / "keras-numpy" for Keras 3 on those backends). Extra backends (the tests' fakes)
@@ -100,9 +100,9 @@ def prepare(name: str, model_path, batch: int, threads: int, artifacts=None) -> 
     return Runner(name, fn, batch, threads, info)
 
 
-def __getattr__(attr):  # backends.parity stays importable (moved to overhead.parity; MEASURE owns it)
+def __getattr__(attr):  # backends.parity stays importable (moved to overhead.harness.parity; MEASURE owns it)
     if attr == "parity":
-        from overhead.parity import parity
+        from overhead.harness.parity import parity
 
         return parity
     raise AttributeError(f"module 'overhead.backends' has no attribute {attr!r}")

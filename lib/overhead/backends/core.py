@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from overhead import converters
-from overhead.child import KERAS_BACKEND_OF, thread_env
+from overhead.backends import converters
+from overhead.harness.child import KERAS_BACKEND_OF, thread_env
 
 
 _PROCESS = "tf"  # this process's kind, set by enter_process()
@@ -64,7 +64,7 @@ class Backend:
     process: str = "tf"
 
     def tolerance(self) -> str:
-        from overhead.parity import QUANTIZED_FALLBACK_MAX_ABS
+        from overhead.harness.parity import QUANTIZED_FALLBACK_MAX_ABS
 
         parts = []
         if self.max_abs is not None:
@@ -219,7 +219,7 @@ def _keras(path):
 
 
 def _tf_info(kind: str, load_s, **extra) -> dict:
-    from overhead import envinfo
+    from overhead.base import envinfo
 
     tf = _tf()
     return {"load_s": load_s, "kernels": f"{kind}; oneDNN {envinfo.onednn_flag()}",

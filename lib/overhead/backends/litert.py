@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from overhead import converters
+from overhead.backends import converters
 from overhead.backends.core import Backend, register
 from overhead.backends.keras_tf import TF
 
@@ -22,7 +22,7 @@ def _prep_litert(path, batch, threads, artifacts, variant="float", xnnpack=True)
     out_index = interp.get_output_details()[0]["index"]
     dims = [int(d) for d in inp["shape"][1:]]
     if any(int(d) < 0 for d in inp.get("shape_signature", [])[1:]):  # dynamic dims: the sizes this run uses
-        from overhead import userfeed
+        from overhead.usermodel import feed as userfeed
 
         dims = list(userfeed.concrete_shape(0) or dims)
     interp.resize_tensor_input(inp["index"], [batch, *dims])

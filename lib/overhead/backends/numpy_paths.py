@@ -2,7 +2,7 @@
 BLAS threads limited with threadpoolctl."""
 from __future__ import annotations
 
-from overhead import converters
+from overhead.backends import converters
 from overhead.backends import core
 from overhead.backends.core import Backend, _cached, register
 

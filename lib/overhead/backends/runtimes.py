@@ -1,7 +1,7 @@
 """Other runtimes reading the ONNX export: ONNX Runtime (CPU provider) and OpenVINO (CPU plugin)."""
 from __future__ import annotations
 
-from overhead import converters
+from overhead.backends import converters
 from overhead.backends.core import Backend, _cached, register
 from overhead.backends.keras_tf import TF
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from overhead import converters
+from overhead.backends import converters
 from overhead.backends.core import Backend, _keras, _tf, _tf_info, register
 from overhead.backends.keras_tf import TF
 

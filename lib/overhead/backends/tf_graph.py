@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from overhead import converters
+from overhead.backends import converters
 from overhead.backends.core import Backend, _cached, _keras, _tf, _tf_info, register
 from overhead.backends.keras_tf import TF
 
@@ -32,7 +32,7 @@ def _prep_savedmodel(path, batch, threads, artifacts):
     arg_names, out_names = list(sig.structured_input_signature[1]), list(sig.structured_outputs)
     const = tf.constant
     if len(arg_names) > 1 or len(out_names) > 1:  # several: fed by input name, outputs in the model's order
-        from overhead import userfeed
+        from overhead.usermodel import feed as userfeed
 
         names, out_names = userfeed.input_names(arg_names), userfeed.output_names(out_names)
 

@@ -63,7 +63,7 @@ def to_bytes(net) -> bytes:
 
 def save(net, path) -> Path:
     """Write `net` to `path` atomically (a temp file beside it, then os.replace): no partial file."""
-    from overhead.timing import atomic_write_bytes
+    from overhead.base.atomic import atomic_write_bytes
     return atomic_write_bytes(path, to_bytes(net))
 
 

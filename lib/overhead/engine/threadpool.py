@@ -186,7 +186,7 @@ def _make_pause():
 
 # After a call the workers poll this long before blocking, so that a caller timing the engine
 # back to back does not pay a thread wake-up per call; short enough not to disturb a backend timed
-# after the engine (see overhead.distortion).
+# after the engine (see overhead.experiments.distortion).
 GRACE_S = float(os.environ.get("OVERHEAD_NUMPY_GRACE_S", "0"))
 # Inside a call a worker polls at most this long after its last chunk, then blocks: a thread that
 # polls for a whole call loses its scheduler credit on a busy machine (measured: ResNet-18 224 at 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from overhead.report.idle import verdict
 from overhead.report.fmt import code, fmt_pct, fmt_x
 
 NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
@@ -16,7 +17,7 @@ def _have(R, name) -> pd.DataFrame | None:
 
 
 def idle_gap_text(R) -> str:
-    """Does sparse traffic change the ranking or the best thread count? (``overhead.idlegap.verdict``)."""
+    """Does sparse traffic change the ranking or the best thread count? (:func:`overhead.report.idle.verdict`)."""
     idle = _have(R, "idle_gap")
     if idle is None:
         return NOT_MEASURED.format("idle_gap.csv")
@@ -31,7 +32,6 @@ def idle_gap_text(R) -> str:
                    f"{fmt_x(slow.max())} a back-to-back call (measured; worst: {code(worst[1])} on {code(worst[0])} "
                    f"with {worst[2]} thread{'s' if worst[2] != 1 else ''}).")
     try:
-        from overhead.idlegap import verdict
         v = verdict(idle)
         out.append(("The fastest path changes under sparse traffic" + (" (intervals separate)." if
                     v["fastest_changes_clearly"] else ", but not beyond the intervals.")) if v["fastest_changes"]

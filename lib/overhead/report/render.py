@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from overhead.timing import atomic_write_text
+from overhead.base.atomic import atomic_write_text
 
 # nbconvert's lab template loads require.js and MathJax from a CDN; the report uses neither, and the
 # file must open offline, so those tags are dropped.

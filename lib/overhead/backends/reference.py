@@ -2,7 +2,7 @@
 
 A "tf" worker computes them in-process (``model.predict``). Workers of other kinds (Keras 3 on JAX or
 NumPy) must not judge themselves with their own Keras, so they get the TensorFlow reference from a
-fresh ``python -m overhead.reference`` process (KERAS_BACKEND=tensorflow), cached on disk beside the
+fresh ``python -m overhead.backends.reference`` process (KERAS_BACKEND=tensorflow), cached on disk beside the
 model's artifacts, keyed on the model's content and the inputs' bytes.
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
     """float64 outputs of Keras 3 on TensorFlow for inputs `x` (computed here or in a TF child process)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if _in_tf_process():
-        from overhead import converters
+        from overhead.backends import converters
 
         model = converters.load_keras(model_path)
         return model.predict(x, batch_size=min(batch_size, max(len(x), 1)), verbose=0).astype(np.float64)
-    from overhead import converters
+    from overhead.backends import converters
 
     key = hashlib.sha256(x.tobytes() + str(x.shape).encode()).hexdigest()[:12]
     cache = converters.artifact_dir(model_path, artifacts) / "reference" / f"{key}.npy"
@@ -44,7 +44,7 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
         inp, out = Path(tmp) / "x.npy", Path(tmp) / "ref.npy"
         np.save(inp, x)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        done = subprocess.run([sys.executable, "-m", "overhead.reference", str(model_path), str(inp), str(out),
+        done = subprocess.run([sys.executable, "-m", "overhead.backends.reference", str(model_path), str(inp), str(out),
                                str(batch_size)], capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
         if done.returncode != 0 or not out.exists():
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -59,7 +59,7 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 4:
-        print("usage: python -m overhead.reference MODEL.keras X.npy OUT.npy BATCH_SIZE", file=sys.stderr)
+        print("usage: python -m overhead.backends.reference MODEL.keras X.npy OUT.npy BATCH_SIZE", file=sys.stderr)
         return 2
     from overhead import backends
 

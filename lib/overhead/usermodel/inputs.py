@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead.signature import Signature, SignatureError
+from overhead.usermodel.signature import Signature, SignatureError
 
 INT_RANGE = 10  # generated values for an integer input whose vocabulary is unknown
 LABEL_KEYS = ("labels",)
@@ -47,7 +47,7 @@ def generate(sig: Signature, shapes, n: int, seed: int = 0) -> list[np.ndarray]:
 def load_npz(path, sig: Signature, shapes=None) -> tuple[list[np.ndarray], np.ndarray | None]:
     """(arrays in input order, labels or None) from an .npz file, validated against the signature.
 
-    ``shapes`` are the concrete per-sample shapes (from :func:`overhead.signature.resolve`); without
+    ``shapes`` are the concrete per-sample shapes (from :func:`overhead.usermodel.signature.resolve`); without
     them, dynamic dimensions take whatever the file holds (the same for every sample).
     """
     where = f"--inputs {path}"

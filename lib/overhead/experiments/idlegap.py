@@ -1,7 +1,7 @@
 """Idle gaps: what a single request costs after the process sat idle for 0, 1, 10 or 100 ms.
 
 Back-to-back calls keep thread pools spinning and caches warm; a server answering sparse requests
-does not. Per (model, threads, process kind) one fresh child (``python -m overhead.idlegap child``)
+does not. Per (model, threads, process kind) one fresh child (``python -m overhead.experiments.idlegap child``)
 sets the threads, prepares every path at batch 1 and measures in rounds: in each round every backend
 (rotated order) gets, per gap (rotated order), one untimed call and then `calls` times
 "sleep gap, then time the call alone". So the call before each timed one is the same path's, and the
@@ -23,38 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.harness import stats
+
 GAPS_MS = (0, 1, 10, 100)
 MODELS = ("cnn_seed", "resnet_mnist")
 COLUMNS = ["machine", "model", "backend", "threads", "gap_ms", "n", "median_us", "ci_lo_us", "ci_hi_us",
            "p90_us", "min_us", "ratio_to_gap0", "status", "reason"]
 KIND_ENV = {"jax": {"KERAS_BACKEND": "jax"}, "keras-numpy": {"KERAS_BACKEND": "numpy"}}
-CI_METHOD = "order-statistic 95 % interval of the median (binomial ranks, distribution-free)"
-
-
-# --------------------------------------------------------------------------- statistics (pure)
-
-def median_ci(samples, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval of the median: sorted values at binomial(n, 1/2) ranks (NaN if n < 6)."""
-    from scipy.stats import binom
-
-    x = np.sort(np.asarray(samples, dtype=np.float64))
-    n = len(x)
-    if n < 6:
-        return float("nan"), float("nan")
-    alpha = 1 - level
-    lo = int(binom.ppf(alpha / 2, n, 0.5))  # P(B <= lo - 1) <= alpha/2 -> use the lo-th order statistic
-    lo = max(lo, 1)
-    while lo > 1 and binom.cdf(lo - 1, n, 0.5) > alpha / 2:
-        lo -= 1
-    hi = n + 1 - lo
-    return float(x[lo - 1]), float(x[hi - 1])
 
 
 def summarize(samples_ns) -> dict:
-    us = np.asarray(samples_ns, dtype=np.float64) / 1e3
-    lo, hi = median_ci(us)
-    return {"n": int(len(us)), "median_us": float(np.median(us)), "ci_lo_us": lo, "ci_hi_us": hi,
-            "p90_us": float(np.percentile(us, 90)), "min_us": float(us.min())}
+    """The idle-gap row's statistics, from the one statistics module (:mod:`overhead.harness.stats`)."""
+    full = stats.summarize(samples_ns)
+    return {k: full[k] for k in ("n", "median_us", "ci_lo_us", "ci_hi_us", "p90_us", "min_us")}
 
 
 # --------------------------------------------------------------------------- child process
@@ -94,15 +75,15 @@ def _emit(proto, **event):
 def child_main(job: dict, proto) -> int:
     """Prepare the job's backends at batch 1 with fixed threads, measure the gaps, emit rows."""
     from overhead import backends as bk
-    from overhead import data
-    from overhead.child import error_text
+    from overhead.base import data
+    from overhead.harness.child import error_text
 
     threads = int(job["threads"])
     bk.set_threads(threads)
     if job.get("kind", "tf") == "tf":
         bk.configure_tf()
     model_path = Path(job["model_path"])
-    from overhead.pipeline import input_shape
+    from overhead.experiments.pipeline import input_shape
     x, _ = data.inputs_for(input_shape(model_path), 1, split="test")
     x = np.ascontiguousarray(x)
     fns, failed = {}, []
@@ -130,7 +111,7 @@ def child_main(job: dict, proto) -> int:
 
 def _child_env(kind: str) -> dict:
     env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parents[1])
+    lib = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.update(KIND_ENV.get(kind, {}))
@@ -143,7 +124,7 @@ def run_child(job: dict, timeout_s: float = 900) -> list[dict]:
     for _ in range(len(todo) + 1):
         if not todo:
             break
-        done = subprocess.run([sys.executable, "-m", "overhead.idlegap", "child", json.dumps(dict(job, backends=todo))],
+        done = subprocess.run([sys.executable, "-m", "overhead.experiments.idlegap", "child", json.dumps(dict(job, backends=todo))],
                               capture_output=True, text=True, env=_child_env(job.get("kind", "tf")),
                               timeout=timeout_s)
         events = [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -168,7 +149,9 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
     from tqdm.auto import tqdm
 
     from overhead import backends as bk
-    from overhead import config, envinfo, sweep, timing
+    from overhead.base import config, envinfo
+    from overhead.experiments import sweep
+    from overhead.base import atomic
 
     if data_dir is not None:
         os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # children read the same tree
@@ -198,72 +181,24 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
         path = Path(out_dir) if out_dir else config.results_dir(machine, data_dir)
         path = path / "idle_gap.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        timing.atomic_write_csv(frame, path)
+        atomic.atomic_write_csv(frame, path)
         envinfo.write_meta(path, extra={
             "stage": "idle_gap", "models": [m for m, _ in todo], "backends": names, "threads_settings": threads,
             "gaps_ms": list(gaps_ms), "calls_per_round": calls, "rounds": rounds, "batch": 1, "quick": quick,
-            "ci_method": CI_METHOD, "gc": "on while timing, collected between rounds",
+            "ci_method": stats.CI_METHOD, "gc": "on while timing, collected between rounds",
             "schedule": "per round, backends rotated; per backend, gaps rotated; one untimed call, then "
-                        "`calls` x (sleep gap, time one call)", "run_s": round(time.perf_counter() - t_start, 1),
-            "verdict": verdict(frame)})
+                        "`calls` x (sleep gap, time one call)", "run_s": round(time.perf_counter() - t_start, 1)})
     return frame
 
 
 # --------------------------------------------------------------------------- what changes (pure)
 
-def _disjoint(a, b) -> bool:
-    """a is faster than b with non-overlapping intervals."""
-    return bool(a["ci_hi_us"] < b["ci_lo_us"])
-
-
-def verdict(frame) -> dict:
-    """Does sparse traffic change the fastest path (per model x threads) or the best thread count (per model
-    x backend)? Compares every gap > 0 with gap 0; a change counts as `clear` when the intervals separate."""
-    ok = frame[(frame["status"] == "ok") & frame["median_us"].notna()] if "status" in frame else frame
-    ranking, thread_rows = [], []
-    for (model, t), grp in ok.groupby(["model", "threads"]):
-        ref = grp[grp["gap_ms"] == 0].sort_values("median_us")
-        if ref.empty:
-            continue
-        for g, at in grp[grp["gap_ms"] > 0].groupby("gap_ms"):
-            at = at.sort_values("median_us")
-            common = [b for b in ref["backend"] if b in set(at["backend"])]
-            order0 = [b for b in ref["backend"] if b in common]
-            order1 = [b for b in at["backend"] if b in common]
-            best0, best1 = order0[0], order1[0]
-            r0, r1 = at.set_index("backend").loc[best0], at.set_index("backend").loc[best1]
-            ranking.append({"model": model, "threads": int(t), "gap_ms": g, "fastest_gap0": best0,
-                            "fastest_at_gap": best1, "fastest_changed": best0 != best1,
-                            "clear": best0 != best1 and _disjoint(r1, r0),
-                            "order_changed": order0 != order1,
-                            "slowdown_of_fastest_gap0": float(r0["median_us"] / ref.iloc[0]["median_us"])})
-    for (model, b), grp in ok.groupby(["model", "backend"]):
-        ref = grp[grp["gap_ms"] == 0]
-        if ref["threads"].nunique() < 2:
-            continue
-        t0 = int(ref.loc[ref["median_us"].idxmin(), "threads"])
-        for g, at in grp[grp["gap_ms"] > 0].groupby("gap_ms"):
-            if at["threads"].nunique() < 2:
-                continue
-            best = at.loc[at["median_us"].idxmin()]
-            other = at[at["threads"] == t0]
-            t1 = int(best["threads"])
-            thread_rows.append({"model": model, "backend": b, "gap_ms": g, "best_threads_gap0": t0,
-                                "best_threads_at_gap": t1, "changed": t0 != t1,
-                                "clear": t0 != t1 and len(other) > 0 and _disjoint(best, other.iloc[0])})
-    return {"ranking": ranking, "threads": thread_rows,
-            "fastest_changes": any(r["fastest_changed"] for r in ranking),
-            "fastest_changes_clearly": any(r["clear"] for r in ranking),
-            "best_threads_changes": sorted({r["backend"] for r in thread_rows if r["changed"]}),
-            "best_threads_changes_clearly": sorted({r["backend"] for r in thread_rows if r["clear"]})}
-
-
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["child"] or len(argv) != 2:
-        print("usage: python -m overhead.idlegap child JOB_JSON", file=sys.stderr)
+        print("usage: python -m overhead.experiments.idlegap child JOB_JSON", file=sys.stderr)
         return 2
-    from overhead.child import claim_stdout
+    from overhead.harness.child import claim_stdout
 
     proto = claim_stdout()  # native libraries' prints go to stderr, never into the protocol
     return child_main(json.loads(argv[1]), proto)

@@ -67,7 +67,7 @@ def png_digits(shape, n: int = 32, data_dir=None, image_size=IMAGE_SIZE) -> tupl
     at the model's input size when image_size is None (see the module docstring)."""
     from PIL import Image
 
-    from overhead import data
+    from overhead.base import data
 
     h, w, c, _ = image_geometry(shape)
     if image_size is not None:
@@ -213,14 +213,14 @@ def save_rows(new, path, columns):
     """Write `new` rows to a result CSV atomically, keeping the rows of other (model, backend) pairs."""
     import pandas as pd
 
-    from overhead import timing
+    from overhead.base import atomic
 
     path = Path(path)
     old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
     if len(old) and len(new):
         old = old[~old.set_index(["model", "backend"]).index.isin(new.set_index(["model", "backend"]).index)]
     frame = pd.concat([old.reindex(columns=columns), new], ignore_index=True) if len(old) else new
-    timing.atomic_write_csv(frame.reindex(columns=columns), path)
+    atomic.atomic_write_csv(frame.reindex(columns=columns), path)
     return frame
 
 
@@ -228,7 +228,7 @@ def input_shape(model_path) -> list:
     """Per-sample input shape from the model's JSON, else from the .keras file's config (no TF)."""
     import zipfile
 
-    from overhead import models as zoo
+    from overhead.ladder import models as zoo
     try:
         return list(zoo.load_meta(model_path)["input_shape"])
     except (OSError, KeyError, ValueError):
@@ -253,8 +253,10 @@ def run(models, backends=None, *, calls: int = 200, budget_s: float = 2.0, round
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from overhead import backends as registry, config, envinfo, sweep
-    from overhead.child import error_text
+    from overhead import backends as registry
+    from overhead.base import config, envinfo
+    from overhead.experiments import sweep
+    from overhead.harness.child import error_text
 
     names = list(backends or registry.NAMES)
     for n in names:

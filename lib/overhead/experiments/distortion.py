@@ -1,9 +1,9 @@
 """Does the NumPy engine disturb the backend timed next to it? Each backend alone versus interleaved.
 
-    from overhead import distortion
+    from overhead.experiments import distortion
     table = distortion.measure()               # or measure(quick=True) for a smoke run
 
-For each model x thread setting, two sweep workers (fresh processes, see :mod:`overhead.worker`) time
+For each model x thread setting, two sweep workers (fresh processes, see :mod:`overhead.experiments.worker`) time
 the same backends in interleaved rounds: one *without* the engine, one *with* the engine (``numpy``)
 added to the rounds. A backend whose median grows with the engine beside it is being disturbed
 (e.g. by engine threads still spinning after the engine's call returned, which the engine no longer
@@ -51,7 +51,7 @@ def measure(models=MODELS, backends=BACKENDS, threads=None, *, batch: int = 1, b
     thread, a 0.05 s budget (a smoke run, not a measurement)."""
     import pandas as pd
 
-    from overhead import sweep
+    from overhead.experiments import sweep
 
     if quick:
         models, threads, budget_s = tuple(models)[:1], (1,), min(budget_s, 0.05)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from overhead import config
+from overhead.base import config
 
 MNIST_SHAPE = (28, 28, 1)
 

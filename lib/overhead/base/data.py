@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead import config
+from overhead.base import config
 
 KERAS_MNIST_HOST = ("storage.googleapis.com", 443)
 CACHE_NAME = "mnist.npz"

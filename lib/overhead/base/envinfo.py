@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from overhead.config import ROOT
-from overhead.timing import atomic_write_text
+from overhead.base.config import ROOT
+from overhead.base.atomic import atomic_write_text
 
 # Distribution names to try per reported package (the first one installed wins).
 PACKAGES = {
@@ -51,7 +51,7 @@ KEYS = (
 _SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
                "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd", "sve", "sve2")
 _X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
-# Vector/matrix ISA extensions that set a CPU's float32/int8/bf16 peaks (see overhead.ceilings).
+# Vector/matrix ISA extensions that set a CPU's float32/int8/bf16 peaks (see overhead.experiments.ceilings).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
              "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
              "amx_fp16", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")

@@ -2,7 +2,7 @@
 
 :func:`detect` looks at the path only (no TensorFlow import: the CLI calls it before starting workers);
 :func:`open_model` loads the model in a worker and returns an :class:`OpenedModel` with its
-:class:`~overhead.signature.Signature`. Every refusal is a :class:`ModelFileError` whose message is one
+:class:`~overhead.usermodel.signature.Signature`. Every refusal is a :class:`ModelFileError` whose message is one
 line naming the problem and the fix that really applies to it.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ class OpenedModel:
     loader: str  # "keras" (Keras 3), "tf_keras" (Keras 2) or "tf.saved_model"
     keras_model: object = None
     saved_model: object = None  # the tf.saved_model.load() object of a SavedModel folder
-    signature: object = None  # overhead.signature.Signature
+    signature: object = None  # overhead.usermodel.signature.Signature
     notes: list = field(default_factory=list)
 
     @property
@@ -96,7 +96,7 @@ def _check_h5(path: Path, arg) -> None:
 
 def open_model(arg) -> OpenedModel:
     """Load a model file or folder; the signature is read from the loaded model."""
-    from overhead import signature
+    from overhead.usermodel import signature
 
     path, fmt = detect(arg)
     if fmt == "savedmodel":
@@ -112,7 +112,7 @@ def open_model(arg) -> OpenedModel:
 def _load_keras3(path: Path, arg):
     import keras
 
-    from overhead import converters
+    from overhead.backends import converters
 
     try:
         return converters.load_keras(path)  # the process-wide cache the backends share
@@ -133,7 +133,7 @@ def _open_h5(path: Path, arg) -> OpenedModel:
     """Keras 3 reads most Keras 2 .h5 files; what it cannot read, tf_keras (Keras 2) can."""
     import keras
 
-    from overhead import converters
+    from overhead.backends import converters
 
     try:
         model = converters.load_keras(path)  # the process-wide cache the backends share
@@ -174,7 +174,7 @@ def tree_sha(path) -> str:
 
     p = Path(path)
     if not p.is_dir():
-        from overhead import converters
+        from overhead.backends import converters
 
         return converters.file_sha(p)
     h = hashlib.sha256()

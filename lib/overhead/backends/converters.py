@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead import config
+from overhead.base import config
 
 TFLITE_VARIANTS = ("float", "fp16", "dynamic_int8", "int8")
 REPRESENTATIVE_SAMPLES = 100  # real training digits used to calibrate full-integer quantisation
@@ -40,7 +40,7 @@ def file_sha(path) -> str:
     """sha256 of a file's content (hex), cached per (path, mtime, size)."""
     p = Path(path).resolve()
     if p.is_dir():  # a SavedModel folder: the hash of its files
-        from overhead.modelfile import tree_sha
+        from overhead.usermodel.modelfile import tree_sha
 
         return tree_sha(p)
     st = p.stat()
@@ -184,7 +184,7 @@ def _savedmodel_onnx(sm_dir, artifacts=None) -> tuple[Path, dict]:
 
 def representative_inputs(shape, n: int = REPRESENTATIVE_SAMPLES) -> np.ndarray:
     """Real training digits at the model's input shape (never the test digits used for accuracy)."""
-    from overhead import data
+    from overhead.base import data
 
     x, _ = data.inputs_for(shape, n, split="train")
     return x
@@ -211,7 +211,7 @@ def tflite(model_path, variant: str = "float", artifacts=None) -> tuple[Path, di
         if variant == "fp16":
             conv.target_spec.supported_types = [tf.float16]
         elif variant == "int8":
-            from overhead import userfeed
+            from overhead.usermodel import feed as userfeed
 
             if userfeed.is_ladder(model_path) or "signature" not in userfeed.HINT:
                 rep = representative_inputs(input_shape(load_keras(model_path)))

@@ -1,7 +1,7 @@
 """Memory in a loop: resident memory after 1, 1 000 and 5 000 calls of one path, each in a fresh process.
 
 Users report ``model.predict`` in a loop growing without bound. :func:`run` starts one child per backend
-(``python -m overhead.memloop child JOB``; Keras 3 on JAX gets a "jax" process, as in the sweep), which
+(``python -m overhead.experiments.memloop child JOB``; Keras 3 on JAX gets a "jax" process, as in the sweep), which
 prepares the runner, calls it on one real digit batch in a plain loop (GC as users run it, no forced
 collection) and reads its resident set size (psutil; VmHWM for the peak) after each checkpoint. Artifacts
 (SavedModel, .tflite, engine file) are built beforehand in throw-away children, so conversion memory does
@@ -31,7 +31,7 @@ def child_main(job: dict, proto) -> int:
     import psutil
 
     from overhead import backends as bk
-    from overhead.startup import peak_rss_mb
+    from overhead.experiments.startup import peak_rss_mb
 
     proc = psutil.Process()
 
@@ -59,7 +59,7 @@ def child_main(job: dict, proto) -> int:
         out["output_shape"] = list(np.shape(y))
         out["threads_seen"] = runner.info.get("threads_seen")
     except BaseException as exc:  # reported, then the parent records the row as failed
-        from overhead.child import error_text
+        from overhead.harness.child import error_text
 
         out = {"status": "failed", "reason": error_text(exc)}
     proto.write(json.dumps(out, default=str) + "\n")
@@ -75,7 +75,7 @@ def spawn(backend: str, model_path, input_path, *, calls, threads: int = 1, arti
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        done = subprocess.run([sys.executable, "-m", "overhead.memloop", "child", json.dumps(job)],
+        done = subprocess.run([sys.executable, "-m", "overhead.experiments.memloop", "child", json.dumps(job)],
                               capture_output=True, text=True, timeout=timeout_s, env=child_env)
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"timed out after {timeout_s:g} s"}
@@ -111,8 +111,11 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
     import numpy as np
     import pandas as pd
 
-    from overhead import backends as registry, config, data, envinfo, startup, sweep, timing
-    from overhead.pipeline import input_shape
+    from overhead import backends as registry
+    from overhead.base import config, data, envinfo
+    from overhead.experiments import startup, sweep
+    from overhead.base import atomic
+    from overhead.experiments.pipeline import input_shape
 
     names = list(backends)
     for n in names:
@@ -151,7 +154,7 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
     if write:
         out = Path(out_dir) if out_dir else config.results_dir(machine, data_dir)
         path = out / "memory_loop.csv"
-        timing.atomic_write_csv(df, path, index=False)
+        atomic.atomic_write_csv(df, path, index=False)
         envinfo.write_meta(path, extra={
             "stage": "memory_loop", "model": model_name, "backends": names, "calls": list(calls),
             "threads_setting": threads, "batch": batch, "quick": quick,
@@ -164,9 +167,9 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["child"] or len(argv) != 2:
-        print("usage: python -m overhead.memloop child JOB_JSON", file=sys.stderr)
+        print("usage: python -m overhead.experiments.memloop child JOB_JSON", file=sys.stderr)
         return 2
-    from overhead.child import claim_stdout
+    from overhead.harness.child import claim_stdout
 
     proto = claim_stdout()  # native libraries' prints go to stderr, never into the report line
     return child_main(json.loads(argv[1]), proto)

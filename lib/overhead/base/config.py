@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIGURES = ROOT / "figures"
 REPORTS = ROOT / "reports"
 NOTEBOOKS = ROOT / "notebooks"

@@ -1,6 +1,6 @@
 """Cold start and memory of every backend, each repetition in a fresh process.
 
-The parent (a notebook; it never imports TensorFlow) starts ``python -m overhead.startup child ...``
+The parent (a notebook; it never imports TensorFlow) starts ``python -m overhead.experiments.startup child ...``
 once per model x backend x repetition. The child measures, in order:
 
 - ``import_s``: importing the backend's runtime (``RUNTIMES``: numpy + the NumPy engine, tensorflow +
@@ -20,7 +20,7 @@ once per model x backend x repetition. The child measures, in order:
 - peak resident memory (VmHWM) after import, after load and after the first call, in MB.
 
 ``convert_s`` is the time to produce the backend's artifact from the ``.keras`` file, as recorded by
-:mod:`overhead.converters` when the artifact was built (SavedModel export + TFLite conversion for
+:mod:`overhead.backends.converters` when the artifact was built (SavedModel export + TFLite conversion for
 the LiteRT paths; TF already imported); it is 0 for paths that run the ``.keras`` file itself.
 The child prints one JSON line on the original stdout (fd 1 is pointed at stderr so native
 libraries cannot corrupt it); the parent records ``status=failed`` with the reason on a crash,
@@ -38,7 +38,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from overhead.child import KERAS_BACKEND_OF, claim_stdout, thread_env  # noqa: E402  (os/sys only: cheap)
+from overhead.harness.child import KERAS_BACKEND_OF, claim_stdout, thread_env  # noqa: E402  (os/sys only: cheap)
 
 COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_s", "first_call_s",
            "start_to_first_pred_s", "steady_median_us", "rss_after_import_mb", "rss_after_load_mb",
@@ -105,7 +105,7 @@ def artifact_paths(backend: str, model_path, artifacts=None) -> list:
     names = ARTIFACTS.get(backend, ())
     if not names:
         return []
-    from overhead import converters
+    from overhead.backends import converters
     folder = converters.artifact_dir(model_path, artifacts)
     return [folder / n for n in names]
 
@@ -127,7 +127,7 @@ def numpy_artifact(model_path, artifacts=None):
     """The NumPy engine's file (``overhead export``'s .npz), built once and cached like the other
     conversions: converting needs Keras (and so TensorFlow), loading it needs NumPy alone, which is
     the NumPy user's cold start."""
-    from overhead import converters
+    from overhead.backends import converters
     target = converters.artifact_dir(model_path, artifacts) / ARTIFACTS["numpy"][0]
     if not artifacts_ready("numpy", model_path, artifacts):
         import keras  # noqa: F401  (imported before the clock starts, as the other converters do)
@@ -168,7 +168,7 @@ def child(args) -> dict:
 
     import numpy as np
 
-    from overhead import timing
+    from overhead.harness import timing
     out["artifacts_cached"] = artifacts_ready(args.backend, args.model, args.artifacts)
     t0 = time.perf_counter()
     if args.backend == "numpy":  # the engine's .npz file: NumPy only, no Keras, no TensorFlow
@@ -213,7 +213,7 @@ def child(args) -> dict:
 def _child_main(argv) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m overhead.startup child")
+    p = argparse.ArgumentParser(prog="python -m overhead.experiments.startup child")
     p.add_argument("--backend", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--input", required=True, help=".npy file with one input batch")
@@ -230,7 +230,7 @@ def _child_main(argv) -> int:
         result = child(args)
         result["status"] = "ok"
     except BaseException as exc:  # report, then fail: the parent records the reason
-        from overhead.child import error_text
+        from overhead.harness.child import error_text
         result = {"status": "failed", "reason": error_text(exc)}
     proto.write(json.dumps(result, default=str) + "\n")
     proto.flush()
@@ -255,7 +255,7 @@ def spawn(backend: str, model_path, input_path, *, threads: int = 1, batch: int 
           env=None, process: str = "tf") -> dict:
     """Run one child (of worker kind `process`, see Backend.process); returns its JSON dict, or
     {status: failed, reason} on crash / timeout."""
-    cmd = [sys.executable, "-m", "overhead.startup", "child", "--backend", backend, "--model", str(model_path),
+    cmd = [sys.executable, "-m", "overhead.experiments.startup", "child", "--backend", backend, "--model", str(model_path),
            "--input", str(input_path), "--batch", str(batch), "--threads", str(threads),
            "--steady", str(steady), "--steady-budget", str(steady_budget_s)]
     if artifacts is not None:
@@ -324,7 +324,7 @@ def _export_engine_file(model_path, artifacts, timeout_s) -> dict:
     """Build the NumPy engine's .npz (this needs Keras, so TF) in a throw-away child process."""
     import subprocess
 
-    code = "import sys; from overhead.startup import numpy_artifact; numpy_artifact(sys.argv[1], sys.argv[2] or None)"
+    code = "import sys; from overhead.experiments.startup import numpy_artifact; numpy_artifact(sys.argv[1], sys.argv[2] or None)"
     done = subprocess.run([sys.executable, "-c", code, str(model_path), str(artifacts or "")], capture_output=True,
                           text=True, timeout=timeout_s, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     if done.returncode == 0:
@@ -348,8 +348,11 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from overhead import backends as registry, config, data, envinfo, sweep, timing
-    from overhead.pipeline import input_shape, save_rows
+    from overhead import backends as registry
+    from overhead.base import config, data, envinfo
+    from overhead.experiments import sweep
+    from overhead.base import atomic
+    from overhead.experiments.pipeline import input_shape, save_rows
 
     names = list(backends or registry.NAMES)
     for n in names:
@@ -392,13 +395,13 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
             rows.append(row_from(res, machine=machine, model=model, backend=b, rep=rep,
                                  convert_s=recorded_convert_s(b, mpath, artifacts)))
             save_rows(pd.DataFrame(rows, columns=COLUMNS), path, COLUMNS)
-    timing.atomic_write_text(out_dir / "startup.children.jsonl",
+    atomic.atomic_write_text(out_dir / "startup.children.jsonl",
                              "".join(json.dumps(r, default=str) + "\n" for r in raw))
     envinfo.write_meta(path, extra={
         "stage": "startup", "models": [m for m, _ in todo], "backends": names, "repeats": repeats,
         "steady_calls": steady_calls, "steady_budget_s": steady_budget_s, "batch": batch,
         "threads_setting": threads, "timeout_s": timeout_s,
-        "convert_s": "recorded by overhead.converters when the artifact was built (0: runs the .keras file)",
+        "convert_s": "recorded by overhead.backends.converters when the artifact was built (0: runs the .keras file)",
         "rss": "peak resident set size (VmHWM) after each phase, MB"}, threads=threads)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -407,7 +410,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["child"]:
         return _child_main(argv[1:])
-    print("usage: python -m overhead.startup child --backend B --model PATH --input X.npy [...]", file=sys.stderr)
+    print("usage: python -m overhead.experiments.startup child --backend B --model PATH --input X.npy [...]", file=sys.stderr)
     return 2
 
 

@@ -4,7 +4,7 @@ Each configuration (model, backend, batch, threads) is measured in several runs 
 processes, thread settings interleaved in time. A run's row (parity, its own statistics, its raw
 samples file) is appended to ``runs.jsonl`` at once, so a killed sweep keeps finished runs. When a
 configuration's runs are complete, :func:`aggregate` pools their samples (none is ever discarded) into
-the bench.csv row: ``runs``, ``n``, the median and its interval (:data:`overhead.timing.CI_METHOD`),
+the bench.csv row: ``runs``, ``n``, the median and its interval (:data:`overhead.harness.stats.CI_METHOD`),
 pyperf's stability checks over the runs, and the worst run's parity.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead import timing
+from overhead.harness import stats
+from overhead.base import atomic
 
 COLUMNS = ["machine", "model", "model_sha", "flops", "params", "backend", "batch", "threads", "status",
            "reason", "parity", "tolerance", "criterion", "logit_rel_err", "logit_cos", "top1_decisive",
@@ -48,7 +49,7 @@ class ResultsCsv:
     def __init__(self, path, columns=COLUMNS):
         import pandas as pd
 
-        from overhead import timing
+        from overhead.base import atomic
 
         self.path, self.columns = Path(path), list(columns)
         rows = pd.DataFrame(columns=self.columns)
@@ -61,9 +62,9 @@ class ResultsCsv:
                 rows = pd.DataFrame(columns=self.columns)
             rows = rows.dropna(subset=[c for c in (*KEY, "date", "status") if c in rows.columns])
             if whole != raw or list(rows.columns) != self.columns or len(rows) != whole.count(b"\n") - 1:
-                timing.atomic_write_csv(rows.reindex(columns=self.columns), self.path)
+                atomic.atomic_write_csv(rows.reindex(columns=self.columns), self.path)
         else:
-            timing.atomic_write_csv(rows, self.path)
+            atomic.atomic_write_csv(rows, self.path)
         self.rows = rows.reindex(columns=self.columns)
 
     def done_keys(self) -> set[tuple]:
@@ -71,11 +72,11 @@ class ResultsCsv:
         return {(str(m), str(b), int(n), int(t)) for m, b, n, t in zip(r.model, r.backend, r.batch, r.threads)}
 
     def drop(self, mask) -> None:
-        from overhead import timing
+        from overhead.base import atomic
 
         if mask.any():
             self.rows = self.rows[~mask].reset_index(drop=True)
-            timing.atomic_write_csv(self.rows, self.path)
+            atomic.atomic_write_csv(self.rows, self.path)
 
     def append(self, row: dict) -> None:
         import pandas as pd
@@ -92,7 +93,7 @@ class ResultsCsv:
 
     def finish(self):
         """Rewrite sorted (atomically) and return the rows as a DataFrame."""
-        from overhead import timing
+        from overhead.base import atomic
 
         from overhead.backends import NAMES
 
@@ -100,7 +101,7 @@ class ResultsCsv:
         border = {b: i for i, b in enumerate(NAMES)}
         rows = self.rows.assign(_m=self.rows["model"].map(order), _b=self.rows["backend"].map(border).fillna(99))
         rows = rows.sort_values(["_m", "threads", "batch", "_b", "backend"], kind="stable").drop(columns=["_m", "_b"])
-        timing.atomic_write_csv(rows, self.path)
+        atomic.atomic_write_csv(rows, self.path)
         self.rows = rows.reset_index(drop=True)
         return self.rows
 
@@ -124,7 +125,7 @@ class RunLog:
                 self._rewrite()
 
     def _rewrite(self) -> None:
-        timing.atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+        atomic.atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
     def append(self, row: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
@@ -161,8 +162,8 @@ def _pooled_path(row: dict) -> str:
     return f"samples/{row['model']}/{row['backend']}__b{int(row['batch'])}__t{int(row['threads'])}.npz"
 
 
-def aggregate(runs: dict[int, dict], samples_dir, *, planned_runs: int, min_runs: int = timing.MIN_RUNS,
-              min_values: int = timing.MIN_VALUES) -> dict:
+def aggregate(runs: dict[int, dict], samples_dir, *, planned_runs: int, min_runs: int = stats.MIN_RUNS,
+              min_values: int = stats.MIN_VALUES) -> dict:
     """One bench.csv row from the runs of a configuration (all samples pooled, in run order).
 
     Parity columns come from the first run (the full check; later runs compare fewer inputs) unless
@@ -181,16 +182,16 @@ def aggregate(runs: dict[int, dict], samples_dir, *, planned_runs: int, min_runs
     order = sorted(runs)
     timed = [runs[r] for r in order]
     samples_dir = Path(samples_dir)
-    arrays = [np.asarray(timing.load_samples(samples_dir / r["samples_file"])["samples_ns"]) for r in timed]
+    arrays = [np.asarray(atomic.load_samples(samples_dir / r["samples_file"])["samples_ns"]) for r in timed]
     lengths = [len(a) for a in arrays]
     pooled = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     failed = [r for r in timed if r.get("status") != "ok"]
     row = dict(failed[0] if failed else timed[0])  # run 1 had the full parity check; later ones a short one
     row.pop("run", None)
     if len(pooled):
-        row.update(timing.summarize(pooled, lengths, min_runs=min_runs, min_values=min_values))
+        row.update(stats.summarize(pooled, lengths, min_runs=min_runs, min_values=min_values))
         rel = _pooled_path(row)
-        timing.save_samples(samples_dir / rel, {"samples_ns": pooled, "run_lengths": np.asarray(lengths)})
+        atomic.save_samples(samples_dir / rel, {"samples_ns": pooled, "run_lengths": np.asarray(lengths)})
         row["samples_file"] = rel
     row["runs"] = len(timed)
     row["remeasured"] = max(0, len(timed) - planned_runs)

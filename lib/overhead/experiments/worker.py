@@ -1,6 +1,6 @@
 """One benchmark worker process: fixed threads, one model, many backends and batch sizes.
 
-Started by :func:`overhead.sweep.run_job` as ``python -m overhead.sweep worker`` with a JSON job on
+Started by :func:`overhead.experiments.sweep.run_job` as ``python -m overhead.experiments.sweep worker`` with a JSON job on
 stdin; talks JSON lines on the original stdout (fd 1 is pointed at stderr, so whatever native
 libraries print cannot corrupt the protocol). Events: hello, model, fatal, start (before every step
 that may crash: preparing a backend, timing a group), row, done.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead.child import claim_stdout, error_text  # noqa: F401  (error_text: re-exported)
+from overhead.harness.child import claim_stdout, error_text  # noqa: F401  (error_text: re-exported)
 
 PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
 PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
@@ -50,7 +50,8 @@ def _tiny_probe_model(folder: Path) -> Path:
 
 
 def _describe(model_path: Path, model) -> dict:
-    from overhead import converters, models
+    from overhead.backends import converters
+    from overhead.ladder import models
 
     meta = {}
     json_path = model_path.with_suffix(".json")
@@ -102,17 +103,16 @@ def main(job: dict) -> int:
     mode = job.get("mode", "bench")
     tmp = tempfile.TemporaryDirectory()
     try:
-        from overhead import converters
 
         if mode == "probe":  # a throw-away model: its conversions stay in the temp folder too
             model_path, job = _tiny_probe_model(Path(tmp.name)), dict(job, artifacts=tmp.name)
         else:
             model_path = Path(job["model_path"])
-        from overhead import userfeed
+        from overhead.usermodel import feed as userfeed
 
         model, desc = userfeed.open_for_worker(model_path, job)  # model: a modelfile.OpenedModel
     except Exception as exc:  # a missing, corrupt or unloadable model file; inputs that do not fit it
-        from overhead.userfeed import fatal_text
+        from overhead.usermodel.feed import fatal_text
 
         emit(event="fatal", error=fatal_text(exc))
         return 3
@@ -131,7 +131,9 @@ def main(job: dict) -> int:
 
 def _run(job, model_path, model, desc, threads, mode, emit):
     from overhead import backends as bk
-    from overhead import timing, userfeed
+    from overhead.harness import timing
+    from overhead.base import atomic
+    from overhead.usermodel import feed as userfeed
 
     keys = [(b, int(n)) for b, n in job["keys"]]
     order = {name: i for i, name in enumerate(bk.names())}
@@ -146,7 +148,7 @@ def _run(job, model_path, model, desc, threads, mode, emit):
     runnable = [n for n in batches if desc["flops"] * n <= cap and not too_big[n]]
     need = max([math.ceil(n_par / n) * n for n in runnable] or [0])
     if need:
-        # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.reference)
+        # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.backends.reference)
         x_all, y_all, ref = userfeed.inputs_and_reference(model, model_path, job, need)
     timer_ns = timing.timer_overhead_ns(budget_s=0.05)
     samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
@@ -193,7 +195,7 @@ def _run(job, model_path, model, desc, threads, mode, emit):
                 rel = None
                 if samples_dir is not None:
                     rel = f"samples/{base['model']}/{nm}__b{batch}__t{threads}__r{run}.npz"
-                    timing.save_samples(samples_dir / rel, {"samples_ns": samples[nm]})
+                    atomic.save_samples(samples_dir / rel, {"samples_ns": samples[nm]})
                 runner, par = prepared[nm]
                 emit(event="row", row=_row(base, nm, batch, runner, par, samples[nm], run, timer_ns, rel))
         prepared.clear()
@@ -203,13 +205,13 @@ def _run(job, model_path, model, desc, threads, mode, emit):
 def _row(base, name, batch, runner, par, samples, run, timer_ns, samples_file) -> dict:
     """One run's row: parity, this run's statistics, its raw samples file (the sweep pools the runs)."""
     from overhead import backends as bk
-    from overhead import timing
+    from overhead.harness import stats
 
     info = bk.public_info(runner)
     notes = [par["reason"]] if par["reason"] else []
     if info.get("tracing_count", 1) > 1:
         notes.append(f"tf.function traced {info['tracing_count']} times")
-    stats = timing.summarize(samples) if samples is not None and len(samples) else {"n": 0}
+    stats = stats.summarize(samples) if samples is not None and len(samples) else {"n": 0}
     status = "ok" if par["parity"] == "pass" else "failed"  # timed anyway: the numbers stay visible
     if status == "failed":
         notes[0] = f"parity: {notes[0]}"

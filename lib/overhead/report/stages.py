@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from overhead import config
-from overhead import models as zoo
+from overhead.base import config
+from overhead.ladder import models as zoo
 
 
 def model_file(name, data_dir=None) -> Path:

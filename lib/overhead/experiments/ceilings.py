@@ -8,7 +8,7 @@ current 'cpu MHz' (a VM often reports only that): the summary names the source a
 
 Measured GEMM: float32 square matmul (2 n^3 FLOPs) with NumPy (its BLAS), TensorFlow (`tf.linalg.matmul`,
 oneDNN/Eigen) and ONNX Runtime (an ONNX `MatMul` node, MLAS), each library in a fresh process
-(``python -m overhead.ceilings child``) whose threads are fixed before the library is imported.
+(``python -m overhead.experiments.ceilings child``) whose threads are fixed before the library is imported.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def int8_ops_per_cycle(flags, vendor: str = "") -> tuple[int | None, str]:
 
 def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock=None) -> dict:
     """The float32 and int8 peaks of this CPU and how they were derived."""
-    from overhead import envinfo
+    from overhead.base import envinfo
 
     if cpuinfo_text is None:
         try:
@@ -151,7 +151,7 @@ def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock
 # --------------------------------------------------------------------------- measured GEMM (child side)
 
 def _limit_threads(threads: int) -> None:
-    from overhead.child import thread_env
+    from overhead.harness.child import thread_env
 
     thread_env(threads)
 
@@ -175,7 +175,6 @@ def _matmul_fn(library: str, n: int, threads: int):
         ta, tb = tf.constant(a), tf.constant(b)
         return lambda: tf.linalg.matmul(ta, tb).numpy()
     if library == "onnxruntime":
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
         graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
@@ -224,15 +223,15 @@ def child_main(job: dict) -> list[dict]:
 
 def _child_env() -> dict:
     env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parents[1])
+    lib = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
 
 def run_child(job: dict, timeout_s: float = 600) -> list[dict]:
-    """One `python -m overhead.ceilings child` process; its last stdout line is the JSON rows."""
-    done = subprocess.run([sys.executable, "-m", "overhead.ceilings", "child", json.dumps(job)],
+    """One `python -m overhead.experiments.ceilings child` process; its last stdout line is the JSON rows."""
+    done = subprocess.run([sys.executable, "-m", "overhead.experiments.ceilings", "child", json.dumps(job)],
                           capture_output=True, text=True, env=_child_env(), timeout=timeout_s)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("[")]
     if done.returncode != 0 or not lines:
@@ -279,14 +278,15 @@ def summary(gemm, peaks: dict | None = None) -> dict:
 
 def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, threads=None):
     """Measure, write `ceilings.csv` (+ `.meta.json` with the summary) in out_dir; (frame, summary)."""
-    from overhead import envinfo, timing
+    from overhead.base import envinfo
+    from overhead.base import atomic
 
     frame = measure(libraries, sizes, threads, quick=quick)
     summ = summary(frame)
     path = Path(out_dir) / "ceilings.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.insert(0, "machine", envinfo.machine_id())
-    timing.atomic_write_csv(frame, path)
+    atomic.atomic_write_csv(frame, path)
     envinfo.write_meta(path, extra={"stage": "ceilings", "quick": quick, "ceilings": summ})
     return frame, summ
 
@@ -294,7 +294,7 @@ def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, thread
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["child"] or len(argv) != 2:
-        print("usage: python -m overhead.ceilings child JOB_JSON", file=sys.stderr)
+        print("usage: python -m overhead.experiments.ceilings child JOB_JSON", file=sys.stderr)
         return 2
     rows = child_main(json.loads(argv[1]))
     print(json.dumps(rows, default=float), flush=True)

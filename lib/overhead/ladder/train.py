@@ -5,7 +5,8 @@ import time
 
 import numpy as np
 
-from overhead import data, models
+from overhead.base import data
+from overhead.ladder import models
 
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward pass of one digit, the usual estimate

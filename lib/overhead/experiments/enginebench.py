@@ -1,6 +1,6 @@
 """Speed targets of the NumPy engine, measured in one run against tf.function, LiteRT and the GEMM peak.
 
-    python -m overhead.enginebench [--quick] [--threads N] [--profile] [--no-save]
+    python -m overhead.experiments.enginebench [--quick] [--threads N] [--profile] [--no-save]
 
 For the tiny MLP (784-32-10), the seed's CNN and ResNet-18 at 224 px it times, interleaved in rounds
 (median of many calls): our engine (`overhead.engine`, converted in process and also reloaded from
@@ -40,9 +40,9 @@ TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
 # --------------------------------------------------------------------------- models
 
 def build_model(name: str):
-    """The ladder model `name` (overhead.models), or a local equivalent if that module is missing."""
+    """The ladder model `name` (overhead.ladder.models), or a local equivalent if that module is missing."""
     try:
-        from overhead import models
+        from overhead.ladder import models
         return models.build(name, seed=0)
     except ImportError:
         pass
@@ -76,7 +76,7 @@ def build_model(name: str):
 def model_flops(model) -> int:
     """2 x multiply-adds of Conv2D / DepthwiseConv2D / Dense (per sample)."""
     try:
-        from overhead import models
+        from overhead.ladder import models
         return int(models.count_flops(model))
     except (ImportError, AttributeError):
         pass
@@ -151,9 +151,9 @@ def litert_runner(flat, x, threads):
 
 
 def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
-    """Per-call ns of every fn, interleaved in rounds (overhead.timing when present)."""
+    """Per-call ns of every fn, interleaved in rounds (overhead.harness.timing when present)."""
     try:
-        from overhead import timing
+        from overhead.harness import timing
     except ImportError:
         timing = None
     if timing is not None:
@@ -180,7 +180,7 @@ def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
 
 def run(quick=False, threads=None, profile=False, cases=None, log=print):
     threads = int(threads or os.cpu_count() or 1)
-    from overhead.child import thread_env
+    from overhead.harness.child import thread_env
 
     thread_env(threads, override=False)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -328,9 +328,9 @@ def format_report(rows, checks) -> str:
 
 def save(rows, checks, path=None):
     import csv
-    from overhead import config
+    from overhead.base import config
     try:
-        from overhead import envinfo
+        from overhead.base import envinfo
         machine = envinfo.machine_id()
     except Exception:  # noqa: BLE001 - metadata is optional here
         envinfo, machine = None, "local"
@@ -354,7 +354,7 @@ def save(rows, checks, path=None):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m overhead.enginebench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m overhead.experiments.enginebench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small time budgets (about a minute)")
     ap.add_argument("--threads", type=int, default=None, help="threads for every engine (default: all cores)")
     ap.add_argument("--profile", action="store_true", help="print the engine's per-layer profile of each case")

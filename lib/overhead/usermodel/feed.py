@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead import inputs, signature
+from overhead.usermodel import inputs, signature
 
 KERAS_OBJECT_FAMILIES = ("numpy", "keras", "tf_keras", "jax")  # paths that run (or convert) a Keras object
 KERAS_OBJECT_BACKENDS = ("tf.function", "tf.function.xla", "tf1.session")  # TF paths that trace the Keras model
@@ -198,7 +198,8 @@ def open_for_worker(model_path, job: dict):
 
     Also checks the inputs now (dynamic dims without --input-shape, a bad --inputs file), before any row.
     """
-    from overhead import modelfile, models
+    from overhead.usermodel import modelfile
+    from overhead.ladder import models
 
     opened = modelfile.open_model(model_path)
     sig = opened.signature
@@ -239,19 +240,19 @@ def inputs_and_reference(opened, model_path, job: dict, n: int):
     """(x, labels or None, reference outputs) for parity and timing: real digits for a ladder model
     (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature.
 
-    The reference is Keras 3 on TensorFlow (overhead.reference: a TF child process in JAX / NumPy
+    The reference is Keras 3 on TensorFlow (overhead.backends.reference: a TF child process in JAX / NumPy
     workers) for one-input models; several inputs, a SavedModel or a tf_keras model are their own
     reference here (computed in this process).
     """
     if is_ladder(model_path) and not job.get("inputs") and opened.keras_model is not None:
-        from overhead import data
+        from overhead.base import data
 
         x, y = data.inputs_for(list(opened.signature.inputs[0].shape), n, split="test")
     else:
         feed = build_feed(opened.signature, n, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
         x, y = feed.x, feed.y
     if opened.loader == "keras" and x.dtype.names is None and len(opened.signature.outputs) == 1:
-        from overhead.reference import keras_reference
+        from overhead.backends.reference import keras_reference
 
         ref = keras_reference(model_path, x, batch_size=min(64, len(x)), artifacts=job.get("artifacts"))
         return x, y, ref
@@ -260,7 +261,7 @@ def inputs_and_reference(opened, model_path, job: dict, n: int):
 
 def memory_reason(opened, batch: int) -> str | None:
     """The skip reason of a batch size whose input and activations do not fit in memory."""
-    from overhead import resources
+    from overhead.usermodel import resources
 
     shapes = HINT.get("shapes") or [s.shape for s in opened.signature.inputs]
     if "per_sample" not in HINT:

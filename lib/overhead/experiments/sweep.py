@@ -2,14 +2,14 @@
 timing, pyperf-style runs, resume, crash isolation.
 
 The parent (a notebook or the ``overhead`` command) never imports TensorFlow. Model by model, it runs
-each configuration in ``runs`` fresh worker processes (``python -m overhead.sweep worker``, a JSON job
+each configuration in ``runs`` fresh worker processes (``python -m overhead.experiments.sweep worker``, a JSON job
 on stdin), thread settings interleaved in time (run 1 t=1, run 1 t=2, run 2 t=1, ...), one process per
 process kind (TF, Keras-on-JAX, Keras-on-NumPy: ``Backend.process``). The worker fixes its threads
 before TF starts, prepares each backend per batch size, checks it against the Keras reference on real
-digits (:mod:`overhead.parity`), times the runners of one (model, batch) interleaved in rounds with
+digits (:mod:`overhead.harness.parity`), times the runners of one (model, batch) interleaved in rounds with
 the GC on, and streams one JSON line per event ("start" before every risky step, "row" per finished
 run of a configuration). Each run's row goes to ``runs.jsonl`` at once (append + fsync); when a
-configuration's runs are complete they are pooled (:func:`overhead.runlog.aggregate`) into its
+configuration's runs are complete they are pooled (:func:`overhead.experiments.runlog.aggregate`) into its
 ``bench.csv`` row. A configuration that pyperf's checks call unstable gets more runs, up to
 ``max_runs``; every run's samples are kept. An interrupted sweep keeps finished runs and rows and a
 re-run skips them. A worker that dies (a segfault in a native library) gets the row it was working on
@@ -27,8 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-from overhead import config
-from overhead.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
+from overhead.base import config
+from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
 RUNS, MAX_RUNS = 3, 4  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
@@ -56,7 +56,7 @@ THREADS_MODELS = ("mlp_tiny", "cnn_seed", "resnet_mnist")
 
 def _worker_env() -> dict:
     env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parents[1])
+    lib = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
@@ -84,7 +84,7 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
             return
         spec = dict(job, keys=sorted(pending, key=lambda k: (k[1], k[0])), isolate=sorted(isolate))
         log = open(log_path, "a") if log_path else subprocess.DEVNULL
-        proc = subprocess.Popen([sys.executable, "-m", "overhead.sweep", "worker"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "overhead.experiments.sweep", "worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log, env=_worker_env(), text=True)
         lines: queue.Queue = queue.Queue()
         reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)],
@@ -172,7 +172,7 @@ def _job_for(model: str, path: Path, threads: int, keys, args: dict, run: int = 
 def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[str, Path]]:
     """(name, .keras path) for ladder names and/or paths; None means the whole ladder."""
     if models is None:
-        from overhead import models as ladder
+        from overhead.ladder import models as ladder
 
         models = list(ladder.LADDER)
     out = []
@@ -216,7 +216,11 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     processes (tests).
     """
     from overhead import backends as bk
-    from overhead import converters, envinfo, runlog, timing
+    from overhead.backends import converters
+    from overhead.base import envinfo
+    from overhead.experiments import runlog
+    from overhead.harness import timing
+    from overhead.harness import stats
 
     if data_dir is not None:
         os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # the workers read the same tree
@@ -333,7 +337,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     rows = results.finish()
     envinfo.write_meta(out_dir / "bench.csv", {
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": batches,
-        "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": timing.CI_METHOD,
+        "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
         "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
         "models_for": {b: list(m) for b, m in (models_for or {}).items()},
         "threads_models": list(threads_models) if threads_models is not None else None,
@@ -347,14 +351,15 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
 def _write_gemm(path: Path, new_rows: list[dict], machine: str) -> None:
     import pandas as pd
 
-    from overhead import envinfo, timing
+    from overhead.base import envinfo
+    from overhead.base import atomic
 
     if not new_rows:
         return
     old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["machine", "threads", "n", "gflops"])
     new = pd.DataFrame(new_rows)
     old = old[~old["threads"].isin(new["threads"])]
-    timing.atomic_write_csv(pd.concat([old, new], ignore_index=True).sort_values("threads"), path)
+    atomic.atomic_write_csv(pd.concat([old, new], ignore_index=True).sort_values("threads"), path)
     envinfo.write_meta(path, {"machine": machine, "stage": "benchmark",
                               "what": "float32 np.matmul n x n, median of repeats"})
 
@@ -403,9 +408,9 @@ def distortion_check(model_path, *, batch: int = 1, threads: int = 1, budget_s: 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["worker"]:
-        print("usage: python -m overhead.sweep worker  < job.json", file=sys.stderr)
+        print("usage: python -m overhead.experiments.sweep worker  < job.json", file=sys.stderr)
         return 2
-    from overhead import worker
+    from overhead.experiments import worker
 
     return worker.main(json.loads(sys.stdin.read()))
 
