@@ -42,8 +42,10 @@ extra_models = []        # user models are used as given, never trained here
 # %%
 import pandas as pd
 from tqdm.auto import tqdm
+
 from overhead.base import config, data
-from overhead.ladder import models as zoo, train
+from overhead.ladder import models as zoo
+from overhead.ladder import train
 from overhead.report import stages
 
 if quick:

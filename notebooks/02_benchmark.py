@@ -59,17 +59,18 @@ ceilings = True           # best GEMM per library and the CPU's theoretical peak
 
 # %%
 import os
+
 import pandas as pd
 from IPython.display import display
+
 from overhead import backends as bk
-from overhead.experiments import ceilings as ceil, distortion, idlegap, sweep
-from overhead.base import config, envinfo
+from overhead.base import atomic, config, envinfo
+from overhead.experiments import ceilings as ceil
+from overhead.experiments import distortion, idlegap, sweep
 from overhead.ladder import models as zoo
-from overhead.report import stages
-from overhead.base import atomic
-from overhead.report import loading, tables
-from overhead.report.style import order_backends
+from overhead.report import loading, stages, tables
 from overhead.report.idle import verdict as idle_verdict
+from overhead.report.style import order_backends
 
 if data_dir:
     os.environ['OVERHEAD_DATA'] = str(data_dir)

@@ -52,9 +52,9 @@ extra_models = []
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
+
 from overhead.experiments import memloop, startup
-from overhead.report import stages, stagetext
-from overhead.report import analysis
+from overhead.report import analysis, stages, stagetext
 
 if quick:
     repeats, steady_calls = min(repeats, 2), min(steady_calls, 20)
@@ -95,6 +95,7 @@ failed if len(failed) else print('no failures')
 
 # %%
 from overhead.report import plots
+
 for model in df['model'].unique():
     plots.fig_cold_start(summary, model=model)
 

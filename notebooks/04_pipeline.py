@@ -41,9 +41,11 @@ extra_models = []
 
 # %%
 import os
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ info logs, before it is imported
 import pandas as pd
 from IPython.display import Markdown, display
+
 from overhead import backends as registry
 from overhead.experiments import breakdown, pipeline
 from overhead.report import stages, stagetext
@@ -51,6 +53,7 @@ from overhead.report import stages, stagetext
 threads = int(threads or os.cpu_count())
 registry.set_threads(threads)  # before TensorFlow starts
 import tensorflow as tf  # noqa: E402
+
 registry.set_threads(threads)  # and TF's own pools, before its first op
 if quick:
     calls, budget_s = min(calls, 20), min(budget_s, 0.3)
@@ -81,6 +84,7 @@ display(Markdown(stagetext.pipeline(us, share)))
 # %%
 from overhead.report import plots
 from overhead.report.analysis import pipeline_table
+
 ptab = pipeline_table(prow)
 for model in ptab['model'].unique():
     plots.fig_pipeline(ptab, model=model)
@@ -102,6 +106,7 @@ display(Markdown(stagetext.breakdown(bsummary, pivot)))
 
 # %%
 from overhead.report.analysis import breakdown_table
+
 btab = breakdown_table(brow)
 for model in btab['model'].unique() if len(btab) else []:
     plots.fig_breakdown(btab, model=model)

@@ -32,6 +32,7 @@ extra_models = []      # paths of your own .keras models (make MODEL)
 # %%
 # %matplotlib inline
 import warnings
+
 warnings.filterwarnings("ignore")
 from pathlib import Path
 
@@ -39,8 +40,21 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from overhead.base import config
-from overhead.report import (advice, analysis, claims, loading, method, optional, plots, plots_more, prose,
-                             roofline, sections, tables, whopays)
+from overhead.report import (
+    advice,
+    analysis,
+    claims,
+    loading,
+    method,
+    optional,
+    plots,
+    plots_more,
+    prose,
+    roofline,
+    sections,
+    tables,
+    whopays,
+)
 
 DATA = config.data_dir(data_dir)
 FIG = Path(figures_dir) if figures_dir else config.FIGURES

@@ -13,7 +13,8 @@ NAMES = ["test.crash", "test.crash_timing", "test.raise", "test.wrong", "test.sl
 
 
 def register() -> None:
-    from overhead.backends import Backend, register as add
+    from overhead.backends import Backend
+    from overhead.backends import register as add
     from overhead.backends.numpy_paths import _prep_numpy
 
     def crash_prepare(path, batch, threads, artifacts):

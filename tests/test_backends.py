@@ -236,8 +236,8 @@ def test_tf_keras_rebuild_names_what_it_cannot_rebuild():
 def test_tf_keras_rebuild_copies_a_residual_graph():
     import keras
 
-    from overhead.ladder import models
     from overhead.backends.tf_keras import rebuild
+    from overhead.ladder import models
 
     model = models.build("resnet_mnist")
     x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)

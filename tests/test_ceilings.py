@@ -3,8 +3,8 @@ import math
 import pandas as pd
 import pytest
 
-from overhead.experiments import ceilings
 from overhead.base import envinfo
+from overhead.experiments import ceilings
 
 SPR = ("vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+ @ 2.00GHz\n"
        "cpu MHz\t\t: 2000.000\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni avx_vnni avx512_bf16 "

@@ -5,11 +5,11 @@ import subprocess
 import sys
 import zipfile
 
+import fake_backends
 import pandas as pd
 import pytest
-
-import fake_backends
 from cli_errors import one_line_error
+
 from overhead import cli
 
 

@@ -6,7 +6,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from cli_errors import one_line_error
 from engine_models import randomize
 

@@ -8,7 +8,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from engine_models import every_engine_layer, randomize
 
 keras = pytest.importorskip("keras")

@@ -3,10 +3,9 @@
 Tolerance everywhere: max |ours - keras| <= 1e-4 * max(1, max |keras|). Inputs, weights, biases and
 batch-norm statistics are random (never the defaults, which hide mistakes).
 """
+import naive_reference as naive
 import numpy as np
 import pytest
-
-import naive_reference as naive
 from engine_models import randomize
 
 keras = pytest.importorskip("keras")

@@ -4,7 +4,6 @@ import inspect
 
 import numpy as np
 import pytest
-
 from engine_models import every_plain_layer, randomize
 
 keras = pytest.importorskip("keras")

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from overhead.report import analysis as A
-from overhead.report import fmt, latency as L, prose
+from overhead.report import fmt, prose
+from overhead.report import latency as L
 
 FLOPS = np.array([1.5e4, 5e4, 1.2e6, 1.8e6, 5e6, 2.5e7, 1.1e8, 1.1e9, 3.6e9])
 LAYERS = np.array([1, 2, 7, 3, 9, 10, 40, 70, 72], dtype=float)      # not monotone in FLOPs

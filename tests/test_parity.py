@@ -106,8 +106,8 @@ def test_tiers_of_the_registered_backends():
 def test_parity_of_a_runner_records_the_criterion(confident):
     p = _softmax(confident).astype(np.float32)
     x = np.zeros((64, 1), np.float32)
-    ok = parity.parity(backends.Runner("numpy", lambda a: p[: len(a)], 64, 1, {}), p.astype(np.float64), x)
+    ok = backends.parity(backends.Runner("numpy", lambda a: p[: len(a)], 64, 1, {}), p.astype(np.float64), x)
     assert ok["parity"] == "pass" and ok["logit_rel_err"] < 1e-6 and ok["criterion"].startswith("float32")
-    flipped = parity.parity(backends.Runner("numpy", lambda a: p[: len(a), ::-1].copy(), 64, 1, {}),
+    flipped = backends.parity(backends.Runner("numpy", lambda a: p[: len(a), ::-1].copy(), 64, 1, {}),
                             p.astype(np.float64), x)
     assert flipped["parity"] == "fail" and "logit_rel_err" in flipped["reason"]

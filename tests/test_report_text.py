@@ -6,8 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overhead.report import advice, analysis as A, claims as C, fmt, loading, method, optional, prose, sections
-from overhead.report import tables, whopays
+from overhead.report import (
+    advice,
+    fmt,
+    loading,
+    method,
+    optional,
+    prose,
+    sections,
+    tables,
+    whopays,
+)
+from overhead.report import analysis as A
+from overhead.report import claims as C
 
 FIXTURE = Path(__file__).parent / "fixtures"
 

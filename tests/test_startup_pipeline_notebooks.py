@@ -1,9 +1,9 @@
 """Papermill smoke runs of 03_startup and 04_pipeline with tiny parameters on the fixture models."""
 import pandas as pd
 import pytest
+from nbrun import outputs_text, run_notebook
 
 from overhead.experiments import breakdown, pipeline, startup
-from nbrun import outputs_text, run_notebook
 
 
 @pytest.mark.slow

@@ -6,16 +6,15 @@ import subprocess
 import sys
 import time
 
+import fake_backends
 import numpy as np
 import pandas as pd
 import pytest
 
-import fake_backends
 from overhead import backends
+from overhead.base import atomic
 from overhead.experiments import sweep, worker
 from overhead.harness import stats
-from overhead.base import atomic
-
 
 # --------------------------------------------------------------------------- bench.csv
 

@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overhead.harness import timing
-from overhead.harness import stats
 from overhead.base import atomic
+from overhead.harness import stats, timing
 
 
 class FakeClock:

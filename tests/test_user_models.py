@@ -6,8 +6,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 import user_zoo
+
 from overhead.usermodel import inputs, modelfile, resources, signature
 from overhead.usermodel.signature import SignatureError
 
@@ -219,8 +219,8 @@ def test_thread_warning():
 # --------------------------------------------------------------------------- worker feed
 
 def test_feed_packs_inputs_and_reference_flattens_outputs(opened):
-    from overhead.usermodel import feed as userfeed
     from overhead.backends import Runner
+    from overhead.usermodel import feed as userfeed
 
     o = opened["two_io"]
     feed = userfeed.build_feed(o.signature, 6)
@@ -241,8 +241,8 @@ def test_feed_packs_inputs_and_reference_flattens_outputs(opened):
 
 
 def test_classify_backend_failures(opened):
-    from overhead.usermodel import feed as userfeed
     from overhead.engine import UnsupportedLayerError, from_keras
+    from overhead.usermodel import feed as userfeed
 
     with pytest.raises(UnsupportedLayerError) as err:
         from_keras(opened["lstm"].keras_model)

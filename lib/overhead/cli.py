@@ -18,6 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from overhead import backends, engine
+from overhead.base import atomic, envinfo
+from overhead.base.atomic import UnwritableDirectoryError
+from overhead.experiments import sweep
+from overhead.report.tables import format_bench
+from overhead.usermodel import args as userargs
+from overhead.usermodel import resources
+
 EXIT_USAGE, EXIT_DISAGREE = 2, 1
 
 
@@ -41,8 +49,6 @@ def _ints(text: str, what: str, example: str) -> list[int]:
 
 
 def _backend_list(text: str | None) -> list[str]:
-    from overhead import backends
-
     if text is None:
         return list(backends.NAMES)
     names = [p.strip() for p in text.split(",") if p.strip()]
@@ -58,7 +64,6 @@ def _backend_list(text: str | None) -> list[str]:
 
 def _model(arg: str) -> Path:
     """A .keras or Keras 2 .h5 file, a SavedModel folder, or a ladder name in data/models/."""
-    from overhead.usermodel import args as userargs
 
     try:
         return userargs.model_path(arg)
@@ -67,14 +72,11 @@ def _model(arg: str) -> Path:
 
 
 def _above_cores(threads) -> list[int]:
-    from overhead.usermodel import resources
-
     return [t for t in threads if t > resources.cores()]  # warned about, and recorded in the .meta.json
 
 
 def _user_args(args, threads) -> dict:
     """--inputs / --input-shape for the workers; warns about thread settings above the cores."""
-    from overhead.usermodel import args as userargs
 
     try:
         extra = userargs.job_args(args)
@@ -117,8 +119,6 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from overhead.usermodel import args as userargs
-
     p = _Parser(prog="overhead", description="Framework overhead of CPU inference: every path vs a NumPy engine.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     b = sub.add_parser("bench", help="time every backend on your Keras model(s) and print a table")
@@ -169,19 +169,12 @@ def _main(argv: list[str]) -> int:
 
 
 def _fatal_model(rows: list[dict]) -> None:
-    from overhead.usermodel import args as userargs
-
     message = userargs.fatal_message(rows)  # the worker's own line: the model or inputs, with the fix
     if message:
         raise UsageError(message)
 
 
 def _bench(args) -> int:
-    from overhead.base import envinfo
-    from overhead.experiments import sweep
-    from overhead.base import atomic
-    from overhead.report.tables import format_bench
-
     models = [_model(m) for m in args.models]
     names = _backend_list(args.backends)
     batches = _ints(args.batch_sizes or ("1" if args.quick else "1,32"), "batch sizes", "--batch-sizes 1,32")
@@ -209,8 +202,6 @@ def _bench(args) -> int:
 def _check(args) -> int:
     import pandas as pd
 
-    from overhead import backends
-    from overhead.experiments import sweep
 
     models = [_model(m) for m in args.models]
     names = _backend_list(args.backends)
@@ -249,8 +240,6 @@ def _check(args) -> int:
 def _backends(args) -> int:
     import pandas as pd
 
-    from overhead import backends
-    from overhead.experiments import sweep
 
     table = pd.DataFrame([{"backend": n, "family": backends.get(n).family, "process": backends.get(n).process,
                            "available": backends.get(n).available()[0], "description": backends.get(n).description}
@@ -289,8 +278,6 @@ def _export(args) -> int:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}; choose a writable location") from None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_silenced(), redirect_stdout(sys.stderr):
-        from overhead import engine
-        from overhead.base.atomic import UnwritableDirectoryError
         try:
             import keras
             keras_model = keras.models.load_model(model, compile=False)

@@ -24,6 +24,7 @@ from overhead.backends.core import (KERAS_BACKEND_OF, REGISTRY, Backend, Runner,
                                     threads_readback)
 from overhead.backends import (numpy_paths, keras_tf, tf_graph, tf1, tf_keras, keras3_other,  # noqa: F401,E402
                                litert, runtimes)
+from overhead.harness import parity as _parity
 
 NAMES = [
     "numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
@@ -79,8 +80,11 @@ def get(name: str) -> Backend:
             f"unknown backend {name!r}; valid backends: {', '.join(names())}") from None
 
 
-def prepare(name: str, model_path, batch: int, threads: int, artifacts=None) -> Runner:
-    """A runner of backend `name` for `model_path` at a fixed batch size and thread count."""
+def prepare(name: str, model_path, batch: int, threads: int, artifacts=None, io=None) -> Runner:
+    """A runner of backend `name` for `model_path` at a fixed batch size and thread count.
+
+    `io`: a user model's :class:`~overhead.usermodel.feed.ModelIO` (its concrete input shapes and names),
+    handed to the paths that need it (``Backend.takes_io``); None for the ladder's models."""
     backend = get(name)
     batch, threads = int(batch), int(threads)
     if batch < 1 or threads < 1:
@@ -93,16 +97,14 @@ def prepare(name: str, model_path, batch: int, threads: int, artifacts=None) -> 
     if not ok:
         raise RuntimeError(why)
     t0 = time.perf_counter()
-    fn, info = backend.prepare(str(model_path), batch, threads, artifacts)
+    extra = {"io": io} if backend.takes_io else {}
+    fn, info = backend.prepare(str(model_path), batch, threads, artifacts, **extra)
     info = {"convert_s": None, "load_s": None, "artifact": None, "kernels": "", **info}
     # keys starting with "_" hold live objects (tf.function, interpreter); public_info() drops them
     info.setdefault("prepare_s", round(time.perf_counter() - t0, 4))
     return Runner(name, fn, batch, threads, info)
 
 
-def __getattr__(attr):  # backends.parity stays importable (moved to overhead.harness.parity; MEASURE owns it)
-    if attr == "parity":
-        from overhead.harness.parity import parity
-
-        return parity
-    raise AttributeError(f"module 'overhead.backends' has no attribute {attr!r}")
+def parity(runner: Runner, ref, x, y=None, **kwargs) -> dict:
+    """:func:`overhead.harness.parity.parity` with the registered backend of ``runner.name``."""
+    return _parity.parity(runner, ref, x, y, backend=get(runner.name), **kwargs)

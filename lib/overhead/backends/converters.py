@@ -9,8 +9,6 @@ leaves nothing half-written behind.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import os
 import shutil
@@ -21,35 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead.base import config
+from overhead.base import config, data
+from overhead.usermodel import feed
+from overhead.usermodel.modelfile import file_sha, load_keras, model_sha  # noqa: F401  (the backends' keys)
 
 TFLITE_VARIANTS = ("float", "fp16", "dynamic_int8", "int8")
 REPRESENTATIVE_SAMPLES = 100  # real training digits used to calibrate full-integer quantisation
-
-
-@functools.lru_cache(maxsize=64)
-def _sha_cached(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha(path) -> str:
-    """sha256 of a file's content (hex), cached per (path, mtime, size)."""
-    p = Path(path).resolve()
-    if p.is_dir():  # a SavedModel folder: the hash of its files
-        from overhead.usermodel.modelfile import tree_sha
-
-        return tree_sha(p)
-    st = p.stat()
-    return _sha_cached(str(p), st.st_mtime_ns, st.st_size)
-
-
-def model_sha(path) -> str:
-    """The short content key of a model file (first 12 hex digits of its sha256)."""
-    return file_sha(path)[:12]
 
 
 def artifact_dir(model_path, artifacts=None) -> Path:
@@ -58,19 +33,6 @@ def artifact_dir(model_path, artifacts=None) -> Path:
     d = root / Path(model_path).stem / model_sha(model_path)
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-@functools.lru_cache(maxsize=8)
-def _load_keras_cached(path: str, sha: str):
-    import keras
-
-    return keras.saving.load_model(path, compile=False)
-
-
-def load_keras(model_path):
-    """The Keras model of a .keras file, loaded once per process (keyed on its content)."""
-    p = str(Path(model_path).resolve())
-    return _load_keras_cached(p, file_sha(p))
 
 
 def input_shape(model) -> tuple[int, ...]:
@@ -184,18 +146,18 @@ def _savedmodel_onnx(sm_dir, artifacts=None) -> tuple[Path, dict]:
 
 def representative_inputs(shape, n: int = REPRESENTATIVE_SAMPLES) -> np.ndarray:
     """Real training digits at the model's input shape (never the test digits used for accuracy)."""
-    from overhead.base import data
 
     x, _ = data.inputs_for(shape, n, split="train")
     return x
 
 
-def tflite(model_path, variant: str = "float", artifacts=None) -> tuple[Path, dict]:
+def tflite(model_path, variant: str = "float", artifacts=None, io=None) -> tuple[Path, dict]:
     """A .tflite conversion of the model's SavedModel, float I/O in every variant.
 
     float: plain; fp16: float16 weights; dynamic_int8: int8 weights, float activations (dynamic range);
     int8: full-integer kernels calibrated on real digits, float32 input/output kept so every runner
-    takes the same input (QUANTIZE/DEQUANTIZE ops at the edges).
+    takes the same input (QUANTIZE/DEQUANTIZE ops at the edges). ``io``: a user model's
+    :class:`~overhead.usermodel.feed.ModelIO` (calibration inputs generated from its signature).
     """
     if variant not in TFLITE_VARIANTS:
         raise ValueError(f"unknown tflite variant {variant!r}; choose one of {TFLITE_VARIANTS}")
@@ -211,13 +173,11 @@ def tflite(model_path, variant: str = "float", artifacts=None) -> tuple[Path, di
         if variant == "fp16":
             conv.target_spec.supported_types = [tf.float16]
         elif variant == "int8":
-            from overhead.usermodel import feed as userfeed
-
-            if userfeed.is_ladder(model_path) or "signature" not in userfeed.HINT:
+            if feed.is_ladder(model_path) or io is None:
                 rep = representative_inputs(input_shape(load_keras(model_path)))
                 samples = [[rep[i:i + 1]] for i in range(len(rep))]
             else:  # a user's model: inputs generated from its signature
-                samples = userfeed.representative(REPRESENTATIVE_SAMPLES)
+                samples = io.representative(REPRESENTATIVE_SAMPLES)
 
             def dataset():
                 yield from samples

@@ -18,8 +18,9 @@ from typing import Callable
 import numpy as np
 
 from overhead.backends import converters
+from overhead.base import envinfo
 from overhead.harness.child import KERAS_BACKEND_OF, thread_env
-
+from overhead.harness.parity import QUANTIZED_FALLBACK_MAX_ABS
 
 _PROCESS = "tf"  # this process's kind, set by enter_process()
 
@@ -62,10 +63,10 @@ class Backend:
     # the worker-process kind this path needs: "tf" shares a process with TensorFlow (Keras 3 on TF);
     # "jax" / "keras-numpy" run Keras 3 with KERAS_BACKEND=jax / numpy, set before keras is imported
     process: str = "tf"
+    # True when `prepare` takes io= (a user model's concrete shapes / input names: LiteRT, SavedModel)
+    takes_io: bool = False
 
     def tolerance(self) -> str:
-        from overhead.harness.parity import QUANTIZED_FALLBACK_MAX_ABS
-
         parts = []
         if self.max_abs is not None:
             parts.append(f"max_abs<={self.max_abs:g}*max(1,|ref|)")
@@ -219,8 +220,6 @@ def _keras(path):
 
 
 def _tf_info(kind: str, load_s, **extra) -> dict:
-    from overhead.base import envinfo
-
     tf = _tf()
     return {"load_s": load_s, "kernels": f"{kind}; oneDNN {envinfo.onednn_flag()}",
             "threads_seen": [tf.config.threading.get_intra_op_parallelism_threads(),

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from overhead.backends import converters
-from overhead.backends import core
+from overhead.backends import converters, core
 from overhead.backends.core import Backend, _cached, register
 
 NEEDS_JAX = ("keras", "jax")

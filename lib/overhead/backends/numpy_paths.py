@@ -2,15 +2,15 @@
 BLAS threads limited with threadpoolctl."""
 from __future__ import annotations
 
-from overhead.backends import converters
-from overhead.backends import core
+from overhead import engine
+from overhead.backends import converters, core
 from overhead.backends.core import Backend, _cached, register
+from overhead.engine import plain
 
 
 def _prep_numpy(path, batch, threads, artifacts):
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from overhead import engine
 
     core._BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
     core._tf()  # from_keras reads the .keras file through Keras: start TF with our thread settings first
@@ -30,7 +30,6 @@ def _prep_numpy_plain(path, batch, threads, artifacts):
     """numpy.plain (overhead.engine.plain): one obvious NumPy expression per layer, no engine tricks."""
     from threadpoolctl import threadpool_limits
 
-    from overhead.engine import plain
 
     core._BLAS_LIMIT = threadpool_limits(limits=threads, user_api="blas")
     core._tf()  # the layer list is read from the .keras file through Keras

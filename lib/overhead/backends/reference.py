@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead import backends
+from overhead.backends import converters, core
+
 TIMEOUT_S = 600
 
 
 def _in_tf_process() -> bool:
-    from overhead.backends import core
-
     return core._PROCESS == "tf"
 
 
@@ -29,11 +30,8 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
     """float64 outputs of Keras 3 on TensorFlow for inputs `x` (computed here or in a TF child process)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if _in_tf_process():
-        from overhead.backends import converters
-
         model = converters.load_keras(model_path)
         return model.predict(x, batch_size=min(batch_size, max(len(x), 1)), verbose=0).astype(np.float64)
-    from overhead.backends import converters
 
     key = hashlib.sha256(x.tobytes() + str(x.shape).encode()).hexdigest()[:12]
     cache = converters.artifact_dir(model_path, artifacts) / "reference" / f"{key}.npy"
@@ -61,7 +59,6 @@ def main(argv=None) -> int:
     if len(argv) != 4:
         print("usage: python -m overhead.backends.reference MODEL.keras X.npy OUT.npy BATCH_SIZE", file=sys.stderr)
         return 2
-    from overhead import backends
 
     backends.enter_process("tf")
     backends.configure_tf()

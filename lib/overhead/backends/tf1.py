@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-from overhead.backends import converters
 from overhead.backends.core import Backend, _keras, _tf, _tf_info, register
 from overhead.backends.keras_tf import TF
 
@@ -17,7 +16,9 @@ from overhead.backends.keras_tf import TF
 def frozen_graph_def(model, batch: int):
     """(GraphDef, input tensor name, output tensor name) of `model` at a fixed batch, variables as constants."""
     tf = _tf()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     spec = tf.TensorSpec((batch, *model.inputs[0].shape[1:]), model.inputs[0].dtype, name="x")  # None: dynamic
     concrete = tf.function(lambda t: model(t, training=False)).get_concrete_function(spec)

@@ -6,6 +6,7 @@ import time
 from overhead.backends import converters
 from overhead.backends.core import Backend, _cached, _keras, _tf, _tf_info, register
 from overhead.backends.keras_tf import TF
+from overhead.usermodel import feed
 
 
 def _prep_tf_function(path, batch, threads, artifacts, jit=False):
@@ -24,7 +25,7 @@ def _prep_tf_function(path, batch, threads, artifacts, jit=False):
     return (lambda x: f(x).numpy()), info
 
 
-def _prep_savedmodel(path, batch, threads, artifacts):
+def _prep_savedmodel(path, batch, threads, artifacts, io=None):
     tf = _tf()
     sm_dir, cinfo = converters.savedmodel(path, artifacts)
     loaded, load_s = _cached(("savedmodel", str(sm_dir)), lambda: tf.saved_model.load(str(sm_dir)))
@@ -32,9 +33,8 @@ def _prep_savedmodel(path, batch, threads, artifacts):
     arg_names, out_names = list(sig.structured_input_signature[1]), list(sig.structured_outputs)
     const = tf.constant
     if len(arg_names) > 1 or len(out_names) > 1:  # several: fed by input name, outputs in the model's order
-        from overhead.usermodel import feed as userfeed
-
-        names, out_names = userfeed.input_names(arg_names), userfeed.output_names(out_names)
+        sig_of = io.signature if io is not None else None
+        names, out_names = feed.input_names(sig_of, arg_names), feed.output_names(sig_of, out_names)
 
         def run(xs):
             out = sig(**{n: const(a) for n, a in zip(names, xs if isinstance(xs, list) else [xs])})
@@ -54,6 +54,6 @@ for _b in [
     Backend("tf.function.xla", "tf", "tf.function(jit_compile=True): XLA-compiled",
             lambda *a: _prep_tf_function(*a, jit=True), needs=TF),
     Backend("tf.savedmodel", "tf", "Keras export -> tf.saved_model.load -> serving_default", _prep_savedmodel,
-            needs=TF),
+            needs=TF, takes_io=True),
 ]:
     register(_b)

@@ -12,6 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
+
 class UnwritableDirectoryError(OSError):
     """The folder meant to hold a result file cannot be created or written."""
 

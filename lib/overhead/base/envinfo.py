@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from overhead.base.config import ROOT
 from overhead.base.atomic import atomic_write_text
+from overhead.base.config import ROOT
 
 # Distribution names to try per reported package (the first one installed wins).
 PACKAGES = {

@@ -13,9 +13,12 @@ Importing this package never imports TensorFlow or Keras; ``from_keras`` does, l
 """
 from __future__ import annotations
 
-from overhead.engine.format import EngineFileError, load
+from overhead.engine import format as _format
+from overhead.engine.convert import convert
+from overhead.engine.format import EngineFileError
 from overhead.engine.model import NumpyModel
 from overhead.engine.ops import SUPPORTED, UnsupportedLayerError
+from overhead.engine.passes import optimize
 
 __all__ = ["from_keras", "load", "NumpyModel", "UnsupportedLayerError", "EngineFileError", "SUPPORTED"]
 
@@ -27,8 +30,11 @@ def from_keras(model_or_path, threads: int | None = None) -> NumpyModel:
     not implement. `threads`: the number of threads one call may use (None: the BLAS thread count
     in force when called); see :class:`NumpyModel`.
     """
-    from overhead.engine.convert import convert
-    from overhead.engine.passes import optimize
     prog = convert(model_or_path)
     ops = optimize(prog.ops, prog.out_vals)
     return NumpyModel(ops, prog.in_val, prog.out_vals, prog.input_shape, name=prog.name, threads=threads)
+
+
+def load(path, threads: int | None = None) -> NumpyModel:
+    """The :class:`NumpyModel` saved in the engine file `path` (NumPy only; see :mod:`overhead.engine.format`)."""
+    return _format.load(path, threads, factory=NumpyModel)

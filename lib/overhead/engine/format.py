@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.base.atomic import atomic_write_bytes
 from overhead.engine.ops import Op
 
 FORMAT = "overhead-engine"
@@ -63,7 +64,6 @@ def to_bytes(net) -> bytes:
 
 def save(net, path) -> Path:
     """Write `net` to `path` atomically (a temp file beside it, then os.replace): no partial file."""
-    from overhead.base.atomic import atomic_write_bytes
     return atomic_write_bytes(path, to_bytes(net))
 
 
@@ -86,12 +86,12 @@ def _decode(value, arrays, where):
     return value
 
 
-def load(path, threads: int | None = None):
-    """The :class:`~overhead.engine.model.NumpyModel` saved in the engine file `path`.
+def load(path, threads: int | None = None, *, factory):
+    """The model saved in the engine file `path`, built by ``factory`` (:class:`~overhead.engine.model.NumpyModel`,
+    passed in by :func:`overhead.engine.load` so that this module sits below the model it reads).
 
     Raises :class:`EngineFileError` (a ValueError, one line) for a missing, truncated or corrupt
     file, a plan of a newer format version, missing arrays, or arrays of the wrong dtype or shape."""
-    from overhead.engine.model import NumpyModel
     path = Path(path)
     if not path.is_file():
         raise EngineFileError(f"cannot load {path}: no such file")
@@ -124,7 +124,7 @@ def load(path, threads: int | None = None):
             ops.append(Op(d["kind"], d["name"], d["cls"], d["ins"], d["out"], p,
                           _decode(d["bias"], arrays, where), _decode(d["act"], arrays, where)))
         shape = tuple(plan["input_shape"])
-        net = NumpyModel(ops, plan["in_val"], plan["out_vals"], shape, name=plan["name"],
+        net = factory(ops, plan["in_val"], plan["out_vals"], shape, name=plan["name"],
                          threads=threads, output_names=plan.get("output_names"))
     except EngineFileError as e:
         msg = str(e)

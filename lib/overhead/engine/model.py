@@ -8,6 +8,7 @@ import weakref
 
 import numpy as np
 
+from overhead.engine.format import save
 from overhead.engine.ops import F32
 from overhead.engine.plan import Plan
 from overhead.engine.threadpool import Parallel
@@ -128,7 +129,6 @@ class NumpyModel:
     def save(self, path):
         """Write the model to one .npz engine file (versioned JSON plan + float32 weights), loadable
         with :func:`overhead.engine.load` in a process without TensorFlow. Written atomically."""
-        from overhead.engine.format import save
         save(self, path)
 
     # ---- introspection

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from overhead.engine.convert import convert
 from overhead.engine.ops import UnsupportedLayerError
 
 SUPPORTED = ("Conv2D, DepthwiseConv2D, Dense, BatchNormalization, ReLU-family activations (relu, relu6, "
@@ -153,5 +154,4 @@ class PlainModel:
 
 def from_keras(model_or_path) -> PlainModel:
     """numpy.plain for a Keras model or .keras path (imports Keras to read it)."""
-    from overhead.engine.convert import convert
     return PlainModel(convert(model_or_path))

@@ -38,6 +38,13 @@ import signal
 import sys
 import time
 
+from overhead import backends as registry
+from overhead.base import config, data, envinfo
+from overhead.experiments import sweep
+from overhead.experiments.pipeline import input_shape, save_rows
+from overhead.harness import timing
+from overhead.harness.child import error_text
+
 DATA = "data adapter & tf.data"
 TRACING = "tracing & graph building"
 CALLBACKS = "callbacks"
@@ -190,7 +197,6 @@ class Sampler:
 
     def run(self, fn, calls: int) -> None:
         """Call `fn` `calls` times while sampling (GC off)."""
-        from overhead.harness import timing
 
         self.done, self.stop = 0, sys._getframe()
         old = signal.signal(signal.SIGALRM, self._handler)
@@ -304,7 +310,6 @@ def decompose(fn, *, eager: bool = False, budget_s: float = 4.0, interval_s: flo
 
     import numpy as np
 
-    from overhead.harness import timing
 
     per_call = float(np.median(timing.measure(fn, budget_s=0.2, min_samples=3, max_samples=2000))) * 1e-9
     calls = int(min(max_calls, max(2 * rounds, budget_s / max(per_call, 1e-9))))
@@ -366,12 +371,6 @@ def run(models, backends=DEFAULT_BACKENDS, *, threads=None, budget_s: float = 4.
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from overhead import backends as registry
-    from overhead.base import config, data, envinfo
-    from overhead.experiments import sweep
-    from overhead.harness import timing
-    from overhead.experiments.pipeline import input_shape, save_rows
-    from overhead.harness.child import error_text
 
     names = list(backends or DEFAULT_BACKENDS)
     for n in names:

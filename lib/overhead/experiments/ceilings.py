@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.base import atomic, envinfo
+from overhead.harness.child import thread_env
+
 LIBRARIES = ("numpy", "tensorflow", "onnxruntime")
 SIZES = (128, 256, 512, 1024, 2048)
 QUICK_SIZES = (128, 256)
@@ -119,7 +122,6 @@ def int8_ops_per_cycle(flags, vendor: str = "") -> tuple[int | None, str]:
 
 def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock=None) -> dict:
     """The float32 and int8 peaks of this CPU and how they were derived."""
-    from overhead.base import envinfo
 
     if cpuinfo_text is None:
         try:
@@ -151,8 +153,6 @@ def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock
 # --------------------------------------------------------------------------- measured GEMM (child side)
 
 def _limit_threads(threads: int) -> None:
-    from overhead.harness.child import thread_env
-
     thread_env(threads)
 
 
@@ -278,8 +278,6 @@ def summary(gemm, peaks: dict | None = None) -> dict:
 
 def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, threads=None):
     """Measure, write `ceilings.csv` (+ `.meta.json` with the summary) in out_dir; (frame, summary)."""
-    from overhead.base import envinfo
-    from overhead.base import atomic
 
     frame = measure(libraries, sizes, threads, quick=quick)
     summ = summary(frame)

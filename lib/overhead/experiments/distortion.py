@@ -15,6 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from overhead.experiments import sweep
+
 COLUMNS = ["model", "backend", "threads", "batch", "alone_us", "interleaved_us", "ratio", "alone_n",
            "interleaved_n", "engine_us"]
 BACKENDS = ("tf.function", "litert", "onnxruntime")
@@ -51,7 +53,6 @@ def measure(models=MODELS, backends=BACKENDS, threads=None, *, batch: int = 1, b
     thread, a 0.05 s budget (a smoke run, not a measurement)."""
     import pandas as pd
 
-    from overhead.experiments import sweep
 
     if quick:
         models, threads, budget_s = tuple(models)[:1], (1,), min(budget_s, 0.05)

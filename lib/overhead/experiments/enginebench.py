@@ -21,6 +21,12 @@ import os
 import sys
 import time
 
+from overhead.base import atomic, config, envinfo
+from overhead.engine import from_keras, load, plain
+from overhead.harness import timing
+from overhead.harness.child import thread_env
+from overhead.ladder import models
+
 # OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call (2^28 cycles) before
 # sleeping. The GEMM reference below is timed interleaved with the engines, and its spinning
 # threads measurably slowed whichever engine ran next (ResNet-18 b1 numpy: 27 ms -> 41 ms right
@@ -42,7 +48,6 @@ TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
 def build_model(name: str):
     """The ladder model `name` (overhead.ladder.models), or a local equivalent if that module is missing."""
     try:
-        from overhead.ladder import models
         return models.build(name, seed=0)
     except ImportError:
         pass
@@ -76,7 +81,6 @@ def build_model(name: str):
 def model_flops(model) -> int:
     """2 x multiply-adds of Conv2D / DepthwiseConv2D / Dense (per sample)."""
     try:
-        from overhead.ladder import models
         return int(models.count_flops(model))
     except (ImportError, AttributeError):
         pass
@@ -151,36 +155,16 @@ def litert_runner(flat, x, threads):
 
 
 def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
-    """Per-call ns of every fn, interleaved in rounds (overhead.harness.timing when present)."""
-    try:
-        from overhead.harness import timing
-    except ImportError:
-        timing = None
-    if timing is not None:
-        return timing.interleaved(fns, budget_s=budget_s, rounds=rounds, min_samples=min_samples,
-                                  warmup_calls=warmup_calls, warmup_s=0.0 if warmup_calls <= 1 else 0.2,
-                                  round_warmup_calls=0 if warmup_calls <= 1 else 1)
-    out = {k: [] for k in fns}  # a plain interleaved perf_counter_ns loop
-    for f in fns.values():
-        for _ in range(warmup_calls):
-            f()
-    for _ in range(rounds):
-        for k, f in fns.items():
-            t_end = time.perf_counter() + budget_s / rounds
-            n = 0
-            while n < max(1, -(-min_samples // rounds)) or time.perf_counter() < t_end:
-                t0 = time.perf_counter_ns()
-                f()
-                out[k].append(time.perf_counter_ns() - t0)
-                n += 1
-    return {k: np.asarray(v) for k, v in out.items()}
+    """Per-call ns of every fn, interleaved in rounds (:func:`overhead.harness.timing.interleaved`)."""
+    return timing.interleaved(fns, budget_s=budget_s, rounds=rounds, min_samples=min_samples,
+                              warmup_calls=warmup_calls, warmup_s=0.0 if warmup_calls <= 1 else 0.2,
+                              round_warmup_calls=0 if warmup_calls <= 1 else 1)
 
 
 # --------------------------------------------------------------------------- the run
 
 def run(quick=False, threads=None, profile=False, cases=None, log=print):
     threads = int(threads or os.cpu_count() or 1)
-    from overhead.harness.child import thread_env
 
     thread_env(threads, override=False)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -194,7 +178,6 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
         pass
     import tempfile
 
-    from overhead.engine import from_keras, load, plain
 
     rng = np.random.default_rng(0)
     rows, models = [], {}
@@ -328,28 +311,16 @@ def format_report(rows, checks) -> str:
 
 def save(rows, checks, path=None):
     import csv
-    from overhead.base import config
-    try:
-        from overhead.base import envinfo
-        machine = envinfo.machine_id()
-    except Exception:  # noqa: BLE001 - metadata is optional here
-        envinfo, machine = None, "local"
+    machine = envinfo.machine_id()
     path = path or config.results_dir(machine) / "enginebench.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
     status = {(c["case"], c["target"]): c for c in checks}
     fields = list(dict.fromkeys(k for r in rows for k in r)) + ["machine"]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic.atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({**r, "machine": machine})
-    os.replace(tmp, path)
-    if envinfo is not None:
-        try:
-            envinfo.write_meta(path, {"targets": list(status.values())}, threads=rows[0]["threads"])
-        except Exception:  # noqa: BLE001
-            pass
+    envinfo.write_meta(path, {"targets": list(status.values())}, threads=rows[0]["threads"])
     return path
 
 

@@ -23,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead import backends as bk
+from overhead.base import atomic, config, data, envinfo
+from overhead.experiments import sweep
+from overhead.experiments.pipeline import input_shape
 from overhead.harness import stats
+from overhead.harness.child import claim_stdout, error_text
 
 GAPS_MS = (0, 1, 10, 100)
 MODELS = ("cnn_seed", "resnet_mnist")
@@ -74,16 +79,12 @@ def _emit(proto, **event):
 
 def child_main(job: dict, proto) -> int:
     """Prepare the job's backends at batch 1 with fixed threads, measure the gaps, emit rows."""
-    from overhead import backends as bk
-    from overhead.base import data
-    from overhead.harness.child import error_text
 
     threads = int(job["threads"])
     bk.set_threads(threads)
     if job.get("kind", "tf") == "tf":
         bk.configure_tf()
     model_path = Path(job["model_path"])
-    from overhead.experiments.pipeline import input_shape
     x, _ = data.inputs_for(input_shape(model_path), 1, split="test")
     x = np.ascontiguousarray(x)
     fns, failed = {}, []
@@ -148,10 +149,6 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from overhead import backends as bk
-    from overhead.base import config, envinfo
-    from overhead.experiments import sweep
-    from overhead.base import atomic
 
     if data_dir is not None:
         os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # children read the same tree
@@ -198,7 +195,6 @@ def main(argv=None) -> int:
     if argv[:1] != ["child"] or len(argv) != 2:
         print("usage: python -m overhead.experiments.idlegap child JOB_JSON", file=sys.stderr)
         return 2
-    from overhead.harness.child import claim_stdout
 
     proto = claim_stdout()  # native libraries' prints go to stderr, never into the protocol
     return child_main(json.loads(argv[1]), proto)

@@ -17,6 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from overhead import backends as bk
+from overhead import backends as registry
+from overhead.base import atomic, config, data, envinfo
+from overhead.experiments import startup, sweep
+from overhead.experiments.pipeline import input_shape
+from overhead.experiments.startup import peak_rss_mb
+from overhead.harness.child import claim_stdout, error_text
+
 BACKENDS = ("numpy", "keras.predict", "keras.jax.predict", "tf_keras.predict", "tf.function", "litert")
 CALLS = (1, 1000, 5000)
 QUICK_CALLS = (1, 20, 60)
@@ -30,8 +38,6 @@ DEFAULT_TIMEOUT_S = 900.0
 def child_main(job: dict, proto) -> int:
     import psutil
 
-    from overhead import backends as bk
-    from overhead.experiments.startup import peak_rss_mb
 
     proc = psutil.Process()
 
@@ -59,8 +65,6 @@ def child_main(job: dict, proto) -> int:
         out["output_shape"] = list(np.shape(y))
         out["threads_seen"] = runner.info.get("threads_seen")
     except BaseException as exc:  # reported, then the parent records the row as failed
-        from overhead.harness.child import error_text
-
         out = {"status": "failed", "reason": error_text(exc)}
     proto.write(json.dumps(out, default=str) + "\n")
     proto.flush()
@@ -111,11 +115,6 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
     import numpy as np
     import pandas as pd
 
-    from overhead import backends as registry
-    from overhead.base import config, data, envinfo
-    from overhead.experiments import startup, sweep
-    from overhead.base import atomic
-    from overhead.experiments.pipeline import input_shape
 
     names = list(backends)
     for n in names:
@@ -169,7 +168,6 @@ def main(argv=None) -> int:
     if argv[:1] != ["child"] or len(argv) != 2:
         print("usage: python -m overhead.experiments.memloop child JOB_JSON", file=sys.stderr)
         return 2
-    from overhead.harness.child import claim_stdout
 
     proto = claim_stdout()  # native libraries' prints go to stderr, never into the report line
     return child_main(json.loads(argv[1]), proto)

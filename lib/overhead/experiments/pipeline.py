@@ -31,6 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead import backends
+from overhead import backends as registry
+from overhead.base import atomic, config, data, envinfo
+from overhead.experiments import sweep
+from overhead.harness.child import error_text
+from overhead.ladder import models as zoo
+
 IMAGE_SIZE = (640, 480)  # (width, height) of the camera-sized PNGs
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 COLUMNS = ["machine", "model", "backend", "stage", "median_us", "share", "total_us"]
@@ -67,7 +74,6 @@ def png_digits(shape, n: int = 32, data_dir=None, image_size=IMAGE_SIZE) -> tupl
     at the model's input size when image_size is None (see the module docstring)."""
     from PIL import Image
 
-    from overhead.base import data
 
     h, w, c, _ = image_geometry(shape)
     if image_size is not None:
@@ -139,7 +145,6 @@ class TFPipeline(Pipeline):
 
 def pipeline_for(backend: str, shape, explicit_softmax: bool = False) -> Pipeline:
     """TF-style stages for the Keras / TF backends, NumPy + Pillow for the others."""
-    from overhead import backends
 
     family = backends.get(backend).family
     cls = TFPipeline if family in TF_FAMILIES else Pipeline
@@ -213,7 +218,6 @@ def save_rows(new, path, columns):
     """Write `new` rows to a result CSV atomically, keeping the rows of other (model, backend) pairs."""
     import pandas as pd
 
-    from overhead.base import atomic
 
     path = Path(path)
     old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
@@ -228,7 +232,6 @@ def input_shape(model_path) -> list:
     """Per-sample input shape from the model's JSON, else from the .keras file's config (no TF)."""
     import zipfile
 
-    from overhead.ladder import models as zoo
     try:
         return list(zoo.load_meta(model_path)["input_shape"])
     except (OSError, KeyError, ValueError):
@@ -253,10 +256,6 @@ def run(models, backends=None, *, calls: int = 200, budget_s: float = 2.0, round
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from overhead import backends as registry
-    from overhead.base import config, envinfo
-    from overhead.experiments import sweep
-    from overhead.harness.child import error_text
 
     names = list(backends or registry.NAMES)
     for n in names:

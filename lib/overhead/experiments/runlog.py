@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead.harness import stats
+from overhead.backends import NAMES
 from overhead.base import atomic
+from overhead.harness import stats
 
 COLUMNS = ["machine", "model", "model_sha", "flops", "params", "backend", "batch", "threads", "status",
            "reason", "parity", "tolerance", "criterion", "logit_rel_err", "logit_cos", "top1_decisive",
@@ -49,7 +50,6 @@ class ResultsCsv:
     def __init__(self, path, columns=COLUMNS):
         import pandas as pd
 
-        from overhead.base import atomic
 
         self.path, self.columns = Path(path), list(columns)
         rows = pd.DataFrame(columns=self.columns)
@@ -72,8 +72,6 @@ class ResultsCsv:
         return {(str(m), str(b), int(n), int(t)) for m, b, n, t in zip(r.model, r.backend, r.batch, r.threads)}
 
     def drop(self, mask) -> None:
-        from overhead.base import atomic
-
         if mask.any():
             self.rows = self.rows[~mask].reset_index(drop=True)
             atomic.atomic_write_csv(self.rows, self.path)
@@ -93,9 +91,7 @@ class ResultsCsv:
 
     def finish(self):
         """Rewrite sorted (atomically) and return the rows as a DataFrame."""
-        from overhead.base import atomic
 
-        from overhead.backends import NAMES
 
         order = {m: i for i, m in enumerate(dict.fromkeys(self.rows["model"]))}
         border = {b: i for i, b in enumerate(NAMES)}

@@ -28,6 +28,14 @@ a non-zero exit or a timeout.
 """
 import time
 
+from overhead import backends as registry
+from overhead.backends import converters
+from overhead.base import atomic, config, data, envinfo
+from overhead.experiments import sweep
+from overhead.experiments.pipeline import input_shape, save_rows
+from overhead.harness import timing
+from overhead.harness.child import error_text
+
 _T_TOP = time.perf_counter()  # before any other import of the child
 _WALL_TOP = time.time()
 
@@ -105,7 +113,6 @@ def artifact_paths(backend: str, model_path, artifacts=None) -> list:
     names = ARTIFACTS.get(backend, ())
     if not names:
         return []
-    from overhead.backends import converters
     folder = converters.artifact_dir(model_path, artifacts)
     return [folder / n for n in names]
 
@@ -127,12 +134,12 @@ def numpy_artifact(model_path, artifacts=None):
     """The NumPy engine's file (``overhead export``'s .npz), built once and cached like the other
     conversions: converting needs Keras (and so TensorFlow), loading it needs NumPy alone, which is
     the NumPy user's cold start."""
-    from overhead.backends import converters
     target = converters.artifact_dir(model_path, artifacts) / ARTIFACTS["numpy"][0]
     if not artifacts_ready("numpy", model_path, artifacts):
         import keras  # noqa: F401  (imported before the clock starts, as the other converters do)
 
     def build(tmp: Path) -> Path:
+        # lazy: inside the cold start's clock, like every runtime's import
         from overhead import engine
         out = tmp / target.name
         engine.from_keras(model_path).save(out)
@@ -142,6 +149,7 @@ def numpy_artifact(model_path, artifacts=None):
 
 
 def load_numpy_artifact(path):
+    # lazy: inside the cold start's clock, like every runtime's import
     from overhead import engine
     return engine.load(path)
 
@@ -168,7 +176,6 @@ def child(args) -> dict:
 
     import numpy as np
 
-    from overhead.harness import timing
     out["artifacts_cached"] = artifacts_ready(args.backend, args.model, args.artifacts)
     t0 = time.perf_counter()
     if args.backend == "numpy":  # the engine's .npz file: NumPy only, no Keras, no TensorFlow
@@ -178,6 +185,7 @@ def child(args) -> dict:
         if loaded:
             raise RuntimeError(f"the numpy cold start imported {', '.join(loaded)}")
     else:
+        # lazy: inside the cold start's clock, like every runtime's import
         from overhead import backends
         backends.enter_process(args.process)
         backends.set_threads(args.threads)
@@ -230,7 +238,6 @@ def _child_main(argv) -> int:
         result = child(args)
         result["status"] = "ok"
     except BaseException as exc:  # report, then fail: the parent records the reason
-        from overhead.harness.child import error_text
         result = {"status": "failed", "reason": error_text(exc)}
     proto.write(json.dumps(result, default=str) + "\n")
     proto.flush()
@@ -348,11 +355,6 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from overhead import backends as registry
-    from overhead.base import config, data, envinfo
-    from overhead.experiments import sweep
-    from overhead.base import atomic
-    from overhead.experiments.pipeline import input_shape, save_rows
 
     names = list(backends or registry.NAMES)
     for n in names:

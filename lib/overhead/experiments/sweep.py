@@ -27,8 +27,13 @@ import threading
 import time
 from pathlib import Path
 
-from overhead.base import config
+from overhead import backends as bk
+from overhead.backends import converters
+from overhead.base import atomic, config, envinfo
+from overhead.experiments import runlog, worker
 from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
+from overhead.harness import stats, timing
+from overhead.ladder import models as ladder
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
 RUNS, MAX_RUNS = 3, 4  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
@@ -172,8 +177,6 @@ def _job_for(model: str, path: Path, threads: int, keys, args: dict, run: int = 
 def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[str, Path]]:
     """(name, .keras path) for ladder names and/or paths; None means the whole ladder."""
     if models is None:
-        from overhead.ladder import models as ladder
-
         models = list(ladder.LADDER)
     out = []
     for m in [*models, *(extra_models or [])]:
@@ -215,12 +218,6 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     measured now) and both .meta.json. `launch(job, on_event, log_path)` replaces the worker
     processes (tests).
     """
-    from overhead import backends as bk
-    from overhead.backends import converters
-    from overhead.base import envinfo
-    from overhead.experiments import runlog
-    from overhead.harness import timing
-    from overhead.harness import stats
 
     if data_dir is not None:
         os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # the workers read the same tree
@@ -351,8 +348,6 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
 def _write_gemm(path: Path, new_rows: list[dict], machine: str) -> None:
     import pandas as pd
 
-    from overhead.base import envinfo
-    from overhead.base import atomic
 
     if not new_rows:
         return
@@ -410,7 +405,6 @@ def main(argv=None) -> int:
     if argv[:1] != ["worker"]:
         print("usage: python -m overhead.experiments.sweep worker  < job.json", file=sys.stderr)
         return 2
-    from overhead.experiments import worker
 
     return worker.main(json.loads(sys.stdin.read()))
 

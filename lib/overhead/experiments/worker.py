@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead import backends as bk
+from overhead.backends import converters
+from overhead.backends.reference import keras_reference
+from overhead.base import atomic, data
+from overhead.harness import stats, timing
 from overhead.harness.child import claim_stdout, error_text  # noqa: F401  (error_text: re-exported)
+from overhead.ladder import models
+from overhead.usermodel import feed as userfeed
+from overhead.usermodel.feed import fatal_text
 
 PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
 PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
@@ -50,9 +58,6 @@ def _tiny_probe_model(folder: Path) -> Path:
 
 
 def _describe(model_path: Path, model) -> dict:
-    from overhead.backends import converters
-    from overhead.ladder import models
-
     meta = {}
     json_path = model_path.with_suffix(".json")
     if json_path.exists():
@@ -93,7 +98,6 @@ def main(job: dict) -> int:
         proto.write(json.dumps(event, default=_plain) + "\n")
         proto.flush()
 
-    from overhead import backends as bk
 
     bk.enter_process(job.get("process", "tf"))  # KERAS_BACKEND, before anything imports keras
     threads = int(job["threads"])
@@ -103,23 +107,19 @@ def main(job: dict) -> int:
     mode = job.get("mode", "bench")
     tmp = tempfile.TemporaryDirectory()
     try:
-
         if mode == "probe":  # a throw-away model: its conversions stay in the temp folder too
             model_path, job = _tiny_probe_model(Path(tmp.name)), dict(job, artifacts=tmp.name)
         else:
             model_path = Path(job["model_path"])
-        from overhead.usermodel import feed as userfeed
 
-        model, desc = userfeed.open_for_worker(model_path, job)  # model: a modelfile.OpenedModel
+        model, desc, io = userfeed.open_for_worker(model_path, job)  # model: a modelfile.OpenedModel
     except Exception as exc:  # a missing, corrupt or unloadable model file; inputs that do not fit it
-        from overhead.usermodel.feed import fatal_text
-
         emit(event="fatal", error=fatal_text(exc))
         return 3
     emit(event="hello", threads=threads, readback=bk.threads_readback(), pid=os.getpid())
     emit(event="model", **desc)
     try:
-        _run(job, model_path, model, desc, threads, mode, emit)
+        _run(job, model_path, model, desc, threads, mode, emit, io)
     except BaseException as exc:  # the parent reports this instead of a bare exit status
         emit(event="error", error=error_text(exc))
         raise
@@ -129,12 +129,27 @@ def main(job: dict) -> int:
     return 0
 
 
-def _run(job, model_path, model, desc, threads, mode, emit):
-    from overhead import backends as bk
-    from overhead.harness import timing
-    from overhead.base import atomic
-    from overhead.usermodel import feed as userfeed
+def inputs_and_reference(opened, model_path, job: dict, n: int):
+    """(x, labels or None, reference outputs) for parity and timing: real digits for a ladder model
+    (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature.
 
+    The reference is Keras 3 on TensorFlow (overhead.backends.reference: a TF child process in JAX / NumPy
+    workers) for one-input models; several inputs, a SavedModel or a tf_keras model are their own
+    reference here (computed in this process).
+    """
+    if userfeed.is_ladder(model_path) and not job.get("inputs") and opened.keras_model is not None:
+        x, y = data.inputs_for(list(opened.signature.inputs[0].shape), n, split="test")
+    else:
+        fed = userfeed.build_feed(opened.signature, n, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
+        x, y = fed.x, fed.y
+    if opened.loader == "keras" and x.dtype.names is None and len(opened.signature.outputs) == 1:
+        ref = keras_reference(model_path, x, batch_size=min(64, len(x)), artifacts=job.get("artifacts"))
+        return x, y, ref
+    return x, y, userfeed.reference(opened, x)
+
+
+
+def _run(job, model_path, model, desc, threads, mode, emit, io):
     keys = [(b, int(n)) for b, n in job["keys"]]
     order = {name: i for i, name in enumerate(bk.names())}
     isolate = set(int(b) for b in job.get("isolate", []))
@@ -144,12 +159,12 @@ def _run(job, model_path, model, desc, threads, mode, emit):
             "params": desc["params"], "threads": threads, "run": run}
     n_par = int(min(job.get("parity_n", 128), max(8, PARITY_FLOPS // max(desc["flops"], 1))))
     batches = sorted({n for _, n in keys})
-    too_big = {n: userfeed.memory_reason(model, n) for n in batches}
+    too_big = {n: userfeed.memory_reason(model, n, io) for n in batches}
     runnable = [n for n in batches if desc["flops"] * n <= cap and not too_big[n]]
     need = max([math.ceil(n_par / n) * n for n in runnable] or [0])
     if need:
         # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.backends.reference)
-        x_all, y_all, ref = userfeed.inputs_and_reference(model, model_path, job, need)
+        x_all, y_all, ref = inputs_and_reference(model, model_path, job, need)
     timer_ns = timing.timer_overhead_ns(budget_s=0.05)
     samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
 
@@ -171,7 +186,7 @@ def _run(job, model_path, model, desc, threads, mode, emit):
                 continue
             try:
                 runner = userfeed.adapt(bk.prepare(name, model_path, batch, threads,
-                                                   artifacts=job.get("artifacts")), model.signature)
+                                                   artifacts=job.get("artifacts"), io=io), model.signature)
                 par = bk.parity(runner, ref[:n], x_all[:n], None if y_all is None else y_all[:n],
                                 max_s=float(job.get("parity_max_s", PARITY_MAX_S)))
             except Exception as exc:  # unsupported layers, failed conversions: skipped with the reason
@@ -204,14 +219,12 @@ def _run(job, model_path, model, desc, threads, mode, emit):
 
 def _row(base, name, batch, runner, par, samples, run, timer_ns, samples_file) -> dict:
     """One run's row: parity, this run's statistics, its raw samples file (the sweep pools the runs)."""
-    from overhead import backends as bk
-    from overhead.harness import stats
 
     info = bk.public_info(runner)
     notes = [par["reason"]] if par["reason"] else []
     if info.get("tracing_count", 1) > 1:
         notes.append(f"tf.function traced {info['tracing_count']} times")
-    stats = stats.summarize(samples) if samples is not None and len(samples) else {"n": 0}
+    summary = stats.summarize(samples) if samples is not None and len(samples) else {"n": 0}
     status = "ok" if par["parity"] == "pass" else "failed"  # timed anyway: the numbers stay visible
     if status == "failed":
         notes[0] = f"parity: {notes[0]}"
@@ -220,7 +233,7 @@ def _row(base, name, batch, runner, par, samples, run, timer_ns, samples_file) -
                 top1_agree=par["top1_agree"], accuracy=par["accuracy"], ref_accuracy=par["ref_accuracy"],
                 logit_rel_err=par.get("logit_rel_err"), logit_cos=par.get("logit_cos"),
                 top1_decisive=par.get("top1_decisive"), n_decisive=par.get("n_decisive"),
-                criterion=par.get("criterion"), **stats, run=run, timer_overhead_ns=timer_ns,
+                criterion=par.get("criterion"), **summary, run=run, timer_overhead_ns=timer_ns,
                 convert_s=info.get("convert_s"),
                 load_s=info.get("load_s"), kernels=info.get("kernels"), samples_file=samples_file,
                 threads_seen=info.get("threads_seen"), call_s=par.get("call_s"))

@@ -27,8 +27,6 @@ import time
 
 import numpy as np
 
-from overhead.backends import Runner, get
-
 ACCURACY_MIN_REF = 0.5  # below this reference accuracy the model is untrained/not a digit model
 DECISIVE_MARGIN = 1.0  # nats between the reference's top-1 and top-2 logits (top-1 >= 2.7x likelier)
 MIN_DECISIVE = 8
@@ -111,9 +109,12 @@ def compare(got: np.ndarray, ref: np.ndarray, tier: str = "float32") -> dict:
             "problems": problems, "notes": notes, "criterion": criterion_text(tier)}
 
 
-def parity(runner: Runner, ref: np.ndarray, x: np.ndarray, y: np.ndarray | None = None, *,
+def parity(runner, ref: np.ndarray, x: np.ndarray, y: np.ndarray | None = None, *, backend,
            max_s: float | None = None, min_n: int = 8) -> dict:
     """Compare a runner with the Keras reference `ref` on real inputs `x`, in batches of runner.batch.
+
+    `backend` is the path's :class:`~overhead.backends.core.Backend` (its precision tier and accuracy
+    bound); :func:`overhead.backends.parity` passes the registered one.
 
     Stops early once `max_s` seconds were spent and at least `min_n` inputs compared (slow paths).
     Returns the logit criterion (``logit_rel_err``, ``logit_cos``, ``top1_decisive``, ``n_decisive``,
@@ -122,7 +123,6 @@ def parity(runner: Runner, ref: np.ndarray, x: np.ndarray, y: np.ndarray | None 
     ('pass'|'fail'), ``reason``, ``tolerance``, ``n_parity`` and ``call_s`` (median seconds of one
     call: a cost estimate for the timing that follows).
     """
-    backend = get(runner.name)
     n, b = len(x), runner.batch
     outs, times, t_start = [], [], time.perf_counter()
     for start in range(0, n, b):

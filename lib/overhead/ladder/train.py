@@ -8,7 +8,6 @@ import numpy as np
 from overhead.base import data
 from overhead.ladder import models
 
-
 TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward pass of one digit, the usual estimate
 DECISIVE_PROB = 0.5  # an output is decisive when its top class has at least this probability
 SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]

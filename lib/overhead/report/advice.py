@@ -4,8 +4,10 @@ code appendix, taken from the backends' own source with ``inspect`` so it cannot
 """
 from __future__ import annotations
 
-import inspect
+import ast
+import functools
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -134,25 +136,38 @@ def summary(table: pd.DataFrame, n: int = 3) -> str:
 
 
 # ---------------------------------------------------------------- code appendix ------------------------
-def _functions(fn) -> list:
-    """``fn`` itself, or for a registry lambda the module functions it calls (``_prep_*``)."""
-    if getattr(fn, "__name__", "") != "<lambda>":
-        return [fn]
-    g = getattr(fn, "__globals__", {})
-    return [g[n] for n in fn.__code__.co_names if callable(g.get(n)) and inspect.isfunction(g[n])] or [fn]
+BACKENDS_DIR = Path(__file__).resolve().parents[1] / "backends"
+
+
+@functools.lru_cache(maxsize=1)
+def _prepare_sources() -> dict:
+    """backend name -> [(qualified name, source)] of the functions that prepare it, read from the backends'
+    source files with ast (the report imports no backend: it shows the code, it runs none of it)."""
+    found = {}
+    for path in sorted(BACKENDS_DIR.glob("*.py")):
+        text = path.read_text()
+        tree = ast.parse(text)
+        funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        module = f"overhead.backends.{path.stem}"
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Backend" and len(node.args) >= 4
+                    and isinstance(node.args[0], ast.Constant)):
+                continue
+            prep = node.args[3]
+            names = [prep.id] if isinstance(prep, ast.Name) else [
+                n.func.id for n in ast.walk(prep) if isinstance(n, ast.Call) and getattr(n.func, "id", None) in funcs]
+            found[node.args[0].value] = [(f"{module}.{n}", ast.get_source_segment(text, funcs[n]))
+                                         for n in names if n in funcs]
+    return found
 
 
 def source_of(backend: str) -> tuple[str, str]:
-    """``(where, source)`` of the function that prepares ``backend``; a sentence saying why when unavailable."""
-    try:
-        from overhead import backends
-        fn = backends.get(backend).prepare
-        funcs = _functions(fn)
-        src = "\n\n".join(textwrap.dedent(inspect.getsource(f)) for f in funcs)
-        where = ", ".join(f"`{f.__module__}.{f.__qualname__}`" for f in funcs)
-        return where, src
-    except Exception as exc:   # a missing backend or package must not break the report
-        return "", f"not available in this installation ({type(exc).__name__}: {exc})"
+    """``(where, source)`` of the function(s) that prepare ``backend``; a sentence saying why when unavailable."""
+    funcs = _prepare_sources().get(backend)
+    if not funcs:
+        return "", "not available in this installation (no registered preparing function found)"
+    where = ", ".join(f"`{q}`" for q, _ in funcs)
+    return where, "\n\n".join(textwrap.dedent(src) for _, src in funcs)
 
 
 def code_appendix(names) -> str:

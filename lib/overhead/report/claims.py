@@ -9,9 +9,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from overhead.report.fmt import SIGNIFICANT_X  # "noticeably slower" = at least this many times the latency
-from overhead.report.fmt import (code, fit_of, fmt_pct, fmt_us, fmt_x, largest_common, latency, primary, ratio,
-                                 small_model, tf_paths)
+from overhead.report.fmt import (
+    SIGNIFICANT_X,  # "noticeably slower" = at least this many times the latency
+    code,
+    fit_of,
+    fmt_pct,
+    fmt_us,
+    fmt_x,
+    largest_common,
+    latency,
+    primary,
+    ratio,
+    small_model,
+    tf_paths,
+)
 
 ARTICLE = ("“Is TensorFlow 2.0 (CPU) inference significantly slower than vanilla TensorFlow/NumPy for simple "
            "models?”")

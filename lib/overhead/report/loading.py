@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from overhead.base.atomic import atomic_write_csv
+
 REQUIRED_FILES = ("bench", "gemm", "startup", "pipeline", "breakdown")
 OPTIONAL_FILES = ("idle_gap", "memory_loop", "distortion", "ceilings")
 RESULT_FILES = REQUIRED_FILES + OPTIONAL_FILES
@@ -94,7 +96,6 @@ def load_models_meta(models_dir) -> pd.DataFrame:
 def save_models_meta(models_dir, out_dir) -> Path:
     """Write the models' metadata (``load_models_meta``) as ``models.csv`` beside a machine's results, so a
     committed run re-renders without the (git-ignored) trained models."""
-    from overhead.base.atomic import atomic_write_csv
 
     df = load_models_meta(models_dir)
     for col in df.columns:  # lists/dicts (input_shape, …) as JSON text, read back by models_from_results

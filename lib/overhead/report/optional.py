@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from overhead.report.idle import verdict
 from overhead.report.fmt import code, fmt_pct, fmt_x
+from overhead.report.idle import verdict
 
 NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
 

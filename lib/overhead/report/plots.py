@@ -13,10 +13,28 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
 from overhead.report import latency
-from overhead.report.plotkit import (_empty, _fig, _legend_right, _si, _us, family_grid, flops_axis, panel_legend, publish,  # noqa: F401
-                                     save)
-from overhead.report.style import (BACKEND_COLORS, BACKEND_ORDER, FALLBACK_COLORS, STAGE_COLORS,  # noqa: F401
-                                   by_family, color_for, marker_for, order_backends)
+from overhead.report.plotkit import (  # noqa: F401
+    _empty,
+    _fig,
+    _legend_right,
+    _si,
+    _us,
+    family_grid,
+    flops_axis,
+    panel_legend,
+    publish,
+    save,
+)
+from overhead.report.style import (  # noqa: F401
+    BACKEND_COLORS,
+    BACKEND_ORDER,
+    FALLBACK_COLORS,
+    STAGE_COLORS,
+    by_family,
+    color_for,
+    marker_for,
+    order_backends,
+)
 
 
 def _fit_curve(ax, grid, fit_row, g, color):

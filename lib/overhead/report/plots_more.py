@@ -9,7 +9,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from overhead.report import latency
-from overhead.report.plotkit import _empty, _fig, _legend_right, _us, family_grid, flops_axis, panel_legend, save
+from overhead.report.plotkit import (
+    _empty,
+    _fig,
+    _legend_right,
+    _us,
+    family_grid,
+    flops_axis,
+    panel_legend,
+    save,
+)
 from overhead.report.style import STAGE_COLORS, color_for, marker_for, order_backends
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import html
 
-from overhead.report.fmt import code, fmt_pct, fmt_us, fmt_x, not_measured, primary, small_model
+from overhead.report.fmt import (
+    code,
+    fmt_pct,
+    fmt_us,
+    fmt_x,
+    not_measured,
+    primary,
+    small_model,
+)
 from overhead.report.style import order_backends
 
 

@@ -6,8 +6,17 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import analysis
-from overhead.report.fmt import (FAST_REF, crossover_of, fmt_pct, fmt_us, fmt_x, latency, primary, ratio,
-                                 small_model)
+from overhead.report.fmt import (
+    FAST_REF,
+    crossover_of,
+    fmt_pct,
+    fmt_us,
+    fmt_x,
+    latency,
+    primary,
+    ratio,
+    small_model,
+)
 from overhead.report.style import family_of, order_backends
 
 

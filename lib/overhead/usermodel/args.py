@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from overhead.base import config
 from overhead.usermodel import modelfile, resources, signature
 
 FATAL_PREFIX = "model could not be loaded: "
@@ -28,7 +29,6 @@ def add_arguments(parser) -> None:
 
 def model_path(arg: str) -> Path:
     """A .keras / .h5 file or SavedModel folder, or a ladder model name under data/models/."""
-    from overhead.base import config
 
     path = Path(arg).expanduser()
     if not path.exists() and path.suffix == "" and (config.models_dir() / f"{arg}.keras").exists():

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead.usermodel import inputs, signature
+from overhead.ladder import models
+from overhead.usermodel import inputs, modelfile, resources, signature
 
 KERAS_OBJECT_FAMILIES = ("numpy", "keras", "tf_keras", "jax")  # paths that run (or convert) a Keras object
 KERAS_OBJECT_BACKENDS = ("tf.function", "tf.function.xla", "tf1.session")  # TF paths that trace the Keras model
@@ -190,21 +191,45 @@ def classify(backend_name: str, exc: BaseException, sig=None) -> tuple[str, str]
 
 # --------------------------------------------------------------------------- worker entry points
 
-HINT: dict = {}  # this process's concrete input shapes (dynamic dims filled), for converters/backends
+@dataclass
+class ModelIO:
+    """The concrete inputs a worker runs a user's model with (dynamic dims filled from --input-shape):
+    passed to the backends and converters that need them (``backends.prepare(..., io=...)``)."""
+
+    signature: object
+    shapes: list
+    per_sample: dict | None = None  # memory estimate per sample, computed once
+
+    def concrete_shape(self, index: int = 0):
+        """The per-sample shape of input `index` this worker runs with."""
+        return tuple(self.shapes[index]) if self.shapes and index < len(self.shapes) else None
+
+    def input_names(self, available) -> list[str]:
+        return input_names(self.signature, available)
+
+    def output_names(self, available) -> list[str]:
+        return output_names(self.signature, available)
+
+    def representative(self, n: int) -> list:
+        """Calibration samples for full-integer quantisation of a user model: inputs generated from the
+        signature this worker runs (a dict per sample keyed by input name when there are several)."""
+        xs = inputs.generate(self.signature, self.shapes, n, seed=1)
+        if len(xs) == 1:
+            return [[xs[0][i:i + 1]] for i in range(n)]
+        return [{s.name: x[i:i + 1] for s, x in zip(self.signature.inputs, xs)} for i in range(n)]
 
 
 def open_for_worker(model_path, job: dict):
-    """(opened model, the worker's model description); raises ModelFileError / SignatureError (one line).
+    """(opened model, the worker's model description, its :class:`ModelIO`); raises ModelFileError /
+    SignatureError (one line).
 
     Also checks the inputs now (dynamic dims without --input-shape, a bad --inputs file), before any row.
     """
-    from overhead.usermodel import modelfile
-    from overhead.ladder import models
 
     opened = modelfile.open_model(model_path)
     sig = opened.signature
     probe = build_feed(sig, 1, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
-    HINT.update(shapes=probe.shapes, signature=sig)
+    io = ModelIO(sig, probe.shapes)
     flops = params = 0
     if opened.keras_model is not None:
         try:
@@ -223,50 +248,18 @@ def open_for_worker(model_path, job: dict):
     return opened, {"sha": modelfile.tree_sha(opened.path)[:12], "flops": int(flops), "params": int(params),
                     "input_shape": [d for d in (probe.shapes[0] if probe.shapes else first)],
                     "weights": _weights(model_path), "format": opened.format, "loader": opened.loader,
-                    "signature": sig.describe(), "inputs_source": probe.source, "notes": opened.notes}
+                    "signature": sig.describe(), "inputs_source": probe.source, "notes": opened.notes}, io
 
 
-def representative(n: int) -> list:
-    """Calibration samples for full-integer quantisation of a user model: inputs generated from the
-    signature this worker runs (a dict per sample keyed by input name when there are several)."""
-    sig, shapes = HINT["signature"], HINT["shapes"]
-    xs = inputs.generate(sig, shapes, n, seed=1)
-    if len(xs) == 1:
-        return [[xs[0][i:i + 1]] for i in range(n)]
-    return [{s.name: x[i:i + 1] for s, x in zip(sig.inputs, xs)} for i in range(n)]
-
-
-def inputs_and_reference(opened, model_path, job: dict, n: int):
-    """(x, labels or None, reference outputs) for parity and timing: real digits for a ladder model
-    (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature.
-
-    The reference is Keras 3 on TensorFlow (overhead.backends.reference: a TF child process in JAX / NumPy
-    workers) for one-input models; several inputs, a SavedModel or a tf_keras model are their own
-    reference here (computed in this process).
-    """
-    if is_ladder(model_path) and not job.get("inputs") and opened.keras_model is not None:
-        from overhead.base import data
-
-        x, y = data.inputs_for(list(opened.signature.inputs[0].shape), n, split="test")
-    else:
-        feed = build_feed(opened.signature, n, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
-        x, y = feed.x, feed.y
-    if opened.loader == "keras" and x.dtype.names is None and len(opened.signature.outputs) == 1:
-        from overhead.backends.reference import keras_reference
-
-        ref = keras_reference(model_path, x, batch_size=min(64, len(x)), artifacts=job.get("artifacts"))
-        return x, y, ref
-    return x, y, reference(opened, x)
-
-
-def memory_reason(opened, batch: int) -> str | None:
+def memory_reason(opened, batch: int, io: ModelIO | None = None) -> str | None:
     """The skip reason of a batch size whose input and activations do not fit in memory."""
-    from overhead.usermodel import resources
-
-    shapes = HINT.get("shapes") or [s.shape for s in opened.signature.inputs]
-    if "per_sample" not in HINT:
-        HINT["per_sample"] = resources.per_sample_bytes(opened.signature, shapes, opened.keras_model)
-    est = resources.estimate(opened.signature, shapes, batch, per_sample=HINT["per_sample"])
+    shapes = (io.shapes if io is not None else None) or [s.shape for s in opened.signature.inputs]
+    per_sample = io.per_sample if io is not None else None
+    if per_sample is None:
+        per_sample = resources.per_sample_bytes(opened.signature, shapes, opened.keras_model)
+        if io is not None:
+            io.per_sample = per_sample
+    est = resources.estimate(opened.signature, shapes, batch, per_sample=per_sample)
     return resources.memory_skip_reason(est, batch)
 
 
@@ -277,29 +270,22 @@ def fatal_text(exc: BaseException) -> str:
     return one_line(exc)
 
 
-def concrete_shape(index: int = 0):
-    """The per-sample shape of input `index` this process runs with (None before the worker set it)."""
-    shapes = HINT.get("shapes")
-    return tuple(shapes[index]) if shapes and index < len(shapes) else None
-
-
 def _weights(model_path) -> str:
     if not is_ladder(model_path):
         return "unknown"
     return json.loads(Path(model_path).with_suffix(".json").read_text()).get("weights", "unknown")
 
 
-def input_names(available) -> list[str]:
+def input_names(sig, available) -> list[str]:
     """The model's input names in the order runners get the arrays, when `available` has them all."""
-    sig = HINT.get("signature")
     names = sig.names if sig is not None else []
     return names if names and set(names) <= set(available) else list(available)
 
 
-def output_names(available) -> list[str]:
+def output_names(sig, available) -> list[str]:
     """A signature's output keys in the model's output order (dict order is not stable across loads):
     the model's output names when they match, else Keras export's output_0, output_1, ... by number."""
-    sig, keys = HINT.get("signature"), list(available)
+    keys = list(available)
     names = [s.name for s in sig.outputs] if sig is not None else []
     if names and set(names) == set(keys):
         return names

@@ -7,11 +7,15 @@ line naming the problem and the fix that really applies to it.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from overhead.usermodel import signature
 
 FORMATS = ("keras", "h5", "savedmodel")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -96,7 +100,6 @@ def _check_h5(path: Path, arg) -> None:
 
 def open_model(arg) -> OpenedModel:
     """Load a model file or folder; the signature is read from the loaded model."""
-    from overhead.usermodel import signature
 
     path, fmt = detect(arg)
     if fmt == "savedmodel":
@@ -112,10 +115,9 @@ def open_model(arg) -> OpenedModel:
 def _load_keras3(path: Path, arg):
     import keras
 
-    from overhead.backends import converters
 
     try:
-        return converters.load_keras(path)  # the process-wide cache the backends share
+        return load_keras(path)  # the process-wide cache the backends share
     except Exception as exc:
         raise ModelFileError(f"Keras {keras.__version__} cannot load {arg}: {_one_line(exc)}"
                              f"{_advice(exc)}") from None
@@ -133,10 +135,9 @@ def _open_h5(path: Path, arg) -> OpenedModel:
     """Keras 3 reads most Keras 2 .h5 files; what it cannot read, tf_keras (Keras 2) can."""
     import keras
 
-    from overhead.backends import converters
 
     try:
-        model = converters.load_keras(path)  # the process-wide cache the backends share
+        model = load_keras(path)  # the process-wide cache the backends share
         return OpenedModel(path, "h5", "keras", keras_model=model)
     except Exception as exc:
         first = _one_line(exc, 120)
@@ -168,15 +169,47 @@ def _open_savedmodel(path: Path) -> OpenedModel:
     return OpenedModel(path, "savedmodel", "tf.saved_model", saved_model=loaded)
 
 
+@functools.lru_cache(maxsize=64)
+def _sha_cached(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha(path) -> str:
+    """sha256 of a file's content (hex), cached per (path, mtime, size)."""
+    p = Path(path).resolve()
+    if p.is_dir():  # a SavedModel folder: the hash of its files
+        return tree_sha(p)
+    st = p.stat()
+    return _sha_cached(str(p), st.st_mtime_ns, st.st_size)
+
+
+def model_sha(path) -> str:
+    """The short content key of a model file (first 12 hex digits of its sha256)."""
+    return file_sha(path)[:12]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_keras_cached(path: str, sha: str):
+    import keras  # keras (and TensorFlow) only when a model is really loaded
+
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_keras(model_path):
+    """The Keras model of a .keras file, loaded once per process (keyed on its content)."""
+    p = str(Path(model_path).resolve())
+    return _load_keras_cached(p, file_sha(p))
+
+
 def tree_sha(path) -> str:
     """sha256 (hex) of a file, or of a folder's files (relative names and contents, sorted)."""
-    import hashlib
-
     p = Path(path)
     if not p.is_dir():
-        from overhead.backends import converters
-
-        return converters.file_sha(p)
+        return file_sha(p)
     h = hashlib.sha256()
     for f in sorted(q for q in p.rglob("*") if q.is_file()):
         h.update(str(f.relative_to(p)).encode() + b"\0")
