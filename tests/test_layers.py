@@ -135,3 +135,16 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
     assert _cycle() is not None
     up = [m for m, deps in planted.items() for n, *_ in deps if layer(n) > layer(m)]
     assert up == ["overhead.base.config"]
+
+
+def test_every_experiment_runs_its_children_through_the_one_runner():
+    """No experiment starts a process itself: harness.child.run_child does (ceilings' lscpu call aside)."""
+    direct = []
+    for path in sorted((PKG / "experiments").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "subprocess" \
+                    and node.attr in ("Popen", "run", "call", "check_output") and path.stem != "ceilings":
+                direct.append(f"{path.stem}:{node.lineno} subprocess.{node.attr}")
+    assert not direct, direct
+    users = {p.stem for p in (PKG / "experiments").glob("*.py") if "run_child(" in p.read_text()}
+    assert {"sweep", "startup", "idlegap", "memloop", "ceilings"} <= users, users

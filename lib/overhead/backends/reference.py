@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from overhead import backends
 from overhead.backends import converters, core
+from overhead.harness import child
 
 TIMEOUT_S = 600
 
@@ -41,12 +41,10 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "x.npy", Path(tmp) / "ref.npy"
         np.save(inp, x)
-        env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        done = subprocess.run([sys.executable, "-m", "overhead.backends.reference", str(model_path), str(inp), str(out),
-                               str(batch_size)], capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
-        if done.returncode != 0 or not out.exists():
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"the TensorFlow reference process failed (exit {done.returncode}): {tail}")
+        done = child.run_child("overhead.backends.reference", [model_path, inp, out, batch_size], kind="tf",
+                               timeout_s=TIMEOUT_S)
+        if not done.ok or not out.exists():
+            raise RuntimeError(f"the TensorFlow reference process failed ({done.failure() or 'no output'})")
         ref = np.load(out)
     part = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npy")
     np.save(part, ref)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.harness import child
 from overhead.base import atomic, envinfo
 from overhead.harness.child import thread_env
 
@@ -221,24 +222,14 @@ def child_main(job: dict) -> list[dict]:
 
 # --------------------------------------------------------------------------- parent side
 
-def _child_env() -> dict:
-    env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
 def run_child(job: dict, timeout_s: float = 600) -> list[dict]:
     """One `python -m overhead.experiments.ceilings child` process; its last stdout line is the JSON rows."""
-    done = subprocess.run([sys.executable, "-m", "overhead.experiments.ceilings", "child", json.dumps(job)],
-                          capture_output=True, text=True, env=_child_env(), timeout=timeout_s)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("[")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or [""])[-1][:300]
+    done = child.run_child("overhead.experiments.ceilings", ["child", json.dumps(job)], timeout_s=timeout_s)
+    rows = [e for e in done.events if isinstance(e, list)]
+    if not done.ok or not rows:
         return [{"library": job["library"], "n": int(n), "threads": int(job["threads"]), "status": "failed",
-                 "reason": f"child exited with status {done.returncode}: {tail}"} for n in job["sizes"]]
-    return json.loads(lines[-1])
+                 "reason": f"child {done.failure() or 'wrote no rows'}"} for n in job["sizes"]]
+    return rows[-1]
 
 
 def measure(libraries=LIBRARIES, sizes=None, threads=None, *, quick: bool = False):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from overhead import backends as bk
 from overhead.base import atomic, config, data, envinfo
 from overhead.experiments import sweep
 from overhead.experiments.pipeline import input_shape
-from overhead.harness import stats
+from overhead.harness import child, stats
 from overhead.harness.child import claim_stdout, error_text
 
 GAPS_MS = (0, 1, 10, 100)
@@ -110,31 +109,19 @@ def child_main(job: dict, proto) -> int:
 
 # --------------------------------------------------------------------------- parent side
 
-def _child_env(kind: str) -> dict:
-    env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.update(KIND_ENV.get(kind, {}))
-    return env
-
-
 def run_child(job: dict, timeout_s: float = 900) -> list[dict]:
     """Run one child to the end; a crash marks the path it was in as failed and restarts without it."""
     todo, rows = list(job["backends"]), []
     for _ in range(len(todo) + 1):
         if not todo:
             break
-        done = subprocess.run([sys.executable, "-m", "overhead.experiments.idlegap", "child", json.dumps(dict(job, backends=todo))],
-                              capture_output=True, text=True, env=_child_env(job.get("kind", "tf")),
-                              timeout=timeout_s)
-        events = [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
-        final = [e for e in events if e["event"] == "rows"]
-        if final:
-            return rows + final[-1]["rows"]
-        started = [e for e in events if e["event"] == "start"]
-        tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
-        why = f"child died (status {done.returncode}): {tail}"
+        done = child.run_child("overhead.experiments.idlegap", ["child", json.dumps(dict(job, backends=todo))],
+                               kind=job.get("kind", "tf"), timeout_s=timeout_s)
+        final = done.last("rows")
+        if final is not None:
+            return rows + final["rows"]
+        started = [e for e in done.events if isinstance(e, dict) and e.get("event") == "start"]
+        why = f"child died ({done.failure(200)})"
         culprits = [started[-1]["backend"]] if started and started[-1].get("backend") else list(todo)
         rows += [{"backend": b, "gap_ms": g, "status": "failed", "reason": why, "n": 0}
                  for b in culprits for g in job["gaps_ms"]]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from overhead import backends as bk
 from overhead import backends as registry
+from overhead.harness import child
 from overhead.base import atomic, config, data, envinfo
 from overhead.experiments import startup, sweep
 from overhead.experiments.pipeline import input_shape
@@ -76,22 +76,11 @@ def spawn(backend: str, model_path, input_path, *, calls, threads: int = 1, arti
     """One fresh child process for `backend`; its JSON report, or {status: failed, reason}."""
     job = {"backend": backend, "model_path": str(model_path), "input": str(input_path), "threads": int(threads),
            "calls": [int(c) for c in calls], "artifacts": None if artifacts is None else str(artifacts)}
-    child_env = dict(os.environ if env is None else env)
-    child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        done = subprocess.run([sys.executable, "-m", "overhead.experiments.memloop", "child", json.dumps(job)],
-                              capture_output=True, text=True, timeout=timeout_s, env=child_env)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"timed out after {timeout_s:g} s"}
-    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
-    if lines:
-        try:
-            return json.loads(lines[-1])
-        except ValueError:
-            pass
-    how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
-    tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
-    return {"status": "failed", "reason": f"{backend}: child {how} without a report; {tail}".rstrip("; ")}
+    done = child.run_child("overhead.experiments.memloop", ["child", json.dumps(job)], env=env, timeout_s=timeout_s)
+    report = done.last()
+    if isinstance(report, dict) and not done.timed_out:
+        return report
+    return {"status": "failed", "reason": f"{backend}: child {done.failure(200)} without a report"}
 
 
 # --------------------------------------------------------------------------- parent

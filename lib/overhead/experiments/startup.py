@@ -34,7 +34,7 @@ from overhead.base import atomic, config, data, envinfo
 from overhead.experiments import sweep
 from overhead.experiments.pipeline import input_shape, save_rows
 from overhead.harness import timing
-from overhead.harness.child import error_text
+from overhead.harness.child import error_text, run_child
 
 _T_TOP = time.perf_counter()  # before any other import of the child
 _WALL_TOP = time.time()
@@ -42,7 +42,6 @@ _WALL_TOP = time.time()
 import json  # noqa: E402  (stdlib, cheap: the runtime imports are what is measured)
 import os  # noqa: E402
 import resource  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -246,42 +245,21 @@ def _child_main(argv) -> int:
 
 # --------------------------------------------------------------------------- parent
 
-def _last_json(text: str):
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
-    return None
-
-
 def spawn(backend: str, model_path, input_path, *, threads: int = 1, batch: int = 1, artifacts=None,
           steady: int = 200, steady_budget_s: float = 1.0, timeout_s: float = DEFAULT_TIMEOUT_S,
           env=None, process: str = "tf") -> dict:
     """Run one child (of worker kind `process`, see Backend.process); returns its JSON dict, or
     {status: failed, reason} on crash / timeout."""
-    cmd = [sys.executable, "-m", "overhead.experiments.startup", "child", "--backend", backend, "--model", str(model_path),
-           "--input", str(input_path), "--batch", str(batch), "--threads", str(threads),
-           "--steady", str(steady), "--steady-budget", str(steady_budget_s)]
+    args = ["child", "--backend", backend, "--model", str(model_path), "--input", str(input_path),
+            "--batch", str(batch), "--threads", str(threads), "--steady", str(steady), "--steady-budget", str(steady_budget_s)]
     if artifacts is not None:
-        cmd += ["--artifacts", str(artifacts)]
-    child_env = dict(os.environ if env is None else env)
-    child_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        args += ["--artifacts", str(artifacts)]
     spawn_wall = time.time()
-    cmd += ["--spawn-wall", repr(spawn_wall), "--process", process]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"timeout after {timeout_s:g} s"}
-    result = _last_json(done.stdout)
-    if result is None:
-        how = (f"killed by signal {-done.returncode}" if done.returncode < 0
-               else f"exit status {done.returncode}")
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        tail = lines[-1][-200:] if lines else ""
-        return {"status": "failed", "reason": f"child {how}" + (f": {tail}" if tail else "")}
+    args += ["--spawn-wall", repr(spawn_wall), "--process", process]
+    done = run_child("overhead.experiments.startup", args, env=env, timeout_s=timeout_s)
+    result = done.last()
+    if not isinstance(result, dict) or done.timed_out:
+        return {"status": "failed", "reason": f"child {done.failure(200)}"}
     return result
 
 
@@ -329,15 +307,9 @@ def ensure_artifacts(backend: str, model_path, input_path, *, threads: int, arti
 
 def _export_engine_file(model_path, artifacts, timeout_s) -> dict:
     """Build the NumPy engine's .npz (this needs Keras, so TF) in a throw-away child process."""
-    import subprocess
-
-    code = "import sys; from overhead.experiments.startup import numpy_artifact; numpy_artifact(sys.argv[1], sys.argv[2] or None)"
-    done = subprocess.run([sys.executable, "-c", code, str(model_path), str(artifacts or "")], capture_output=True,
-                          text=True, timeout=timeout_s, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if done.returncode == 0:
-        return {"status": "ok"}
-    last = (done.stderr.strip().splitlines() or ["exited with status %d" % done.returncode])[-1]
-    return {"status": "failed", "reason": last[:300]}
+    done = run_child("overhead.experiments.startup", ["export", model_path, artifacts or ""],
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout_s=timeout_s)
+    return {"status": "ok"} if done.ok else {"status": "failed", "reason": done.failure()}
 
 
 def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, threads=None, batch: int = 1,
@@ -412,7 +384,11 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["child"]:
         return _child_main(argv[1:])
-    print("usage: python -m overhead.experiments.startup child --backend B --model PATH --input X.npy [...]", file=sys.stderr)
+    if argv[:1] == ["export"] and len(argv) == 3:  # the engine's .npz, built in a throw-away process
+        numpy_artifact(argv[1], argv[2] or None)
+        return 0
+    print("usage: python -m overhead.experiments.startup child --backend B --model PATH --input X.npy [...]\n"
+          "       python -m overhead.experiments.startup export MODEL ARTIFACTS_DIR", file=sys.stderr)
     return 2
 
 

@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,7 +28,7 @@ from overhead.backends import converters
 from overhead.base import atomic, config, envinfo
 from overhead.experiments import runlog, worker
 from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
-from overhead.harness import stats, timing
+from overhead.harness import child, stats, timing
 from overhead.ladder import models as ladder
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
@@ -59,22 +55,6 @@ THREADS_MODELS = ("mlp_tiny", "cnn_seed", "resnet_mnist")
 
 # --------------------------------------------------------------------------- worker processes
 
-def _worker_env() -> dict:
-    env = dict(os.environ)
-    lib = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _signal_name(rc: int) -> str:
-    try:
-        return f"signal {-rc}, {signal.Signals(-rc).name}"
-    except ValueError:
-        return f"signal {-rc}"
-
-
 def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.0) -> None:
     """Run one worker job to the end, restarting the worker after crashes.
 
@@ -88,51 +68,29 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
         if not pending:
             return
         spec = dict(job, keys=sorted(pending, key=lambda k: (k[1], k[0])), isolate=sorted(isolate))
-        log = open(log_path, "a") if log_path else subprocess.DEVNULL
-        proc = subprocess.Popen([sys.executable, "-m", "overhead.experiments.sweep", "worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=log, env=_worker_env(), text=True)
-        lines: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)],
-                                  daemon=True)
-        reader.start()
-        inflight, finished, stalled, fatal, crash_error = None, False, False, None, None
-        try:
-            proc.stdin.write(json.dumps(spec))
-            proc.stdin.close()
-            while True:
-                try:
-                    line = lines.get(timeout=stall_timeout_s)
-                except queue.Empty:
-                    stalled = True
-                    proc.kill()
-                    break
-                if line is None:
-                    break
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # stray output from a native library
-                kind = event.get("event")
-                if kind == "start":
-                    inflight = event
-                elif kind == "model":
-                    model_info = event
-                elif kind == "row":
-                    pending.discard((event["row"]["backend"], int(event["row"]["batch"])))
-                elif kind == "done":
-                    finished = True
-                elif kind == "fatal":
-                    fatal = event
-                elif kind == "error":
-                    crash_error = event.get("error")
+        state = {"inflight": None, "finished": False, "fatal": None, "error": None}
+
+        def handle(event, state=state):
+            kind = event.get("event") if isinstance(event, dict) else None
+            if kind == "start":
+                state["inflight"] = event
+            elif kind == "model":
+                model_info.update(event)
+            elif kind == "row":
+                pending.discard((event["row"]["backend"], int(event["row"]["batch"])))
+            elif kind == "done":
+                state["finished"] = True
+            elif kind == "fatal":
+                state["fatal"] = event
+            elif kind == "error":
+                state["error"] = event.get("error")
+            if kind is not None:
                 on_event(event)
-            rc = proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if log_path:
-                log.close()
+
+        done = child.run_child("overhead.experiments.sweep", ["worker"], job=spec, on_event=handle,
+                               stall_timeout_s=stall_timeout_s, stderr_path=log_path)
+        rc, stalled = done.returncode, done.stalled
+        inflight, finished, fatal, crash_error = state["inflight"], state["finished"], state["fatal"], state["error"]
         if finished and rc == 0:
             return
         last = inflight is None or fatal is not None  # nothing to retry after these
@@ -141,7 +99,7 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
             culprits = sorted(pending, key=lambda k: (k[1], k[0]))
         else:
             why = (f"worker stalled (no progress for {stall_timeout_s:.0f} s)" if stalled else
-                   f"worker crashed ({_signal_name(rc)})" if rc < 0 else (f"worker failed: {crash_error}" if crash_error else f"worker exited with status {rc}"))
+                   f"worker crashed ({child.signal_name(rc)})" if rc < 0 else (f"worker failed: {crash_error}" if crash_error else f"worker exited with status {rc}"))
             if inflight is None:
                 culprits, where = sorted(pending, key=lambda k: (k[1], k[0])), " before it started a backend"
             elif inflight.get("phase") == "timing" and len(inflight["backends"]) > 1:
