@@ -4,8 +4,10 @@ Each configuration (model, backend, batch, threads) is measured in several runs 
 processes, thread settings interleaved in time. A run's row (parity, its own statistics, its raw
 samples file) is appended to ``runs.jsonl`` at once, so a killed sweep keeps finished runs. When a
 configuration's runs are complete, :func:`aggregate` pools their samples (none is ever discarded) into
-the bench.csv row: ``runs``, ``n``, the median and its interval (:data:`overhead.timing.CI_METHOD`),
-pyperf's stability checks over the runs, and the worst run's parity.
+the bench.csv row: ``runs``, ``n``, the median and its run-level interval (:data:`overhead.timing.CI_METHOD`),
+the between-runs stability rule (``unstable``; :func:`overhead.runstats.disagreement`), per-call
+jitter, pyperf's checks beside them (``unstable_pyperf``), and the worst run's parity.
+:func:`recompute` redoes these statistics for an existing bench table from its pooled samples files.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ COLUMNS = ["machine", "model", "model_sha", "flops", "params", "backend", "batch
            "reason", "parity", "tolerance", "criterion", "logit_rel_err", "logit_cos", "top1_decisive",
            "n_decisive", "max_abs_err", "top1_agree", "accuracy", "ref_accuracy", "runs", "n",
            "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us", "mad_us", "ci_lo_us",
-           "ci_hi_us", "ci_method", "cv", "unstable", "unstable_reason", "remeasured", "timer_overhead_ns",
+           "ci_hi_us", "ci_method", "cv", "jitter_p90", "jitter_p99", "run_spread", "unstable", "unstable_reason",
+           "unstable_pyperf", "unstable_pyperf_reason", "remeasured", "timer_overhead_ns",
            "convert_s", "load_s", "kernels", "samples_file", "date"]
 KEY = ("model", "backend", "batch", "threads")
 DONE = ("ok", "failed", "skipped")
@@ -197,6 +200,41 @@ def aggregate(runs: dict[int, dict], samples_dir, *, planned_runs: int, min_runs
     overheads = [_num(r.get("timer_overhead_ns")) for r in timed if r.get("timer_overhead_ns") is not None]
     row["timer_overhead_ns"] = float(np.median(overheads)) if overheads else None
     return row
+
+
+STAT_COLUMNS = ("runs", "n", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us", "mad_us", "ci_lo_us",
+                "ci_hi_us", "ci_method", "cv", "jitter_p90", "jitter_p99", "run_spread", "unstable",
+                "unstable_reason", "unstable_pyperf", "unstable_pyperf_reason")
+
+
+def recompute(bench, results_dir, *, min_runs: int = timing.MIN_RUNS, min_values: int = timing.MIN_VALUES):
+    """A copy of a bench table with :data:`STAT_COLUMNS` recomputed from each row's pooled samples file.
+
+    The pooled file keeps the run boundaries (``run_lengths``), so the run-level interval and the
+    between-runs rule can be applied to an already-published run; rows without a samples file (or
+    whose file is missing) keep their values, and ``restat`` says which rows were recomputed.
+    """
+    import pandas as pd
+
+    out = bench.copy().reindex(columns=[*dict.fromkeys([*bench.columns, *STAT_COLUMNS])])
+    files = out["samples_file"] if "samples_file" in out else pd.Series(None, index=out.index, dtype=object)
+    stats = {}
+    for i, f in files.items():
+        path = Path(results_dir) / f if isinstance(f, str) and f else None
+        if path is None or not path.exists():
+            continue
+        arrays = timing.load_samples(path)
+        x = np.asarray(arrays["samples_ns"])
+        lengths = [int(n) for n in arrays.get("run_lengths", [x.size])]
+        stats[i] = timing.summarize(x, lengths, min_runs=min_runs, min_values=min_values)
+    if stats:
+        new = pd.DataFrame.from_dict(stats, orient="index")
+        for c in STAT_COLUMNS:
+            out[c] = out[c].astype(object)
+            out.loc[new.index, c] = new[c].astype(object)
+        out = out.infer_objects()
+    out["restat"] = out.index.isin(list(stats))
+    return out
 
 
 def drop_run_files(runs: dict[int, dict], samples_dir) -> None:

@@ -6,10 +6,11 @@ run), with ``gc.collect()`` before every turn so no turn inherits another's garb
 rotates the order of competing functions each round so slow drift of a shared, noisy machine is
 spread over all of them instead of biasing whichever ran last.
 
-Statistics (:func:`summarize`): the median with a distribution-free 95 % interval (:data:`CI_METHOD`,
-the order-statistic interval of the median, valid at any n >= 6 for independent values) and
-pyperf's stability checks (:func:`stability_reasons`). The remedy for an unstable row is more runs
-(fresh processes), never keeping the calmer attempt: see :mod:`overhead.sweep`.
+Statistics (:func:`summarize`): the median with its run-level 95 % interval and the between-runs
+stability rule (:mod:`overhead.runstats`: :func:`~overhead.runstats.median_ci`,
+:func:`~overhead.runstats.disagreement`), per-call jitter (p90/p99 over the median), and pyperf's
+checks kept beside them as ``unstable_pyperf`` (:func:`stability_reasons`). The remedy for an
+unstable row is more runs (fresh processes), never keeping the calmer attempt: see :mod:`overhead.sweep`.
 """
 from __future__ import annotations
 
@@ -24,13 +25,12 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from overhead import runstats
+
 # Module-level so tests can substitute a deterministic clock; read through the global each call.
 _clock = time.perf_counter_ns
 
-CI_LEVEL = 0.95
-CI_MIN_N = 6  # below this no pair of order statistics covers the median with 95 % probability
-CI_METHOD = ("order-statistic 95% CI of the median (binomial, Hettmansperger-Sheather interpolation; "
-             "distribution-free, valid at any n>=6), pooled over runs")
+CI_METHOD = runstats.CI_METHOD  # the one interval of the median: overhead.runstats.median_ci
 # pyperf's stability checks (`pyperf check`): std >= 10 % of the mean, min or max >= 50 % away from the
 # mean, on "values" lasting >= 1 ms (pyperf warns about raw values shorter than 1 ms); plus our floor
 # on runs and values per run.
@@ -179,45 +179,6 @@ def gemm_gflops(n: int = 2048, threads: int | None = None, repeats: int = 5) -> 
 
 # --------------------------------------------------------------------------- statistics
 
-def _coverages(n: int) -> np.ndarray:
-    """cov[k] = P(k <= B <= n - k), B ~ Binomial(n, 1/2): coverage of the order statistics (X(k), X(n-k+1)).
-
-    Index 0 is unused; cov falls as k grows; k runs 1 .. n // 2 (+1, with coverage 0, as a sentinel).
-    """
-    from scipy.stats import binom
-
-    ks = np.arange(1, n // 2 + 2)
-    cdf = binom.cdf(np.arange(-1, n + 1), n, 0.5)  # cdf[j + 1] = P(B <= j)
-    cov = np.where(2 * ks <= n, cdf[np.clip(n - ks, -1, n) + 1] - cdf[ks], 0.0)
-    return np.concatenate([[1.0], cov])
-
-
-def median_ci(values, level: float = CI_LEVEL) -> tuple[float, float]:
-    """Distribution-free CI of the median from order statistics (see :data:`CI_METHOD`).
-
-    The largest k with P(k <= B <= n-k) >= level, B ~ Bin(n, 1/2), makes (X(k), X(n-k+1)) an exact
-    interval whose coverage is at least `level`; Hettmansperger & Sheather (1986) interpolate
-    between it and the next-narrower pair so the coverage is close to `level` instead of above it.
-    NaN for n < CI_MIN_N (no pair reaches 95 %).
-    """
-    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    n = x.size
-    if n < 2:
-        return math.nan, math.nan
-    cov = _coverages(n)
-    if cov[1] < level:
-        return math.nan, math.nan
-    k = int(np.nonzero(cov[1:] >= level)[0].max()) + 1
-    g_k, g_next = cov[k], cov[k + 1]
-    lower, upper = x[k - 1], x[n - k]
-    if g_k > g_next and k < n - k:
-        inter = (g_k - level) / (g_k - g_next)
-        lam = (n - k) * inter / (k + (n - 2 * k) * inter)
-        lower = lam * x[k] + (1 - lam) * x[k - 1]
-        upper = lam * x[n - k - 1] + (1 - lam) * x[n - k]
-    return float(lower), float(upper)
-
-
 def check_values(samples, run_lengths: Sequence[int] | None = None,
                  min_value_ns: float = VALUE_MIN_NS) -> np.ndarray:
     """pyperf-style "values": means of consecutive calls lasting >= min_value_ns, within each run.
@@ -282,24 +243,27 @@ def stability_reasons(samples, run_lengths: Sequence[int] | None = None, *, min_
 
 def summarize(samples_ns, run_lengths: Sequence[int] | None = None, *, min_runs: int = 1,
               min_values: int = 1) -> dict:
-    """Statistics of per-call samples (ns in, microseconds out), pooled over runs.
+    """Statistics of per-call samples (ns in, microseconds out) over their runs.
 
     `run_lengths` splits the samples into runs (fresh processes, in order); None means one run.
     `mad_us` is the unscaled median absolute deviation, median(|x - median(x)|) (no 1.4826 factor).
-    `ci_lo_us`/`ci_hi_us` bound the 95 % interval of the median (:data:`CI_METHOD`; NaN for n < 6);
-    `cv` = std/mean of the calls (ddof=1); `unstable` / `unstable_reason` come from
-    :func:`stability_reasons` with the given floors on runs and values per run.
+    `ci_lo_us`/`ci_hi_us` bound the run-level 95 % interval of the median (:data:`CI_METHOD`; NaN
+    for n < 6); `unstable` / `unstable_reason` are the between-runs rule
+    (:func:`overhead.runstats.disagreement`, with `min_runs` as the floor on runs); `run_spread` =
+    largest / smallest run median - 1; `jitter_p90` / `jitter_p99` = p90 / p99 over the median (per-call
+    spread, not instability); `cv` = std/mean of the calls (ddof=1); `unstable_pyperf` /
+    `unstable_pyperf_reason` are pyperf's checks (:func:`stability_reasons`, floors `min_runs`, `min_values`).
     """
     x = np.asarray(samples_ns, dtype=np.float64).ravel()
     if x.size == 0:
         raise ValueError("summarize needs at least one sample")
     lengths = [x.size] if run_lengths is None else [int(n) for n in run_lengths]
-    reasons = stability_reasons(x, lengths, min_runs=min_runs, min_values=min_values)
+    old = stability_reasons(x, lengths, min_runs=min_runs, min_values=min_values)
+    level = runstats.run_level(x / 1000.0, lengths, min_runs=max(1, min_runs))
     x = x / 1000.0
     median = float(np.median(x))
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    ci_lo, ci_hi = median_ci(x)
     p90, p99 = np.percentile(x, [90, 99])
     cv = std / mean if mean > 0 else 0.0
     return {
@@ -312,12 +276,17 @@ def summarize(samples_ns, run_lengths: Sequence[int] | None = None, *, min_runs:
         "mean_us": mean,
         "std_us": std,
         "mad_us": float(np.median(np.abs(x - median))),
-        "ci_lo_us": float(ci_lo),
-        "ci_hi_us": float(ci_hi),
+        "ci_lo_us": level["ci_lo"],
+        "ci_hi_us": level["ci_hi"],
         "ci_method": CI_METHOD,
         "cv": float(cv),
-        "unstable": bool(reasons),
-        "unstable_reason": "; ".join(reasons),
+        "run_spread": level["run_spread"],
+        "jitter_p90": level["jitter_p90"],
+        "jitter_p99": level["jitter_p99"],
+        "unstable": level["unstable"],
+        "unstable_reason": level["unstable_reason"],
+        "unstable_pyperf": bool(old),
+        "unstable_pyperf_reason": "; ".join(old),
     }
 
 
