@@ -8,7 +8,7 @@ sets the threads, prepares every path at batch 1 and measures in rounds: in each
 only difference between gaps is the idleness. GC stays on (as users run), collected between rounds.
 
 Result: a tidy frame (COLUMNS) for ``idle_gap.csv``; the median's 95 % interval is the distribution-free
-order-statistic interval of the median (binomial ranks), valid at any n >= 6. :func:`verdict` says
+order-statistic interval of the median (:func:`overhead.runstats.median_ci`), valid at any n >= 6. :func:`verdict` says
 whether the ranking of the paths or the best thread count changes under sparse traffic.
 """
 from __future__ import annotations
@@ -28,31 +28,16 @@ MODELS = ("cnn_seed", "resnet_mnist")
 COLUMNS = ["machine", "model", "backend", "threads", "gap_ms", "n", "median_us", "ci_lo_us", "ci_hi_us",
            "p90_us", "min_us", "ratio_to_gap0", "status", "reason"]
 KIND_ENV = {"jax": {"KERAS_BACKEND": "jax"}, "keras-numpy": {"KERAS_BACKEND": "numpy"}}
-CI_METHOD = "order-statistic 95 % interval of the median (binomial ranks, distribution-free)"
+CI_METHOD = "order-statistic 95 % interval of the median (Hettmansperger-Sheather; overhead.runstats.median_ci, one run)"
 
 
 # --------------------------------------------------------------------------- statistics (pure)
 
-def median_ci(samples, level: float = 0.95) -> tuple[float, float]:
-    """Distribution-free interval of the median: sorted values at binomial(n, 1/2) ranks (NaN if n < 6)."""
-    from scipy.stats import binom
-
-    x = np.sort(np.asarray(samples, dtype=np.float64))
-    n = len(x)
-    if n < 6:
-        return float("nan"), float("nan")
-    alpha = 1 - level
-    lo = int(binom.ppf(alpha / 2, n, 0.5))  # P(B <= lo - 1) <= alpha/2 -> use the lo-th order statistic
-    lo = max(lo, 1)
-    while lo > 1 and binom.cdf(lo - 1, n, 0.5) > alpha / 2:
-        lo -= 1
-    hi = n + 1 - lo
-    return float(x[lo - 1]), float(x[hi - 1])
-
-
 def summarize(samples_ns) -> dict:
     us = np.asarray(samples_ns, dtype=np.float64) / 1e3
-    lo, hi = median_ci(us)
+    from overhead import runstats
+
+    lo, hi = runstats.median_ci(us)  # one child process = one run: the order-statistic interval
     return {"n": int(len(us)), "median_us": float(np.median(us)), "ci_lo_us": lo, "ci_hi_us": hi,
             "p90_us": float(np.percentile(us, 90)), "min_us": float(us.min())}
 
