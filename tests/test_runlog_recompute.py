@@ -1,0 +1,24 @@
+"""runlog.recompute: the run-level columns redone for a published bench table from its pooled samples."""
+import numpy as np
+import pandas as pd
+
+from overhead import runlog, timing
+
+
+def test_recompute_applies_the_between_runs_rule_to_pooled_samples(tmp_path):
+    rng = np.random.default_rng(0)
+    agree = np.concatenate([2e6 * rng.lognormal(0, 0.3, 100) for _ in range(3)]).astype(np.int64)
+    apart = np.concatenate([2e6 * f * rng.lognormal(0, 0.01, 100) for f in (1.0, 1.0, 1.3)]).astype(np.int64)
+    for name, x in (("agree", agree), ("apart", apart)):
+        timing.save_samples(tmp_path / f"samples/{name}.npz", {"samples_ns": x, "run_lengths": np.array([100] * 3)})
+    bench = pd.DataFrame({"model": ["m"] * 3, "backend": ["a", "b", "c"], "median_us": [0.0, 0.0, 7.0],
+                          "unstable": [True, False, True],
+                          "samples_file": ["samples/agree.npz", "samples/apart.npz", "samples/gone.npz"]})
+    out = runlog.recompute(bench, tmp_path)
+    assert list(out["restat"]) == [True, True, False] and len(out) == 3
+    a, b, gone = out.iloc[0], out.iloc[1], out.iloc[2]
+    assert not a.unstable and a.unstable_pyperf and a.jitter_p90 > 1.2  # jitter, not instability
+    assert b.unstable and "and 3 disagree" in b.unstable_reason and b.run_spread > 0.25
+    assert b.ci_lo_us <= b.median_us <= b.ci_hi_us and b.ci_hi_us > 1.1 * b.median_us
+    assert gone.median_us == 7.0 and gone.unstable  # no samples file: kept as it was
+    assert bench["median_us"].tolist() == [0.0, 0.0, 7.0]  # the input is not changed
