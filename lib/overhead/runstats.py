@@ -130,6 +130,14 @@ def shrink_factor(runs) -> float:
     return math.sqrt(min(1.0, between / s2_r))
 
 
+def _row_medians(block: np.ndarray) -> np.ndarray:
+    """np.median along axis 1, by one partition (several times faster on wide blocks)."""
+    n = block.shape[1]
+    kth = [(n - 1) // 2, n // 2]
+    part = np.partition(block, kth, axis=1)
+    return 0.5 * (part[:, kth[0]] + part[:, kth[1]])
+
+
 def hierarchical_bootstrap_ci(runs, level: float = LEVEL, *, n_boot: int = N_BOOT, seed: int = SEED,
                               max_cells: int = 4_000_000) -> tuple[float, float]:
     """Percentile interval of the pooled median from a two-stage bootstrap over runs (see module doc).
@@ -152,7 +160,17 @@ def hierarchical_bootstrap_ci(runs, level: float = LEVEL, *, n_boot: int = N_BOO
     chosen = rng.integers(0, n_runs, size=(n_boot, n_runs))
     total = sizes[chosen].sum(axis=1)
     stats = np.empty(n_boot)
-    # resamples of one pool size are stacked; a chunk holds at most max_cells values
+    flat, starts = np.concatenate(resid), np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if np.all(sizes == sizes[0]):  # equal runs (the sweep's usual case): chunks of resamples at once
+        n = int(sizes[0])
+        step = max(1, max_cells // (n * n_runs))
+        for s in range(0, n_boot, step):
+            pick = chosen[s:s + step]  # (rows, R) run indices
+            pos = starts[pick][..., None] + rng.integers(0, n, size=(*pick.shape, n), dtype=np.int64)
+            block = effects[pick][..., None] + flat[pos]
+            stats[s:s + step] = _row_medians(block.reshape(len(pick), -1))
+        total = np.zeros(0, dtype=int)
+    # unequal runs: resamples of one pool size are stacked; a chunk holds at most max_cells values
     for size in np.unique(total):
         idx = np.nonzero(total == size)[0]
         step = max(1, max_cells // int(size))
@@ -162,7 +180,7 @@ def hierarchical_bootstrap_ci(runs, level: float = LEVEL, *, n_boot: int = N_BOO
             for j, row in enumerate(rows):
                 parts = [effects[k] + resid[k][rng.integers(0, sizes[k], size=sizes[k])] for k in chosen[row]]
                 block[j] = np.concatenate(parts)
-            stats[rows] = np.median(block, axis=1)
+            stats[rows] = _row_medians(block)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(stats, [alpha, 1 - alpha])
     return float(lo), float(hi)
