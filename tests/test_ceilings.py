@@ -114,3 +114,17 @@ def test_one_float32_ceiling_is_the_best_gemm_of_every_frame():
     frame = ceilings.with_peak_columns(lib, {"fp32_peak_gflops_1core": 200.0, "fp32_peak_kind": "measured",
                                              "fp32_peak_source": "FMA loop"})
     assert list(frame["peak_gflops"]) == [200.0] * 3 and frame["peak_source"].iloc[0] == "measured: FMA loop"
+
+
+def test_rederive_a_published_run_without_measuring(tmp_path):
+    from overhead import envinfo
+
+    frame = pd.DataFrame({"machine": ["m"] * 2, "library": ["numpy", "tensorflow"], "n": [2048] * 2,
+                          "threads": [1, 1], "gflops": [160.0, 186.2], "status": ["ok", "ok"]})
+    frame.to_csv(tmp_path / "ceilings.csv", index=False)
+    envinfo.write_meta(tmp_path / "ceilings.csv", extra={"ceilings": dict(NOMINAL, measured_best={})})
+    pd.DataFrame({"machine": ["m"], "threads": [2], "n": [2048], "gflops": [380.0]}).to_csv(tmp_path / "gemm.csv",
+                                                                                          index=False)
+    summ = ceilings.rederive(tmp_path)
+    assert summ["fp32_peak_kind"] == "nominal" and summ["fp32_peak_gflops_1core"] == 190.0  # 380 / 2 threads
+    assert all(v["share_of_peak"] <= 1.0 for v in summ["measured_best"].values())
