@@ -22,3 +22,24 @@ def test_recompute_applies_the_between_runs_rule_to_pooled_samples(tmp_path):
     assert b.ci_lo_us <= b.median_us <= b.ci_hi_us and b.ci_hi_us > 1.1 * b.median_us
     assert gone.median_us == 7.0 and gone.unstable  # no samples file: kept as it was
     assert bench["median_us"].tolist() == [0.0, 0.0, 7.0]  # the input is not changed
+
+
+def test_restat_cli_rewrites_bench_csv_and_refuses_a_wrong_folder(tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([2e6 * f * rng.lognormal(0, 0.01, 50) for f in (1.0, 1.2, 1.0)]).astype(np.int64)
+    timing.save_samples(tmp_path / "samples/a.npz", {"samples_ns": x, "run_lengths": np.array([50] * 3)})
+    pd.DataFrame({"model": ["m"], "backend": ["a"], "batch": [1], "threads": [1], "status": ["ok"],
+                  "unstable": [False], "samples_file": ["samples/a.npz"]}).to_csv(tmp_path / "bench.csv", index=False)
+    (tmp_path / "bench.meta.json").write_text(json.dumps({"machine": "box", "ci_method": "old"}))
+    assert runlog.main(["restat", str(tmp_path)]) == 0
+    assert "batch-1 rows unstable: 100.0% (runs disagree)" in capsys.readouterr().out
+    out = pd.read_csv(tmp_path / "bench.csv")
+    assert list(out.columns) == runlog.COLUMNS and bool(out.unstable.iloc[0]) and out.run_spread.iloc[0] > 0.15
+    meta = json.loads((tmp_path / "bench.meta.json").read_text())
+    assert meta["machine"] == "box" and meta["ci_method"] == timing.CI_METHOD and meta["restat"]["rows"] == 1
+    assert runlog.main(["restat", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "bench.csv not found" in err and "Traceback" not in err
+    assert runlog.main([]) == 2

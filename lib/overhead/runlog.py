@@ -254,3 +254,56 @@ def _num(v) -> float:
     except (TypeError, ValueError):
         return 0.0
     return 0.0 if math.isnan(v) else v
+
+
+def restat_file(results_dir) -> dict:
+    """Rewrite ``<results_dir>/bench.csv`` (atomically) with :func:`recompute`'s columns, in :data:`COLUMNS`
+    order, and note it in bench.meta.json (``ci_method``, ``stability_rule``, ``restat``; the machine
+    description is kept as recorded). Returns the unstable shares at batch 1 (new rule, pyperf's)."""
+    import pandas as pd
+
+    from overhead import runstats
+
+    d = Path(results_dir)
+    bench = pd.read_csv(d / "bench.csv")
+    out = recompute(bench, d)
+    restat = int(out["restat"].sum())
+    timing.atomic_write_csv(out.reindex(columns=COLUMNS), d / "bench.csv")
+    meta_path = d / "bench.meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta.update(ci_method=timing.CI_METHOD, stability_rule=runstats.STABILITY_RULE,
+                    restat={"date": _now(), "rows": restat, "by": "overhead.runlog.restat_file",
+                            "note": "run-level statistics recomputed from the pooled samples files"})
+        timing.atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    b1 = out[(out["batch"] == 1) & (out["status"] == "ok")] if "status" in out else out[out["batch"] == 1]
+
+    def share(col):
+        return float(b1[col].astype(str).str.lower().eq("true").mean()) if len(b1) else float("nan")
+
+    return {"rows": len(out), "restat": restat, "batch1_rows": len(b1), "batch1_unstable": share("unstable"),
+            "batch1_unstable_pyperf": share("unstable_pyperf")}
+
+
+def main(argv=None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "restat":
+        print("usage: python -m overhead.runlog restat RESULTS_DIR  (a folder holding bench.csv and samples/)",
+              file=sys.stderr)
+        return 2
+    d = Path(argv[1])
+    if not (d / "bench.csv").is_file():
+        print(f"error: {d / 'bench.csv'} not found; pass a results folder such as data/results/<machine>",
+              file=sys.stderr)
+        return 2
+    got = restat_file(d)
+    print(f"{got['restat']} of {got['rows']} rows recomputed; batch-1 rows unstable: "
+          f"{got['batch1_unstable']:.1%} (runs disagree), {got['batch1_unstable_pyperf']:.1%} (pyperf's check), "
+          f"of {got['batch1_rows']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
