@@ -43,3 +43,16 @@ def test_restat_cli_rewrites_bench_csv_and_refuses_a_wrong_folder(tmp_path, caps
     err = capsys.readouterr().err
     assert "bench.csv not found" in err and "Traceback" not in err
     assert runlog.main([]) == 2
+
+
+def test_runs_disagree_reads_the_per_run_files(tmp_path):
+    rng = np.random.default_rng(2)
+    runs = {}
+    for r, f in ((1, 1.0), (2, 1.0), (3, 1.25)):
+        rel = f"samples/m/a__b1__t1__r{r}.npz"
+        timing.save_samples(tmp_path / rel, {"samples_ns": (2e6 * f * rng.lognormal(0, 0.01, 40)).astype(np.int64)})
+        runs[r] = {"run": r, "status": "ok", "samples_file": rel}
+    assert runlog.runs_disagree(runs, tmp_path)
+    assert not runlog.runs_disagree({r: runs[r] for r in (1, 2)}, tmp_path, min_runs=2)
+    assert runlog.runs_disagree({r: runs[r] for r in (1, 2)}, tmp_path)  # 2 runs < 3: not judged yet
+    assert not runlog.runs_disagree({1: {"run": 1, "status": "skipped"}}, tmp_path)  # settled: no more runs

@@ -237,6 +237,18 @@ def recompute(bench, results_dir, *, min_runs: int = timing.MIN_RUNS, min_values
     return out
 
 
+def runs_disagree(runs: dict[int, dict], samples_dir, *, min_runs: int = timing.MIN_RUNS) -> bool:
+    """Whether a configuration's timed runs disagree (:func:`overhead.runstats.disagreement`), cheaply:
+    no bootstrap and no pooled file, for the sweep's choice of what to measure again."""
+    from overhead import runstats
+
+    if settled(runs) is not None:
+        return False
+    arrays = [np.asarray(timing.load_samples(Path(samples_dir) / runs[r]["samples_file"])["samples_ns"])
+              for r in sorted(runs) if runs[r].get("samples_file")]
+    return bool(arrays) and bool(runstats.disagreement(arrays, min_runs=min_runs))
+
+
 def drop_run_files(runs: dict[int, dict], samples_dir) -> None:
     """Delete the per-run sample files once their pooled file is written."""
     for row in runs.values():

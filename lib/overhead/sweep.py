@@ -309,9 +309,8 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
                 one_run(name, path, keys, r)
             for r in range(runs + 1, max_runs + 1):  # runs that disagree: more runs, all kept
                 have = measured(name)
-                shaky = [(b, n, t) for b, n, t in keys if runlog.settled(have.get((b, n, t), {})) is None
-                         and have.get((b, n, t)) and runlog.aggregate(
-                             have[(b, n, t)], out_dir, planned_runs=runs).get("unstable") is True]
+                shaky = [(b, n, t) for b, n, t in keys if have.get((b, n, t))
+                         and runlog.runs_disagree(have[(b, n, t)], out_dir)]
                 if not shaky:
                     break
                 one_run(name, path, shaky, r)
