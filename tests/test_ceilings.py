@@ -102,6 +102,9 @@ def test_peak_kind_says_how_the_clock_was_known():
     assert measured["fp32_peak_kind"] == "measured" and measured["fp32_peak_gflops_1core"] == 240.0
     assert measured["clock_mhz"] == pytest.approx(240.0 / 64 * 1e3) and not measured["clock_is_assumption"]
     assert "FMA" in measured["clock_source"]
+    slow = ceilings.derive_peak(NOMINAL, dict(fma, gflops=100.0))  # a loop on a shared core: not the peak
+    assert slow["fp32_peak_kind"] == "nominal" and slow["fp32_peak_gflops_1core"] == 166.4
+    assert "FMA loop measured less" in slow["fp32_peak_source"] and slow["clock_is_assumption"]
 
 
 def test_one_float32_ceiling_is_the_best_gemm_of_every_frame():

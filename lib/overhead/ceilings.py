@@ -289,9 +289,9 @@ def derive_peak(peaks: dict, fma: dict | None = None, best_gemm: dict | None = N
 
     Order: (1) the OS exposes the maximum clock (cpufreq / lscpu): theoretical peak = clock x FLOPs per
     cycle, ``fp32_peak_kind = "theoretical"``; (2) else a measured FMA-throughput loop
-    (:mod:`overhead.fmaloop`): the peak is its rate, the clock = rate / FLOPs per cycle, kind
-    ``"measured"``; (3) else the assumed clock (nominal in the model name, or the current clock):
-    kind ``"nominal"``. In every case a measured FMA rate or GEMM per core (`best_gemm`: {threads:
+    (:mod:`overhead.fmaloop`) at least as fast as the assumed clock allows: the peak is its rate, the
+    clock = rate / FLOPs per cycle, kind ``"measured"``; (3) else the assumed clock (nominal in the
+    model name, or the current clock): kind ``"nominal"`` (a slower FMA loop ran on a shared core). In every case a measured FMA rate or GEMM per core (`best_gemm`: {threads:
     {"gflops", ...}}) above it raises the peak to it (``fp32_peak_source`` says so), so no float32 path
     or GEMM can exceed the stated peak.
     """
@@ -301,6 +301,10 @@ def derive_peak(peaks: dict, fma: dict | None = None, best_gemm: dict | None = N
     fma_rate = float(fma["gflops"]) if fma and fma.get("status") == "ok" and fma.get("gflops") else None
     if per_core and not peaks.get("clock_is_assumption"):
         kind, source = "theoretical", f"{peaks.get('clock_source')} x {fpc} FLOPs/cycle"
+    elif fma_rate and per_core and fma_rate < per_core:  # a loop slowed by other work on the machine
+        kind = "nominal"
+        source = (f"nominal: {peaks.get('clock_source')} x {fpc} FLOPs/cycle; the FMA loop measured less "
+                  f"({fma_rate:.0f} GFLOP/s per core: the core was shared or throttled), so the clock is not known")
     elif fma_rate:
         per_core, kind = fma_rate, "measured"
         source = (f"measured FMA-throughput loop, 1 core ({fma.get('isa')}, {fma.get('lanes')} lanes, "
