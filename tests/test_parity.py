@@ -111,3 +111,24 @@ def test_parity_of_a_runner_records_the_criterion(confident):
     flipped = backends.parity(backends.Runner("numpy", lambda a: p[: len(a), ::-1].copy(), 64, 1, {}),
                             p.astype(np.float64), x)
     assert flipped["parity"] == "fail" and "logit_rel_err" in flipped["reason"]
+
+
+def test_decisive_prefix_holds_the_target_number_of_decisive_rows(confident, near_uniform):
+    p = _softmax(confident)
+    mask = parity.decisive_mask(p)
+    assert mask.sum() == parity.compare(p, p)["n_decisive"]
+    k = int(mask.sum()) // 2
+    m = parity.decisive_prefix(p, k)
+    assert parity.decisive_mask(p[:m]).sum() == k and mask[m - 1]  # ends on the k-th decisive row
+    # fewer decisive rows than the target: every row is used (n_decisive then says how many)
+    assert parity.decisive_prefix(_softmax(near_uniform), 5) == len(near_uniform)
+    assert parity.decisive_prefix(p, len(p) + 1) == len(p)
+
+
+def test_int8_floor_is_applied_when_counting_decisive_rows():
+    # 400 classes: top 0.01, runner-up 0.003 (1.2 nats apart in float32); in int8 every probability below
+    # 1/256 is floored to it, so the margin shrinks to log(0.01 * 256) = 0.94 nat: not decisive there
+    ref = np.full((1, 400), (1 - 0.013) / 398)
+    ref[0, :2] = [0.01, 0.003]
+    assert parity.decisive_mask(ref, "float32")[0] and not parity.decisive_mask(ref, "int8")[0]
+    assert parity.decisive_prefix(np.repeat(ref, 3, 0), 2, "int8") == 3

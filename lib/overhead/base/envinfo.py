@@ -115,6 +115,39 @@ def blas_info() -> list[dict]:
     return [{k: pool.get(k) for k in fields} for pool in threadpool_info()]
 
 
+OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def openblas_env(env=None) -> dict:
+    """The OpenBLAS variables that change which kernel runs (None when unset): OPENBLAS_CORETYPE forces a
+    micro-architecture's kernels (e.g. Haswell's AVX2 kernels on an AVX-512 CPU), OPENBLAS_L2_SIZE the
+    cache size its blocking assumes."""
+    env = os.environ if env is None else env
+    return {name: env.get(name) for name in OPENBLAS_ENV}
+
+
+def numpy_blas(pools=None) -> dict | None:
+    """The BLAS NumPy itself calls (the pool loaded from NumPy's own folder, else the first BLAS pool):
+    ``internal_api`` (openblas, mkl, ...), ``version``, ``architecture`` -- the kernel it actually runs --
+    ``threading_layer``, ``num_threads``, ``library`` (file name); None when threadpoolctl sees no BLAS."""
+    pools = blas_info_with_paths() if pools is None else pools
+    blas = [p for p in pools if p.get("user_api") == "blas"]
+    if not blas:
+        return None
+    own = [p for p in blas if "numpy" in str(p.get("filepath", "")).lower()]
+    pick = (own or blas)[0]
+    return {"internal_api": pick.get("internal_api"), "version": pick.get("version"),
+            "architecture": pick.get("architecture"), "threading_layer": pick.get("threading_layer"),
+            "num_threads": pick.get("num_threads"), "library": Path(str(pick.get("filepath", ""))).name or None}
+
+
+def blas_info_with_paths() -> list[dict]:
+    """threadpoolctl's pools including ``filepath`` (numpy imported first so its BLAS is loaded)."""
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_info
+    return [dict(p) for p in threadpool_info()]
+
+
 def onednn_flag(env=None, arch: str | None = None) -> str:
     """TF_ENABLE_ONEDNN_OPTS as recorded: 'on'/'off' when set, else TF's platform default."""
     env = os.environ if env is None else env
@@ -218,6 +251,8 @@ def collect(threads=None) -> dict:
         "python": platform.python_version(),
         "versions": {key: package_version(key) for key in PACKAGES},
         "blas": blas_info(),
+        "numpy_blas": numpy_blas(),
+        "openblas_env": openblas_env(),
         "threads": threads,
         "env": {name: os.environ.get(name) for name in ENV_VARS},
         "onednn": onednn_flag(),

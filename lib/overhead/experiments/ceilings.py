@@ -6,6 +6,11 @@ the widest vector ISA in /proc/cpuinfo's flags times the FMA units assumed for t
 maximum frequency (lscpu / cpufreq) when exposed, else the nominal clock in the model name, else the
 current 'cpu MHz' (a VM often reports only that): the summary names the source and flags assumptions.
 
+The stated float32 peak is :func:`derive_peak`: the theoretical one where the OS exposes the maximum
+clock, else a measured FMA-throughput loop (:mod:`overhead.experiments.fmaloop`, which also gives the clock), else
+"nominal" (assumed clock); never below a measured FMA loop or GEMM (``peak_gflops`` / ``peak_source``
+columns). The one float32 ceiling is :func:`float32_ceiling`, the best GEMM measured anywhere.
+
 Measured GEMM: float32 square matmul (2 n^3 FLOPs) with NumPy (its BLAS), TensorFlow (`tf.linalg.matmul`,
 oneDNN/Eigen) and ONNX Runtime (an ONNX `MatMul` node, MLAS), each library in a fresh process
 (``python -m overhead.experiments.ceilings child``) whose threads are fixed before the library is imported.
@@ -22,14 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from overhead.harness import child
 from overhead.base import atomic, envinfo
+from overhead.experiments import fmaloop
+from overhead.harness import child
 from overhead.harness.child import thread_env
 
 LIBRARIES = ("numpy", "tensorflow", "onnxruntime")
 SIZES = (128, 256, 512, 1024, 2048)
 QUICK_SIZES = (128, 256)
-COLUMNS = ["library", "n", "threads", "gflops", "gflops_best", "reps", "median_s", "status", "reason"]
+COLUMNS = ["library", "n", "threads", "gflops", "gflops_best", "reps", "median_s", "status", "reason", "peak_gflops",
+           "peak_source"]
 
 
 # --------------------------------------------------------------------------- theoretical peaks
@@ -248,34 +255,133 @@ def measure(libraries=LIBRARIES, sizes=None, threads=None, *, quick: bool = Fals
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
-def summary(gemm, peaks: dict | None = None) -> dict:
-    """The ceilings: theoretical peaks plus the best measured GEMM per thread setting (library, n)."""
-    peaks = dict(peaks if peaks is not None else theoretical())
-    ok = gemm[gemm["status"] == "ok"] if "status" in gemm else gemm
+def float32_ceiling(*frames) -> dict:
+    """THE float32 ceiling per thread setting: the best GEMM measured in any of the frames (ceilings.csv's
+    libraries x sizes, bench's gemm.csv ...), never a smaller per-library figure.
+
+    {threads: {"gflops", "library", "n", "source"}}; rows with a status other than ok are ignored.
+    """
+    best: dict = {}
+    for i, frame in enumerate(frames):
+        if frame is None or not len(frame):
+            continue
+        ok = frame[frame["status"].astype(str) == "ok"] if "status" in frame else frame
+        for t, grp in ok.groupby("threads"):
+            row = grp.loc[grp["gflops"].astype(float).idxmax()]
+            if int(t) not in best or float(row["gflops"]) > best[int(t)]["gflops"]:
+                best[int(t)] = {"gflops": float(row["gflops"]), "n": int(row["n"]) if "n" in row else None,
+                                "library": str(row["library"]) if "library" in row else "numpy",
+                                "source": f"frame {i}"}
+    return best
+
+
+def derive_peak(peaks: dict, fma: dict | None = None, best_gemm: dict | None = None) -> dict:
+    """The float32 peak per core and how it was derived: never below a measured FMA loop or GEMM.
+
+    Order: (1) the OS exposes the maximum clock (cpufreq / lscpu): theoretical peak = clock x FLOPs per
+    cycle, ``fp32_peak_kind = "theoretical"``; (2) else a measured FMA-throughput loop
+    (:mod:`overhead.experiments.fmaloop`) at least as fast as the assumed clock allows: the peak is its rate, the
+    clock = rate / FLOPs per cycle, kind ``"measured"``; (3) else the assumed clock (nominal in the
+    model name, or the current clock): kind ``"nominal"`` (a slower FMA loop ran on a shared core). In every case a measured FMA rate or GEMM per core (`best_gemm`: {threads:
+    {"gflops", ...}}) above it raises the peak to it (``fp32_peak_source`` says so), so no float32 path
+    or GEMM can exceed the stated peak.
+    """
+    out = dict(peaks)
+    fpc = peaks.get("fp32_flops_per_cycle_per_core")
+    per_core = peaks.get("fp32_peak_gflops_1core")
+    fma_rate = float(fma["gflops"]) if fma and fma.get("status") == "ok" and fma.get("gflops") else None
+    if per_core and not peaks.get("clock_is_assumption"):
+        kind, source = "theoretical", f"{peaks.get('clock_source')} x {fpc} FLOPs/cycle"
+    elif fma_rate and per_core and fma_rate < per_core:  # a loop slowed by other work on the machine
+        kind = "nominal"
+        source = (f"nominal: {peaks.get('clock_source')} x {fpc} FLOPs/cycle; the FMA loop measured less "
+                  f"({fma_rate:.0f} GFLOP/s per core: the core was shared or throttled), so the clock is not known")
+    elif fma_rate:
+        per_core, kind = fma_rate, "measured"
+        source = (f"measured FMA-throughput loop, 1 core ({fma.get('isa')}, {fma.get('lanes')} lanes, "
+                  f"{fma.get('accumulators')} accumulators)")
+        if fpc:
+            out.update(clock_mhz=fma_rate / fpc * 1e3, clock_is_assumption=False,
+                       clock_source=f"derived: measured FMA rate / {fpc} FLOPs per cycle (FMA units assumed)")
+    else:
+        kind = "nominal"
+        source = f"nominal: {peaks.get('clock_source')} x {fpc} FLOPs/cycle (the clock is not known)"
+    floors = [(fma_rate, "the measured FMA loop")] + [
+        (float(v["gflops"]) / int(t), f"the best measured GEMM ({v.get('library')}, {int(t)} thread(s))")
+        for t, v in (best_gemm or {}).items() if v and v.get("gflops")]
+    for rate, what in floors:
+        if rate and (not per_core or rate > per_core):
+            per_core, source = rate, f"{source}; raised to {what}, which ran faster per core"
+    cores = int(peaks.get("physical_cores") or 1)
+    out.update(fp32_peak_gflops_1core=per_core, fp32_peak_gflops=per_core * cores if per_core else None,
+               fp32_peak_kind=kind, fp32_peak_source=source, fma_loop=fma)
+    return out
+
+
+def summary(gemm, peaks: dict | None = None, fma: dict | None = None, bench_gemm=None) -> dict:
+    """The ceilings: the float32 peak (:func:`derive_peak`) plus the best measured GEMM per thread setting
+    (:func:`float32_ceiling` over `gemm` and `bench_gemm`: the one float32 ceiling)."""
+    best_all = float32_ceiling(gemm, bench_gemm)
+    peaks = derive_peak(dict(peaks if peaks is not None else theoretical()), fma, best_all)
     best = {}
-    for t, grp in ok.groupby("threads"):
-        row = grp.loc[grp["gflops"].idxmax()]
+    for t, row in best_all.items():
         pk = peaks.get("fp32_peak_gflops_1core")
         pk = pk * int(t) if pk else None
         share = float(row["gflops"] / pk) if pk else None
-        best[int(t)] = {"library": row["library"], "n": int(row["n"]), "gflops": float(row["gflops"]),
-                        "share_of_peak": share, "peak_gflops_at_threads": pk,
-                        "note": ("measured above the theoretical peak: the clock used is below the real "
-                                 "(turbo) clock, so the theoretical figure is a lower bound here"
-                                 if share and share > 1 else "")}
+        best[int(t)] = {"library": row["library"], "n": row["n"], "gflops": row["gflops"],
+                        "share_of_peak": share, "peak_gflops_at_threads": pk, "note": ""}
     return {**peaks, "measured_best": best,
             "measured_method": "median time of float32 n x n matmul (2 n^3 FLOPs), best library and size"}
 
 
-def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, threads=None):
-    """Measure, write `ceilings.csv` (+ `.meta.json` with the summary) in out_dir; (frame, summary)."""
+def rederive(results_dir) -> dict:
+    """The summary of an already-published run, from its committed ceilings.csv, ceilings.meta.json and
+    gemm.csv alone (no measuring): the peak is re-derived with :func:`derive_peak` (a run without an FMA
+    loop on record and without an exposed clock gets a nominal peak raised to its best GEMM)."""
+    import pandas as pd
+
+
+    d = Path(results_dir)
+    frame = pd.read_csv(d / "ceilings.csv")
+    meta = envinfo.read_meta(d / "ceilings.csv").get("ceilings", {})
+    peaks = {k: v for k, v in meta.items() if k not in ("measured_best", "measured_method")}
+    if not peaks:
+        peaks = theoretical()
+    gemm = pd.read_csv(d / "gemm.csv").assign(library="numpy (bench gemm.csv)") if (d / "gemm.csv").exists() else None
+    return summary(frame, peaks, meta.get("fma_loop"), gemm)
+
+
+def with_peak_columns(frame, summ: dict):
+    """ceilings.csv rows with ``peak_gflops`` (the float32 peak at the row's threads) and ``peak_source``."""
+    per_core = summ.get("fp32_peak_gflops_1core")
+    out = frame.copy()
+    out["peak_gflops"] = [per_core * int(t) if per_core else None for t in out["threads"]]
+    out["peak_source"] = f"{summ.get('fp32_peak_kind')}: {summ.get('fp32_peak_source')}"
+    return out
+
+
+def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, threads=None, fma: bool = True):
+    """Measure, write `ceilings.csv` (+ `.meta.json` with the summary) in out_dir; (frame, summary).
+
+    `fma` also times the FMA-throughput loop (:mod:`overhead.experiments.fmaloop`; skipped cleanly without a C
+    compiler); the bench's gemm.csv in out_dir, when present, joins the measured GEMMs."""
+    import pandas as pd
+
 
     frame = measure(libraries, sizes, threads, quick=quick)
-    summ = summary(frame)
+    peaks = theoretical()
+    loop = None
+    if fma:
+        lanes = 16 if "avx512f" in peaks.get("isa_flags", []) else 8 if {"avx", "avx2"} & set(peaks.get("isa_flags", [])) else None
+        loop = fmaloop.measure(min_s=0.05 if quick else 0.2, reps=3 if quick else 5, expected_lanes=lanes)
+    gemm_csv = Path(out_dir) / "gemm.csv"
+    bench_gemm = pd.read_csv(gemm_csv).assign(library="numpy (bench gemm.csv)") if gemm_csv.exists() else None
+    summ = summary(frame, peaks, loop, bench_gemm)
+    frame = with_peak_columns(frame, summ)
     path = Path(out_dir) / "ceilings.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.insert(0, "machine", envinfo.machine_id())
-    atomic.atomic_write_csv(frame, path)
+    atomic.atomic_write_csv(frame.reindex(columns=["machine", *COLUMNS]), path)
     envinfo.write_meta(path, extra={"stage": "ceilings", "quick": quick, "ceilings": summ})
     return frame, summ
 

@@ -8,7 +8,7 @@ sets the threads, prepares every path at batch 1 and measures in rounds: in each
 only difference between gaps is the idleness. GC stays on (as users run), collected between rounds.
 
 Result: a tidy frame (COLUMNS) for ``idle_gap.csv``; the median's 95 % interval is the distribution-free
-order-statistic interval of the median (binomial ranks), valid at any n >= 6. :func:`verdict` says
+order-statistic interval of the median (:func:`overhead.harness.stats.median_ci`), valid at any n >= 6. :func:`verdict` says
 whether the ranking of the paths or the best thread count changes under sparse traffic.
 """
 from __future__ import annotations

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from overhead import backends as bk
 from overhead import backends as registry
-from overhead.harness import child
 from overhead.base import atomic, config, data, envinfo
 from overhead.experiments import startup, sweep
 from overhead.experiments.pipeline import input_shape
 from overhead.experiments.startup import peak_rss_mb
+from overhead.harness import child
 from overhead.harness.child import claim_stdout, error_text
 
 BACKENDS = ("numpy", "keras.predict", "keras.jax.predict", "tf_keras.predict", "tf.function", "litert")

@@ -4,8 +4,10 @@ Each configuration (model, backend, batch, threads) is measured in several runs 
 processes, thread settings interleaved in time. A run's row (parity, its own statistics, its raw
 samples file) is appended to ``runs.jsonl`` at once, so a killed sweep keeps finished runs. When a
 configuration's runs are complete, :func:`aggregate` pools their samples (none is ever discarded) into
-the bench.csv row: ``runs``, ``n``, the median and its interval (:data:`overhead.harness.stats.CI_METHOD`),
-pyperf's stability checks over the runs, and the worst run's parity.
+the bench.csv row: ``runs``, ``n``, the median and its run-level interval (:data:`overhead.harness.stats.CI_METHOD`),
+the between-runs stability rule (``unstable``; :func:`overhead.harness.stats.disagreement`), per-call
+jitter, pyperf's checks beside them (``unstable_pyperf``), and the worst run's parity.
+:func:`recompute` redoes these statistics for an existing bench table from its pooled samples files.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ COLUMNS = ["machine", "model", "model_sha", "flops", "params", "backend", "batch
            "reason", "parity", "tolerance", "criterion", "logit_rel_err", "logit_cos", "top1_decisive",
            "n_decisive", "max_abs_err", "top1_agree", "accuracy", "ref_accuracy", "runs", "n",
            "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us", "mad_us", "ci_lo_us",
-           "ci_hi_us", "ci_method", "cv", "unstable", "unstable_reason", "remeasured", "timer_overhead_ns",
+           "ci_hi_us", "ci_method", "cv", "jitter_p90", "jitter_p99", "run_spread", "unstable", "unstable_reason",
+           "unstable_pyperf", "unstable_pyperf_reason", "remeasured", "timer_overhead_ns",
            "convert_s", "load_s", "kernels", "samples_file", "date"]
 KEY = ("model", "backend", "batch", "threads")
 DONE = ("ok", "failed", "skipped")
@@ -196,6 +199,52 @@ def aggregate(runs: dict[int, dict], samples_dir, *, planned_runs: int, min_runs
     return row
 
 
+STAT_COLUMNS = ("runs", "n", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us", "mad_us", "ci_lo_us",
+                "ci_hi_us", "ci_method", "cv", "jitter_p90", "jitter_p99", "run_spread", "unstable",
+                "unstable_reason", "unstable_pyperf", "unstable_pyperf_reason")
+
+
+def recompute(bench, results_dir, *, min_runs: int = stats.MIN_RUNS, min_values: int = stats.MIN_VALUES):
+    """A copy of a bench table with :data:`STAT_COLUMNS` recomputed from each row's pooled samples file.
+
+    The pooled file keeps the run boundaries (``run_lengths``), so the run-level interval and the
+    between-runs rule can be applied to an already-published run; rows without a samples file (or
+    whose file is missing) keep their values, and ``restat`` says which rows were recomputed.
+    """
+    import pandas as pd
+
+    out = bench.copy().reindex(columns=[*dict.fromkeys([*bench.columns, *STAT_COLUMNS])])
+    files = out["samples_file"] if "samples_file" in out else pd.Series(None, index=out.index, dtype=object)
+    redone = {}
+    for i, f in files.items():
+        path = Path(results_dir) / f if isinstance(f, str) and f else None
+        if path is None or not path.exists():
+            continue
+        arrays = atomic.load_samples(path)
+        x = np.asarray(arrays["samples_ns"])
+        lengths = [int(n) for n in arrays.get("run_lengths", [x.size])]
+        redone[i] = stats.summarize(x, lengths, min_runs=min_runs, min_values=min_values)
+    if redone:
+        new = pd.DataFrame.from_dict(redone, orient="index")
+        for c in STAT_COLUMNS:
+            out[c] = out[c].astype(object)
+            out.loc[new.index, c] = new[c].astype(object)
+        out = out.infer_objects()
+    out["restat"] = out.index.isin(list(redone))
+    return out
+
+
+def runs_disagree(runs: dict[int, dict], samples_dir, *, min_runs: int = stats.MIN_RUNS) -> bool:
+    """Whether a configuration's timed runs disagree (:func:`overhead.harness.stats.disagreement`), cheaply:
+    no bootstrap and no pooled file, for the sweep's choice of what to measure again."""
+
+    if settled(runs) is not None:
+        return False
+    arrays = [np.asarray(atomic.load_samples(Path(samples_dir) / runs[r]["samples_file"])["samples_ns"])
+              for r in sorted(runs) if runs[r].get("samples_file")]
+    return bool(arrays) and bool(stats.disagreement(arrays, min_runs=min_runs))
+
+
 def drop_run_files(runs: dict[int, dict], samples_dir) -> None:
     """Delete the per-run sample files once their pooled file is written."""
     for row in runs.values():
@@ -213,3 +262,55 @@ def _num(v) -> float:
     except (TypeError, ValueError):
         return 0.0
     return 0.0 if math.isnan(v) else v
+
+
+def restat_file(results_dir) -> dict:
+    """Rewrite ``<results_dir>/bench.csv`` (atomically) with :func:`recompute`'s columns, in :data:`COLUMNS`
+    order, and note it in bench.meta.json (``ci_method``, ``stability_rule``, ``restat``; the machine
+    description is kept as recorded). Returns the unstable shares at batch 1 (new rule, pyperf's)."""
+    import pandas as pd
+
+
+    d = Path(results_dir)
+    bench = pd.read_csv(d / "bench.csv")
+    out = recompute(bench, d)
+    restat = int(out["restat"].sum())
+    atomic.atomic_write_csv(out.reindex(columns=COLUMNS), d / "bench.csv")
+    meta_path = d / "bench.meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta.update(ci_method=stats.CI_METHOD, stability_rule=stats.STABILITY_RULE,
+                    restat={"date": _now(), "rows": restat, "by": "overhead.experiments.runlog.restat_file",
+                            "note": "run-level statistics recomputed from the pooled samples files"})
+        atomic.atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    b1 = out[(out["batch"] == 1) & (out["status"] == "ok")] if "status" in out else out[out["batch"] == 1]
+
+    def share(col):
+        return float(b1[col].astype(str).str.lower().eq("true").mean()) if len(b1) else float("nan")
+
+    return {"rows": len(out), "restat": restat, "batch1_rows": len(b1), "batch1_unstable": share("unstable"),
+            "batch1_unstable_pyperf": share("unstable_pyperf")}
+
+
+def main(argv=None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "restat":
+        print("usage: python -m overhead.experiments.runlog restat RESULTS_DIR  (a folder holding bench.csv and samples/)",
+              file=sys.stderr)
+        return 2
+    d = Path(argv[1])
+    if not (d / "bench.csv").is_file():
+        print(f"error: {d / 'bench.csv'} not found; pass a results folder such as data/results/<machine>",
+              file=sys.stderr)
+        return 2
+    got = restat_file(d)
+    print(f"{got['restat']} of {got['rows']} rows recomputed; batch-1 rows unstable: "
+          f"{got['batch1_unstable']:.1%} (runs disagree), {got['batch1_unstable_pyperf']:.1%} (pyperf's check), "
+          f"of {got['batch1_rows']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,8 +10,9 @@ digits (:mod:`overhead.harness.parity`), times the runners of one (model, batch)
 the GC on, and streams one JSON line per event ("start" before every risky step, "row" per finished
 run of a configuration). Each run's row goes to ``runs.jsonl`` at once (append + fsync); when a
 configuration's runs are complete they are pooled (:func:`overhead.experiments.runlog.aggregate`) into its
-``bench.csv`` row. A configuration that pyperf's checks call unstable gets more runs, up to
-``max_runs``; every run's samples are kept. An interrupted sweep keeps finished runs and rows and a
+``bench.csv`` row. A configuration whose runs disagree (:func:`overhead.harness.stats.disagreement`: two run
+medians more than 5 % apart with disjoint intervals) gets more runs, up to ``max_runs``; every run's
+samples are kept, so extra runs cannot hide a disagreement: they give the run-level interval more runs. An interrupted sweep keeps finished runs and rows and a
 re-run skips them. A worker that dies (a segfault in a native library) gets the row it was working on
 recorded as failed, and is restarted without it.
 """
@@ -32,7 +33,7 @@ from overhead.harness import child, stats, timing
 from overhead.ladder import models as ladder
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 256)
-RUNS, MAX_RUNS = 3, 4  # fresh processes per configuration; more (up to MAX_RUNS) while unstable
+RUNS, MAX_RUNS = 3, 5  # fresh processes per configuration; more (up to MAX_RUNS) while its runs disagree
 LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
 # The published full run spends its time where it buys certainty: batch 1 on every model and backend, the
 # batch-size curve on two models (the seed CNN and the MNIST CNN) and the paths that
@@ -168,8 +169,8 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         stall_timeout_s: float = 900.0, artifacts=None, launch=None, model_inputs=None):
     """Benchmark models x backends x batch sizes x threads into `<out_dir>/bench.csv`; returns its rows.
 
-    Every configuration is measured in `runs` fresh processes (more, up to `max_runs`, while pyperf's
-    checks call it unstable); batches above the smallest only for `big_batch_models` x
+    Every configuration is measured in `runs` fresh processes (more, up to `max_runs`, while its runs
+    disagree: the between-runs rule of :mod:`overhead.harness.stats`); batches above the smallest only for `big_batch_models` x
     `big_batch_backends` (None: all). out_dir defaults to results_dir(machine). Rows already there
     (same model content) are kept and skipped, finished runs in runs.jsonl too; `max_rows` stops after
     that many new rows (tests, dry runs). Also writes gemm.csv (float32 GEMM rate per thread setting,
@@ -265,11 +266,10 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
                 continue
             for r in range(1, runs + 1):
                 one_run(name, path, keys, r)
-            for r in range(runs + 1, max_runs + 1):  # the remedy for instability: more runs, all kept
+            for r in range(runs + 1, max_runs + 1):  # runs that disagree: more runs, all kept
                 have = measured(name)
-                shaky = [(b, n, t) for b, n, t in keys if runlog.settled(have.get((b, n, t), {})) is None
-                         and have.get((b, n, t)) and runlog.aggregate(
-                             have[(b, n, t)], out_dir, planned_runs=runs).get("unstable") is True]
+                shaky = [(b, n, t) for b, n, t in keys if have.get((b, n, t))
+                         and runlog.runs_disagree(have[(b, n, t)], out_dir)]
                 if not shaky:
                     break
                 one_run(name, path, shaky, r)
@@ -293,6 +293,7 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     envinfo.write_meta(out_dir / "bench.csv", {
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": batches,
         "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
+        "stability_rule": stats.STABILITY_RULE,
         "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
         "models_for": {b: list(m) for b, m in (models_for or {}).items()},
         "threads_models": list(threads_models) if threads_models is not None else None,

@@ -20,7 +20,7 @@ from overhead import backends as bk
 from overhead.backends import converters
 from overhead.backends.reference import keras_reference
 from overhead.base import atomic, data
-from overhead.harness import stats, timing
+from overhead.harness import parity, stats, timing
 from overhead.harness.child import claim_stdout, error_text  # noqa: F401  (error_text: re-exported)
 from overhead.ladder import models
 from overhead.usermodel import feed as userfeed
@@ -28,6 +28,13 @@ from overhead.usermodel.feed import fatal_text
 
 PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
 PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
+# int8 / fp16 paths, first run: parity on enough inputs for parity.DECISIVE_TARGET (200) decisive ones, from
+# at most REDUCED_PARITY_INPUTS screened by the reference (int8 floors probabilities at 1/256, so fewer rows are
+# decisive than in float32: 57 % for a lightly trained logreg, 77-97 % for the ladder in float32), each
+# path stopping after REDUCED_PARITY_MAX_S (a slow reduced path on a big model then records fewer,
+# n_decisive says how many). Cost on ResNet-18 224 px: the Keras reference on 512 images, first run only.
+REDUCED_PARITY_INPUTS = 512
+REDUCED_PARITY_MAX_S = 60.0
 MAX_SAMPLES = 2_000  # per backend, configuration and run: enough for p99; keeps the sample files small
 MIN_VALUES_SLOW = 20  # values per run at least (pyperf-style), slow paths
 MIN_VALUES_FAST = 200  # values per run for fast paths, or MIN_SECONDS_FAST of calls if fewer
@@ -161,7 +168,9 @@ def _run(job, model_path, model, desc, threads, mode, emit, io):
     batches = sorted({n for _, n in keys})
     too_big = {n: userfeed.memory_reason(model, n, io) for n in batches}
     runnable = [n for n in batches if desc["flops"] * n <= cap and not too_big[n]]
-    need = max([math.ceil(n_par / n) * n for n in runnable] or [0])
+    reduced = {b for b, _ in keys if parity.tier_of(bk.get(b)) != "float32"}
+    n_reduced = REDUCED_PARITY_INPUTS if reduced and run == 1 and runnable else 0
+    need = max([math.ceil(n_par / n) * n for n in runnable] + [n_reduced] if runnable else [0])
     if need:
         # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.backends.reference)
         x_all, y_all, ref = inputs_and_reference(model, model_path, job, need)
@@ -187,8 +196,13 @@ def _run(job, model_path, model, desc, threads, mode, emit, io):
             try:
                 runner = userfeed.adapt(bk.prepare(name, model_path, batch, threads,
                                                    artifacts=job.get("artifacts"), io=io), model.signature)
-                par = bk.parity(runner, ref[:n], x_all[:n], None if y_all is None else y_all[:n],
-                                max_s=float(job.get("parity_max_s", PARITY_MAX_S)))
+                if name in reduced and n_reduced:  # >= DECISIVE_TARGET decisive inputs, time-capped
+                    m = parity.decisive_prefix(ref[:need], parity.DECISIVE_TARGET, parity.tier_of(bk.get(name)))
+                    par = bk.parity(runner, ref[:m], x_all[:m], None if y_all is None else y_all[:m],
+                                    max_s=REDUCED_PARITY_MAX_S)
+                else:
+                    par = bk.parity(runner, ref[:n], x_all[:n], None if y_all is None else y_all[:n],
+                                    max_s=float(job.get("parity_max_s", PARITY_MAX_S)))
             except Exception as exc:  # unsupported layers, failed conversions: skipped with the reason
                 status, reason = userfeed.classify(name, exc, model.signature)
                 emit(event="row", row=dict(base, backend=name, batch=batch, status=status, reason=reason))

@@ -30,6 +30,9 @@ import numpy as np
 ACCURACY_MIN_REF = 0.5  # below this reference accuracy the model is untrained/not a digit model
 DECISIVE_MARGIN = 1.0  # nats between the reference's top-1 and top-2 logits (top-1 >= 2.7x likelier)
 MIN_DECISIVE = 8
+# reduced-precision paths (int8, fp16) are judged on at least this many decisive inputs (first run):
+# their top-1 agreement is the accuracy cost the advice states next to their speed-up
+DECISIVE_TARGET = 200
 QUANTIZED_FALLBACK_MAX_ABS = 0.1  # no longer a criterion; kept for Backend.tolerance() of older callers
 PROB_SUM_TOL = 1e-3  # rows summing to 1 within this (and in [0, 1]) are treated as probabilities
 
@@ -73,6 +76,26 @@ def centred_logits(a: np.ndarray, floor: float, as_prob: bool) -> np.ndarray:
     return z - z.mean(axis=-1, keepdims=True)
 
 
+def _decisive(z_ref: np.ndarray) -> np.ndarray:
+    """Rows whose best centred logit leads the runner-up by >= DECISIVE_MARGIN nats."""
+    if z_ref.ndim != 2 or z_ref.shape[-1] < 2:
+        return np.zeros(len(z_ref), dtype=bool)
+    top2 = np.sort(z_ref, axis=-1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]) >= DECISIVE_MARGIN
+
+
+def decisive_mask(ref: np.ndarray, tier: str = "float32") -> np.ndarray:
+    """Which reference rows are decisive in `tier` (its probability floor applies, as in :func:`compare`)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    return _decisive(centred_logits(ref, TIERS[tier]["floor"], _is_prob(ref)))
+
+
+def decisive_prefix(ref: np.ndarray, target: int = DECISIVE_TARGET, tier: str = "float32") -> int:
+    """The number of leading reference rows that holds `target` decisive ones (all rows if fewer do)."""
+    hits = np.flatnonzero(decisive_mask(ref, tier))
+    return int(hits[target - 1]) + 1 if len(hits) >= target else len(ref)
+
+
 def compare(got: np.ndarray, ref: np.ndarray, tier: str = "float32") -> dict:
     """The logit criterion on already computed outputs (rows = inputs, columns = classes)."""
     t = TIERS[tier]
@@ -84,11 +107,7 @@ def compare(got: np.ndarray, ref: np.ndarray, tier: str = "float32") -> dict:
     rel = float(np.linalg.norm(z - z_ref)) / denom
     nz = float(np.linalg.norm(z))
     cos = float(np.sum(z * z_ref)) / (denom * nz) if nz > 0 else 0.0
-    if z_ref.shape[-1] > 1:
-        top2 = np.sort(z_ref, axis=-1)[:, -2:]
-        decisive = (top2[:, 1] - top2[:, 0]) >= DECISIVE_MARGIN
-    else:
-        decisive = np.zeros(len(z_ref), dtype=bool)
+    decisive = _decisive(z_ref)
     n_dec = int(decisive.sum())
     agree = (float(np.mean(got.argmax(-1)[decisive] == ref.argmax(-1)[decisive])) if n_dec else None)
     problems, notes = [], []
