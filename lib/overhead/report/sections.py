@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from overhead.report.fmt import code, fmt_pct, fmt_us, fmt_x, not_measured, primary, small_model
+from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, fmt_x, not_measured, primary, small_model
 from overhead.report.style import order_backends
 
 
@@ -30,10 +30,12 @@ def threads_text(R) -> str:
     small, big = t["flops"].min(), t["flops"].max()
     s_small = t[t["flops"] == small]["speedup"].median()
     s_big = t[t["flops"] == big]["speedup"].median()
+    big_m, small_m = t.loc[t["flops"] == big, "model"].iloc[0], t.loc[t["flops"] == small, "model"].iloc[0]
     trend = ("more cores help more as the work per call grows" if s_big > 1.1 * s_small else
              "the gain does not grow with the work per call" if s_big <= s_small else "the gain grows only a little")
     return (f"From {int(t['threads_lo'].min())} to {int(t['threads_hi'].max())} threads the median speed-up over "
-            f"backends is {fmt_x(s_small)} on the smallest model and {fmt_x(s_big)} on the largest: {trend}.")
+            f"backends is {fmt_x(s_small)} on the smallest model swept over threads ({code(small_m)}) and "
+            f"{fmt_x(s_big)} on the largest model swept over threads ({code(big_m)}, {fmt_flops(big)}): {trend}.")
 
 
 def startup_text(R) -> str:
