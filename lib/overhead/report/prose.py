@@ -110,48 +110,59 @@ def tldr(R) -> str:
 
 
 # ---------------------------------------------------------------- the latency model ----------------------
-def overhead_text(R) -> str:
-    """Which latency model each backend got and why, the fitted ranges, and every miss over 25 %."""
+def fits_lead(R) -> str:
+    """The latency-model section's finding in one sentence: how many fits are identifiable and, among them,
+    the range of fitted fixed costs (non-identifiable fits are never used in a sentence)."""
+    from overhead.report import identify, text
     f = primary(R, "fits")
     if not len(f):
         return not_measured("benchmark (bench.csv)")
-    f = f[np.isfinite(f["gflops"])]
+    good = f[[identify.identifiable(r) for _, r in f.iterrows()]]
+    lo = good.loc[good["overhead_us"].idxmin()] if len(good) else None
+    hi = good.loc[good["overhead_us"].idxmax()] if len(good) else None
+    return text.render("fits_lead", n=len(f), n_ok=len(good), min_models=identify.MIN_MODELS,
+                       max_span=identify.MAX_SPAN, lo=lo, hi=hi)
+
+
+def overhead_text(R) -> str:
+    """How each backend's latency model was chosen (for the collapsed details of the section)."""
+    f = primary(R, "fits")
+    if not len(f):
+        return not_measured("benchmark (bench.csv)")
     rich = f[f["model"] == "per-layer"]
-    out = [f"Each backend's latency model was chosen by its leave-one-model-out error (a model is fitted "
-           f"without one ladder model, then predicts it): the two-term model (overhead + FLOPs / throughput) "
-           f"unless its error exceeds {fmt_pct(latency.MATERIAL)} and adding a per-layer cost cuts it by at least "
-           f"{fmt_pct(latency.RICHER_GAIN)}. {len(f) - len(rich)} of {len(f)} backends keep the two-term model"
-           + (f"; {len(rich)} need a per-layer cost: " + ", ".join(
-               f"{code(r.backend)} (fitted {fmt_us(r.per_layer_us)} per layer; leave-one-out error "
-               f"{fmt_pct(np.expm1(r.loo_two_term))} → {fmt_pct(np.expm1(r.loo_per_layer))})"
-               for r in rich.itertuples()) if len(rich) else "") + "."]
-    out.append(f"Fitted fixed overhead per call: {fmt_us(f['overhead_us'].min())} to {fmt_us(f['overhead_us'].max())}; "
-               f"fitted throughput {f['gflops'].min():.3g} to {f['gflops'].max():.3g} GFLOP/s.")
-    if "fit_peak_share" in f and np.isfinite(f["fit_peak_share"]).any():
-        out.append(f"Against the float32 GEMM rate measured in the same run ({f['peak_gflops'].iloc[0]:.3g} "
-                   f"GFLOP/s) that is {fmt_pct(f['fit_peak_share'].min())} to {fmt_pct(f['fit_peak_share'].max())}.")
-    return " ".join(out) + "\n\n" + misses_text(R)
+    return (f"Each backend's latency model was chosen by its leave-one-model-out error (a model is fitted "
+            f"without one ladder model, then predicts it): the two-term model (overhead + FLOPs / throughput) "
+            f"unless its error exceeds {fmt_pct(latency.MATERIAL)} and adding a per-layer cost cuts it by at least "
+            f"{fmt_pct(latency.RICHER_GAIN)}. {len(f) - len(rich)} of {len(f)} backends keep the two-term model, "
+            f"{len(rich)} take the per-layer model.")
+
+
+def misses_table(R):
+    """Every measured point the chosen model misses by more than ``latency.MISS``, worst first."""
+    import pandas as pd
+    res = primary(R, "resid")
+    bad = latency.misses(res) if len(res) else pd.DataFrame()
+    if not len(bad):
+        return pd.DataFrame()
+    return pd.DataFrame({"backend": bad["backend"], "model": bad["model"],
+                         "fitted": [fmt_us(x) for x in bad["fitted_us"]],
+                         "measured": [fmt_us(x) for x in bad["measured_us"]],
+                         "error": [f"{100 * x:+.0f} %" for x in bad["rel_err"]]})
 
 
 def misses_text(R) -> str:
+    """One sentence: how many measured points the chosen models miss by more than ``latency.MISS``."""
     res = primary(R, "resid")
     if not len(res):
         return ""
     bad = latency.misses(res)
     lim = fmt_pct(latency.MISS)
     if not len(bad):
-        out = f"No fitted latency misses a measured one by more than {lim}."
-    else:
-        out = (f"Backends whose chosen model misses a measured point by more than {lim}: " + "; ".join(
-            f"{code(r.backend)} on {code(r.model)} (fitted {fmt_us(r.fitted_us)}, measured {fmt_us(r.measured_us)}, "
-            f"{100 * r.rel_err:+.0f} %)" for r in bad.itertuples()) + ".")
-    two = latency.misses(res[res["chosen"] == "per-layer"], column="two_term_rel_err")
-    if len(two):
-        worst = two.drop_duplicates("backend")
-        out += (" The two-term model alone would miss " + ", ".join(
-            f"{code(r.backend)} by up to {100 * abs(r.two_term_rel_err):.0f} % ({code(r.model)})"
-            for r in worst.itertuples()) + ".")
-    return out
+        return f"No fitted latency misses a measured one by more than {lim}."
+    worst = bad.iloc[0]
+    return (f"The chosen models miss {len(bad)} of {len(res)} measured points by more than {lim} (worst: "
+            f"{code(worst['backend'])} on {code(worst['model'])}, fitted {fmt_us(worst['fitted_us'])}, measured "
+            f"{fmt_us(worst['measured_us'])}); the table lists them all.")
 
 
 # ---------------------------------------------------------------- parity -------------------------------
