@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.report.fmt import SIGNIFICANT_X  # "noticeably slower" = at least this many times the latency
+from overhead.report import crossing, identify
 from overhead.report.fmt import (code, fit_of, fmt_pct, fmt_us, fmt_x, largest_common, latency, primary, ratio,
                                  small_model, tf_paths)
 
@@ -55,19 +56,18 @@ def claims(R) -> pd.DataFrame:
     out = []
     m = small_model(R)
     tf = tf_paths(R)
-    fit_np = fit_of(R, "numpy")
     # 1. NumPy avoids the overhead
     c = "A hand-written NumPy model avoids TensorFlow's per-call overhead."
-    if fit_np is None or not tf:
+    fixed = {b: crossing.share_curve(primary(R, "sweep"), b).attrs.get("fixed_us", np.nan) for b in tf + ["numpy"]}
+    if not np.isfinite(fixed.get("numpy", np.nan)) or not tf:
         out.append(_claim(c, "not measured", "", "Overhead versus compute"))
     else:
-        lean = min(tf, key=lambda b: fit_of(R, b)["overhead_us"])
-        fl = fit_of(R, lean)
-        sep = fit_np["overhead_us_hi"] < fl["overhead_us_lo"]
-        v = ("supported" if sep and fit_np["overhead_us"] < MATTERS * fl["overhead_us"]
-             else "partly" if fit_np["overhead_us"] < fl["overhead_us"] else "not supported")
-        out.append(_claim(c, v, f"fitted overhead: NumPy {fmt_us(fit_np['overhead_us'])} vs leanest TF path "
-                                f"{code(lean)} {fmt_us(fl['overhead_us'])} per call", "The latency model"))
+        lean = min(tf, key=lambda b: fixed[b])
+        v = ("supported" if fixed["numpy"] < MATTERS * fixed[lean]
+             else "partly" if fixed["numpy"] < fixed[lean] else "not supported")
+        out.append(_claim(c, v, f"measured fixed cost (lowest latency over the ladder): NumPy "
+                                f"{fmt_us(fixed['numpy'])} vs leanest TF path {code(lean)} {fmt_us(fixed[lean])} "
+                                "per call", "Who pays for predict?"))
     # 2. TF noticeably slower for a small model
     c = f"For a small model, TensorFlow inference is noticeably slower than NumPy (≥ {SIGNIFICANT_X:g}×)."
     ratios = {b: ratio(R, m, b, "numpy") for b in tf} if m else {}
@@ -88,19 +88,21 @@ def claims(R) -> pd.DataFrame:
     else:
         shares, shrink = {}, []
         for b in tf:
+            f = fit_of(R, b)
+            x = crossing.crossover(sw, b, NEGLIGIBLE, f if f is not None and identify.identifiable(f) else None)
             big = largest_common(sw, [b, "numpy"])
-            if big is None:
+            if x["largest_model"] is None or big is None:
                 continue
-            shares[b] = (big, fixed_at(R, b, big) / latency(R, big, b))
+            shares[b] = (x["largest_model"], x["share_at_largest"])
             if ratio(R, big, b, "numpy") < ratio(R, m, b, "numpy"):
                 shrink.append(b)
         n = sum(v[1] < NEGLIGIBLE for v in shares.values())
         v = ("supported" if shares and n == len(shares) and len(shrink) == len(shares)
              else "partly" if n or shrink else "not supported")
-        out.append(_claim(c, v, "fitted overhead / measured latency on the largest model each path ran: " + ", ".join(
+        out.append(_claim(c, v, "measured fixed cost / latency on the largest model each path ran: " + ", ".join(
             f"{b} {fmt_pct(x[1])} ({x[0]})" for b, x in shares.items())
             + f"; ratio to NumPy shrinks for {len(shrink)} of {len(shares)} TF paths",
-            "Overhead share figure; Speed-up tables"))
+            "Where overhead stops mattering; Speed-up tables"))
     # 4. TFLite faster on larger models
     c = "For larger models on a CPU, TensorFlow Lite (LiteRT) is faster than TensorFlow."
     if not len(sw) or "litert" not in set(sw["backend"]) or not tf:
@@ -136,17 +138,17 @@ def claims(R) -> pd.DataFrame:
             f"{r.backend} {fmt_pct(r.non_inference_share)}" for r in pm.itertuples()), "Pipeline"))
     # 6. lower-level TF APIs help
     c = "Lower-level TensorFlow APIs cut the overhead of `keras.predict` (to ≤ half)."
-    kp = fit_of(R, "keras.predict")
     low = [b for b in tf if b != "keras.predict"]
-    if kp is None or not low:
-        out.append(_claim(c, "not measured", "", "The latency model"))
+    kp_fixed = fixed.get("keras.predict", np.nan) if tf else np.nan
+    if not np.isfinite(kp_fixed) or not low:
+        out.append(_claim(c, "not measured", "", "Who pays for predict?"))
     else:
-        best = min(low, key=lambda b: fit_of(R, b)["overhead_us"])
-        r = fit_of(R, best)["overhead_us"] / kp["overhead_us"]
+        best = min(low, key=lambda b: fixed[b])
+        r = fixed[best] / kp_fixed
         v = "supported" if r <= 0.5 else "partly" if r < 1 else "not supported"
-        out.append(_claim(c, v, f"fitted overhead: {code(best)} {fmt_us(fit_of(R, best)['overhead_us'])} vs "
-                                f"`keras.predict` {fmt_us(kp['overhead_us'])} ({fmt_pct(r)} of it)",
-                          "The latency model; Where the time goes"))
+        out.append(_claim(c, v, f"measured fixed cost: {code(best)} {fmt_us(fixed[best])} vs "
+                                f"`keras.predict` {fmt_us(kp_fixed)} ({fmt_pct(r)} of it)",
+                          "Who pays for predict?; Where the time goes"))
     out.append(_session_claim(R, m))
     # 7. loading / runtime start-up is part of the cost
     c = f"Loading the model and starting TensorFlow add a one-off cost (≥ {COLD_X:g}× NumPy's cold start)."
