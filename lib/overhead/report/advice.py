@@ -168,6 +168,17 @@ def advice(R) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def lead(table: pd.DataFrame) -> str:
+    """The section's finding in one sentence, from the first two rows."""
+    if table is None or not len(table) or table["_best"].isna().all():
+        return "*Not measured:* no results to advise from."
+    r = table.to_dict("records")
+    out = f"Fastest measured for {r[0]['situation']}: {r[0]['fastest (measured)']}"
+    if len(r) > 1 and r[1]["_best"] is not None:
+        out += f"; for {r[1]['situation']}: {r[1]['fastest (measured)']} ({r[1]['accuracy cost'].split(';')[0]})"
+    return out + ". Each row names its model, what the path costs in accuracy and the code that gets you there."
+
+
 COLUMNS = ("situation", "fastest (measured)", "accuracy cost", "staying in TF/Keras", "one-line change")
 
 

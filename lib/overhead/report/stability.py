@@ -116,3 +116,9 @@ def table(sweep: pd.DataFrame, results_dir: Path | None = None) -> pd.DataFrame:
                       f"jitter ({f.attrs.get('jitter_source', '')}), median": g["jitter"].median().map(
                           lambda v: fmt_pct(v) if np.isfinite(v) else "not recorded")})
     return t.reindex(order_backends(t.index))
+
+
+def text(summ: dict) -> str:
+    """The stability section's lead sentence from ``summary`` output."""
+    from overhead.report import text as T
+    return T.render("stability", tol=RUN_TOL, **summ)
