@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from overhead.report import crossing, identify, text
-from overhead.report.fmt import (SIGNIFICANT_X, SMALL_MODEL, code, fit_of, fmt_flops, fmt_us, latency,
+from overhead.report import crossing, text
+from overhead.report.fmt import (SIGNIFICANT_X, SMALL_MODEL, code, fmt_flops, fmt_us, latency,
                                  not_measured, primary, small_model)
 from overhead.report.style import NO_TF, TF_KERAS
 
 MAX_WORDS = 120
 CALLS = (("`predict`", "keras.predict"), ("`model(x)`", "keras.call"), ("`tf.function`", "tf.function"))
+COMPUTE_REF = "tf.function"    # the same TF kernels with the least around them: its time beyond its fixed cost
+                               # on a model is that model's compute (``crossing.share_curve``)
 
 
 def verdict(R, m) -> str:
@@ -41,7 +43,7 @@ def cell(c: dict) -> str:
     if c["where"] == "inside":
         return f"{fmt_flops(c['flops'])}{mark} ({c['below_model']}–{c['above_model']})"
     if c["where"] == "beyond":
-        return f"beyond {c['largest_model']} ({fmt_flops(c['largest_flops'])}), its largest{mark}"
+        return f"beyond {c['largest_model']} ({fmt_flops(c['largest_flops'])}, its largest){mark}"
     return "not measured"
 
 
@@ -49,10 +51,7 @@ def crossover_rows(R) -> list:
     sw = primary(R, "sweep")
     rows = []
     for call, b in CALLS:
-        fit = fit_of(R, b)
-        cs = {s: crossing.crossover(sw, b, s, fit) for s in crossing.SHARES}
-        if crossing.per_layer_fit(fit) and not identify.identifiable(fit):   # its fixed part cannot be read off
-            cs = {s: {**c, "basis": "not identifiable"} for s, c in cs.items()}
+        cs = {s: crossing.crossover(sw, b, s, compute_ref=COMPUTE_REF) for s in crossing.SHARES}
         rows.append({"call": call, "backend": b, "c50": cell(cs[0.5]), "c10": cell(cs[0.1]), "raw": cs})
     return rows
 

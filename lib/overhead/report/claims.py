@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.report.fmt import SIGNIFICANT_X  # "noticeably slower" = at least this many times the latency
-from overhead.report import crossing, identify
+from overhead.report import crossing
 from overhead.report.fmt import (code, fit_of, fmt_pct, fmt_us, fmt_x, largest_common, latency, primary, ratio,
                                  small_model, tf_paths)
 
@@ -88,8 +88,7 @@ def claims(R) -> pd.DataFrame:
     else:
         shares, shrink = {}, []
         for b in tf:
-            f = fit_of(R, b)
-            x = crossing.crossover(sw, b, NEGLIGIBLE, f if f is not None and identify.identifiable(f) else None)
+            x = crossing.crossover(sw, b, NEGLIGIBLE, compute_ref="tf.function")
             big = largest_common(sw, [b, "numpy"])
             if x["largest_model"] is None or big is None:
                 continue
@@ -99,7 +98,7 @@ def claims(R) -> pd.DataFrame:
         n = sum(v[1] < NEGLIGIBLE for v in shares.values())
         v = ("supported" if shares and n == len(shares) and len(shrink) == len(shares)
              else "partly" if n or shrink else "not supported")
-        out.append(_claim(c, v, "measured fixed cost / latency on the largest model each path ran: " + ", ".join(
+        out.append(_claim(c, v, "measured overhead (time beyond a bare tf.function's compute) / latency on the largest model each path ran: " + ", ".join(
             f"{b} {fmt_pct(x[1])} ({x[0]})" for b, x in shares.items())
             + f"; ratio to NumPy shrinks for {len(shrink)} of {len(shares)} TF paths",
             "Where overhead stops mattering; Speed-up tables"))

@@ -36,24 +36,20 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     left.legend(fontsize="small", loc="upper left")
     top = 1.05
     for b, name in CALLS.items():
-        fit = None
-        if fits is not None and len(fits):
-            f = fits[fits["backend"] == b]
-            fit = f.iloc[0] if len(f) else None
-        c = crossing.share_curve(sweep, b, fit)
+        c = crossing.share_curve(sweep, b, compute_ref="tf.function")
         if not len(c):
             continue
-        basis = c.attrs.get("basis", "measured")
         top = max(top, 1.05 * float(c["share"].max()))
         right.plot(c["flops"], c["share"], color=color_for(b), marker=marker_for(b), ms=4, lw=1.5,
-                   label=name + (" (fitted per-layer fixed part)" if basis == "fitted" else ""))
+                   label=name)
         for s in crossing.SHARES:
-            x = crossing.crossover(sweep, b, s, fit)
+            x = crossing.crossover(sweep, b, s, compute_ref="tf.function")
             if x["where"] == "inside":
                 right.plot([x["flops"]], [s], marker="o", ms=9, mfc="none", mec=color_for(b), mew=1.6)
     for s in crossing.SHARES:
         right.axhline(s, color="0.5", ls=":", lw=1)
-    right.set(xscale="log", ylim=(0, top), title="Fixed cost / measured latency (circles: crossings)")
+    right.set(xscale="log", ylim=(0, top), title="Overhead share of a call (circles: crossings)")
+    right.set_ylabel("(latency − tf.function's compute) / latency", fontsize="small")
     right.yaxis.set_major_formatter(PercentFormatter(1.0))
     flops_axis(right)
     right.set_xlabel("work per call (FLOPs)")

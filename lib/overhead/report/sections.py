@@ -26,10 +26,10 @@ def slowdown_text(R) -> str:
         g = tf[tf["model"] == model]
         if len(g):
             lo, hi = g.loc[g["slowdown"].idxmin()], g.loc[g["slowdown"].idxmax()]
-            parts.append(f"on {code(model)} from {fmt_x(lo['slowdown'])} ({code(lo['backend'])}) to "
+            parts.append(f"on {code(model)} {fmt_x(lo['slowdown'])} ({code(lo['backend'])}) to "
                          f"{fmt_x(hi['slowdown'])} ({code(hi['backend'])})")
     return ("Against the NumPy engine, TensorFlow and Keras paths take " + "; ".join(parts)
-            + " times its latency (the second model is the largest they share with the NumPy engine).")
+            + " the engine's latency (the second model is the largest they share with the NumPy engine).")
 
 
 def _batch_gains(R):
