@@ -92,8 +92,13 @@ def accuracy_cost(R, model, backend) -> str:
         return f"none (float32; {err_txt})"
     top1 = pd.to_numeric(pd.Series([r.get("top1_decisive")]), errors="coerce").iloc[0]
     n = pd.to_numeric(pd.Series([r.get("n_decisive")]), errors="coerce").iloc[0]
-    agree = (f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs" if np.isfinite(top1) and np.isfinite(n)
-             else "top-1 agreement not recorded")
+    any_top1 = pd.to_numeric(pd.Series([r.get("top1_agree")]), errors="coerce").iloc[0]
+    if np.isfinite(top1) and np.isfinite(n):
+        agree = f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs"
+    elif np.isfinite(any_top1):
+        agree = f"top-1 agreement {fmt_pct(any_top1)} on the checked inputs (decisive inputs not recorded)"
+    else:
+        agree = "top-1 agreement not recorded"
     out = f"{agree}; {err_txt}"
     if "int8" in backend:
         units = int8_units(R)
@@ -196,7 +201,13 @@ def advice_markdown(table: pd.DataFrame) -> str:
     head = "".join(f'<th style="width:{w}%">{_html.escape(c)}</th>' for c, w in zip(COLUMNS, widths))
     body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in COLUMNS) + "</tr>"
                    for r in table.to_dict("records"))
-    return f'<table class="advice"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    from overhead.report.snippets import NOTES
+    notes = [f"<code>{_html.escape(b)}</code>: {cell(NOTES[b])}" for b in dict.fromkeys(table["_best"].dropna())
+             if b in NOTES]
+    foot = ("<p><small>The changes run as written with <code>model</code> (Keras 3 on TensorFlow), <code>x</code> "
+            "(a float32 batch of one), <code>tf</code> and <code>np</code> in scope; the prediction ends in "
+            "<code>y</code>. " + " ".join(notes) + "</small></p>")
+    return f'<table class="advice"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}'
 
 
 def summary(table: pd.DataFrame, n: int = 3) -> str:
