@@ -86,6 +86,8 @@ def facts(R) -> dict | None:
     return {"verdict": verdict(R, m), "machine": R.machine, "threads": R.threads.get(R.machine, "?"), "model": m,
             "kp_us": latency(R, m, "keras.predict"), "numpy_us": latency(R, m, "numpy"), "best": best,
             "best_us": best_us, "rows": rows, "advice": advice_line(R, m), "seed": m == SMALL_MODEL,
+            "have_kp": bool(np.isfinite(latency(R, m, "keras.predict"))),
+            "have_numpy": bool(np.isfinite(latency(R, m, "numpy"))),
             "fitted_note": any(c.get("basis") == "fitted" for r in rows for c in r["raw"].values())}
 
 

@@ -21,6 +21,8 @@ def per_layer_fit(fit) -> bool:
 
 
 def _curve(sweep, backend):
+    if sweep is None or not len(sweep) or "backend" not in sweep:
+        return pd.DataFrame(columns=["model", "flops", "median_us"])
     g = sweep[sweep["backend"] == backend].drop_duplicates("model").sort_values("flops")
     return g[np.isfinite(g["median_us"].astype(float)) & (g["median_us"].astype(float) > 0)]
 

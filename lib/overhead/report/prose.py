@@ -46,67 +46,10 @@ def numpy_split(R, m) -> str:
             "engineering.")
 
 
-def _keras2_and_jax(R, m) -> str:
-    kp = lat(R, m, "keras.predict")
-    parts = []
-    for b, who in (("tf_keras.predict", "a Keras 2 user (`tf_keras.predict`, TF ≤ 2.15)"),
-                   ("keras.jax.predict", "a Keras 3 user on the JAX backend (`keras.jax.predict`)")):
-        x = lat(R, m, b)
-        if np.isfinite(x) and np.isfinite(kp):
-            r = x / kp
-            same = "about the same overhead" if 1 / SAME_X <= r <= SAME_X else (
-                "less overhead" if r < 1 else "more overhead")
-            parts.append(f"{who} sees {same} ({fmt_us(x)} measured, {fmt_x(r)} `keras.predict`'s time)")
-        else:
-            parts.append(f"{who}: not measured in this run")
-    text = "; ".join(parts)
-    return (text[0].upper() + text[1:] + ".") if text else ""
-
-
 def tldr(R) -> str:
-    """The short answer: a verdict line, then sentences whose numbers all come from ``R``."""
-    m = small_model(R)
-    if m is None:
-        return not_measured("benchmark (bench.csv)")
-    out = []
-    kp = ratio(R, m, "keras.predict", "numpy")
-    n_thr = R.threads.get(R.machine, "?")
-    flops = ladder(R).set_index("model")["flops"][m]
-    if np.isfinite(kp):
-        lite = ratio(R, m, "keras.predict", "litert")
-        out.append(f"On {code(R.machine)} ({n_thr} thread{'' if n_thr == 1 else 's'}, batch 1) "
-                   f"{small_model_phrase(m)} ({code(m)}, {fmt_flops(flops)} per image) takes a measured "
-                   f"{fmt_us(lat(R, m, 'keras.predict'))} through `keras.predict`: {fmt_x(kp)} the NumPy engine "
-                   f"({fmt_us(lat(R, m, 'numpy'))})"
-                   + (f" and {fmt_x(lite)} LiteRT ({fmt_us(lat(R, m, 'litert'))})." if np.isfinite(lite) else "."))
-    out.append(numpy_split(R, m))
-    w = whopays.walk(R)
-    if len(w):
-        out.append(whopays.headline(w))
-        out.append(_keras2_and_jax(R, m))
-    tf = [b for b in tf_paths(R) if np.isfinite(lat(R, m, b))]
-    if tf:
-        lean = min(tf, key=lambda b: lat(R, m, b))
-        fl = fit_of(R, lean)
-        out.append(f"The leanest TensorFlow path on {code(m)}, {code(lean)}, measured {fmt_us(lat(R, m, lean))}"
-                   + (f"; its fitted fixed cost per call is {fmt_us(fl['overhead_us'])} ({fl['model']} model), "
-                      f"which falls below 10 % of a call {_at(crossover_of(R, lean, 10))}" if fl is not None else "")
-                   + (f"; for `keras.predict` that point is {crossover_of(R, 'keras.predict', 10)}."
-                      if fit_of(R, "keras.predict") is not None else "."))
-    pk = primary(R, "peak")
-    if len(pk):
-        big = pk[pk["flops"] == pk["flops"].max()]
-        top = big.loc[big["median_us"].idxmin()]
-        kpb = ratio(R, top["model"], "keras.predict", "numpy")
-        out.append(f"On the largest model ({code(top['model'])}, {fmt_flops(top['flops'])}) the fastest path "
-                   f"measured is {code(top['backend'])} at {fmt_us(top['median_us'])}"
-                   + (" (8-bit integer arithmetic: the float32 GEMM peak is no bound for it)"
-                      if "int8" in str(top["backend"]) else
-                      f", {fmt_pct(top['peak_share'])} of the float32 GEMM rate measured in the same run"
-                      if np.isfinite(top["peak_share"]) else "")
-                   + (f"; there `keras.predict` takes {fmt_x(kpb)} the NumPy engine's time." if np.isfinite(kpb)
-                      else "."))
-    return _verdict(R, m) + "\n\n" + " ".join(s for s in out if s)
+    """The short answer (``overhead.report.answer.tldr``: at most 120 words, measured points only)."""
+    from overhead.report import answer
+    return answer.tldr(R)
 
 
 # ---------------------------------------------------------------- the latency model ----------------------
@@ -201,11 +144,6 @@ def failed_paths_text(R) -> str:
 
 
 # ---------------------------------------------------------------- your models --------------------------
-def _at(where: str) -> str:
-    """'at 3 MFLOP (…)' for a crossover inside the data; 'only beyond the largest model measured (…)' outside."""
-    return f"only {where}" if where.startswith("beyond") else f"at {where}"
-
-
 def extra_models_text(R, names) -> str:
     s = primary(R, "sweep")
     out = []
