@@ -71,7 +71,10 @@ def text(R) -> str:
     f = facts(R)
     if not np.isfinite(f["ceiling"]["gflops"]) and not np.isfinite(f["peak"]["gflops"]):
         return "*Not measured in this run:* no `ceilings.csv` or `gemm.csv` in the results."
-    return T.render("peak", **f)
+    out = T.render("peak", **f)
+    if not len(R.mine("ceilings")):
+        out = "*Not measured in this run:* no `ceilings.csv` in the results (no theoretical peak). " + out
+    return out
 
 
 def table(R) -> pd.DataFrame:
