@@ -100,6 +100,7 @@ display(Markdown(whopays.text(R)))
 if len(WALK) >= 2:
     display(whopays.table(WALK))
     display(plots.publish(plots_more.fig_who_pays(WALK, branches=whopays.branches(R)), "who_pays", FIG))
+    display(layout.details("Side branches: Keras 2, a TF1 session, JAX, eager model(x)", whopays.branches_text(R)))
 
 # %% [markdown]
 # ## Where does overhead stop mattering?

@@ -33,8 +33,10 @@ nav#toc ol { margin: 0.2em 0; padding-left: 1.4em; } nav#toc li.h3 { margin-left
 nav#toc a { text-decoration: none; }
 .jp-RenderedHTMLCommon pre { font-size: 0.8em; white-space: pre-wrap; }
 .jp-RenderedHTMLCommon table.advice { table-layout: fixed; width: 100%; }
-.jp-RenderedHTMLCommon table.advice td { vertical-align: top; overflow-wrap: anywhere; }
-.jp-RenderedHTMLCommon table.advice code { white-space: normal; overflow-wrap: anywhere; font-size: 0.92em; }
+.jp-RenderedHTMLCommon table.advice td, .jp-RenderedHTMLCommon table.advice th { vertical-align: top;
+  overflow-wrap: anywhere; text-align: left; }
+.jp-RenderedHTMLCommon table.advice td:last-child code { white-space: normal; overflow-wrap: anywhere;
+  font-size: 0.85em; background: none; }
 .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; }
 details { margin: 0.5em 0; max-width: 100%; overflow-x: auto; }
 details > summary { cursor: pointer; color: #24527a; }

@@ -86,12 +86,17 @@ def table(w: pd.DataFrame) -> pd.DataFrame:
                          "layer": w["layer"]}).set_index("path")
 
 
+def branches_text(R) -> str:
+    """The side branches as a short markdown table ('' when none was measured)."""
+    br = branches(R)
+    return T.render("whopays_branches", branches=br.to_dict("records")) if len(br) else ""
+
+
 def text(R) -> str:
-    """The section's lead sentence and the side branches (the chain itself is the table and the figure)."""
+    """The section's lead sentence (the chain is the table and the figure; side branches: ``branches_text``)."""
     w = walk(R)
     if not len(w):
         return ("*Not measured:* fewer than two of the paths " + ", ".join(code(b) for b in CHAIN)
                 + " ran ok at batch 1 in this run.")
-    br = branches(R)
     missing = [b for b in CHAIN if b not in set(w["backend"])]
-    return T.render("whopays", headline=headline(w), branches=br.to_dict("records"), missing=missing)
+    return T.render("whopays", headline=headline(w), missing=missing)
