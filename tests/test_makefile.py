@@ -195,6 +195,6 @@ def test_make_render_rebuilds_report_figures_and_findings_from_result_files_alon
     assert "synthetic-fixture-2c" in html and "<img" in html
     assert (tmp_path / "figures" / "overhead_vs_compute.png").exists()
     text = readme.read_text()
-    assert "old" not in text and text.endswith("rest\n") and "figures/overhead_vs_compute.png" in text
+    assert "old" not in text and text.endswith("rest\n") and "figures/hero.png" in text
     assert not (data / "artifacts").exists()                          # nothing was converted or measured
     assert {p: p.stat().st_mtime for p in before} == before            # the published figures are untouched
