@@ -197,8 +197,10 @@ if len(R.sweep):
                           "roofline", FIG))
 display(peak.table(R))
 pk = R.mine("peak")
+pk = pk[~pk["backend"].map(roofline.is_reduced_precision)] if len(pk) else pk  # int8/fp16: not bounded by it
 if len(pk):
-    display(layout.details("Share of the float32 ceiling reached on " + " and ".join(pk.drop_duplicates("model")["model"]),
+    display(layout.details("Share of the float32 ceiling reached by the float32 paths on "
+                           + " and ".join(pk.drop_duplicates("model")["model"]),
                            analysis.pivot(pk, "peak_share", backends=plots.order_backends(pk["backend"])).map(prose.fmt_pct)))
 
 # %% [markdown]
