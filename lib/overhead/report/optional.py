@@ -99,21 +99,7 @@ def ceilings(R) -> dict:
 
 
 def ceilings_text(R) -> str:
-    c = ceilings(R)
-    if c["best"] is None and not c["summary"]:
-        return NOT_MEASURED.format("ceilings.csv")
-    out = []
-    if c["best"] is not None:
-        b = c["best"]
-        out.append(f"Best measured float32 GEMM: {b['gflops']:.3g} GFLOP/s ({code(b['library'])}, n = {b['n']}, "
-                   f"{b['threads']} threads).")
-    s = c["summary"]
-    peak = next((s[k] for k in ("fp32_peak_gflops", "theoretical_fp32_gflops", "peak_gflops") if k in s), None)
-    if isinstance(peak, (int, float)) and np.isfinite(peak):
-        out.append(f"Theoretical float32 peak: {peak:.3g} GFLOP/s"
-                   + (f" ({s['formula']}; {s.get('fp32_derivation', '')})" if isinstance(s.get("formula"), str)
-                      else "") + ".")
-        if c["best"] is not None:
-            out.append(f"The best GEMM reaches {fmt_pct(c['best']['gflops'] / peak)} of it.")
-    return " ".join(out) or NOT_MEASURED.format("ceilings.csv")
-
+    """The ceilings sentence (``overhead.report.peak.text``: one float32 ceiling, the best measured GEMM; a stated
+    peak below it is called no bound)."""
+    from overhead.report import peak
+    return peak.text(R)
