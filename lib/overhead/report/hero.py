@@ -3,7 +3,6 @@ the NumPy engine and the fastest path (left), and the share of each call that is
 50 % / 10 % crossovers marked (right)."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter

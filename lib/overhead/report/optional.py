@@ -2,10 +2,9 @@
 file is present, "not measured in this run" when it is absent. Every number from the files."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from overhead.report.fmt import code, fmt_pct, fmt_x
+from overhead.report.fmt import code, fmt_x
 
 NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
 

@@ -6,9 +6,10 @@ import html
 
 import numpy as np
 
-from overhead.report import latency, whopays
-from overhead.report.fmt import (SIGNIFICANT_X, SMALL_MODEL, code, crossover_of, fit_of, fmt_flops, fmt_pct, fmt_us,
-                                 fmt_x, ladder, latency as lat, not_measured, primary, ratio, small_model, tf_paths)
+from overhead.report import latency
+from overhead.report.fmt import (SIGNIFICANT_X, SMALL_MODEL, code, fmt_flops, fmt_pct, fmt_us,  # noqa: F401
+                                 fmt_x, latency as lat, not_measured, primary, ratio, small_model, tf_paths)
+# fmt_pct and small_model are re-exported for the report notebook (prose.fmt_pct, prose.small_model)
 
 SAME_X = 1.5     # two paths see "the same overhead" when their latencies are within this factor
 

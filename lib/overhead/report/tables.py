@@ -8,7 +8,7 @@ import pandas as pd
 from overhead.report import analysis, answer, crossing
 from overhead.report.fmt import (FAST_REF, crossover_of, fmt_flops, fmt_pct, fmt_us, fmt_x, latency, primary, ratio,
                                  small_model)
-from overhead.report.style import family_of, order_backends
+from overhead.report.style import order_backends
 
 
 def _order(backends) -> list[str]:
