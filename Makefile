@@ -41,7 +41,7 @@ $(shell mkdir -p $(OUT); echo '$(abspath $(MODEL))' | cmp -s - $(EXTRA_LIST) || 
 # build/deps/NN_name.d lists every lib/overhead file the notebook imports, transitively (lib/overhead/deps.py
 # reads the imports with ast, standard library only: no TensorFlow, no .venv needed). A module a stage
 # starts to import is picked up without editing this file; touching one re-runs exactly the stages using it.
-PKG_FILES := $(shell find lib/overhead -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null)
+PKG_FILES := $(shell find lib/overhead \( -name '*.py' -o -name '*.j2' \) -not -path '*/__pycache__/*' 2>/dev/null)
 DEPGEN = $(if $(wildcard $(VPY)),$(VPY),$(PY)) lib/overhead/deps.py
 STAGES := $(patsubst notebooks/%.py,%,$(wildcard notebooks/[0-9][0-9]_*.py))
 DEPFILES := $(STAGES:%=build/deps/%.d) build/deps/render.d

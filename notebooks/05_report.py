@@ -26,8 +26,6 @@ extra_models = []      # paths of your own .keras models (make MODEL)
 
 # %% [markdown]
 # # Is TensorFlow slower than NumPy on a CPU, and when does it stop mattering?
-#
-# Every number in the text, tables and figures below is computed from this run's result files by the `overhead.report` package; measured numbers are called *measured*, numbers from a fitted latency model *fitted*. The executed copy of this notebook, with its outputs, lands in `build/full/executed/` after `make report`.
 
 # %%
 # %matplotlib inline
@@ -37,21 +35,26 @@ warnings.filterwarnings("ignore")
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from overhead.base import config
 from overhead.report import (
     advice,
     analysis,
+    answer,
     claims,
+    hero,
+    layout,
     loading,
     method,
     optional,
+    peak,
     plots,
     plots_more,
     prose,
     roofline,
     sections,
+    stability,
     tables,
     whopays,
 )
@@ -78,190 +81,164 @@ M = R.machine
 EXTRA = [Path(p).stem for p in extra_models]
 MISSING = [k for k in loading.REQUIRED_FILES if results.get(k) is None]
 ADVICE = advice.advice(R)
-
-# %% [markdown]
-# ## TL;DR
+TLDR = answer.tldr(R)
+SMALL = prose.small_model(R)
 
 # %%
-display(Markdown(prose.tldr(R)))
+display(Markdown(TLDR))
+if len(R.sweep):
+    display(plots.publish(hero.fig_hero(R.sweep, R.fits, answer.fastest(R, SMALL)[0], machine=M), "hero", FIG))
 if EXTRA:  # `make report MODEL=…`: what ran on your model, what was skipped and why
     display(Markdown(prose.extra_models_text(R, EXTRA)))
     display(tables.user_model_outcomes(results.get("bench"), EXTRA, machine=M))
-if len(R.sweep):
-    peak = R.fits.loc[R.fits["machine"] == M, "peak_gflops"].max() if "peak_gflops" in R.fits else None
-    display(plots.publish(plots.fig_overhead_vs_compute(R.sweep, R.fits, peak, machine=M), "overhead_vs_compute", FIG))
 
 # %%
-# the TL;DR and the first advice lines also go to the README (make report copies figures/findings.md into it)
+# the TL;DR and the advice also go to the README (make report copies figures/findings.md into it)
 FIG.mkdir(parents=True, exist_ok=True)
 _ = (FIG / "findings.md").write_text(
-    prose.tldr(R) + "\n\n**What should you do?**\n\n" + advice.summary(ADVICE) + "\n\n"
-    "![Latency per call against FLOPs per call, one panel per backend family](figures/overhead_vs_compute.png)\n\n"
+    TLDR + "\n\n**What should you do?**\n\n" + advice.summary(ADVICE) + "\n\n"
+    "![Measured latency and overhead share of predict, model(x) and tf.function](figures/hero.png)\n\n"
     "The whole report: [reports/report.html](reports/report.html) (self-contained; download and open it).\n")
 
 # %% [markdown]
-# ## What should you do?
+# Every number below is computed from this run's result files by `overhead.report`: *measured* numbers come straight from the timings, *fitted* ones from a latency model, and a fit the data cannot pin down is shown as *not identifiable*.
 #
-# For each situation: the fastest path that passed the parity check in this run, its start-up and memory, the runner-up, the least-overhead path that keeps you in TensorFlow or Keras, and the change from `model.predict(x)` that gets you there. The code each path runs is in the appendix, taken from the package's source.
+# ## What should you do?
 
 # %%
-display(Markdown(advice.advice_markdown(ADVICE)))
+display(Markdown(advice.lead(ADVICE)))
+display(HTML(advice.advice_markdown(ADVICE)))
 display(Markdown(advice.flops_note(R)))
 
 # %% [markdown]
 # ## Who pays for predict?
-#
-# A walk from the NumPy engine through Keras on NumPy, JAX and TensorFlow, Keras two (`tf_keras`), a bare `tf.function`, a TF1 session and `jax.jit`: each step adds or removes one layer of the stack, so the difference between neighbours is what that layer costs.
 
 # %%
 WALK = whopays.walk(R)
-if len(WALK) >= 2:
-    display(plots.publish(plots_more.fig_who_pays(WALK), "who_pays", FIG))
 display(Markdown(whopays.text(R)))
+if len(WALK) >= 2:
+    display(whopays.table(WALK))
+    display(plots.publish(plots_more.fig_who_pays(WALK, branches=whopays.branches(R)), "who_pays", FIG))
+    display(layout.details("Side branches: Keras 2, a TF1 session, JAX, eager model(x)", whopays.branches_text(R)))
 
 # %% [markdown]
-# ## Overhead versus compute: the latency model
-#
-# Each backend's latency is modelled from its measured batch-one medians over the ladder of models, either as a fixed overhead plus FLOPs over a throughput, or with an extra cost per layer where the data need it. The figure above shows the measured points and the fitted lines; the residual figure shows how far each fitted value is from each measured one.
+# ## Where does overhead stop mattering?
 
 # %%
-display(Markdown(prose.overhead_text(R)))
-display(tables.fit_table(R))
-if len(R.resid):
-    display(plots.publish(plots_more.fig_residuals(R.resid, machine=M), "residuals", FIG))
+display(Markdown(prose.fits_lead(R)))
+if len(R.sweep):
+    display(plots.publish(plots.fig_overhead_vs_compute(R.sweep, R.fits, peak.ceiling(R, R.threads.get(M, 1))["gflops"],
+                                                        machine=M), "overhead_vs_compute", FIG))
+display(layout.details("The fitted latency models, path by path", prose.overhead_text(R), tables.fit_table(R)))
+display(Markdown(prose.misses_text(R)))
+display(layout.details("Every measured point a fitted model misses by more than 25 %", prose.misses_table(R)))
 
 # %% [markdown]
-# ### Overhead share
-#
-# The fitted fixed cost of a call divided by its measured latency. Where a family's lines cross the dotted levels, the overhead stops dominating and then stops mattering; crossovers are reported only inside the measured range.
+# ## How much slower than NumPy?
 
 # %%
-if len(R.fits):
-    display(plots.publish(plots.fig_overhead_share(R.sweep, R.fits, machine=M), "overhead_share", FIG))
-pk = R.mine("peak")
-if len(pk):
-    display(Markdown("Share of the float32 GEMM rate measured in the same run, reached on the largest models:"))
-    display(analysis.pivot(pk, "peak_share", backends=plots.order_backends(pk["backend"])).map(prose.fmt_pct))
-else:
-    display(Markdown(prose.not_measured("GEMM rate (gemm.csv)")))
-
-# %% [markdown]
-# ### Speed-up tables
-#
-# Measured latency relative to the NumPy engine (above one: slower than NumPy), and speed-up over `keras.predict` (above one: faster than `keras.predict`), at batch size one.
-
-# %%
+display(Markdown(sections.slowdown_text(R)))
 if len(R.vs_numpy):
     vs = R.mine("vs_numpy")
     display(plots.publish(plots.fig_slowdown(analysis.pivot(vs, "slowdown", plots.order_backends(vs["backend"]))),
                           "slowdown_vs_numpy", FIG))
-    display(Markdown("**Times slower than the NumPy engine**"))
-    display(tables.ratio_table(R, "vs_numpy", "slowdown"))
+    display(layout.details("Times slower than the NumPy engine, every path and model", tables.ratio_table(R, "vs_numpy", "slowdown")))
 if len(R.vs_predict):
-    display(Markdown("**Times faster than `keras.predict`**"))
-    display(tables.ratio_table(R, "vs_predict", "speedup"))
+    display(layout.details("Times faster than keras.predict, every path and model", tables.ratio_table(R, "vs_predict", "speedup")))
 
 # %% [markdown]
 # ## Batch size
-#
-# Throughput against the batch size, one row per backend family: a fixed cost per call is shared by more samples as the batch grows.
 
 # %%
+display(Markdown(sections.batch_text(R)))
 if len(R.batch) and R.batch["batch"].nunique() > 1:
     display(plots.publish(plots.fig_batch(R.batch, tables.batch_models(R), machine=M), "batch_size", FIG))
-display(Markdown(sections.batch_text(R)))
+display(layout.details("Throughput gain per path", sections.batch_table(R)))
 
 # %% [markdown]
 # ## Threads
-#
-# Latency with the fewest threads divided by latency with all cores, at batch size one.
 
 # %%
+display(Markdown(sections.threads_text(R)))
 if len(R.scaling):
     display(plots.publish(plots.fig_threads(R.scaling, machine=M), "threads", FIG))
-display(Markdown(sections.threads_text(R)))
 
 # %% [markdown]
 # ### Sparse traffic: calls after an idle gap
-#
-# Back-to-back calls keep thread pools awake and caches warm; a server answering sparse requests does not. Batch-one latency after an idle gap, relative to back-to-back calls.
 
 # %%
+display(Markdown(optional.idle_gap_text(R)))
 if len(R.mine("idle_gap")):
     display(plots.publish(plots_more.fig_idle_gap(R.mine("idle_gap")), "idle_gap", FIG))
-display(Markdown(optional.idle_gap_text(R)))
-
-# %% [markdown]
-# ### Do runs and machines agree?
-#
-# Each machine's batch-one latencies are paired with those of the machine shown above, after dividing out the overall speed difference; a pair disagrees when it is off by more than the tolerance and the intervals do not overlap.
-
-# %%
-display(Markdown(sections.agreement_text(R)))
-for other, a in R.agreement.items():
-    bad = a["table"][~a["table"]["agree"]]
-    if len(bad):
-        display(bad[["model", "backend", "median_us_a", "median_us_b", "rel_ratio"]])
 
 # %% [markdown]
 # ## Cold start and memory
-#
-# Each repetition is a fresh process: import, conversion (where the path needs one), model load and the first call, then resident memory.
 
 # %%
-SMALL = prose.small_model(R)
-if len(R.startup):
-    display(plots.publish(plots_more.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
 display(Markdown(sections.startup_text(R)))
 if len(R.startup):
-    display(R.mine("startup").drop(columns="machine").set_index(["model", "backend"]))
+    display(plots.publish(plots_more.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
+    display(layout.details("Start-up and memory, every path", R.mine("startup").drop(columns="machine").set_index(["model", "backend"])))
 
 # %% [markdown]
 # ### Memory in a loop
 
 # %%
-if len(R.mine("memory_loop")):
-    display(plots.publish(plots_more.fig_memory_loop(R.mine("memory_loop")), "memory_loop", FIG))
 display(Markdown(optional.memory_loop_text(R)))
+display(optional.memory_loop_table(R))
 
 # %% [markdown]
 # ## Pipeline: from PNG to label
-#
-# A whole request: decode the image, preprocess it, run inference, post-process the scores into a label.
 
 # %%
-if len(R.pipeline):
-    display(plots.publish(plots_more.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
 display(Markdown(sections.pipeline_text(R)))
 if len(R.pipeline):
-    display(R.mine("pipeline").drop(columns="machine").set_index(["model", "backend"]))
+    display(plots.publish(plots_more.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
+    display(layout.details("Stage times, every path", R.mine("pipeline").drop(columns="machine").set_index(["model", "backend"])))
 
 # %% [markdown]
 # ## Where the time goes: the per-call decomposition
-#
-# One call split into buckets; the total at the right of each bar is the decomposed time per call.
 
 # %%
+display(Markdown(sections.breakdown_text(R)))
 if len(R.breakdown):
     display(plots.publish(plots_more.fig_breakdown(R.breakdown, SMALL, machine=M), "breakdown", FIG))
-display(Markdown(sections.breakdown_text(R)))
+display(layout.details("The largest bucket of each decomposition", sections.breakdown_table(R)))
 
 # %% [markdown]
 # ## Ceilings
-#
-# The CPU's theoretical float32 peak and the best measured matrix multiply across libraries; reduced-precision paths are not bounded by the float ceiling.
 
 # %%
-display(Markdown(optional.ceilings_text(R)))
+display(Markdown(peak.text(R)))
 if len(R.sweep):
     display(plots.publish(roofline.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
                                                 optional.ceilings(R)["summary"] or None, machine=M),
                           "roofline", FIG))
+display(peak.table(R))
+pk = R.mine("peak")
+pk = pk[~pk["backend"].map(roofline.is_reduced_precision)] if len(pk) else pk  # int8/fp16: not bounded by it
+if len(pk):
+    display(layout.details("Share of the float32 ceiling reached by the float32 paths on "
+                           + " and ".join(pk.drop_duplicates("model")["model"]),
+                           analysis.pivot(pk, "peak_share", backends=plots.order_backends(pk["backend"])).map(prose.fmt_pct)))
+
+# %% [markdown]
+# ## How stable are the measurements?
+
+# %%
+STAB = stability.summary(R.mine("sweep"), DATA / "results")
+display(Markdown(stability.text(STAB)))
+display(layout.details("Stability and jitter per path", stability.table(R.mine("sweep"), DATA / "results")))
+display(Markdown(sections.agreement_text(R)))
+for other, a in R.agreement.items():
+    bad = a["table"][~a["table"]["agree"]]
+    if len(bad):
+        display(layout.details(f"Pairs that disagree with {other}", bad[["model", "backend", "median_us_a", "median_us_b", "rel_ratio"]]))
 
 # %% [markdown]
 # ## The original claims, checked
 #
-# The question came from an article; each of its testable claims is restated in our own words, with a verdict computed from this run's data by the thresholds in `overhead.report.claims`, the numbers behind it, and where in this report the evidence is.
+# Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.claims`.
 
 # %%
 display(Markdown(f"Article: {claims.ARTICLE}"))
@@ -280,25 +257,21 @@ display(Markdown(method.limitations(R, results, models, MISSING)))
 
 # %%
 display(Markdown(method.method(R, results, N_BOOT)))
-display(method.meta_table(results, M))
+display(layout.details("Machine and software metadata", method.meta_table(results, M)))
 
 # %% [markdown]
 # ### Parity: does every path compute the same answer?
-#
-# Only combinations with status *ok* enter the fits and ratios; the others are listed here with the reason.
 
 # %%
 display(Markdown(prose.parity_text(R)))
-display(Markdown(prose.failed_paths_text(R)))
-display(tables.status_view(R))
-if len(R.problems):
-    display(R.mine("problems"))
+display(layout.details("Failed or skipped combinations, and parity per path", prose.failed_paths_text(R),
+                       tables.status_view(R), R.mine("problems") if len(R.problems) else None))
 
 # %% [markdown]
 # ### Key numbers per path
 
 # %%
-display(tables.key_numbers(R))
+display(layout.details("Key numbers per path", tables.key_numbers(R)))
 
 # %% [markdown]
 # ### Distortion check
@@ -306,7 +279,7 @@ display(tables.key_numbers(R))
 # %%
 display(Markdown(optional.distortion_text(R)))
 if len(R.mine("distortion")):
-    display(R.mine("distortion"))
+    display(layout.details("Distortion measurements", R.mine("distortion")))
 
 # %% [markdown]
 # ### The code of each path
@@ -314,4 +287,5 @@ if len(R.mine("distortion")):
 # Taken from the package's source when this report was rendered, so it is the code that was timed.
 
 # %%
-display(Markdown(advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [])))
+display(layout.details("The timed code of every path",
+                       advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [])))

@@ -42,7 +42,7 @@ def _mark_up_to_date(tree: Path) -> None:
     """Sources old, then every generated file newer than what it is made from, in DAG order."""
     assert _make(tree, "-n", "report").returncode == 0      # writes build/deps/*.d (makefiles are remade)
     t0 = time.time() - 1000
-    for p in list((tree / "lib").rglob("*.py")) + list((tree / "notebooks").glob("*.py")):
+    for p in [q for q in (tree / "lib").rglob("*") if q.is_file()] + list((tree / "notebooks").glob("*.py")):
         os.utime(p, (t0, t0))
     for f in ("Makefile", "requirements.txt", "requirements-nodeps.txt", "pyproject.toml"):
         os.utime(tree / f, (t0, t0))
@@ -195,6 +195,12 @@ def test_make_render_rebuilds_report_figures_and_findings_from_result_files_alon
     assert "synthetic-fixture-2c" in html and "<img" in html
     assert (tmp_path / "figures" / "overhead_vs_compute.png").exists()
     text = readme.read_text()
-    assert "old" not in text and text.endswith("rest\n") and "figures/overhead_vs_compute.png" in text
+    assert "old" not in text and text.endswith("rest\n") and "figures/hero.png" in text
     assert not (data / "artifacts").exists()                          # nothing was converted or measured
     assert {p: p.stat().st_mtime for p in before} == before            # the published figures are untouched
+
+
+def test_a_template_edit_reruns_what_renders_it(tree):
+    """The report's sentences live in templates: editing one re-runs the stages whose modules read it."""
+    assert "render" in _reruns(tree, "lib/overhead/report/templates/tldr.md.j2")
+    assert "03_startup" in _reruns(tree, "lib/overhead/report/templates/stage_startup.md.j2")

@@ -38,7 +38,10 @@ def test_achieved_rate_is_flops_times_batch_over_median():
 def test_ceiling_lines_and_shares():
     lines = roofline.ceiling_lines(CEIL, SUMMARY, 1)
     assert lines["measured"][0] == 150.0 and "onnxruntime" in lines["measured"][1]
-    assert lines["theoretical"][0] == 200.0 and "clock assumed" in lines["theoretical"][1]
+    assert lines["theoretical"][0] == 200.0 and "nominal clock" in lines["theoretical"][1]
+    assert "no bound" not in lines["theoretical"][1]                  # 150 measured < 200 stated
+    above = roofline.ceiling_lines(CEIL, {**SUMMARY, "fp32_peak_gflops_1core": 100.0}, 1)
+    assert "below the measured GEMM: no bound" in above["theoretical"][1]
     assert roofline.ceiling_lines(CEIL, SUMMARY, 2)["theoretical"][0] == 400.0
     assert roofline.ceiling_lines(None, None, 1) == {"measured": None, "theoretical": None}
     s = roofline.share_of_ceiling(_bench(), CEIL, SUMMARY).set_index("backend")

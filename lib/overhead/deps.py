@@ -86,6 +86,14 @@ def imported_modules(path: Path) -> set[str]:
     return out
 
 
+def data_files(path: Path) -> set[Path]:
+    """The template files a module reads: its folder's ``templates/*`` when its source names "templates"."""
+    folder = path.parent / "templates"
+    if not folder.is_dir() or '"templates"' not in path.read_text():
+        return set()
+    return {f.resolve() for f in folder.iterdir() if f.is_file()}
+
+
 def closure(sources) -> list[Path]:
     """Every package file reachable from the given notebook/module files or dotted module names, sorted."""
     todo, seen = [], set()
@@ -102,6 +110,7 @@ def closure(sources) -> list[Path]:
         seen.add(p)
         if p.is_relative_to(LIB):
             files.add(p)
+            files.update(data_files(p))
         for mod in imported_modules(p):
             f = module_file(mod)
             if f is not None:

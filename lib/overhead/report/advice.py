@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from overhead.report.fmt import code, fmt_flops, fmt_us, primary, small_model
+from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
+from overhead.report.snippets import NOTES, snippet
 from overhead.report.style import NO_TF, TF_KERAS
 
 ONE_LINE = {  # backend: the change from `model.predict(x)` that gets you onto this path
@@ -47,7 +48,9 @@ SITUATIONS = ("small model, single requests", "large model, batch 1", "batch thr
 
 
 def one_line(backend: str) -> str:
-    return ONE_LINE.get(backend, f"see the appendix for {code(backend)}")
+    """The change as runnable code (``overhead.report.snippets``) when there is one, else in words."""
+    c = snippet(backend)
+    return code(c) if c else ONE_LINE.get(backend, f"see the appendix for {code(backend)}")
 
 
 def _rank(values: pd.Series, higher_better=False) -> list:
@@ -58,70 +61,154 @@ def _rank(values: pd.Series, higher_better=False) -> list:
 def _startup_mem(R, model):
     st = primary(R, "startup")
     if not len(st):
-        return {}, {}
-    s = st[st["model"] == (model if model in set(st["model"]) else st["model"].iloc[0])].set_index("backend")
+        return {}, {}, None
+    used = model if model in set(st["model"]) else st["model"].iloc[0]
+    s = st[st["model"] == used].set_index("backend")
     return (s["start_to_first_pred_s"].to_dict() if "start_to_first_pred_s" in s else {},
-            s["rss_after_first_call_mb"].to_dict() if "rss_after_first_call_mb" in s else {})
+            s["rss_after_first_call_mb"].to_dict() if "rss_after_first_call_mb" in s else {}, used)
 
 
-def _row(situation, metric, ranked, value, fmt, start, mem, note=""):
-    """One advice row: best, runner-up and best TF/Keras path from a ranked list of backends."""
+def int8_units(R) -> str:
+    """The CPU's int8 units as the ceilings summary names them ('' when unknown)."""
+    summ = (R.meta.get("ceilings", {}) or {}) if isinstance(R.meta, dict) else {}
+    summ = summ.get("ceilings") or summ.get("summary") or summ
+    der = str(summ.get("int8_derivation", "") or "") if isinstance(summ, dict) else ""
+    return der.split(":")[0].strip()
+
+
+def accuracy_cost(R, model, backend) -> str:
+    """What the path costs in accuracy on ``model`` (batch 1, the main threads): float32 paths their logit
+    error; reduced-precision paths top-1 agreement on decisive inputs and the logit error, beside which int8
+    speed is said to depend on the CPU's int8 units."""
+    b = R.bench if R.bench is not None else pd.DataFrame()
+    if not len(b) or backend is None:
+        return "n/a"
+    r = b[(b["machine"] == R.machine) & (b["model"] == model) & (b["backend"] == backend)
+          & (b["status"].astype(str) == "ok")]
+    if not len(r):
+        return "not recorded"
+    r = r.sort_values("batch").iloc[0]
+    err = pd.to_numeric(pd.Series([r.get("logit_rel_err")]), errors="coerce").iloc[0]
+    err_txt = f"logit error {err:.2g}" if np.isfinite(err) else "logit error not recorded"
+    if not any(t in backend for t in ("int8", "fp16")):
+        return f"none (float32; {err_txt})"
+    top1 = pd.to_numeric(pd.Series([r.get("top1_decisive")]), errors="coerce").iloc[0]
+    n = pd.to_numeric(pd.Series([r.get("n_decisive")]), errors="coerce").iloc[0]
+    any_top1 = pd.to_numeric(pd.Series([r.get("top1_agree")]), errors="coerce").iloc[0]
+    if np.isfinite(top1) and np.isfinite(n):
+        agree = f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs"
+    elif np.isfinite(any_top1):
+        agree = f"top-1 agreement {fmt_pct(any_top1)} on the checked inputs (decisive inputs not recorded)"
+    else:
+        agree = "top-1 agreement not recorded"
+    out = f"{agree}; {err_txt}"
+    if "int8" in backend:
+        units = int8_units(R)
+        out += "; int8 speed depends on the CPU's int8 units" + (f" ({units} here)" if units else "")
+    return out
+
+
+def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=()):
+    """One advice row: the fastest path with its accuracy cost, the fastest TF/Keras path (and the TF/Keras
+    paths not measured on this model), and the change that gets you onto the fastest one."""
     if not ranked:
-        return {"situation": situation, "metric": metric, "best": "not measured in this run", "value": "",
-                "start-up": "", "memory": "", "runner-up": "", "best in TF/Keras": "", "one-line change": "",
-                "_best": None}
+        return {"situation": situation, "fastest (measured)": "not measured in this run", "accuracy cost": "",
+                "staying in TF/Keras": "", "one-line change": "", "_best": None, "_metric": metric}
     best = ranked[0]
     tfk = [b for b in ranked if b in TF_KERAS]
-    s, mm = start.get(best, np.nan), mem.get(best, np.nan)
-    return {"situation": situation, "metric": metric + note, "best": code(best), "value": fmt(value[best]),
-            "start-up": f"{s:.2g} s" if np.isfinite(s) else "n/a", "memory": f"{mm:.0f} MB" if np.isfinite(mm) else "n/a",
-            "runner-up": f"{code(ranked[1])} ({fmt(value[ranked[1]])})" if len(ranked) > 1 else "—",
-            "best in TF/Keras": f"{code(tfk[0])} ({fmt(value[tfk[0]])})" if tfk else "none ran ok",
-            "one-line change": one_line(best), "_best": best}
+    stay = f"{code(tfk[0])} ({fmt(value[tfk[0]])})" if tfk else "none ran ok"
+    if not_there:
+        stay += "; not measured on this model: " + ", ".join(code(b) for b in not_there)
+    return {"situation": situation, "fastest (measured)": f"{code(best)} ({fmt(value[best])})",
+            "accuracy cost": accuracy_cost(R, model, best) if R is not None and model else "n/a",
+            "staying in TF/Keras": stay, "one-line change": one_line(best), "_best": best, "_metric": metric}
+
+
+def _unmeasured_tf(sw, model) -> list:
+    """TF/Keras paths that ran at batch 1 on some model but not on ``model``."""
+    ran = set(sw["backend"])
+    here = set(sw[sw["model"] == model]["backend"])
+    return [b for b in TF_KERAS if b in ran and b not in here]
 
 
 def advice(R) -> pd.DataFrame:
-    """One row per situation of ``SITUATIONS``, all from this run's ok rows (parity passed)."""
+    """One row per situation of ``SITUATIONS``, all from this run's ok rows (parity passed); every row names
+    its model."""
     sw = primary(R, "sweep")
     m = small_model(R)
-    start, mem = _startup_mem(R, m)
+    start, mem, st_model = _startup_mem(R, m)
     rows = []
     lat = (lambda model: sw[sw["model"] == model].set_index("backend")["median_us"]) if len(sw) else None
     small = lat(m) if lat and m else pd.Series(dtype=float)
-    rows.append(_row(SITUATIONS[0], f"latency per call, {m}, measured", _rank(small), small, fmt_us, start, mem))
+    rows.append(_row(f"small model ({code(m)}), single requests", "latency per call", _rank(small), small, fmt_us,
+                     R, m))
     big_m = sw.sort_values("flops")["model"].iloc[-1] if len(sw) else None
     big = lat(big_m) if big_m else pd.Series(dtype=float)
-    rows.append(_row(SITUATIONS[1], f"latency per call, {big_m}", _rank(big), big, fmt_us, start, mem))
+    rows.append(_row(f"large model ({code(big_m)}), batch 1", "latency per call", _rank(big), big, fmt_us, R, big_m,
+                     _unmeasured_tf(sw, big_m) if big_m else ()))
     b = primary(R, "batch")
     if len(b):
         multi = b.groupby("model")["batch"].nunique()
         bm = b[b["model"].isin(multi[multi > 1].index)]
         bm = bm[bm["flops"] == bm["flops"].max()] if len(bm) else bm
         tp = bm.groupby("backend")["throughput_sps"].max() if len(bm) else pd.Series(dtype=float)
-        what = f"best samples/s over batch sizes, {bm['model'].iloc[0]}" if len(bm) else "samples/s"
-        rows.append(_row(SITUATIONS[2], what, _rank(tp, True), tp, lambda v: f"{v:,.0f} /s", start, mem))
+        bmod = bm["model"].iloc[0] if len(bm) else None
+        rows.append(_row(f"batch throughput ({code(bmod)}, best batch size)", "samples/s", _rank(tp, True), tp,
+                         lambda v: f"{v:,.0f} /s", R, bmod))
     else:
-        rows.append(_row(SITUATIONS[2], "samples/s", [], None, str, start, mem))
+        rows.append(_row("batch throughput", "samples/s", [], None, str))
     cs, mms = pd.Series(start, dtype=float), pd.Series(mem, dtype=float)
-    rows.append(_row(SITUATIONS[3], "process start to first prediction", _rank(cs), cs, lambda v: f"{v:.2g} s",
-                     start, mem))
-    rows.append(_row(SITUATIONS[4], "resident memory after the first call", _rank(mms), mms,
-                     lambda v: f"{v:.0f} MB", start, mem))
+    rows.append(_row(f"cold start ({code(st_model)}, process start to first prediction)", "seconds", _rank(cs), cs,
+                     lambda v: f"{v:.2g} s", R, st_model))
+    rows.append(_row(f"memory ({code(st_model)}, resident after the first call)", "MB", _rank(mms), mms,
+                     lambda v: f"{v:.0f} MB", R, st_model))
     no_tf = small[[x for x in small.index if x in NO_TF]] if len(small) else small
-    rows.append(_row(SITUATIONS[5], f"latency per call, {m}, without TensorFlow", _rank(no_tf), no_tf, fmt_us,
-                     start, mem))
+    row = _row(f"no TensorFlow at serving time ({code(m)})", "latency per call", _rank(no_tf), no_tf, fmt_us, R, m)
+    ranked = _rank(no_tf)
+    fams = {}
+    for x in ranked:                      # the best of each TF-free family, side by side (LiteRT, ORT, ...)
+        fams.setdefault(x.split(".")[0], x)
+    if len(fams) > 1:
+        row["fastest (measured)"] = "; ".join(f"{code(x)} ({fmt_us(no_tf[x])})" for x in list(fams.values())[:3])
+    row["staying in TF/Keras"] = "—"
+    rows.append(row)
     return pd.DataFrame(rows)
 
 
+def lead(table: pd.DataFrame) -> str:
+    """The section's finding in one sentence, from the first two rows."""
+    if table is None or not len(table) or table["_best"].isna().all():
+        return "*Not measured:* no results to advise from."
+    r = table.to_dict("records")
+    out = f"Fastest measured for {r[0]['situation']}: {r[0]['fastest (measured)']}"
+    if len(r) > 1 and r[1]["_best"] is not None:
+        out += f"; for {r[1]['situation']}: {r[1]['fastest (measured)']} ({r[1]['accuracy cost'].split(';')[0]})"
+    return out + ". Each row names its model, what the path costs in accuracy and the code that gets you there."
+
+
+COLUMNS = ("situation", "fastest (measured)", "accuracy cost", "staying in TF/Keras", "one-line change")
+
+
 def advice_markdown(table: pd.DataFrame) -> str:
+    """The advice as an HTML table with fixed column widths (fits a 1280 px page; code wraps)."""
     if table is None or not len(table):
         return "*Not measured:* no results to advise from."
-    t = table.drop(columns="_best")
-    cols = list(t.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in t.itertuples(index=False):
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines)
+    import html as _html
+    import re
+    widths = (14, 16, 20, 18, 32)
+
+    def cell(v):
+        v = _html.escape(str(v))
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", v)
+    head = "".join(f'<th style="width:{w}%">{_html.escape(c)}</th>' for c, w in zip(COLUMNS, widths))
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in COLUMNS) + "</tr>"
+                   for r in table.to_dict("records"))
+    notes = [f"<code>{_html.escape(b)}</code>: {cell(NOTES[b])}" for b in dict.fromkeys(table["_best"].dropna())
+             if b in NOTES]
+    foot = ("<p><small>The changes run as written with <code>model</code> (Keras 3 on TensorFlow), <code>x</code> "
+            "(a float32 batch of one), <code>tf</code> and <code>np</code> in scope; the prediction ends in "
+            "<code>y</code>. " + " ".join(notes) + "</small></p>")
+    return f'<table class="advice"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}'
 
 
 def summary(table: pd.DataFrame, n: int = 3) -> str:
@@ -130,8 +217,8 @@ def summary(table: pd.DataFrame, n: int = 3) -> str:
     for r in table.head(n).to_dict("records"):
         if r["_best"] is None:
             continue
-        out.append(f"- **{r['situation']}:** {r['best']} ({r['value']}); staying in TF/Keras: "
-                   f"{r['best in TF/Keras']}. Change: {r['one-line change']}.")
+        out.append(f"- **{r['situation']}:** {r['fastest (measured)']}; accuracy cost: {r['accuracy cost']}; "
+                   f"staying in TF/Keras: {r['staying in TF/Keras']}.")
     return "\n".join(out)
 
 

@@ -60,6 +60,16 @@ def gemm_peak(gemm: pd.DataFrame | None, machine: str, threads: int) -> float:
     return float(nearest["gflops"].max())
 
 
+def float32_ceilings(gemm: pd.DataFrame | None, ceilings: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Every measured float32 GEMM rate (``machine, threads, gflops``) of gemm.csv and ceilings.csv (ok rows,
+    any library and size): ``gemm_peak`` over it is the one float32 ceiling, the best measured GEMM."""
+    parts = [t[["machine", "threads", "gflops"]] for t in (gemm,) if t is not None and len(t)]
+    if ceilings is not None and len(ceilings) and {"machine", "threads", "gflops"} <= set(ceilings.columns):
+        c = ceilings[ceilings["status"].astype(str) == "ok"] if "status" in ceilings else ceilings
+        parts.append(c[["machine", "threads", "gflops"]])
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
 def peak_share(bench: pd.DataFrame, gemm: pd.DataFrame | None, n_largest: int = 2, batch: int = 1,
                threads=None) -> pd.DataFrame:
     """Achieved GFLOP/s of each backend on the ``n_largest`` models and its share of the GEMM peak."""
@@ -318,7 +328,8 @@ def with_layers(sweep: pd.DataFrame, models: pd.DataFrame | None) -> pd.DataFram
 def analyse(results: dict, models: pd.DataFrame | None = None, machine=None, n_boot: int = 200, seed: int = 0,
             preferred_machine=None) -> Results:
     """All tables of the report from ``load_results`` output and ``load_models_meta`` (figures use ``.machine``)."""
-    bench, gemm = results.get("bench"), results.get("gemm")
+    bench = results.get("bench")
+    gemm = float32_ceilings(results.get("gemm"), results.get("ceilings"))
     R = Results(machine=select_machine(results, machine, preferred_machine), machines=results.get("machines", []),
                 models=models if models is not None else pd.DataFrame(), n_boot=n_boot,
                 extra={k: results.get(k) for k in ("idle_gap", "memory_loop", "distortion", "ceilings", "gemm")})

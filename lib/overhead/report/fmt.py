@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from overhead.report import analysis
+from overhead.report import analysis, identify
 
 SMALL_MODEL = "cnn_seed"                # "the small CNN" of the seed article
 SIGNIFICANT_X = 2.0                     # "markedly slower" = at least this many times the latency
@@ -114,30 +114,41 @@ def tf_paths(R) -> list:
     return [b for b in analysis.TF_PATHS if len(f) and b in set(f["backend"])]
 
 
-def where_text(R, flops, where, lo=np.nan, hi=np.nan) -> str:
-    """A crossover in words: the FLOPs with its interval when inside the measured models, else where it lies."""
-    lad = ladder(R)
+def path_range(R, backend) -> pd.DataFrame:
+    """The models ``backend`` ran on (batch 1, main threads), FLOPs order: the range its sentences may use."""
+    s = primary(R, "sweep")
+    s = s[s["backend"] == backend] if len(s) and backend is not None else s.iloc[0:0] if len(s) else s
+    return s.drop_duplicates("model").sort_values("flops")[["model", "flops"]] if len(s) else s
+
+
+def where_text(R, flops, where, lo=np.nan, hi=np.nan, backend=None) -> str:
+    """A fitted crossover in words: the FLOPs with its interval when inside the models the path ran on, else
+    where it lies — "beyond the largest model *this path* ran on", named (``backend``; the ladder without it)."""
+    lad = path_range(R, backend) if backend is not None else ladder(R)
+    if not len(lad):
+        lad = ladder(R)
     if where == "beyond" and len(lad):
         last = lad.iloc[-1]
-        return f"beyond the largest model measured ({code(last['model'])}, {fmt_flops(last['flops'])})"
+        who = "it ran on" if backend is not None else "measured"
+        return f"beyond the largest model {who} ({code(last['model'])}, {fmt_flops(last['flops'])})"
     if where == "below" and len(lad):
         return f"below the smallest model measured ({code(lad['model'].iloc[0])})"
     if where != "inside":
         return "n/a"
     ci = ""
-    if np.isfinite(lo) and np.isfinite(hi):
+    if np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi / lo <= 10:
         ci = f", 95 % interval {fmt_flops(lo)}–{fmt_flops(hi)}"
-    elif np.isfinite(lo):
-        ci = f", 95 % interval from {fmt_flops(lo)} to beyond the data"
     return f"{fmt_flops(flops)} ({where_in_ladder(R, flops)}{ci})"
 
 
 def crossover_of(R, backend, share=10) -> str:
-    """The fitted crossover of ``backend`` at ``share`` % overhead, in words (see ``where_text``)."""
+    """The *fitted* crossover of ``backend`` at ``share`` % overhead, in words (see ``where_text``); "not
+    identifiable from these data" when its fit is not (``overhead.report.identify``)."""
     f = fit_of(R, backend)
     if f is None:
         return "n/a"
+    if not identify.identifiable(f):
+        return identify.NOT_IDENTIFIABLE
     k = f"cross{share}_flops"
-    return where_text(R, f[k], f[f"cross{share}_where"], f.get(f"{k}_lo", np.nan), f.get(f"{k}_hi", np.nan))
-
-
+    return where_text(R, f[k], f[f"cross{share}_where"], f.get(f"{k}_lo", np.nan), f.get(f"{k}_hi", np.nan),
+                      backend=backend)

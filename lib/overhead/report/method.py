@@ -85,11 +85,14 @@ def method(R, results: dict, n_boot: int) -> str:
                  f"(+ layers × cost per layer), plain least squares on log latency (no robust loss), parameters ≥ 0; "
                  f"the per-layer model is kept when the two-term leave-one-model-out error exceeds "
                  f"{fmt_pct(latency.MATERIAL)} and the per-layer model cuts it by {fmt_pct(latency.RICHER_GAIN)} or more. "
-                 f"Intervals from {n_boot} bootstrap resamples of the models (seeded). Crossovers are placed on the "
-                 "measured ladder and reported only inside it.")
+                 f"Intervals from {n_boot} bootstrap resamples of the models (seeded). A fit on fewer than "
+                 "5 models or with a 95 % interval spanning more than 10× is not identifiable and not used. "
+                 "The TL;DR's crossovers come from measured points (interpolated between neighbouring models); "
+                 "fitted crossovers, labelled fitted, are placed on the models the path ran on.")
     g = results.get("gemm")
     if g is not None and len(g):
-        lines.append("- **GEMM rate:** float32 `np.matmul` measured in the same run (a measured rate, not a "
+        lines.append("- **GEMM rate:** float32 `np.matmul` measured in the same run beside the benchmark (the float32 "
+                     "ceiling is the best GEMM over this and `ceilings.csv`; see Ceilings); `np.matmul` here (a measured rate, not a "
                      "theoretical bound): " + ", ".join(
             f"{r.gflops:.0f} GFLOP/s with {int(r.threads)} thread(s) ({r.machine})" for r in g.itertuples()) + ".")
     return "\n".join(lines)
@@ -97,17 +100,22 @@ def method(R, results: dict, n_boot: int) -> str:
 
 # ---------------------------------------------------------------- limitations --------------------------
 def unstable_sentence(R) -> str:
+    """pyperf's flag as recorded (its reasons counted by kind, not listed); the between-runs rule and the jitter
+    are in the stability section."""
     sw = primary(R, "sweep")
-    share = analysis.unstable_share(sw)
-    if not np.isfinite(share):
+    if not len(sw) or "unstable" not in sw:
         return "no stability flag in the results."
-    n = int(round(share * len(sw)))
-    out = f"{n} of {len(sw)} ok batch-1 measurements ({fmt_pct(share)}) were flagged unstable"
-    if "unstable_reason" in sw and n:
-        why = sw.loc[sw["unstable_reason"].fillna("").astype(str) != "", "unstable_reason"].astype(str)
-        if len(why):
-            out += " (" + "; ".join(f"{k}: {v}" for k, v in why.value_counts().items()) + ")"
-    return out + "."
+    col = "unstable_pyperf" if "unstable_pyperf" in sw else "unstable"
+    flagged = sw[col].astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes"))
+    n = int(flagged.sum())
+    out = (f"{n} of {len(sw)} ok batch-1 measurements ({fmt_pct(n / len(sw))}) were flagged by pyperf's checks "
+           "(std >= 10 % of mean, or min/max >= 50 % from it, on values of at least 1 ms)")
+    if "unstable_reason" in sw and n and col == "unstable":
+        why = sw.loc[flagged, "unstable_reason"].fillna("").astype(str)
+        kinds = {"std ≥ 10 % of the mean": why.str.contains("std"), "min or max ≥ 50 % from the mean":
+                 why.str.contains("above the mean|below the mean")}
+        out += " — " + ", ".join(f"{k}: {int(v.sum())}" for k, v in kinds.items())
+    return out + "; the stability section gives the between-runs rule and the per-call jitter."
 
 
 def limitations(R, results: dict, models: pd.DataFrame, missing: list) -> str:
@@ -132,9 +140,9 @@ def limitations(R, results: dict, models: pd.DataFrame, missing: list) -> str:
         bad = latency.misses(res)
         out.append("- The latency models are idealisations (effective throughput changes with layer type and cache "
                    "size): " + (f"{bad['backend'].nunique()} backend(s) miss a measured point by more than "
-                                f"{fmt_pct(latency.MISS)} — " + ", ".join(
-                                    f"{code(r.backend)} {100 * r.rel_err:+.0f} % on {code(r.model)}"
-                                    for r in bad.drop_duplicates("backend").itertuples())
+                                f"{fmt_pct(latency.MISS)} (worst: {code(bad.iloc[0]['backend'])} "
+                                f"{100 * bad.iloc[0]['rel_err']:+.0f} % on {code(bad.iloc[0]['model'])}; every miss "
+                                "is in the latency-model section's table)"
                                 if len(bad) else f"no fitted point is off by more than {fmt_pct(latency.MISS)}") + ".")
     out.append("- FLOPs are twice the multiply-adds of dense, convolution and depthwise-convolution layers; pooling, "
                "activations and normalisation are not counted, so the effective throughput leaves their work out.")

@@ -2,10 +2,10 @@
 file is present, "not measured in this run" when it is absent. Every number from the files."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from overhead.report.fmt import code, fmt_pct, fmt_x
+from overhead.report import peak
+from overhead.report.fmt import code, fmt_x
 from overhead.report.idle import verdict
 
 NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
@@ -56,8 +56,23 @@ def memory_loop_text(R) -> str:
         parts.append((b, float(g["rss_mb"].iloc[-1] - g["rss_mb"].iloc[0]), int(g["calls"].iloc[-1])))
     parts.sort(key=lambda p: -p[1])
     b, grow, n = parts[0]
-    return (f"Resident memory growth from the first call to call {n:,} (measured): " + ", ".join(
-        f"{code(x)} {d:+.1f} MB" for x, d, _ in parts) + f". Largest growth: {code(b)}.")
+    flat = sum(abs(d) < 1.0 for _, d, _ in parts)
+    return (f"Over {n:,} calls, resident memory grows most for {code(b)} ({grow:+.1f} MB, measured); "
+            f"{flat} of {len(parts)} paths stay within 1 MB (table below).")
+
+
+def memory_loop_table(R) -> pd.DataFrame:
+    mem = _have(R, "memory_loop")
+    if mem is not None and "status" in mem:
+        mem = mem[mem["status"].astype(str) == "ok"]
+    if mem is None or not len(mem):
+        return pd.DataFrame()
+    rows = []
+    for b, g in mem.groupby("backend", sort=False):
+        g = g.sort_values("calls")
+        rows.append({"backend": b, "calls": int(g["calls"].iloc[-1]), "RSS after the first call (MB)":
+                     f"{g['rss_mb'].iloc[0]:.0f}", "growth (MB)": f"{g['rss_mb'].iloc[-1] - g['rss_mb'].iloc[0]:+.1f}"})
+    return pd.DataFrame(rows).set_index("backend")
 
 
 def distortion_text(R) -> str:
@@ -84,21 +99,6 @@ def ceilings(R) -> dict:
 
 
 def ceilings_text(R) -> str:
-    c = ceilings(R)
-    if c["best"] is None and not c["summary"]:
-        return NOT_MEASURED.format("ceilings.csv")
-    out = []
-    if c["best"] is not None:
-        b = c["best"]
-        out.append(f"Best measured float32 GEMM: {b['gflops']:.3g} GFLOP/s ({code(b['library'])}, n = {b['n']}, "
-                   f"{b['threads']} threads).")
-    s = c["summary"]
-    peak = next((s[k] for k in ("fp32_peak_gflops", "theoretical_fp32_gflops", "peak_gflops") if k in s), None)
-    if isinstance(peak, (int, float)) and np.isfinite(peak):
-        out.append(f"Theoretical float32 peak: {peak:.3g} GFLOP/s"
-                   + (f" ({s['formula']}; {s.get('fp32_derivation', '')})" if isinstance(s.get("formula"), str)
-                      else "") + ".")
-        if c["best"] is not None:
-            out.append(f"The best GEMM reaches {fmt_pct(c['best']['gflops'] / peak)} of it.")
-    return " ".join(out) or NOT_MEASURED.format("ceilings.csv")
-
+    """The ceilings sentence (``overhead.report.peak.text``: one float32 ceiling, the best measured GEMM; a stated
+    peak below it is called no bound)."""
+    return peak.text(R)

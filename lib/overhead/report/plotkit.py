@@ -17,12 +17,27 @@ sns.set_theme(style="whitegrid", context="notebook")
 matplotlib.rcParams["svg.hashsalt"] = "overhead"      # reproducible SVG ids
 
 
+PNG_DPI = 100          # a 12-13 in wide figure is ~1250 px: sharp on a 1280 px page, small in the HTML
+
+
+def _quantize(path: Path) -> None:
+    """Re-encode a PNG with an adaptive 256-colour palette (figures have few colours; ~3× smaller)."""
+    try:
+        from PIL import Image
+    except ImportError:          # Pillow comes with matplotlib; without it the PNG stays as written
+        return
+    with Image.open(path) as im:
+        pal = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal.save(path, optimize=True)
+
+
 def save(fig: Figure, name: str, figures_dir) -> dict:
-    """Write ``<figures_dir>/<name>.png`` (150 dpi) and ``.svg``; returns their paths."""
+    """Write ``<figures_dir>/<name>.png`` (``PNG_DPI``, palette) and ``.svg``; returns their paths."""
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"png": out / f"{name}.png", "svg": out / f"{name}.svg"}
-    fig.savefig(paths["png"], dpi=150, metadata={"Software": None})
+    fig.savefig(paths["png"], dpi=PNG_DPI, metadata={"Software": None})
+    _quantize(paths["png"])
     fig.savefig(paths["svg"], metadata={"Date": None})
     return paths
 
@@ -32,7 +47,7 @@ def publish(fig: Figure, name: str, figures_dir, alt: str | None = None):
     from IPython.display import Image
     paths = save(fig, name, figures_dir)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    return Image(filename=str(paths["png"]), width=int(fig.get_figwidth() * 96),
+    return Image(filename=str(paths["png"]), width=min(int(fig.get_figwidth() * 96), 1150),
                  alt=alt or (titles[0] if titles else name.replace("_", " ")))
 
 

@@ -12,7 +12,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
-from overhead.report import latency
+from overhead.report import identify, latency
 from overhead.report.plotkit import (  # noqa: F401
     _empty,
     _fig,
@@ -40,8 +40,8 @@ from overhead.report.style import (  # noqa: F401
 def _fit_curve(ax, grid, fit_row, g, color):
     """The fitted latency of one backend: a line for the two-term model; for the per-layer model the fitted
     value at each measured model joined in FLOPs order (it depends on the layer count, not FLOPs alone)."""
-    if fit_row is None or not np.isfinite(fit_row["overhead_us"]):
-        return
+    if fit_row is None or not np.isfinite(fit_row["overhead_us"]) or not identify.identifiable(fit_row):
+        return                                 # a fit the data cannot pin down is not drawn
     if fit_row["model"] == "per-layer" and "layers" in g:
         gg = g.sort_values("flops")
         y = latency.predict_latency(gg["flops"], fit_row["overhead_us"], fit_row["gflops"], gg["layers"].fillna(0),
@@ -89,7 +89,8 @@ def fig_overhead_vs_compute(sweep: pd.DataFrame, fits: pd.DataFrame, peak_gflops
         panel_legend(ax)
     fig.supxlabel("work per call (FLOPs, batch 1)")
     fig.supylabel("median latency per call")
-    fig.suptitle("Latency against model size by family: points measured (95 % interval), lines fitted")
+    fig.suptitle("Latency against model size by family: points measured (95 % interval), lines fitted "
+                 "(identifiable fits only)")
     if figures_dir is not None:
         save(fig, "overhead_vs_compute", figures_dir)
     return fig

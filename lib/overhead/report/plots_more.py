@@ -144,23 +144,42 @@ def fig_residuals(resid: pd.DataFrame, machine: str | None = None, figures_dir=N
     return fig
 
 
-def fig_who_pays(walk: pd.DataFrame, figures_dir=None) -> Figure:
-    """The walk through the stack: measured latency of each path (bars, log scale) with the change from the
-    previous path written beside it."""
+def fig_who_pays(walk: pd.DataFrame, figures_dir=None, branches: pd.DataFrame | None = None) -> Figure:
+    """The chain from the NumPy engine to ``keras.predict`` (solid bars, log scale, with what each step adds)
+    and the side branches (hatched bars, each under the chain path it is compared with, with its ratio)."""
     if walk is None or len(walk) < 2:
         return _empty("fewer than two paths of the walk were measured")
-    w = walk.iloc[::-1]
-    fig = _fig(11, 0.55 * len(w) + 1.6)
+    labels, values, colors, notes, hatch = [], [], [], [], []
+    br = branches if branches is not None and len(branches) else pd.DataFrame(columns=["anchor"])
+    for r in walk.itertuples():
+        labels.append(r.backend)
+        values.append(r.median_us)
+        colors.append(color_for(r.backend))
+        notes.append("" if not np.isfinite(r.delta_us) else
+                     f"{'+' if r.delta_us > 0 else '−'}{_us(float(f'{abs(r.delta_us):.3g}'))}")
+        hatch.append("")
+        for b in br[br["anchor"] == r.backend].itertuples():
+            labels.append(f"  ↳ {b.backend}")
+            values.append(b.median_us)
+            colors.append(color_for(b.backend))
+            notes.append(f"{b.ratio:.2g}× {r.backend}")
+            hatch.append("//")
+    fig = _fig(11, 0.42 * len(labels) + 1.6)
     ax = fig.add_subplot()
-    ax.barh(w["backend"], w["median_us"], color=[color_for(b) for b in w["backend"]])
+    y = np.arange(len(labels))[::-1]
+    bars = ax.barh(y, values, color=colors, alpha=0.9)
+    for bar, h in zip(bars, hatch):
+        if h:
+            bar.set_hatch(h)
+            bar.set_alpha(0.55)
+    ax.set_yticks(y, labels)
     ax.set_xscale("log")
-    for y, r in enumerate(w.itertuples()):
-        if np.isfinite(r.delta_us):
-            ax.annotate(f"{'+' if r.delta_us > 0 else '−'}{_us(float(f'{abs(r.delta_us):.3g}'))}",
-                        (r.median_us, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize="small")
+    for yy, v, t in zip(y, values, notes):
+        if t:
+            ax.annotate(t, (v, yy), xytext=(4, 0), textcoords="offset points", va="center", fontsize="small")
     ax.xaxis.set_major_formatter(FuncFormatter(_us))
     ax.set(xlabel=f"measured latency per call ({walk['model'].iloc[0]}, batch 1; log scale)",
-           title="Who pays for predict? Each step adds or removes one layer of the stack")
+           title="Who pays for predict? Solid: the chain, each step adds one layer; hatched: side branches")
     if figures_dir is not None:
         save(fig, "who_pays", figures_dir)
     return fig

@@ -6,18 +6,15 @@ import html
 
 import numpy as np
 
-from overhead.report import latency, whopays
-from overhead.report.fmt import (
+from overhead.report import answer, identify, latency, text
+from overhead.report.fmt import (  # noqa: F401
     SIGNIFICANT_X,
     SMALL_MODEL,
     code,
-    crossover_of,
-    fit_of,
     fmt_flops,
     fmt_pct,
     fmt_us,
     fmt_x,
-    ladder,
     not_measured,
     primary,
     ratio,
@@ -25,6 +22,8 @@ from overhead.report.fmt import (
     tf_paths,
 )
 from overhead.report.fmt import latency as lat
+
+# fmt_pct and small_model are re-exported for the report notebook (prose.fmt_pct, prose.small_model)
 
 SAME_X = 1.5     # two paths see "the same overhead" when their latencies are within this factor
 
@@ -62,112 +61,64 @@ def numpy_split(R, m) -> str:
             "engineering.")
 
 
-def _keras2_and_jax(R, m) -> str:
-    kp = lat(R, m, "keras.predict")
-    parts = []
-    for b, who in (("tf_keras.predict", "a Keras 2 user (`tf_keras.predict`, TF ≤ 2.15)"),
-                   ("keras.jax.predict", "a Keras 3 user on the JAX backend (`keras.jax.predict`)")):
-        x = lat(R, m, b)
-        if np.isfinite(x) and np.isfinite(kp):
-            r = x / kp
-            same = "about the same overhead" if 1 / SAME_X <= r <= SAME_X else (
-                "less overhead" if r < 1 else "more overhead")
-            parts.append(f"{who} sees {same} ({fmt_us(x)} measured, {fmt_x(r)} `keras.predict`'s time)")
-        else:
-            parts.append(f"{who}: not measured in this run")
-    text = "; ".join(parts)
-    return (text[0].upper() + text[1:] + ".") if text else ""
-
-
 def tldr(R) -> str:
-    """The short answer: a verdict line, then sentences whose numbers all come from ``R``."""
-    m = small_model(R)
-    if m is None:
-        return not_measured("benchmark (bench.csv)")
-    out = []
-    kp = ratio(R, m, "keras.predict", "numpy")
-    n_thr = R.threads.get(R.machine, "?")
-    flops = ladder(R).set_index("model")["flops"][m]
-    if np.isfinite(kp):
-        lite = ratio(R, m, "keras.predict", "litert")
-        out.append(f"On {code(R.machine)} ({n_thr} thread{'' if n_thr == 1 else 's'}, batch 1) "
-                   f"{small_model_phrase(m)} ({code(m)}, {fmt_flops(flops)} per image) takes a measured "
-                   f"{fmt_us(lat(R, m, 'keras.predict'))} through `keras.predict`: {fmt_x(kp)} the NumPy engine "
-                   f"({fmt_us(lat(R, m, 'numpy'))})"
-                   + (f" and {fmt_x(lite)} LiteRT ({fmt_us(lat(R, m, 'litert'))})." if np.isfinite(lite) else "."))
-    out.append(numpy_split(R, m))
-    w = whopays.walk(R)
-    if len(w):
-        out.append(whopays.headline(w))
-        out.append(_keras2_and_jax(R, m))
-    tf = [b for b in tf_paths(R) if np.isfinite(lat(R, m, b))]
-    if tf:
-        lean = min(tf, key=lambda b: lat(R, m, b))
-        fl = fit_of(R, lean)
-        out.append(f"The leanest TensorFlow path on {code(m)}, {code(lean)}, measured {fmt_us(lat(R, m, lean))}"
-                   + (f"; its fitted fixed cost per call is {fmt_us(fl['overhead_us'])} ({fl['model']} model), "
-                      f"which falls below 10 % of a call {_at(crossover_of(R, lean, 10))}" if fl is not None else "")
-                   + (f"; for `keras.predict` that point is {crossover_of(R, 'keras.predict', 10)}."
-                      if fit_of(R, "keras.predict") is not None else "."))
-    pk = primary(R, "peak")
-    if len(pk):
-        big = pk[pk["flops"] == pk["flops"].max()]
-        top = big.loc[big["median_us"].idxmin()]
-        kpb = ratio(R, top["model"], "keras.predict", "numpy")
-        out.append(f"On the largest model ({code(top['model'])}, {fmt_flops(top['flops'])}) the fastest path "
-                   f"measured is {code(top['backend'])} at {fmt_us(top['median_us'])}"
-                   + (" (8-bit integer arithmetic: the float32 GEMM peak is no bound for it)"
-                      if "int8" in str(top["backend"]) else
-                      f", {fmt_pct(top['peak_share'])} of the float32 GEMM rate measured in the same run"
-                      if np.isfinite(top["peak_share"]) else "")
-                   + (f"; there `keras.predict` takes {fmt_x(kpb)} the NumPy engine's time." if np.isfinite(kpb)
-                      else "."))
-    return _verdict(R, m) + "\n\n" + " ".join(s for s in out if s)
+    """The short answer (``overhead.report.answer.tldr``: at most 120 words, measured points only)."""
+    return answer.tldr(R)
 
 
 # ---------------------------------------------------------------- the latency model ----------------------
-def overhead_text(R) -> str:
-    """Which latency model each backend got and why, the fitted ranges, and every miss over 25 %."""
+def fits_lead(R) -> str:
+    """The latency-model section's finding in one sentence: how many fits are identifiable and, among them,
+    the range of fitted fixed costs (non-identifiable fits are never used in a sentence)."""
     f = primary(R, "fits")
     if not len(f):
         return not_measured("benchmark (bench.csv)")
-    f = f[np.isfinite(f["gflops"])]
+    good = f[[identify.identifiable(r) for _, r in f.iterrows()]]
+    lo = good.loc[good["overhead_us"].idxmin()] if len(good) else None
+    hi = good.loc[good["overhead_us"].idxmax()] if len(good) else None
+    return text.render("fits_lead", n=len(f), n_ok=len(good), min_models=identify.MIN_MODELS,
+                       max_span=identify.MAX_SPAN, lo=lo, hi=hi)
+
+
+def overhead_text(R) -> str:
+    """How each backend's latency model was chosen (for the collapsed details of the section)."""
+    f = primary(R, "fits")
+    if not len(f):
+        return not_measured("benchmark (bench.csv)")
     rich = f[f["model"] == "per-layer"]
-    out = [f"Each backend's latency model was chosen by its leave-one-model-out error (a model is fitted "
-           f"without one ladder model, then predicts it): the two-term model (overhead + FLOPs / throughput) "
-           f"unless its error exceeds {fmt_pct(latency.MATERIAL)} and adding a per-layer cost cuts it by at least "
-           f"{fmt_pct(latency.RICHER_GAIN)}. {len(f) - len(rich)} of {len(f)} backends keep the two-term model"
-           + (f"; {len(rich)} need a per-layer cost: " + ", ".join(
-               f"{code(r.backend)} (fitted {fmt_us(r.per_layer_us)} per layer; leave-one-out error "
-               f"{fmt_pct(np.expm1(r.loo_two_term))} → {fmt_pct(np.expm1(r.loo_per_layer))})"
-               for r in rich.itertuples()) if len(rich) else "") + "."]
-    out.append(f"Fitted fixed overhead per call: {fmt_us(f['overhead_us'].min())} to {fmt_us(f['overhead_us'].max())}; "
-               f"fitted throughput {f['gflops'].min():.3g} to {f['gflops'].max():.3g} GFLOP/s.")
-    if "fit_peak_share" in f and np.isfinite(f["fit_peak_share"]).any():
-        out.append(f"Against the float32 GEMM rate measured in the same run ({f['peak_gflops'].iloc[0]:.3g} "
-                   f"GFLOP/s) that is {fmt_pct(f['fit_peak_share'].min())} to {fmt_pct(f['fit_peak_share'].max())}.")
-    return " ".join(out) + "\n\n" + misses_text(R)
+    return (f"Each backend's latency model was chosen by its leave-one-model-out error (a model is fitted "
+            f"without one ladder model, then predicts it): the two-term model (overhead + FLOPs / throughput) "
+            f"unless its error exceeds {fmt_pct(latency.MATERIAL)} and adding a per-layer cost cuts it by at least "
+            f"{fmt_pct(latency.RICHER_GAIN)}. {len(f) - len(rich)} of {len(f)} backends keep the two-term model, "
+            f"{len(rich)} take the per-layer model.")
+
+
+def misses_table(R):
+    """Every measured point the chosen model misses by more than ``latency.MISS``, worst first."""
+    import pandas as pd
+    res = primary(R, "resid")
+    bad = latency.misses(res) if len(res) else pd.DataFrame()
+    if not len(bad):
+        return pd.DataFrame()
+    return pd.DataFrame({"backend": bad["backend"], "model": bad["model"],
+                         "fitted": [fmt_us(x) for x in bad["fitted_us"]],
+                         "measured": [fmt_us(x) for x in bad["measured_us"]],
+                         "error": [f"{100 * x:+.0f} %" for x in bad["rel_err"]]})
 
 
 def misses_text(R) -> str:
+    """One sentence: how many measured points the chosen models miss by more than ``latency.MISS``."""
     res = primary(R, "resid")
     if not len(res):
         return ""
     bad = latency.misses(res)
     lim = fmt_pct(latency.MISS)
     if not len(bad):
-        out = f"No fitted latency misses a measured one by more than {lim}."
-    else:
-        out = (f"Backends whose chosen model misses a measured point by more than {lim}: " + "; ".join(
-            f"{code(r.backend)} on {code(r.model)} (fitted {fmt_us(r.fitted_us)}, measured {fmt_us(r.measured_us)}, "
-            f"{100 * r.rel_err:+.0f} %)" for r in bad.itertuples()) + ".")
-    two = latency.misses(res[res["chosen"] == "per-layer"], column="two_term_rel_err")
-    if len(two):
-        worst = two.drop_duplicates("backend")
-        out += (" The two-term model alone would miss " + ", ".join(
-            f"{code(r.backend)} by up to {100 * abs(r.two_term_rel_err):.0f} % ({code(r.model)})"
-            for r in worst.itertuples()) + ".")
-    return out
+        return f"No fitted latency misses a measured one by more than {lim}."
+    worst = bad.iloc[0]
+    return (f"The chosen models miss {len(bad)} of {len(res)} measured points by more than {lim} (worst: "
+            f"{code(worst['backend'])} on {code(worst['model'])}, fitted {fmt_us(worst['fitted_us'])}, measured "
+            f"{fmt_us(worst['measured_us'])}); the table lists them all.")
 
 
 # ---------------------------------------------------------------- parity -------------------------------
@@ -206,11 +157,6 @@ def failed_paths_text(R) -> str:
 
 
 # ---------------------------------------------------------------- your models --------------------------
-def _at(where: str) -> str:
-    """'at 3 MFLOP (…)' for a crossover inside the data; 'only beyond the largest model measured (…)' outside."""
-    return f"only {where}" if where.startswith("beyond") else f"at {where}"
-
-
 def extra_models_text(R, names) -> str:
     s = primary(R, "sweep")
     out = []

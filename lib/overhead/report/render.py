@@ -32,7 +32,17 @@ nav#toc { background: #f6f8fa; border: 1px solid #dde; border-radius: 6px; paddi
 nav#toc ol { margin: 0.2em 0; padding-left: 1.4em; } nav#toc li.h3 { margin-left: 1.2em; list-style: circle; }
 nav#toc a { text-decoration: none; }
 .jp-RenderedHTMLCommon pre { font-size: 0.8em; white-space: pre-wrap; }
+.jp-RenderedHTMLCommon table.advice { table-layout: fixed; width: 100%; }
+.jp-RenderedHTMLCommon table.advice td, .jp-RenderedHTMLCommon table.advice th { vertical-align: top;
+  overflow-wrap: anywhere; text-align: left; }
+.jp-RenderedHTMLCommon table.advice td:last-child code { white-space: normal; overflow-wrap: anywhere;
+  font-size: 0.85em; background: none; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { overflow-wrap: anywhere; }
+details { margin: 0.5em 0; max-width: 100%; overflow-x: auto; }
+details > summary { cursor: pointer; color: #24527a; }
+.jp-OutputArea-output, .jp-RenderedHTMLCommon { max-width: 100%; overflow-x: auto; }
 @media print {
+  details { display: block; } details > summary { display: none; }
   nav#toc { page-break-after: always; background: none; border: none; }
   .anchor-link { display: none; }
   .jp-RenderedHTMLCommon img, .jp-RenderedHTMLCommon table, pre { page-break-inside: avoid; }

@@ -58,9 +58,11 @@ def ceiling_lines(ceilings: pd.DataFrame | None, summary: dict | None, threads: 
     per_core = (summary or {}).get("fp32_peak_gflops_1core")
     if per_core:
         peak = float(per_core) * threads
-        how = "clock assumed" if (summary or {}).get("clock_is_assumption") else "max clock"
-        out["theoretical"] = (peak, f"theoretical fp32 peak, {threads} core{'s' if threads > 1 else ''} "
-                                    f"({peak:.0f} GFLOP/s; {how})")
+        how = "nominal clock" if (summary or {}).get("clock_is_assumption", True) else "measured clock"
+        below = out["measured"] is not None and out["measured"][0] > peak
+        out["theoretical"] = (peak, f"stated fp32 peak, {threads} core{'s' if threads > 1 else ''} "
+                                    f"({peak:.0f} GFLOP/s; {how})"
+                                    + ("; below the measured GEMM: no bound" if below else ""))
     return out
 
 

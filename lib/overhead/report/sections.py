@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 
+import pandas as pd
+
 from overhead.report.fmt import (
     code,
+    fmt_flops,
     fmt_pct,
     fmt_us,
     fmt_x,
@@ -13,22 +16,67 @@ from overhead.report.fmt import (
     primary,
     small_model,
 )
-from overhead.report.style import order_backends
+from overhead.report.style import TF_KERAS, order_backends
 
 
-def batch_text(R) -> str:
+def slowdown_text(R) -> str:
+    """One sentence: the range of TF/Keras slow-downs against the NumPy engine on the small model and on the
+    largest model the NumPy engine and those paths share (named)."""
+    vs = primary(R, "vs_numpy")
+    if not len(vs):
+        return not_measured("NumPy engine beside a TensorFlow path")
+    tf = vs[vs["backend"].isin(TF_KERAS)]
+    if not len(tf):
+        return not_measured("TensorFlow path beside the NumPy engine")
+    m = small_model(R)
+    parts = []
+    for model in dict.fromkeys([m, tf.sort_values("flops")["model"].iloc[-1]]):
+        g = tf[tf["model"] == model]
+        if len(g):
+            lo, hi = g.loc[g["slowdown"].idxmin()], g.loc[g["slowdown"].idxmax()]
+            parts.append(f"on {code(model)} {fmt_x(lo['slowdown'])} ({code(lo['backend'])}) to "
+                         f"{fmt_x(hi['slowdown'])} ({code(hi['backend'])})")
+    return ("Against the NumPy engine, TensorFlow and Keras paths take " + "; ".join(parts)
+            + " the engine's latency (the second model is the largest they share with the NumPy engine).")
+
+
+def _batch_gains(R):
     b = primary(R, "batch")
     if not len(b) or b["batch"].nunique() < 2:
-        return not_measured("batch-size sweep")
+        return None, None
     m = small_model(R) if small_model(R) in set(b[b["batch"] > 1]["model"]) else b[b["batch"] > 1]["model"].iloc[0]
     g = b[b["model"] == m]
-    parts = []
+    rows = []
     for be in order_backends(g["backend"].unique()):
         x = g[g["backend"] == be].sort_values("batch")
         if len(x) > 1:
-            parts.append(f"{code(be)} {fmt_x(x['throughput_sps'].iloc[-1] / x['throughput_sps'].iloc[0])}")
-    return (f"Throughput gain on {code(m)} from batch "
-            f"{int(g['batch'].min())} to {int(g['batch'].max())}: " + ", ".join(parts) + ".")
+            rows.append({"backend": be, "batch_lo": int(x["batch"].iloc[0]), "batch_hi": int(x["batch"].iloc[-1]),
+                         "gain": float(x["throughput_sps"].iloc[-1] / x["throughput_sps"].iloc[0])})
+    return m, pd.DataFrame(rows)
+
+
+def batch_text(R) -> str:
+    """One sentence: the throughput gain from the smallest to the largest batch on the small model, for
+    ``keras.predict``, the NumPy engine and the extremes (the full list is ``batch_table``)."""
+    m, t = _batch_gains(R)
+    if t is None or not len(t):
+        return not_measured("batch-size sweep")
+    hi, lo = t.loc[t["gain"].idxmax()], t.loc[t["gain"].idxmin()]
+    kp = t[t["backend"] == "keras.predict"]
+    return (f"On {code(m)}, batching from {int(t['batch_lo'].min())} to {int(t['batch_hi'].max())} samples per call "
+            f"raises throughput {fmt_x(hi['gain'])} for {code(hi['backend'])} but only {fmt_x(lo['gain'])} for "
+            f"{code(lo['backend'])} (median over {len(t)} paths {fmt_x(t['gain'].median())}"
+            + (f"; `keras.predict` {fmt_x(float(kp['gain'].iloc[0]))}" if len(kp) and hi["backend"] != "keras.predict"
+               else "")
+            + "): batching pays where the fixed cost per call is large.")
+
+
+def batch_table(R) -> pd.DataFrame:
+    m, t = _batch_gains(R)
+    if t is None or not len(t):
+        return pd.DataFrame()
+    return pd.DataFrame({"backend": t["backend"], "batches": [f"{a} → {b}" for a, b in zip(t["batch_lo"], t["batch_hi"])],
+                         f"throughput gain on {m}": [fmt_x(x) for x in t["gain"]]}).set_index("backend")
 
 
 def threads_text(R) -> str:
@@ -38,10 +86,12 @@ def threads_text(R) -> str:
     small, big = t["flops"].min(), t["flops"].max()
     s_small = t[t["flops"] == small]["speedup"].median()
     s_big = t[t["flops"] == big]["speedup"].median()
+    big_m, small_m = t.loc[t["flops"] == big, "model"].iloc[0], t.loc[t["flops"] == small, "model"].iloc[0]
     trend = ("more cores help more as the work per call grows" if s_big > 1.1 * s_small else
              "the gain does not grow with the work per call" if s_big <= s_small else "the gain grows only a little")
     return (f"From {int(t['threads_lo'].min())} to {int(t['threads_hi'].max())} threads the median speed-up over "
-            f"backends is {fmt_x(s_small)} on the smallest model and {fmt_x(s_big)} on the largest: {trend}.")
+            f"backends is {fmt_x(s_small)} on the smallest model swept over threads ({code(small_m)}) and "
+            f"{fmt_x(s_big)} on the largest model swept over threads ({code(big_m)}, {fmt_flops(big)}): {trend}.")
 
 
 def startup_text(R) -> str:
@@ -68,17 +118,40 @@ def pipeline_text(R) -> str:
             f"{fmt_pct(p['non_inference_share'].max())} ({code(hi.backend)}, {code(hi.model)}).")
 
 
-def breakdown_text(R) -> str:
+def _breakdown_rows(R):
     b = primary(R, "breakdown")
     if not len(b):
-        return not_measured("per-call decomposition (breakdown.csv)")
+        return None
     buckets = [c for c in b.columns if c not in ("machine", "model", "backend", "measured_median_us")]
+    b = b.drop_duplicates(["model", "backend"]).reset_index(drop=True)
     tot = b[buckets].sum(axis=1)
     top = b[buckets].idxmax(axis=1)
-    parts = [f"{code(r.backend)} on {code(r.model)}: {html.escape(top[i])} ({fmt_pct(b.loc[i, top[i]] / tot[i])} "
-             f"of {fmt_us(tot[i])} decomposed; measured median {fmt_us(r.measured_median_us)})"
-             for i, r in b.drop_duplicates(["model", "backend"]).iterrows()]
-    return "Largest bucket per model × backend — " + "; ".join(parts) + "."
+    return pd.DataFrame({"model": b["model"], "backend": b["backend"], "bucket": top,
+                         "share": [b.loc[i, top[i]] / tot[i] for i in b.index], "total_us": tot,
+                         "measured_us": b["measured_median_us"]})
+
+
+def breakdown_text(R) -> str:
+    """One sentence: the largest bucket of ``keras.predict`` on the small model (or the first decomposed row),
+    and how many decompositions there are (all in ``breakdown_table``)."""
+    t = _breakdown_rows(R)
+    if t is None:
+        return not_measured("per-call decomposition (breakdown.csv)")
+    m = small_model(R)
+    pick = t[(t["backend"] == "keras.predict") & (t["model"] == m)]
+    r = (pick if len(pick) else t).iloc[0]
+    return (f"Of a `{html.escape(str(r['backend']))}` call on {code(r['model'])} ({fmt_us(r['total_us'])} decomposed; "
+            f"measured median {fmt_us(r['measured_us'])}), the largest bucket is {html.escape(str(r['bucket']))} "
+            f"({fmt_pct(r['share'])}); the table gives the largest bucket of each of the {len(t)} decompositions.")
+
+
+def breakdown_table(R) -> pd.DataFrame:
+    t = _breakdown_rows(R)
+    if t is None:
+        return pd.DataFrame()
+    return pd.DataFrame({"model": t["model"], "backend": t["backend"], "largest bucket": t["bucket"],
+                         "its share": [fmt_pct(x) for x in t["share"]], "decomposed": [fmt_us(x) for x in t["total_us"]],
+                         "measured median": [fmt_us(x) for x in t["measured_us"]]})
 
 
 def agreement_text(R) -> str:

@@ -1,48 +1,58 @@
 """The measured sentences the stage notebooks print under their tables (markdown strings).
 
-Every number comes from the frame passed in; nothing here measures.
+Every number comes from the frame passed in; nothing here measures. The sentences live in Jinja2 templates
+(``report/templates/stage_*.md.j2``); the functions below only gather the facts, one finding per bullet. No
+``overhead.report`` module is imported, so editing the report never re-runs the start-up and pipeline stages.
 """
+from functools import lru_cache
+from pathlib import Path
+
 import pandas as pd
 
 STARTUP_CONTRAST = ("keras.predict", "tf.function", "litert", "onnxruntime")
 PIPELINE_SHOWN = ("numpy", "keras.predict", "tf.function", "litert")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def _env():
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(s2=lambda v: f"{v:.2f}", s3=lambda v: f"{v:.3f}", x1=lambda v: f"{v:.1f}x",
+                       mb=lambda v: f"{v:.0f}", us=lambda v: f"{v:,.0f}", us1=lambda v: f"{v:,.1f}",
+                       pct=lambda v: f"{v:.0%}", n=lambda v: f"{v:,.0f}", pm=lambda v: f"{v:+.1f}")
+    return env
+
+
+def _render(name: str, **facts) -> str:
+    return _env().get_template(f"{name}.md.j2").render(**facts).strip()
 
 
 def startup(summary: pd.DataFrame, contrast=STARTUP_CONTRAST) -> str:
     """Per model: the quickest first prediction, and each contrast backend against the NumPy engine."""
-    lines = []
+    models = []
     for model, g in summary.groupby("model"):
         s = g.set_index("backend")
         fastest = s["start_to_first_pred_s"].idxmin()
-        lines.append(f"**{model}**: the quickest first prediction is {fastest} "
-                     f"({s.loc[fastest, 'start_to_first_pred_s']:.2f} s after process start, "
-                     f"{s.loc[fastest, 'rss_after_first_call_mb']:.0f} MB).")
-        for b in contrast:
-            if b in s.index and "numpy" in s.index and b != fastest:
-                n = s.loc["numpy"]
-                r = s.loc[b, "start_to_first_pred_s"] / n["start_to_first_pred_s"]
-                lines.append(f"- {b}: {s.loc[b, 'start_to_first_pred_s']:.2f} s ({r:.1f}x numpy's "
-                             f"{n['start_to_first_pred_s']:.2f} s), of which import "
-                             f"{s.loc[b, 'import_s']:.2f} s, load {s.loc[b, 'load_s']:.2f} s, first call "
-                             f"{s.loc[b, 'first_call_s']:.3f} s; {s.loc[b, 'rss_after_first_call_mb']:.0f} MB "
-                             f"vs {n['rss_after_first_call_mb']:.0f} MB; the first prediction "
-                             f"costs {s.loc[b, 'cold_over_steady']:,.0f} steady calls.")
-    return "\n".join(lines)
+        rows = [{"backend": b, "row": s.loc[b], "ratio": s.loc[b, "start_to_first_pred_s"]
+                 / s.loc["numpy", "start_to_first_pred_s"]}
+                for b in contrast if b in s.index and "numpy" in s.index and b != fastest]
+        models.append({"model": model, "fastest": fastest, "best": s.loc[fastest],
+                       "numpy": s.loc["numpy"] if "numpy" in s.index else None, "rows": rows})
+    return _render("stage_startup", models=models)
 
 
 def pipeline(us: pd.DataFrame, share: pd.DataFrame, shown=PIPELINE_SHOWN) -> str:
     """Per model: the share outside inference, and each shown backend's stages (from stages.pipeline_pivots)."""
-    lines = []
+    models = []
     for model in us.index.get_level_values(0).unique():
         u, s = us.loc[model], share.loc[model]
         outside = 1 - s["inference"]
-        lines.append(f"**{model}**: decode + preprocess + postprocess take {outside.min():.0%}–{outside.max():.0%} "
-                     f"of the whole call depending on the backend.")
-        for b in [b for b in shown if b in u.index]:
-            lines.append(f"- {b}: {u.loc[b].sum():,.0f} µs in total, inference {s.loc[b, 'inference']:.0%}, "
-                         f"decode {u.loc[b, 'decode']:,.0f} µs, preprocess {u.loc[b, 'preprocess']:,.0f} µs, "
-                         f"postprocess {u.loc[b, 'postprocess']:,.1f} µs")
-    return "\n".join(lines)
+        models.append({"model": model, "lo": outside.min(), "hi": outside.max(),
+                       "rows": [{"backend": b, "total": u.loc[b].sum(), "inference": s.loc[b, "inference"],
+                                 "stage": u.loc[b]} for b in shown if b in u.index]})
+    return _render("stage_pipeline", models=models)
 
 
 NOISE_NOTE = ("Where the sum is close to the *mean* of the plain calls, the gap is this machine's noise "
@@ -54,17 +64,9 @@ NOISE_NOTE = ("Where the sum is close to the *mean* of the plain calls, the gap 
 def breakdown(summary: pd.DataFrame, pivot: pd.DataFrame) -> str:
     """One bullet per decomposed (model, backend): the three largest buckets and the check against the median."""
     ok = summary[summary.status == "ok"] if len(summary) else summary
-    lines = []
+    rows = []
     for r in ok.itertuples():
         p = pivot.loc[(r.model, r.backend)].drop(["sum", "measured median"]).dropna().sort_values(ascending=False)
-        top = ", ".join(f"{b} {v:,.0f} µs ({v / r.sum_us:.0%})" for b, v in p.head(3).items())
-        verdict = "within" if r.within_10pct else "**outside**"
-        lines.append(f"- **{r.backend}** on {r.model}: median {r.measured_median_us:,.0f} µs per call; the buckets "
-                     f"sum to {r.sum_us:,.0f} µs ({r.discrepancy_pct:+.1f} %, {verdict} the 10 % target; "
-                     f"{r.discrepancy_vs_mean_pct:+.1f} % against the mean of the plain calls). Largest: {top}. "
-                     f"One call runs {r.python_calls:,.0f} Python functions and {r.builtin_calls:,.0f} builtins; "
-                     f"under cProfile it takes {r.cprofile_us / r.measured_median_us:.1f}x as long.")
+        rows.append({"r": r, "top": [(b, v, v / r.sum_us) for b, v in p.head(3).items()]})
     bad = ok[~ok.within_10pct.astype(bool)] if len(ok) else ok
-    if len(bad):
-        lines.append(f"\n{len(bad)} decomposition(s) miss the 10 % target against the median. {NOISE_NOTE}")
-    return "\n".join(lines)
+    return _render("stage_breakdown", rows=rows, n_bad=len(bad), note=NOISE_NOTE)

@@ -29,7 +29,9 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 STAGE_COLORS = {"decode": "#8c6d31", "preprocess": "#e7ba52", "inference": "#3182bd", "postprocess": "#9e9ac8"}
 # paths that keep you inside TensorFlow / Keras at serving time (the "stay in TF" column of the advice)
 TF_KERAS = tuple(b for f in ("Keras 3 / TensorFlow", "Keras 2 (tf_keras)") for b, _ in FAMILIES[f])
-NO_TF = ("numpy", "numpy.plain", "onnxruntime", "openvino", "jax.jit")   # run without TensorFlow installed
+# run without TensorFlow installed at serving time (LiteRT through `ai-edge-litert`; conversion needs TF once)
+NO_TF = ("numpy", "numpy.plain", "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8",
+         "onnxruntime", "openvino", "jax.jit")
 
 
 def color_for(backend: str) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from overhead.report import analysis
+from overhead.report import analysis, answer, crossing, identify
 from overhead.report.fmt import (
     FAST_REF,
     crossover_of,
+    fmt_flops,
     fmt_pct,
     fmt_us,
     fmt_x,
@@ -17,7 +18,7 @@ from overhead.report.fmt import (
     ratio,
     small_model,
 )
-from overhead.report.style import family_of, order_backends
+from overhead.report.style import order_backends
 
 
 def _order(backends) -> list[str]:
@@ -82,25 +83,42 @@ def format_bench(rows: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- the report's tables ------------------
 def fit_table(R) -> pd.DataFrame:
-    """The fits of the report's machine, formatted: overhead and throughput with CIs, peak share, crossovers."""
+    """The fits of the report's machine, formatted. A fit on < 5 models or with a 95 % interval spanning > 10×
+    shows "not identifiable from these data" (and why) instead of its numbers; fitted crossovers are labelled
+    fitted and placed on the models the path ran on."""
     f = primary(R, "fits")
     if not len(f):
         return pd.DataFrame()
     f = f.set_index("backend").loc[order_backends(f["backend"])]
-    ci = lambda k, fmt: [f"{fmt(a)} [{fmt(b)}, {fmt(c)}]" for a, b, c in  # noqa: E731
-                         zip(f[k], f[f"{k}_lo"], f[f"{k}_hi"])]
-    t = pd.DataFrame({"family": [family_of(b) for b in f.index], "models": f["n_models"], "model": f["model"],
+    ok = {b: identify.identifiable(r) for b, r in f.iterrows()}
+    na = identify.NOT_IDENTIFIABLE
+
+    def ci(k, fmt):
+        return [identify.interval_text(a, b, c, fmt) if ok[i] else "—"
+                for i, a, b, c in zip(f.index, f[k], f[f"{k}_lo"], f[f"{k}_hi"])]
+
+    def cross(b, share):
+        r = f.loc[b]
+        if not ok[b]:
+            return "—"
+        k = f"cross{share}_flops"
+        if r[f"cross{share}_where"] != "inside":
+            return crossover_of(R, b, share).replace("`", "").replace(" the largest model it ran on", "")
+        lo, hi = r.get(f"{k}_lo", np.nan), r.get(f"{k}_hi", np.nan)
+        band = (f" [{fmt_flops(lo)}–{fmt_flops(hi)}]" if np.isfinite(lo) and np.isfinite(hi) and lo > 0
+                and hi / lo <= identify.MAX_SPAN else "")
+        return fmt_flops(r[k]) + band
+    t = pd.DataFrame({"models": f["n_models"], "model": f["model"],
+                      "identifiable": ["yes" if ok[b] else f"{na}: {identify.why_not(r)}" for b, r in f.iterrows()],
                       "fitted overhead per call [95 % CI]": ci("overhead_us", fmt_us),
-                      "fitted cost per layer": [fmt_us(x) if k == "per-layer" else "—"
-                                                for x, k in zip(f["per_layer_us"], f["model"])],
-                      "fitted throughput GFLOP/s [95 % CI]": ci("gflops", lambda g: f"{g:.3g}"),
-                      "leave-one-out error (two-term → per-layer)": [
+                      "fitted cost per layer": [(fmt_us(x) if ok[b] else "—") if k == "per-layer" else "—"
+                                                for b, x, k in zip(f.index, f["per_layer_us"], f["model"])],
+                      "fitted GFLOP/s [95 % CI]": ci("gflops", lambda g: f"{g:.3g}"),
+                      "leave-one-out error": [
                           f"{fmt_pct(np.expm1(a))} → {fmt_pct(np.expm1(b))}" if np.isfinite(b) else fmt_pct(np.expm1(a))
                           for a, b in zip(f["loo_two_term"], f["loo_per_layer"])]}, index=f.index)
-    if "fit_peak_share" in f:
-        t["fitted share of GEMM rate"] = [fmt_pct(x) for x in f["fit_peak_share"]]
     for s in (50, 10):
-        t[f"overhead = {s} % at"] = [crossover_of(R, b, s).replace("`", "") for b in f.index]
+        t[f"fitted: overhead {s} % at"] = [cross(b, s) for b in f.index]
     return t
 
 
@@ -147,9 +165,12 @@ def key_numbers(R) -> pd.DataFrame:
         row = {"backend": b, f"measured latency, {m}": fmt_us(latency(R, m, b))}
         for ref in FAST_REF:
             row[f"× {ref} (measured)"] = fmt_x(ratio(R, m, b, ref))
-        row["fitted overhead per call [95 % CI]"] = (f"{fmt_us(r['overhead_us'])} [{fmt_us(r['overhead_us_lo'])}, "
-                                                     f"{fmt_us(r['overhead_us_hi'])}]")
-        row["overhead < 10 % of a call"] = crossover_of(R, b, 10).replace("`", "")
+        row["fitted overhead per call [95 % CI]"] = (
+            identify.interval_text(r["overhead_us"], r["overhead_us_lo"], r["overhead_us_hi"], fmt_us)
+            if identify.identifiable(r) else identify.NOT_IDENTIFIABLE)
+        c = crossing.crossover(primary(R, "sweep"), b, 0.1,
+                               compute_ref=answer.COMPUTE_REF if b in analysis.TF_PATHS else None)
+        row["overhead < 10 % of a call (measured)"] = answer.cell(c)
         rows.append(row)
     return pd.DataFrame(rows).set_index("backend") if rows else pd.DataFrame()
 

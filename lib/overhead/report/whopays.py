@@ -1,45 +1,62 @@
-"""Who pays for ``predict``? A walk through the paths that add (or remove) one layer of the stack at a time,
-on the seed's CNN at batch 1; the difference between neighbours is the cost of the layer they isolate.
+"""Who pays for ``predict``? One chain from the NumPy engine to ``keras.predict`` on the seed's CNN at batch 1,
+each step adding one layer of the stack, so the steps add up to ``keras.predict``'s measured time; and side
+branches (Keras 2, a TF1 session, JAX) that swap one layer for another beside the chain.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from overhead.report import text as T
 from overhead.report.fmt import code, fmt_pct, fmt_us, latency, small_model
 
-WALK = ("numpy", "keras.numpy.predict", "keras.jax.predict", "keras.predict", "tf_keras.predict", "tf.function",
-        "tf1.session", "jax.jit")
-# what the step from the previous path to this one isolates
-LAYER = {
-    "keras.numpy.predict": "Keras 3's Python (predict loop, layer calls) with no framework under it",
-    "keras.jax.predict": "the JAX backend under Keras (array conversion, jitted predict step)",
-    "keras.predict": "the TensorFlow backend instead of JAX (tf.data adapter, TF function dispatch)",
-    "tf_keras.predict": "Keras 3 → Keras 2 (tf_keras's predict loop instead of Keras 3's)",
-    "tf.function": "Keras 2's predict loop and data adapter (left: a bare tf.function call)",
-    "tf1.session": "TF 2's function dispatch → a TF 1 session run (graph construction and session management)",
-    "jax.jit": "TensorFlow's graph runtime → an XLA-compiled JAX function",
+CHAIN = ("numpy", "tf.function", "keras.predict_on_batch", "keras.predict")
+WALK = CHAIN                                  # the old name, kept for callers
+LAYER = {  # what the step from the previous path of the chain to this one adds
+    "numpy": "the model's arithmetic (the NumPy engine)",
+    "tf.function": "TensorFlow's runtime: a graph call with TF's kernels instead of the NumPy engine",
+    "keras.predict_on_batch": "Keras 3's batch step around the same graph (input conversion, compiled step)",
+    "keras.predict": "Keras 3's predict loop (tf.data adapter, epoch iterator, callbacks)",
 }
+# side branch: (path, the chain path it swaps a layer of, what it swaps)
+BRANCHES = (("tf_keras.predict", "keras.predict", "Keras 2's predict loop instead of Keras 3's"),
+            ("tf1.session", "tf.function", "a TF1 session run instead of TF2's function call"),
+            ("jax.jit", "tf.function", "an XLA-compiled JAX function instead of a TF graph"),
+            ("keras.jax.predict", "keras.predict", "Keras 3's predict on the JAX backend instead of TensorFlow"),
+            ("keras.call", "keras.predict_on_batch", "an eager `model(x)` instead of the compiled batch step"))
 
 
 def walk(R, model=None) -> pd.DataFrame:
-    """The measured batch-1 latency of each path of ``WALK`` present in the results, with the change from the
-    previous present path and the layer it isolates. Empty when fewer than two of them were measured."""
+    """The chain's measured paths in order with ``delta_us`` (added by the step from the previous measured path)
+    and ``layer``; a step over an unmeasured path says so. Empty when fewer than two were measured. The deltas
+    plus the first path's time add up to the last path's time (``keras.predict`` when measured)."""
     m = model or small_model(R)
     if m is None:
         return pd.DataFrame()
-    rows = [(b, latency(R, m, b)) for b in WALK]
+    rows = [(b, latency(R, m, b)) for b in CHAIN]
     rows = [(b, x) for b, x in rows if np.isfinite(x)]
     if len(rows) < 2:
         return pd.DataFrame()
     out = []
     for i, (b, x) in enumerate(rows):
         prev = rows[i - 1] if i else (None, np.nan)
-        exact = i and WALK.index(b) == WALK.index(prev[0]) + 1
+        exact = i == 0 or CHAIN.index(b) == CHAIN.index(prev[0]) + 1
         out.append({"model": m, "backend": b, "median_us": x, "prev": prev[0], "delta_us": x - prev[1],
-                    "layer": (LAYER[b] if exact else f"{prev[0]} → {b} (intermediate paths not measured)")
-                    if i else "the NumPy engine: the model's arithmetic and little else"})
+                    "share": (x - prev[1]) / rows[-1][1] if i else x / rows[-1][1],
+                    "layer": LAYER[b] if exact else f"{prev[0]} → {b} (intermediate paths not measured)"})
     return pd.DataFrame(out)
+
+
+def branches(R, model=None) -> pd.DataFrame:
+    """Side branches measured on the same model: ``backend, anchor, median_us, anchor_us, ratio, swaps``."""
+    m = model or small_model(R)
+    rows = []
+    for b, anchor, swaps in BRANCHES:
+        x, a = latency(R, m, b), latency(R, m, anchor)
+        if np.isfinite(x) and np.isfinite(a):
+            rows.append({"model": m, "backend": b, "anchor": anchor, "median_us": x, "anchor_us": a,
+                         "ratio": x / a, "swaps": swaps})
+    return pd.DataFrame(rows)
 
 
 def heaviest(w: pd.DataFrame) -> pd.Series | None:
@@ -50,34 +67,36 @@ def heaviest(w: pd.DataFrame) -> pd.Series | None:
 
 
 def headline(w: pd.DataFrame) -> str:
+    """One sentence: the layer that pays most, as a share of the chain's last path."""
     top = heaviest(w)
     if top is None:
         return ""
-    kp = w[w["backend"] == "keras.predict"]
-    tot = f" of the {fmt_us(float(kp['median_us'].iloc[0]))} measured through `keras.predict`" if len(kp) else ""
-    return (f"The layer that pays most is {top['layer']}: {fmt_us(top['delta_us'])} per call "
-            f"({code(top['prev'])} → {code(top['backend'])}){tot}.")
+    return T.render("whopays_headline", layer=top["layer"], delta_us=top["delta_us"], share=top["share"],
+                    last=w["backend"].iloc[-1], last_us=float(w["median_us"].iloc[-1]), model=w["model"].iloc[0])
+
+
+def table(w: pd.DataFrame) -> pd.DataFrame:
+    """The chain as a short table: path, measured latency, what the step adds and its share of the last path."""
+    if not len(w):
+        return pd.DataFrame()
+    return pd.DataFrame({"path": w["backend"], "measured": [fmt_us(x) for x in w["median_us"]],
+                         "this step adds": ["—" if not np.isfinite(d) else ("+" if d >= 0 else "−") + fmt_us(abs(d))
+                                            for d in w["delta_us"]],
+                         "share of the last path": [fmt_pct(s) for s in w["share"]],
+                         "layer": w["layer"]}).set_index("path")
+
+
+def branches_text(R) -> str:
+    """The side branches as a short markdown table ('' when none was measured)."""
+    br = branches(R)
+    return T.render("whopays_branches", branches=br.to_dict("records")) if len(br) else ""
 
 
 def text(R) -> str:
-    """The section's prose: every step, largest first in the closing sentence."""
+    """The section's lead sentence (the chain is the table and the figure; side branches: ``branches_text``)."""
     w = walk(R)
     if not len(w):
-        return ("*Not measured:* fewer than two of the paths " + ", ".join(code(b) for b in WALK)
+        return ("*Not measured:* fewer than two of the paths " + ", ".join(code(b) for b in CHAIN)
                 + " ran ok at batch 1 in this run.")
-    missing = [b for b in WALK if b not in set(w["backend"])]
-    steps = []
-    for r in w.iloc[1:].itertuples():
-        verb = "adds" if r.delta_us > 0 else "saves"
-        steps.append(f"- {code(r.prev)} → {code(r.backend)}: {verb} {fmt_us(abs(r.delta_us))} "
-                     f"({fmt_us(r.median_us)} measured) — {r.layer}.")
-    kp = w[w["backend"] == "keras.predict"]
-    out = [f"On {code(w['model'].iloc[0])} at batch 1, the NumPy engine measured "
-           f"{fmt_us(float(w['median_us'].iloc[0]))}. Step by step:", "", *steps, "", headline(w)]
-    if len(kp):
-        top = heaviest(w)
-        out[-1] += (f" That is {fmt_pct(top['delta_us'] / float(kp['median_us'].iloc[0]))} of a "
-                    "`keras.predict` call." if top is not None else "")
-    if missing:
-        out.append(f"Not measured in this run: {', '.join(code(b) for b in missing)}.")
-    return "\n".join(out)
+    missing = [b for b in CHAIN if b not in set(w["backend"])]
+    return T.render("whopays", headline=headline(w), missing=missing)

@@ -1,0 +1,125 @@
+"""Stability that means what it says: a row is *unstable* when its fresh-process runs disagree (run medians
+differ by more than ``RUN_TOL`` and their intervals do not overlap); per-call spread is *jitter*, its own
+column, never called instability.
+
+Newer bench.csv files carry ``unstable`` (the between-runs rule), ``unstable_pyperf`` (pyperf's std/mean
+checks) and a jitter column. Older files carry pyperf's flag in ``unstable``: the between-runs flag is then
+computed here from the raw samples (``samples_file``, split by ``run_lengths``) when they are present, and
+"not recorded" otherwise; jitter falls back to p99 / median − 1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from overhead.harness.stats import median_ci
+from overhead.report import text as T
+from overhead.report.fmt import fmt_pct
+from overhead.report.style import order_backends
+
+RUN_TOL = 0.05
+JITTER_COLUMNS = ("jitter", "jitter_p99", "jitter_p99_over_median", "jitter_ratio")
+TRUE = ("true", "1", "1.0", "yes")
+
+
+def _flag(col: pd.Series) -> pd.Series:
+    return col.astype(str).str.strip().str.lower().isin(TRUE)
+
+
+def runs_disagree(run_medians, run_cis, tol: float = RUN_TOL) -> bool:
+    """True when some pair of runs has medians more than ``tol`` apart (relative to the lower) and
+    non-overlapping intervals ``[(lo, hi), ...]``."""
+    m = [float(x) for x in run_medians]
+    for i in range(len(m)):
+        for j in range(i + 1, len(m)):
+            lo, hi = sorted((m[i], m[j]))
+            if lo > 0 and hi / lo - 1 > tol:
+                (a_lo, a_hi), (b_lo, b_hi) = run_cis[i], run_cis[j]
+                if a_hi < b_lo or b_hi < a_lo:
+                    return True
+    return False
+
+
+def from_samples(path: Path, tol: float = RUN_TOL) -> float:
+    """The between-runs flag (1.0 / 0.0) from a samples .npz; NaN when it is missing or has < 2 runs."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            values, lengths = np.asarray(d["samples_ns"], float), np.asarray(d["run_lengths"], int)
+    except (OSError, KeyError, ValueError):
+        return np.nan
+    if len(lengths) < 2 or lengths.sum() != len(values):
+        return np.nan
+    runs = np.split(values, np.cumsum(lengths)[:-1])
+    cis = [median_ci(r) for r in runs]
+    if any(not np.isfinite(c).all() for c in cis):
+        return np.nan
+    return float(runs_disagree([np.median(r) for r in runs], cis, tol))
+
+
+def jitter(rows: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Per-call spread per row and what it is: the recorded jitter column, else p99 / median − 1."""
+    for c in JITTER_COLUMNS:
+        if c in rows:
+            return pd.to_numeric(rows[c], errors="coerce"), c
+    if {"p99_us", "median_us"} <= set(rows.columns):
+        return pd.to_numeric(rows["p99_us"], errors="coerce") / rows["median_us"] - 1, "p99 / median − 1"
+    return pd.Series(np.nan, index=rows.index), "not recorded"
+
+
+def flags(rows: pd.DataFrame, results_dir: Path | None = None) -> pd.DataFrame:
+    """``between_runs`` (new rule; NaN when not recorded), ``pyperf`` (old rule) and ``jitter`` per row."""
+    out = pd.DataFrame(index=rows.index)
+    if "unstable_pyperf" in rows:                       # a file written with the between-runs rule
+        out["between_runs"] = _flag(rows["unstable"]).astype(float) if "unstable" in rows else np.nan
+        out["pyperf"] = _flag(rows["unstable_pyperf"]).astype(float)
+        out.attrs["between_runs_source"] = "recorded"
+    else:
+        out["pyperf"] = _flag(rows["unstable"]).astype(float) if "unstable" in rows else np.nan
+        got = []
+        for r in rows.itertuples():
+            f = getattr(r, "samples_file", None)
+            d = Path(results_dir) / str(getattr(r, "machine", "")) if results_dir is not None else None
+            got.append(from_samples(d / str(f)) if d is not None and isinstance(f, str) and f else np.nan)
+        out["between_runs"] = got
+        out.attrs["between_runs_source"] = "computed from the raw samples" if np.isfinite(got).any() else \
+            "not recorded"
+    out["jitter"], out.attrs["jitter_source"] = jitter(rows)
+    return out
+
+
+def summary(sweep: pd.DataFrame, results_dir: Path | None = None) -> dict:
+    """Shares over the ok batch-1 rows: ``between_runs`` and ``pyperf`` (NaN = not recorded), the median
+    and worst jitter, how many rows, and where each number came from."""
+    if sweep is None or not len(sweep):
+        return {"n": 0, "between_runs": np.nan, "pyperf": np.nan, "jitter_median": np.nan, "jitter_max": np.nan,
+                "between_runs_source": "not recorded", "jitter_source": "not recorded", "n_between_runs": 0}
+    f = flags(sweep, results_dir)
+    br = f["between_runs"].dropna()
+    return {"n": int(len(sweep)), "between_runs": float(br.mean()) if len(br) else np.nan,
+            "n_between_runs": int(len(br)), "pyperf": float(f["pyperf"].mean()) if f["pyperf"].notna().any()
+            else np.nan, "jitter_median": float(f["jitter"].median()), "jitter_max": float(f["jitter"].max()),
+            "between_runs_source": f.attrs.get("between_runs_source", "not recorded"),
+            "jitter_source": f.attrs.get("jitter_source", "not recorded")}
+
+
+def table(sweep: pd.DataFrame, results_dir: Path | None = None) -> pd.DataFrame:
+    """Per backend: rows, unstable share by the between-runs rule, pyperf's share beside it, median jitter."""
+    if sweep is None or not len(sweep):
+        return pd.DataFrame()
+    f = flags(sweep, results_dir).assign(backend=sweep["backend"].to_numpy())
+    g = f.groupby("backend")
+    t = pd.DataFrame({"rows": g.size(),
+                      "unstable (between runs)": g["between_runs"].mean().map(
+                          lambda v: fmt_pct(v) if np.isfinite(v) else "not recorded"),
+                      "flagged by pyperf's rule": g["pyperf"].mean().map(
+                          lambda v: fmt_pct(v) if np.isfinite(v) else "not recorded"),
+                      f"jitter ({f.attrs.get('jitter_source', '')}), median": g["jitter"].median().map(
+                          lambda v: fmt_pct(v) if np.isfinite(v) else "not recorded")})
+    return t.reindex(order_backends(t.index))
+
+
+def text(summ: dict) -> str:
+    """The stability section's lead sentence from ``summary`` output."""
+    return T.render("stability", tol=RUN_TOL, **summ)
