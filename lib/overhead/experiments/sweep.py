@@ -27,7 +27,8 @@ from pathlib import Path
 from overhead import backends as bk
 from overhead.backends import converters
 from overhead.base import atomic, config, envinfo
-from overhead.experiments import runlog, worker
+from overhead.experiments import runlog, sweepplan, worker
+from overhead.experiments.sweepplan import wanted  # noqa: F401  (re-exported)
 from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
 from overhead.harness import child, stats, timing
 from overhead.ladder import models as ladder
@@ -146,20 +147,6 @@ def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[st
     return out
 
 
-def wanted(model: str, backend: str, batch: int, smallest: int, big_batch_models=None,
-           big_batch_backends=None, models_for=None) -> bool:
-    """Batch 1 (the smallest batch) on every model and backend; larger ones only on the chosen few.
-
-    `models_for` maps a backend to the only models it runs on (backends not in it run on every model).
-    """
-    if models_for and backend in models_for and model not in models_for[backend]:
-        return False
-    if batch == smallest:
-        return True
-    return ((big_batch_models is None or model in big_batch_models)
-            and (big_batch_backends is None or backend in big_batch_backends))
-
-
 def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, budget_s: float = 0.1, *,
         runs: int = RUNS, max_runs: int = MAX_RUNS, big_batch_models=None, big_batch_backends=None,
         models_for=None, threads_models=None,
@@ -170,14 +157,13 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     """Benchmark models x backends x batch sizes x threads into `<out_dir>/bench.csv`; returns its rows.
 
     Every configuration is measured in `runs` fresh processes (more, up to `max_runs`, while its runs
-    disagree: the between-runs rule of :mod:`overhead.harness.stats`); batches above the smallest only for `big_batch_models` x
-    `big_batch_backends` (None: all). out_dir defaults to results_dir(machine). Rows already there
-    (same model content) are kept and skipped, finished runs in runs.jsonl too; `max_rows` stops after
-    that many new rows (tests, dry runs). Also writes gemm.csv (float32 GEMM rate per thread setting,
-    measured now) and both .meta.json. `launch(job, on_event, log_path)` replaces the worker
-    processes (tests).
+    disagree: the between-runs rule of :mod:`overhead.harness.stats`); batches above the smallest only for
+    `big_batch_models` x `big_batch_backends` (None: all); what runs is :func:`overhead.experiments.sweepplan.plan`.
+    out_dir defaults to results_dir(machine). Rows already there (same model content) are kept and skipped,
+    finished runs in runs.jsonl too; `max_rows` stops after that many new rows (tests, dry runs). Also writes
+    gemm.csv (float32 GEMM rate per thread setting, measured now) and both .meta.json.
+    `launch(job, on_event, log_path)` replaces the worker processes (tests).
     """
-
     if data_dir is not None:
         os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # the workers read the same tree
     if not 1 <= runs <= max_runs:
@@ -185,11 +171,6 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     machine = machine or envinfo.machine_id()
     out_dir = Path(out_dir) if out_dir is not None else config.results_dir(machine)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = list(backends) if backends else list(bk.NAMES)
-    kind = {n: getattr(bk.get(n), "process", "tf") for n in names}
-    kinds = [k for k in dict.fromkeys([*getattr(bk, "PROCESS_KINDS", ()), *kind.values()]) if k in kind.values()]
-    threads = list(threads) if threads else sorted({1, os.cpu_count() or 1})
-    batches = sorted({int(b) for b in batch_sizes})
     todo_models = resolve_models(models, extra_models, data_dir)
     for name, path in todo_models:
         if not path.exists():
@@ -201,107 +182,122 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         log.clear()
     shas = {name: converters.model_sha(path) for name, path in todo_models}
     current = results.rows["model"].map(shas)  # rows of a retrained model (other content) are stale
-    stale = current.notna() & (current != results.rows["model_sha"].astype(str))
-    results.drop(stale)
-    done = results.done_keys()
-    plan = {name: [(b, n, t) for t in threads for n in batches for b in names
-                   if t == threads[0] or threads_models is None or name in threads_models
-                   if wanted(name, b, n, batches[0], big_batch_models, big_batch_backends, models_for)
-                   and (name, b, n, t) not in done] for name, _ in todo_models}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(k) for k in plan.values()) * runs, desc="bench", unit="run")
+    results.drop(current.notna() & (current != results.rows["model_sha"].astype(str)))
+    names = list(backends) if backends else list(bk.NAMES)
+    p = sweepplan.plan([m for m, _ in todo_models], names, {n: bk.get(n).process for n in names}, batch_sizes,
+                       threads, done=results.done_keys(), kind_order=bk.PROCESS_KINDS,
+                       big_batch_models=big_batch_models, big_batch_backends=big_batch_backends,
+                       models_for=models_for, threads_models=threads_models)
     job_args = {"budget_s": budget_s, "parity_n": parity_n, "parity_max_s": parity_max_s,
-                "max_flops_per_call": max_flops_per_call,
-                "samples_dir": str(out_dir), "artifacts": str(artifacts) if artifacts else None,
-                "mode": "bench", **(model_inputs or {})}
-    gemm_rows, readbacks, written, jobs = [], {}, 0, []  # jobs: wall time of every worker job (planning)
-    (out_dir / "logs").mkdir(exist_ok=True)
-    launch = launch or (lambda job, on_event, log_path: run_job(job, on_event, log_path=log_path,
-                                                                 stall_timeout_s=stall_timeout_s))
-
-    def on_event(event):
-        if event["event"] == "hello":
-            readbacks[str(event["threads"])] = event["readback"]
-        if event["event"] != "row":
-            return
-        log.append(dict(event["row"], machine=machine, date=_now()))
-        if bar is not None:
-            row = event["row"]
-            bar.update(1)
-            bar.set_postfix_str(f"{row['model']} {row['backend']} b{row['batch']} t{row['threads']} r{row.get('run')}")
-
-    def measured(name):
-        """Runs on record for the model, without timed runs whose sample file is gone (to be redone)."""
-        have = log.runs_of(name, shas[name])
-        return {k: {r: row for r, row in v.items() if not row.get("samples_file")
-                    or (out_dir / row["samples_file"]).exists()} for k, v in have.items()}
-
-    def one_run(name, path, keys, r):
-        for t in threads:  # thread settings interleaved in time, each in fresh processes
-            for k in kinds:
-                have = measured(name)
-                todo = [(b, n) for b, n, tt in keys if tt == t and kind[b] == k
-                        and r not in have.get((b, n, t), {}) and runlog.settled(have.get((b, n, t), {})) is None]
-                if todo:
-                    if bar is not None:
-                        bar.set_description(f"{name} run {r} t{t} {k}")
-                    args = job_args if r == 1 else dict(job_args, parity_n=min(parity_n, LATER_PARITY_N))
-                    t0 = time.perf_counter()
-                    launch(_job_for(name, path, t, todo, args, run=r, process=k), on_event,
-                           out_dir / "logs" / f"{name}.t{t}.{k}.log")
-                    jobs.append({"model": name, "run": r, "threads": t, "process": k, "configs": len(todo),
-                                 "seconds": round(time.perf_counter() - t0, 2)})
-
+                "max_flops_per_call": max_flops_per_call, "samples_dir": str(out_dir),
+                "artifacts": str(artifacts) if artifacts else None, "mode": "bench", **(model_inputs or {})}
+    ex = _Executor(p, out_dir, machine, log, shas, job_args, parity_n,
+                   launch or (lambda job, on_event, log_path: run_job(job, on_event, log_path=log_path,
+                                                                      stall_timeout_s=stall_timeout_s)),
+                   progress=progress, total_runs=p.total() * runs)
+    gemm_rows, written = [], 0
     try:
         if gemm_n:
-            for t in threads:
-                gemm_rows.append({"machine": machine, "threads": t, "n": gemm_n,
-                                  "gflops": timing.gemm_gflops(n=gemm_n, threads=t)})
+            gemm_rows = [{"machine": machine, "threads": t, "n": gemm_n, "gflops": timing.gemm_gflops(n=gemm_n, threads=t)}
+                         for t in p.threads]
         for name, path in todo_models:
-            keys = plan[name]
-            if not keys:
-                continue
-            for r in range(1, runs + 1):
-                one_run(name, path, keys, r)
-            for r in range(runs + 1, max_runs + 1):  # runs that disagree: more runs, all kept
-                have = measured(name)
-                shaky = [(b, n, t) for b, n, t in keys if have.get((b, n, t))
-                         and runlog.runs_disagree(have[(b, n, t)], out_dir)]
-                if not shaky:
-                    break
-                one_run(name, path, shaky, r)
-            have = measured(name)
-            for b, n, t in keys:
-                if not have.get((b, n, t)):
-                    continue
-                row = runlog.aggregate(have[(b, n, t)], out_dir, planned_runs=runs)
+            for row in ex.measure_model(name, path, runs, max_runs):
                 results.append(dict(row, machine=machine, date=_now()))
-                runlog.drop_run_files(have[(b, n, t)], out_dir)
                 written += 1
                 if max_rows is not None and written >= max_rows:
                     break
             if max_rows is not None and written >= max_rows:
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        ex.close()
     _write_gemm(out_dir / "gemm.csv", gemm_rows, machine)
     rows = results.finish()
     envinfo.write_meta(out_dir / "bench.csv", {
-        "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": batches,
-        "threads_settings": threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
+        "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": p.batches,
+        "threads_settings": p.threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
         "stability_rule": stats.STABILITY_RULE,
         "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
         "models_for": {b: list(m) for b, m in (models_for or {}).items()},
         "threads_models": list(threads_models) if threads_models is not None else None,
         "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
-        "threads_readback": readbacks, "jobs": jobs,
-        "jobs_seconds": round(sum(j["seconds"] for j in jobs), 1)}, threads=threads)
+        "threads_readback": ex.readbacks, "jobs": ex.jobs,
+        "jobs_seconds": round(sum(j["seconds"] for j in ex.jobs), 1)}, threads=p.threads)
     return rows
+
+
+class _Executor:
+    """Runs a :class:`~overhead.experiments.sweepplan.Plan`: worker jobs per (run, threads, process kind),
+    every run's row to runs.jsonl at once, extra runs where runs disagree, pooled rows per configuration."""
+
+    def __init__(self, p, out_dir, machine, log, shas, job_args, parity_n, launch, *, progress, total_runs):
+        self.p, self.out_dir, self.machine, self.log, self.shas = p, out_dir, machine, log, shas
+        self.job_args, self.parity_n, self.launch = job_args, parity_n, launch
+        self.readbacks, self.jobs = {}, []  # jobs: wall time of every worker job (planning the next run)
+        (out_dir / "logs").mkdir(exist_ok=True)
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_runs, desc="bench", unit="run")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+    def on_event(self, event):
+        if event["event"] == "hello":
+            self.readbacks[str(event["threads"])] = event["readback"]
+        if event["event"] != "row":
+            return
+        row = event["row"]
+        self.log.append(dict(row, machine=self.machine, date=_now()))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{row['model']} {row['backend']} b{row['batch']} t{row['threads']} r{row.get('run')}")
+
+    def measured(self, name):
+        """Runs on record for the model, without timed runs whose sample file is gone (to be redone)."""
+        have = self.log.runs_of(name, self.shas[name])
+        return {k: {r: row for r, row in v.items() if not row.get("samples_file")
+                    or (self.out_dir / row["samples_file"]).exists()} for k, v in have.items()}
+
+    def one_run(self, name, path, keys, r):
+        for t in self.p.threads:  # thread settings interleaved in time, each in fresh processes
+            for k in self.p.kinds:
+                have = self.measured(name)
+                todo = [(b, n) for b, n, tt in keys if tt == t and self.p.kind[b] == k
+                        and r not in have.get((b, n, t), {}) and runlog.settled(have.get((b, n, t), {})) is None]
+                if not todo:
+                    continue
+                if self.bar is not None:
+                    self.bar.set_description(f"{name} run {r} t{t} {k}")
+                args = self.job_args if r == 1 else dict(self.job_args, parity_n=min(self.parity_n, LATER_PARITY_N))
+                t0 = time.perf_counter()
+                self.launch(_job_for(name, path, t, todo, args, run=r, process=k), self.on_event,
+                            self.out_dir / "logs" / f"{name}.t{t}.{k}.log")
+                self.jobs.append({"model": name, "run": r, "threads": t, "process": k, "configs": len(todo),
+                                  "seconds": round(time.perf_counter() - t0, 2)})
+
+    def measure_model(self, name, path, runs, max_runs):
+        """The pooled bench.csv rows of one model's planned configurations (yielded as they are pooled)."""
+        keys = self.p.keys.get(name, [])
+        if not keys:
+            return
+        for r in range(1, runs + 1):
+            self.one_run(name, path, keys, r)
+        for r in range(runs + 1, max_runs + 1):  # runs that disagree: more runs, all kept
+            have = self.measured(name)
+            shaky = [key for key in keys if have.get(key) and runlog.runs_disagree(have[key], self.out_dir)]
+            if not shaky:
+                break
+            self.one_run(name, path, shaky, r)
+        have = self.measured(name)
+        for key in keys:
+            if have.get(key):
+                row = runlog.aggregate(have[key], self.out_dir, planned_runs=runs)
+                runlog.drop_run_files(have[key], self.out_dir)  # the pooled file holds their samples now
+                yield row
 
 
 def _write_gemm(path: Path, new_rows: list[dict], machine: str) -> None:
