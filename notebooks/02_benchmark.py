@@ -56,6 +56,7 @@ machine = None            # None -> envinfo.machine_id()
 distortion_check = True   # each backend timed alone vs interleaved with the NumPy engine
 idle_gap = True           # batch-1 latency after 0/1/10/100 ms of idleness
 ceilings = True           # best GEMM per library and the CPU's theoretical peak
+blas_ab = True            # NumPy's GEMM with and without OPENBLAS_CORETYPE (fresh processes)
 
 # %%
 import os
@@ -65,7 +66,7 @@ from IPython.display import display
 
 from overhead import backends as bk
 from overhead.base import atomic, config, envinfo
-from overhead.experiments import ceilings as ceil
+from overhead.experiments import blasab, ceilings as ceil
 from overhead.experiments import distortion, idlegap, sweep
 from overhead.ladder import models as zoo
 from overhead.report import loading, stages, tables
@@ -179,6 +180,19 @@ if ceilings:
     ceil_frame, ceil_summary = ceil.run(out_dir, quick=quick)
     display(ceil_frame.pivot_table(index=['library', 'threads'], columns='n', values='gflops').round(1))
     display(ceil_summary)
+
+
+# %% [markdown]
+# ## The BLAS environment
+#
+# Some machines set `OPENBLAS_CORETYPE` (here it is recorded in every `.meta.json`), which makes OpenBLAS run
+# one micro-architecture's kernels whatever the CPU. `overhead.experiments.blasab` times NumPy's float32 GEMM
+# with the variable as set and unset, each in fresh processes (this process's environment is never changed).
+
+# %%
+if blas_ab:
+    blas = blasab.run(out_dir, quick=quick, machine=machine, threads=threads)
+    display(blas)
 
 # %% [markdown]
 # ## Does the NumPy engine disturb its neighbours?

@@ -210,6 +210,7 @@ display(layout.details("The largest bucket of each decomposition", sections.brea
 
 # %%
 display(Markdown(peak.text(R)))
+display(Markdown(optional.blas_text(R)))
 if len(R.sweep):
     display(plots.publish(roofline.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
                                                 optional.ceilings(R)["summary"] or None, machine=M),

@@ -138,3 +138,11 @@ def test_meta_names_paths_inside_the_repository_relative_to_it(tmp_path):
     meta = json.loads(envinfo.write_meta(tmp_path / "r.csv", extra).read_text())
     assert meta["models"] == {"m": "data/models/m.keras"} and meta["data"] == "data"
     assert meta["elsewhere"] == "/opt/x" and meta["root"] == "."
+
+
+def test_a_bare_amd_brand_gets_its_generation():
+    from overhead.base import envinfo
+
+    assert envinfo.amd_generation(26, 2) == "zen5"
+    assert envinfo.amd_generation(25, 0x11) == "zen4" and envinfo.amd_generation(25, 0x01) == "zen3"
+    assert envinfo.amd_generation(6, 143) is None and envinfo.amd_generation(None, None) is None

@@ -94,7 +94,27 @@ def machine_id() -> str:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", chosen).strip("-.")
         if safe:
             return safe
-    return slugify_cpu(cpu_model(), logical_cores())
+    brand = cpu_model()
+    if brand.lower().startswith("amd") and not re.search(r"\d", brand):  # a VM's bare "AMD EPYC": add the generation
+        info = cpu_info()
+        gen = amd_generation(info.get("family"), info.get("model"))
+        brand = f"{brand} {gen}" if gen else brand
+    return slugify_cpu(brand, logical_cores())
+
+
+def amd_generation(family, model) -> str | None:
+    """AMD's core generation from the CPUID family and model ("zen4" for family 25, model 0x11), else None."""
+    try:
+        family, model = int(family), int(model)
+    except (TypeError, ValueError):
+        return None
+    if family == 23:
+        return "zen2" if model >= 0x30 else "zen"
+    if family == 25:
+        return "zen4" if 0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF else "zen3"
+    if family == 26:
+        return "zen5"
+    return None
 
 
 def package_version(key: str) -> str | None:

@@ -15,9 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from overhead.harness import child
-from overhead.base import envinfo
-from overhead.harness import timing
+from overhead.base import atomic, envinfo
+from overhead.harness import child, timing
 
 COLUMNS = ["setting", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "kernel", "threads", "n", "gflops", "reps"]
 VAR = "OPENBLAS_CORETYPE"
@@ -36,9 +35,7 @@ def child_env(value: str | None, base=None) -> dict:
     env.pop(VAR, None)
     if value is not None:
         env[VAR] = value
-    lib = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([lib, *filter(None, [env.get("PYTHONPATH")])])
-    return env
+    return env  # the package path, TF quietness etc. are added by harness.child.child_env
 
 
 def child_main(job: dict) -> dict:
@@ -84,6 +81,19 @@ def measure(n: int = 2048, threads=(1, 2), reps: int = 3, repeats: int = 5, env=
                          "kernel": "/".join(sorted({str(o["kernel"]) for o in outs})), "threads": int(t), "n": int(n),
                          "gflops": float(np.median([o["gflops"][str(t)] for o in outs])), "reps": len(outs)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def run(out_dir, *, quick: bool = False, machine=None, threads=None):
+    """Measure the A/B (fewer, smaller products when quick) and write ``blas_ab.csv`` + its .meta.json."""
+    threads = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
+    frame = measure(n=1024 if quick else 2048, threads=threads, reps=1 if quick else 3)
+    frame.insert(0, "machine", machine or envinfo.machine_id())
+    path = Path(out_dir) / "blas_ab.csv"
+    atomic.atomic_write_csv(frame, path)
+    envinfo.write_meta(path, {"stage": "blas_ab", "what": "NumPy float32 np.matmul n x n GFLOP/s, each "
+                              "OPENBLAS_CORETYPE setting in fresh processes interleaved in time (A, B, A, B ...); "
+                              "median over the processes", "quick": quick}, threads=threads)
+    return frame
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ import pandas as pd
 from overhead.base.atomic import atomic_write_csv
 
 REQUIRED_FILES = ("bench", "gemm", "startup", "pipeline", "breakdown")
-OPTIONAL_FILES = ("idle_gap", "memory_loop", "distortion", "ceilings")
+OPTIONAL_FILES = ("idle_gap", "memory_loop", "distortion", "ceilings", "blas_ab", "loadgen")
 RESULT_FILES = REQUIRED_FILES + OPTIONAL_FILES
 
 

@@ -102,3 +102,26 @@ def ceilings_text(R) -> str:
     """The ceilings sentence (``overhead.report.peak.text``: one float32 ceiling, the best measured GEMM; a stated
     peak below it is called no bound)."""
     return peak.text(R)
+
+
+def blas_text(R) -> str:
+    """What OPENBLAS_CORETYPE costs NumPy's GEMM on this machine (blas_ab.csv), or that it is not set."""
+    ab = _have(R, "blas_ab")
+    if ab is None:
+        return NOT_MEASURED.format("blas_ab.csv")
+    set_rows = ab[ab["OPENBLAS_CORETYPE"].notna() & (ab["OPENBLAS_CORETYPE"].astype(str) != "")]
+    unset = ab[ab["OPENBLAS_CORETYPE"].isna() | (ab["OPENBLAS_CORETYPE"].astype(str) == "")]
+    if not len(set_rows):
+        return ("`OPENBLAS_CORETYPE` is not set on this machine: NumPy's OpenBLAS picks its kernels for the CPU "
+                f"(`{unset['kernel'].iloc[0]}`).")
+    value = set_rows["OPENBLAS_CORETYPE"].iloc[0]
+    parts = []
+    for t, grp in set_rows.groupby("threads"):
+        off = unset[unset["threads"] == t]
+        if len(off):
+            parts.append(f"{int(t)} thread{'s' if t > 1 else ''}: {grp['gflops'].iloc[0]:.0f} GFLOP/s with it, "
+                         f"{off['gflops'].iloc[0]:.0f} without ({fmt_x(off['gflops'].iloc[0] / grp['gflops'].iloc[0])})")
+    return (f"This machine sets `OPENBLAS_CORETYPE={value}`, so NumPy's OpenBLAS runs `{set_rows['kernel'].iloc[0]}` "
+            f"kernels instead of `{unset['kernel'].iloc[0] if len(unset) else 'its own'}`; every NumPy path in this report ran "
+            "with the machine's setting. NumPy's float32 GEMM, measured both ways in fresh processes: "
+            + "; ".join(parts) + ".")
