@@ -9,7 +9,7 @@ import pandas as pd
 
 from overhead.report import text as T
 
-BASIS_KEYS = ("clock_basis", "clock_kind", "peak_basis", "peak_kind")
+BASIS_KEYS = ("fp32_peak_kind", "clock_basis", "clock_kind", "peak_basis", "peak_kind")  # fp32_peak_kind: ceilings.derive_peak
 
 
 def summary(R) -> dict:

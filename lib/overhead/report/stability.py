@@ -14,32 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from overhead.harness.stats import median_ci
+from overhead.harness import stats
 from overhead.report import text as T
 from overhead.report.fmt import fmt_pct
 from overhead.report.style import order_backends
 
-RUN_TOL = 0.05
+RUN_TOL = stats.MAX_RUN_DIFF  # the one rule: overhead.harness.stats.disagreement
 JITTER_COLUMNS = ("jitter", "jitter_p99", "jitter_p99_over_median", "jitter_ratio")
 TRUE = ("true", "1", "1.0", "yes")
 
 
 def _flag(col: pd.Series) -> pd.Series:
     return col.astype(str).str.strip().str.lower().isin(TRUE)
-
-
-def runs_disagree(run_medians, run_cis, tol: float = RUN_TOL) -> bool:
-    """True when some pair of runs has medians more than ``tol`` apart (relative to the lower) and
-    non-overlapping intervals ``[(lo, hi), ...]``."""
-    m = [float(x) for x in run_medians]
-    for i in range(len(m)):
-        for j in range(i + 1, len(m)):
-            lo, hi = sorted((m[i], m[j]))
-            if lo > 0 and hi / lo - 1 > tol:
-                (a_lo, a_hi), (b_lo, b_hi) = run_cis[i], run_cis[j]
-                if a_hi < b_lo or b_hi < a_lo:
-                    return True
-    return False
 
 
 def from_samples(path: Path, tol: float = RUN_TOL) -> float:
@@ -51,11 +37,10 @@ def from_samples(path: Path, tol: float = RUN_TOL) -> float:
         return np.nan
     if len(lengths) < 2 or lengths.sum() != len(values):
         return np.nan
-    runs = np.split(values, np.cumsum(lengths)[:-1])
-    cis = [median_ci(r) for r in runs]
-    if any(not np.isfinite(c).all() for c in cis):
+    runs = stats.split_runs(values, lengths)
+    if any(r.size < stats.MIN_N for r in runs):
         return np.nan
-    return float(runs_disagree([np.median(r) for r in runs], cis, tol))
+    return float(bool(stats.disagreement(runs, max_diff=tol, min_runs=2)))
 
 
 def jitter(rows: pd.DataFrame) -> tuple[pd.Series, str]:
