@@ -343,7 +343,6 @@ def _loadgen(args) -> int:
     """`overhead loadgen MODEL ...`: every input checked (one line, exit 2) before a child process starts."""
     from overhead.experiments import loadgen
 
-    model = _model(args.model)
     scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
     bound = _floats(args.bound_ms, "--bound-ms", "--bound-ms 10")[0] if args.bound_ms is not None else None
     qps = _floats(args.qps, "--qps", "--qps 100,200") if args.qps is not None else None
@@ -352,12 +351,13 @@ def _loadgen(args) -> int:
     workers = _ints(args.workers, "--workers", "--workers 2")[0] if args.workers is not None else None
     strategy = args.strategy.strip()
     try:
-        loadgen.check_inputs(scenarios=scenarios, bounds_ms=None if bound is None else {model.stem: bound},
+        loadgen.check_inputs(scenarios=scenarios, bounds_ms=None if bound is None else {Path(args.model).stem: bound},
                              qps=qps, paths=paths, strategies=(strategy,), workers=workers)
     except loadgen.LoadgenInputError as exc:
         raise UsageError(str(exc)) from None
     if strategy == "batching":
         raise UsageError("--strategy batching is run by the study's notebook only; use thread, threads or processes")
+    model = _model(args.model)
     out = Path(args.out).expanduser() if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out} is a file; name a folder (loadgen.csv is written inside it)")

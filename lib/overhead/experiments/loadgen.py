@@ -193,7 +193,7 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
     tset = sorted({cores if t is None else int(t) for t in threads})
     shas, flops = shas or {}, flops or {}
     if quick:
-        paths = list(paths or QUICK_PATHS)
+        paths = list(paths if paths is not None else QUICK_PATHS)
         server_paths = list(server_paths if server_paths is not None else [QUICK_SERVER[0]])
         qps = list(qps or [QUICK_SERVER[1]])
         strategy_paths, batching_paths = strategy_paths or (), batching_paths or ()
@@ -202,7 +202,7 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
     else:
         from overhead import backends
 
-        paths = list(paths or backends.NAMES)
+        paths = list(paths if paths is not None else backends.NAMES)
         server_paths = list(server_paths) if server_paths is not None else [p for p in SERVER_PATHS if p in paths]
         strategy_paths = [p for p in (STRATEGY_PATHS if strategy_paths is None else strategy_paths)]
         batching_paths = [p for p in (BATCHING_PATHS if batching_paths is None else batching_paths)]
