@@ -1,6 +1,5 @@
 """The SUT under LoadGen in real child processes, on fake paths with a known service time or wrong answers."""
 import json
-import shutil
 
 import pytest
 
