@@ -35,6 +35,12 @@ def test_bisection_respects_max_points_and_stops_when_one_call_exceeds_the_bound
     assert len(slow) == 1 and loadgen.capacity(slow) == 0.0
 
 
+def test_bisection_stops_halving_below_the_floor():
+    done = _bisect_against(10.0, service_s=1e-3, bound_ms=10, floor=85.0)  # 500, 125, then 31 < 85: stop
+    assert [q for q, _ in done] == [500.0, 125.0] and loadgen.capacity(done) == 0.0
+    assert loadgen.min_qps(loadgen.SETTINGS) == pytest.approx(1024 / 12, abs=0.1)
+
+
 def test_bisection_goes_down_until_valid():
     done = _bisect_against(20.0, service_s=1e-3, bound_ms=10, precision=0.2, max_points=30)
     assert [v for _, v in done][:3] == [False, False, False]
@@ -93,6 +99,12 @@ def test_plan_runs_server_bisection_of_small_models_first_and_quick_is_small():
         (d, b) for d in (0.0, 1.0, 5.0) for b in (8, 32)}
     assert all(it["model"] == "cnn_seed" for it in batching)
     assert len({it["key"] for it in items}) == len(items)
+    resnet = {it["path"] for it in items if it["model"] == "resnet18_cifar" and it["scenario"] == "Server"}
+    assert resnet == set(loadgen.LARGE_SERVER_PATHS)  # the budget goes to the small models' bisections
+    procs = {it["path"] for it in items if it["strategy"] == "processes"}
+    assert procs == set(loadgen.PROCESS_PATHS)
+    http_server = {it["path"] for it in items if it["transport"] == "http" and it["scenario"] == "Server"}
+    assert http_server == set(loadgen.HTTP_SERVER_PATHS)
     quick = loadgen.plan(["cnn_seed"], quick=True)
     server_q = [it for it in quick if it["scenario"] == "Server"]
     assert len(server_q) == 1 and server_q[0]["qps"] == [loadgen.QUICK_SERVER[1]]
@@ -102,7 +114,8 @@ def test_plan_runs_server_bisection_of_small_models_first_and_quick_is_small():
 
 def test_method_states_every_reduction_from_mlperf():
     text = loadgen.method_text(quick=True)
-    for w in ("600 s", "270,336", "1,024", "250 ms", "early-stopping", "no accuracy run", "share the machine"):
+    for w in ("600 s", "270,336", "1,024", "250 ms", "early-stopping", "no accuracy run", "share the machine",
+              "not resolved"):
         assert w in text, w
 
 

@@ -32,20 +32,24 @@ BOUNDS_MS = {"cnn_seed": 10.0, "cnn_medium": 10.0, "resnet18_cifar": 100.0}
 SMALL_BOUND_MS, LARGE_BOUND_MS, LARGE_FLOPS = 10.0, 100.0, 1e8  # models not named: by FLOPs per image
 # the strategies and the dynamic batching run on the first model, on paths that show the GIL's role
 STRATEGY_PATHS = ("numpy", "numpy.plain", "tf.function", "onnxruntime", "litert")
+PROCESS_PATHS = ("numpy", "numpy.plain", "onnxruntime", "litert")  # each worker process loads its own runtime
 BATCHING_PATHS = ("onnxruntime", "tf.function")
 BATCH_WAIT_MS, BATCH_MAX = (0.0, 1.0, 5.0), (8, 32)
-HTTP_PATHS = ("noop", "numpy", "litert", "onnxruntime", "keras.predict")
+HTTP_PATHS = ("noop", "numpy", "litert", "onnxruntime", "keras.predict")  # Single-Stream over HTTP
+HTTP_SERVER_PATHS = ("noop", "litert")  # Server bisection over HTTP (each overloaded run drains slowly)
+# ResNet-18 (bound 100 ms): the Server bisection on the paths that can serve it, the budget goes to small models
+LARGE_SERVER_PATHS = ("tf.function", "litert", "litert.int8", "onnxruntime", "openvino", "numpy")
 # QUICK: one path of each family in Single-Stream, one Server point, the no-op and one path over HTTP
 QUICK_PATHS = ("numpy", "keras.predict", "tf.function", "tf_keras.predict", "jax.jit", "litert", "onnxruntime",
                "openvino")
 QUICK_SERVER = ("litert", 500.0)
 QUICK_HTTP = ("noop", "litert")
 
-SETTINGS = {"ss_min_duration_ms": 1000, "ss_min_queries": 64, "server_min_duration_ms": 1000,
+SETTINGS = {"ss_min_duration_ms": 500, "ss_min_queries": 64, "server_min_duration_ms": 500,
             "server_min_queries": 1024, "server_max_duration_ms": 12000}
 QUICK_SETTINGS = {"ss_min_duration_ms": 250, "ss_min_queries": 64, "server_min_duration_ms": 300,
                   "server_min_queries": 1024, "server_max_duration_ms": 4000}
-BISECT = {"precision": 0.1, "max_points": 9}
+BISECT = {"precision": 0.15, "max_points": 8}
 
 METHOD = (
     "MLPerf Inference LoadGen (mlcommons-loadgen, PerformanceOnly mode) drives each path through a System Under "
@@ -53,7 +57,9 @@ METHOD = (
     "(256 in the Query Sample Library), batch 1 per query. Single-Stream reports LoadGen's p50/p90/p99; Server "
     "sends Poisson arrivals at a target QPS and a run is VALID when LoadGen says so (p99 under the bound, with "
     "its early-stopping estimate). The highest VALID target QPS is found by bisection (double until INVALID, "
-    "halve until VALID, then geometric bisection to 10 %, at most 9 runs). Deviations from MLPerf's rules, to "
+    "halve until VALID, then geometric bisection to {prec:g} %, at most {maxp} runs; capacities below "
+    "{floor:g} QPS, where a run could not reach its minimum query count before the cap, are not resolved and "
+    "count as 0). Deviations from MLPerf's rules, to "
     "fit the study's budget on a 2-core machine: minimum duration {ss} ms per Single-Stream run and {srv} ms "
     "per Server run instead of 600 s; at least {ssq} queries per Single-Stream run (MLPerf: 1,024) and {srvq} "
     "per Server run (MLPerf: 270,336), enough for LoadGen's early-stopping p99 estimate; Server runs stop "
@@ -68,7 +74,13 @@ def method_text(quick: bool = False) -> str:
 
     return METHOD.format(ss=s["ss_min_duration_ms"], srv=s["server_min_duration_ms"], ssq=s["ss_min_queries"],
                          srvq=s["server_min_queries"], cap=s["server_max_duration_ms"], every=PARITY_EVERY,
-                         pmax=PARITY_MAX)
+                         pmax=PARITY_MAX, prec=100 * BISECT["precision"], maxp=BISECT["max_points"],
+                         floor=min_qps(s))
+
+
+def min_qps(settings) -> float:
+    """The lowest target QPS a Server run can reach its minimum query count at, before its time cap."""
+    return round(settings["server_min_queries"] / (settings["server_max_duration_ms"] / 1e3), 1)
 
 
 COLUMNS = ["machine", "scenario", "model", "model_sha", "path", "transport", "strategy", "workers", "sharing",
@@ -86,13 +98,14 @@ class LoadgenInputError(ValueError):
 
 def next_qps(done, *, workers: float = 1, service_s: float = 1e-3, bound_ms: float = 10.0,
              precision: float = BISECT["precision"], max_points: int = BISECT["max_points"],
-             start=None) -> float | None:
+             start=None, floor: float = 0.0) -> float | None:
     """The next target QPS of a Server bisection given the finished points `done` = [(qps, valid), ...].
 
     First guess: half the capacity of `workers` servers of `service_s` each. Doubles until a run is
     INVALID, halves until one is VALID, then bisects (geometric mean) between the highest VALID and
     the lowest INVALID above it until they are within `precision`. None: finished. A path whose single
-    call is slower than the bound stops after its first INVALID run (no load can bring p99 under it).
+    call is slower than the bound stops after its first INVALID run (no load can bring p99 under it);
+    halving stops below `floor` (runs there cannot reach their minimum query count).
     """
     done = [(float(q), bool(v)) for q, v in done]
     if not done:
@@ -107,7 +120,7 @@ def next_qps(done, *, workers: float = 1, service_s: float = 1e-3, bound_ms: flo
     if hi is None:
         return float(f"{2 * lo:.4g}")
     if lo is None:
-        if service_s * 1e3 >= bound_ms or hi < 0.01 * workers / max(service_s, 1e-6):
+        if service_s * 1e3 >= bound_ms or hi < 0.01 * workers / max(service_s, 1e-6) or hi / 4 < floor:
             return None
         return float(f"{hi / 4:.4g}")
     if hi / lo <= 1 + precision:
@@ -188,6 +201,7 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
     """Every item of the experiment, small models and the Server bisection first."""
     from overhead.experiments.loadgen_sut import NOOP
 
+    server_given, strategy_given, http_given = server_paths, strategy_paths, http_paths
     cores = os.cpu_count() or 1
     workers = int(workers or cores)
     tset = sorted({cores if t is None else int(t) for t in threads})
@@ -207,12 +221,15 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
         strategy_paths = [p for p in (STRATEGY_PATHS if strategy_paths is None else strategy_paths)]
         batching_paths = [p for p in (BATCHING_PATHS if batching_paths is None else batching_paths)]
         http_paths = list(HTTP_PATHS if http_paths is None else http_paths)
+    process_paths = list(strategy_paths) if (strategy_given is not None or quick) else list(PROCESS_PATHS)
+    http_server_paths = set(http_paths) if http_given is not None else set(HTTP_SERVER_PATHS)
     items = []
     first = models[0] if models else None
     for m in models:
         sha, bound = shas.get(m, ""), bound_for(m, bounds_ms, flops.get(m))
         if "Server" in scenarios:
-            for p in server_paths:
+            large = bound >= LARGE_BOUND_MS and not quick and server_given is None
+            for p in [p for p in server_paths if p in LARGE_SERVER_PATHS] if large else server_paths:
                 items.append(_item("Server", m, sha, p, tset[0], bound_ms=bound, qps=qps))
         if "SingleStream" in scenarios:
             for t in tset:
@@ -222,7 +239,7 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
             continue
         if "Server" in scenarios:
             for st in strategies:
-                for p in strategy_paths:
+                for p in (process_paths if st == "processes" else strategy_paths):
                     items.append(_item("Server", m, sha, p, 1, strategy=st, workers=workers, bound_ms=bound, qps=qps))
             for p in batching_paths:
                 for d in BATCH_WAIT_MS:
@@ -232,7 +249,7 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
         for p in http_paths:
             if "SingleStream" in scenarios:
                 items.append(_item("SingleStream", m, sha, p, tset[0], transport="http"))
-            if "Server" in scenarios and (not quick):
+            if "Server" in scenarios and not quick and p in http_server_paths:
                 items.append(_item("Server", m, sha, p, tset[0], transport="http", bound_ms=bound, qps=qps))
     return items
 

@@ -457,7 +457,7 @@ def _inputs(spec: dict):
 
 def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
     """Prepare the item's strategy, then one LoadGen run per point (Single-Stream, fixed QPS or bisection)."""
-    from overhead.experiments.loadgen import next_qps
+    from overhead.experiments.loadgen import min_qps, next_qps
 
     rec = Recorder()
     if item.get("transport") == "http":
@@ -485,7 +485,8 @@ def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
                     break
             else:
                 q = next_qps(done, workers=int(item.get("workers", 1)) * _batch_gain(item), service_s=svc,
-                             bound_ms=float(item["bound_ms"]), **item.get("bisect", {}))
+                             bound_ms=float(item["bound_ms"]), floor=min_qps(spec["settings"]),
+                             **item.get("bisect", {}))
                 if q is None:
                     break
             settings = spec["settings"]
