@@ -53,7 +53,8 @@ def test_known_service_time_p50_and_capacity_and_resume(data_env, lg_fakes, tmp_
     pts = again[again.path == "test.fixed"].target_qps.tolist()
     assert pts[:2] == [q for q, _ in first_two]  # the finished points were kept, not re-run
     svc = json.loads((out_b / "loadgen.points.jsonl").read_text().splitlines()[2])["point"]["service_us"] / 1e6
-    assert pts[2] == loadgen.next_qps(first_two, service_s=svc, bound_ms=BOUND_MS, precision=0.15)
+    assert pts[2] == loadgen.next_qps(first_two, service_s=svc, bound_ms=BOUND_MS, precision=0.15,
+                                      floor=loadgen.min_qps(FAST))
 
 
 def test_parity_failure_under_load_marks_the_row_failed(data_env, lg_fakes, tmp_path):

@@ -472,8 +472,8 @@ def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bo
     t0 = time.perf_counter()
     groups: dict[tuple, list] = {}
     for it in items:
-        if log.finished(it["key"]):
-            continue
+        if log.finished(it["key"]) or (it["scenario"] == "SingleStream" and log.points(it["key"])):
+            continue  # a Single-Stream item is one run: its point is the whole item
         it["done"] = [(p["target_qps"], p["validity"] == "VALID") for p in log.points(it["key"])
                       if p.get("target_qps") is not None]
         groups.setdefault((it["model"], it["threads"], process_kind(it["path"])), []).append(it)
