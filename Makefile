@@ -58,7 +58,7 @@ ifneq ($(filter-out help clean clean-data env requirements,$(MAKECMDGOALS)),)
 -include $(DEPFILES)
 endif
 
-.PHONY: help env test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline
+.PHONY: help env test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen
 
 help: ## List the targets
 	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
@@ -112,18 +112,22 @@ $(RUNS)/03_startup.ipynb: build/notebooks/03_startup.ipynb $(RUNS)/02_benchmark.
 $(RUNS)/04_pipeline.ipynb: build/notebooks/04_pipeline.ipynb $(RUNS)/02_benchmark.ipynb $(EXTRA_LIST) | $(RUNS)/03_startup.ipynb
 	$(call RUN_NB)
 
+$(RUNS)/05_loadgen.ipynb: build/notebooks/05_loadgen.ipynb $(RUNS)/01_train.ipynb $(EXTRA_LIST) | $(RUNS)/04_pipeline.ipynb
+	$(call RUN_NB)
+
 # The render step: the report notebook on every machine's results under $(DATA)/results/, then the HTML
 # (and, for the full run, the README findings block).
-RENDER_NB = $(PAPERMILL) build/notebooks/05_report.ipynb $(RUNS)/05_report.tmp.ipynb $(NB_COMMON) \
-	-p figures_dir $(abspath $(FIG)) && mv $(RUNS)/05_report.tmp.ipynb $(RUNS)/05_report.ipynb
-RENDER_HTML = $(VPY) -m overhead.report.render $(RUNS)/05_report.ipynb $(HTML) \
+RENDER_NB = $(PAPERMILL) build/notebooks/06_report.ipynb $(RUNS)/06_report.tmp.ipynb $(NB_COMMON) \
+	-p figures_dir $(abspath $(FIG)) && mv $(RUNS)/06_report.tmp.ipynb $(RUNS)/06_report.ipynb
+RENDER_HTML = $(VPY) -m overhead.report.render $(RUNS)/06_report.ipynb $(HTML) \
 	$(if $(README_FILE),--readme $(README_FILE) --findings $(FIG)/findings.md)
 
-$(RUNS)/05_report.ipynb: build/notebooks/05_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb
+$(RUNS)/06_report.ipynb: build/notebooks/06_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb \
+	$(RUNS)/05_loadgen.ipynb
 	@mkdir -p $(RUNS)
 	$(RENDER_NB)
 
-$(HTML): $(RUNS)/05_report.ipynb
+$(HTML): $(RUNS)/06_report.ipynb
 	@mkdir -p $(dir $@)
 	$(RENDER_HTML)
 
@@ -131,9 +135,10 @@ train: $(RUNS)/01_train.ipynb ## Train the model ladder into data/models/
 benchmark: $(RUNS)/02_benchmark.ipynb ## Benchmark every backend across models, batch sizes, threads
 startup: $(RUNS)/03_startup.ipynb ## Cold start and memory per backend
 pipeline: $(RUNS)/04_pipeline.ipynb ## PNG-to-label pipeline stages and the per-call decomposition
+loadgen: $(RUNS)/05_loadgen.ipynb ## Serve every path under MLPerf LoadGen: Single-Stream p90, Server max QPS, HTTP
 report: $(HTML) ## Rebuild the whole study (every stage that changed), then the render step
 
-render: build/notebooks/05_report.ipynb $(ENV_STAMP) ## Re-render reports/report.html, figures/, README findings from the committed data/results/ (no measuring)
+render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report.html, figures/, README findings from the committed data/results/ (no measuring)
 	@mkdir -p $(RUNS) $(dir $(HTML))
 	$(RENDER_NB)
 	$(RENDER_HTML)

@@ -16,7 +16,7 @@ import pytest
 from overhead import deps
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_report"]
+STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_loadgen", "06_report"]
 
 
 def _make(tree: Path, *args, timeout=120) -> subprocess.CompletedProcess:
@@ -81,8 +81,8 @@ def test_touching_a_shared_module_reruns_every_stage_that_imports_it(tree):
     # timing: the benchmark imports it (and every stage after reads the benchmark); training does not
     assert _reruns(tree, "lib/overhead/harness/timing.py") == set(STAGES[1:]) | {"render"}
     # the decomposition only: the pipeline stage and the report after it
-    assert _reruns(tree, "lib/overhead/experiments/breakdown.py") == {"04_pipeline", "05_report", "render"}
-    assert _reruns(tree, "lib/overhead/report/stagetext.py") == {"03_startup", "04_pipeline", "05_report", "render"}
+    assert _reruns(tree, "lib/overhead/experiments/breakdown.py") == {"04_pipeline", "06_report", "render"}
+    assert _reruns(tree, "lib/overhead/report/stagetext.py") == {"03_startup", "04_pipeline", "06_report", "render"}
 
 
 def test_the_dependencies_come_from_the_imports():
@@ -106,7 +106,7 @@ def test_a_new_module_is_picked_up_without_editing_the_makefile(tmp_path):
                          "    return gap.VALUE\n")
     _mark_up_to_date(tree)
     assert "lib/overhead/brandnew/helper.py" in (tree / "build" / "deps" / "04_pipeline.d").read_text()
-    assert _reruns(tree, "lib/overhead/brandnew/helper.py") == {"04_pipeline", "05_report", "render"}
+    assert _reruns(tree, "lib/overhead/brandnew/helper.py") == {"04_pipeline", "06_report", "render"}
     # a module the stage stops importing (deleted) re-runs it once instead of breaking make
     shutil.rmtree(pkg)
     out = _make(tree, "-n", "report")
@@ -133,7 +133,7 @@ def test_lab_allows_root_only_as_root(tree):
 
 def test_help_names_the_new_targets_and_where_executed_notebooks_live(tree):
     text = _make(tree, "help").stdout
-    for target in ("render", "test-fast", "lab", "report", "test"):
+    for target in ("render", "test-fast", "lab", "report", "test", "loadgen"):
         assert re.search(rf"^\s+{re.escape(target)}\s", text, flags=re.M), target
     assert "build/full/executed/" in text and "jupytext" in text
 
@@ -143,7 +143,7 @@ def test_render_runs_only_the_report_on_the_committed_results(tmp_path):
     out = _make(tree, "-n", "render")
     assert out.returncode == 0, out.stderr
     ran = re.findall(r"papermill .*?build/notebooks/(\d\d_\w+)\.ipynb", out.stdout)
-    assert ran == ["05_report"]
+    assert ran == ["06_report"]
     assert f"-p data_dir {tree / 'data'} " in out.stdout
     assert f"-p figures_dir {tree / 'figures'}" in out.stdout
     assert "reports/report.html --readme README.md --findings figures/findings.md" in out.stdout
@@ -190,7 +190,7 @@ def test_make_render_rebuilds_report_figures_and_findings_from_result_files_alon
     out = _make(ROOT, "render", f"DATA={data}", f"FIG={tmp_path / 'figures'}", f"HTML={tmp_path / 'report.html'}",
                 f"RUNS={tmp_path / 'executed'}", f"README_FILE={readme}", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "executed").glob("*.ipynb")) == ["05_report.ipynb"]
+    assert sorted(p.name for p in (tmp_path / "executed").glob("*.ipynb")) == ["06_report.ipynb"]
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "synthetic-fixture-2c" in html and "<img" in html
     assert (tmp_path / "figures" / "overhead_vs_compute.png").exists()

@@ -1,4 +1,4 @@
-"""notebooks/05_report.py (jupytext source) on the synthetic fixture via papermill, rendered like `make report`."""
+"""notebooks/06_report.py (jupytext source) on the synthetic fixture via papermill, rendered like `make report`."""
 import json
 import re
 import shutil
@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "05_report.py"
+NOTEBOOK = ROOT / "notebooks" / "06_report.py"
 FIXTURE = Path(__file__).parent / "fixtures"
 MACHINE = "synthetic-fixture-2c"
 SECTIONS = ["What should you do?", "Who pays for predict?", "Where does overhead stop mattering?",

@@ -4,6 +4,8 @@
     overhead check MODEL.keras [--backends a,b] [--batch-size 1] [--threads 1]
     overhead backends [--no-probe]
     overhead export MODEL.keras OUT.npz
+    overhead loadgen MODEL [--scenario SingleStream,Server] [--bound-ms 10] [--qps 100,200] [--paths a,b]
+                     [--strategy thread|threads|processes] [--workers N] [--threads 1] [--http] [--out DIR] [--quick]
 
 Everything is validated before TensorFlow is imported (bench/check run it only in worker processes;
 export imports it in-process, with its log output silenced, to read the model). Bad
@@ -21,7 +23,7 @@ from pathlib import Path
 from overhead import backends, engine
 from overhead.base import atomic, envinfo
 from overhead.base.atomic import UnwritableDirectoryError
-from overhead.experiments import sweep
+from overhead.experiments import loadgen, sweep
 from overhead.report.tables import format_bench
 from overhead.usermodel import args as userargs
 from overhead.usermodel import resources
@@ -141,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="save the NumPy engine file (.npz) of a Keras model: loads with NumPy alone")
     e.add_argument("model", metavar="MODEL.keras")
     e.add_argument("out", metavar="OUT.npz")
+    g = sub.add_parser("loadgen", help="serve a model under MLPerf LoadGen (Single-Stream p90, Server max QPS)")
+    g.add_argument("model", metavar="MODEL", help=".keras file or ladder model name")
+    g.add_argument("--scenario", default="SingleStream,Server", help="comma-separated: SingleStream, Server")
+    g.add_argument("--bound-ms", default=None, help="Server p99 bound in ms (default: 10 small, 100 large models)")
+    g.add_argument("--qps", default=None, help="comma-separated Server target QPS (default: bisect for the maximum)")
+    g.add_argument("--paths", default=None, help="comma-separated paths (default: numpy,litert,onnxruntime,tf.function)")
+    g.add_argument("--strategy", default="thread", help="thread, threads (N threads) or processes (N processes)")
+    g.add_argument("--workers", default=None, help="worker threads/processes for --strategy threads|processes")
+    g.add_argument("--threads", default="1", help="threads one inference may use (one fresh process each)")
+    g.add_argument("--http", action="store_true", help="also through the FastAPI/uvicorn service on 127.0.0.1")
+    g.add_argument("--out", default=None, help="folder for loadgen.csv (+ .meta.json); default: print only")
+    g.add_argument("--quick", action="store_true", help="short LoadGen runs: a smoke test")
     return p
 
 
@@ -164,8 +178,9 @@ def main(argv=None) -> int:
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
-        raise UsageError("missing command: choose bench, check, export or backends; see `overhead --help`")
-    return {"bench": _bench, "check": _check, "backends": _backends, "export": _export}[args.command](args)
+        raise UsageError("missing command: choose bench, check, export, loadgen or backends; see `overhead --help`")
+    return {"bench": _bench, "check": _check, "backends": _backends, "export": _export,
+            "loadgen": _loadgen}[args.command](args)
 
 
 def _fatal_model(rows: list[dict]) -> None:
@@ -297,6 +312,58 @@ def _export(args) -> int:
             raise UsageError(f"cannot write {args.out}: {why}; choose a writable location") from None
     print(f"wrote {out} ({len(net._ops)} ops, {out.stat().st_size / 1e6:.2f} MB): "
           "load it with overhead.engine.load (NumPy only)", file=sys.stderr)
+    return 0
+
+
+LOADGEN_PATHS = "numpy,litert,onnxruntime,tf.function"
+
+
+def _floats(text: str, what: str, example: str) -> list[float]:
+    values = []
+    for part in str(text).split(","):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise UsageError(f"{what} must be numbers, got {part.strip()!r}; e.g. {example}") from None
+    return values
+
+
+def _loadgen(args) -> int:
+    """`overhead loadgen MODEL ...`: every input checked (one line, exit 2) before a child process starts."""
+
+    scenarios = [s.strip() for s in args.scenario.split(",") if s.strip()]
+    bound = _floats(args.bound_ms, "--bound-ms", "--bound-ms 10")[0] if args.bound_ms is not None else None
+    qps = _floats(args.qps, "--qps", "--qps 100,200") if args.qps is not None else None
+    paths = [p.strip() for p in (args.paths or LOADGEN_PATHS).split(",") if p.strip()]
+    threads = _ints(args.threads, "threads", "--threads 1,2")
+    workers = _ints(args.workers, "--workers", "--workers 2")[0] if args.workers is not None else None
+    strategy = args.strategy.strip()
+    try:
+        loadgen.check_inputs(scenarios=scenarios, bounds_ms=None if bound is None else {Path(args.model).stem: bound},
+                             qps=qps, paths=paths, strategies=(strategy,), workers=workers)
+    except loadgen.LoadgenInputError as exc:
+        raise UsageError(str(exc)) from None
+    if strategy == "batching":
+        raise UsageError("--strategy batching is run by the study's notebook only; use thread, threads or processes")
+    model = _model(args.model)
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; name a folder (loadgen.csv is written inside it)")
+    with tempfile.TemporaryDirectory(prefix="overhead-loadgen-") as tmp:
+        frame = loadgen.run([str(model)], paths, threads=threads, scenarios=scenarios,
+                            bounds_ms=None if bound is None else {model.stem: bound}, quick=args.quick,
+                            out_dir=out or tmp, qps=qps, server_paths=paths,
+                            strategies=() if strategy == "thread" else (strategy,),
+                            strategy_paths=() if strategy == "thread" else paths, workers=workers,
+                            batching_paths=(), http_paths=["noop", *paths] if args.http else [],
+                            progress=sys.stderr.isatty())
+        if strategy != "thread":
+            frame = frame[(frame["strategy"] == strategy) | (frame["scenario"] == "SingleStream")]
+        cols = ["scenario", "path", "transport", "strategy", "workers", "target_qps", "achieved_qps", "p50_us",
+                "p90_us", "p99_us", "validity", "max_valid", "parity", "status", "reason"]
+        print(frame[cols].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+        if out is not None:
+            print(f"wrote {out / 'loadgen.csv'}", file=sys.stderr)
     return 0
 
 

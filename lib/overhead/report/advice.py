@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from overhead.report import underload
 from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
 from overhead.report.snippets import NOTES, snippet
 from overhead.report.style import NO_TF, TF_KERAS
@@ -44,7 +45,8 @@ ONE_LINE = {  # backend: the change from `model.predict(x)` that gets you onto t
     "openvino": "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`",
 }
 SITUATIONS = ("small model, single requests", "large model, batch 1", "batch throughput",
-              "cold start (serverless)", "memory-constrained", "no TensorFlow at serving time")
+              "cold start (serverless)", "memory-constrained", "no TensorFlow at serving time",
+              "a service under load")
 
 
 def one_line(backend: str) -> str:
@@ -172,7 +174,23 @@ def advice(R) -> pd.DataFrame:
         row["fastest (measured)"] = "; ".join(f"{code(x)} ({fmt_us(no_tf[x])})" for x in list(fams.values())[:3])
     row["staying in TF/Keras"] = "—"
     rows.append(row)
+    rows.append(_under_load_row(R))
     return pd.DataFrame(rows)
+
+
+def _under_load_row(R) -> dict:
+    """A service under load: the path with the highest Server capacity (LoadGen, p99 under the bound, one
+    worker thread, in process) on the smallest model that had a bisection."""
+    lg = R.mine("loadgen") if hasattr(R, "mine") else pd.DataFrame()
+    cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
+    if not len(cap):
+        return _row("a service under load (no `loadgen.csv` in the results)", "queries/s at the p99 bound", [], None, str)
+    model = cap["model"].iloc[0]
+    here = cap[cap["model"] == model].set_index("path")
+    qps = here["max_qps"][here["max_qps"] > 0]
+    bound = here["bound_ms"].iloc[0]
+    return _row(f"a service under load ({code(model)}, Poisson arrivals, p99 ≤ {bound:g} ms)",
+                "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model)
 
 
 def lead(table: pd.DataFrame) -> str:

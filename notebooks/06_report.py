@@ -56,6 +56,7 @@ from overhead.report import (
     sections,
     stability,
     tables,
+    underload,
     whopays,
 )
 
@@ -186,6 +187,26 @@ if len(R.startup):
 # %%
 display(Markdown(optional.memory_loop_text(R)))
 display(optional.memory_loop_table(R))
+
+# %% [markdown]
+# ## Under load: MLPerf LoadGen, in process and over HTTP
+
+# %%
+LG = R.mine("loadgen")
+if len(LG):
+    display(Markdown(underload.under_load_sentence(LG)))
+    display(underload.mlperf_table(LG))
+    display(plots.publish(underload.fig_hockey_stick(LG), "hockey_stick", FIG))
+    SHARE = underload.http_share(LG)
+    if len(SHARE):
+        display(plots.publish(underload.fig_http_share(SHARE), "http_share", FIG))
+    display(layout.details("Concurrency strategies and dynamic batching", underload.strategy_table(LG),
+                           underload.batching_table(LG)))
+    LG_META = R.meta.get("loadgen", {})
+    display(Markdown("**Method and deviations from MLPerf.** " + str(LG_META.get("method", "not recorded")) + " "
+                     + str(LG_META.get("client_and_server", ""))))
+else:
+    display(Markdown("*Not measured in this run:* no `loadgen.csv` in the results."))
 
 # %% [markdown]
 # ## Pipeline: from PNG to label

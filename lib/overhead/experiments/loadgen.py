@@ -1,0 +1,424 @@
+"""Serving under load: every path under MLPerf LoadGen's Single-Stream and Server scenarios -> ``loadgen.csv``.
+
+The parent never imports TensorFlow or LoadGen. It plans items -- (scenario, model, path, threads,
+transport, strategy x workers, batching, bound) -- groups them into one fresh child process per
+(model, threads, process kind) (``python -m overhead.experiments.loadgen_sut``, JSON job on stdin; the
+SUT and the strategies are described there) and streams back one ``point`` per LoadGen run. Every
+finished point is appended to ``loadgen.points.jsonl`` at once (append + fsync, as runlog does), so a run
+killed mid-bisection resumes from its last finished point; the table is rewritten atomically after
+every item. A child that dies fails the item it was in and is restarted without it.
+
+Server capacity: the highest target QPS whose run LoadGen calls VALID (p99 under the bound, enough
+queries for its early-stopping estimate), found by :func:`next_qps` -- double until INVALID, halve until
+VALID, then bisect geometrically until the bracket is within ``precision``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from overhead import backends
+from overhead.backends import converters
+from overhead.base import atomic, config, envinfo
+from overhead.experiments import sweep
+from overhead.experiments.loadgen_core import (  # noqa: F401  (next_qps: re-exported)
+    BISECT, NOOP, PARITY_EVERY, PARITY_MAX, STRATEGIES, THREAD_UNSAFE, capacity, min_qps, next_qps, process_kind, sharing,
+)
+from overhead.harness import child
+
+SCENARIOS = ("SingleStream", "Server")
+MODELS = ("cnn_seed", "cnn_medium", "resnet18_cifar")  # the seed CNN, a mid-size CNN, ResNet-18 at CIFAR size
+# the paths people serve with (the Server scenario's set); Single-Stream runs every registered path
+SERVER_PATHS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf.savedmodel",
+                "tf_keras.predict", "keras.jax.predict", "jax.jit", "litert", "litert.int8", "onnxruntime",
+                "openvino", "numpy", "numpy.plain")
+BOUNDS_MS = {"cnn_seed": 10.0, "cnn_medium": 10.0, "resnet18_cifar": 100.0}
+SMALL_BOUND_MS, LARGE_BOUND_MS, LARGE_FLOPS = 10.0, 100.0, 1e8  # models not named: by FLOPs per image
+# the strategies and the dynamic batching run on the first model, on paths that show the GIL's role
+STRATEGY_PATHS = ("numpy", "numpy.plain", "tf.function", "onnxruntime", "litert")
+PROCESS_PATHS = ("numpy", "numpy.plain", "onnxruntime", "litert")  # each worker process loads its own runtime
+BATCHING_PATHS = ("onnxruntime", "tf.function")
+BATCH_WAIT_MS, BATCH_MAX = (0.0, 1.0, 5.0), (8, 32)
+HTTP_PATHS = ("noop", "numpy", "litert", "onnxruntime", "keras.predict")  # Single-Stream over HTTP
+HTTP_SERVER_PATHS = ("noop", "litert")  # Server bisection over HTTP (each overloaded run drains slowly)
+# ResNet-18 (bound 100 ms): the Server bisection on the paths that can serve it, the budget goes to small models
+LARGE_SERVER_PATHS = ("tf.function", "litert", "litert.int8", "onnxruntime", "openvino", "numpy")
+# QUICK: one path of each family in Single-Stream, one Server point, the no-op and one path over HTTP
+QUICK_PATHS = ("numpy", "keras.predict", "tf.function", "tf_keras.predict", "jax.jit", "litert", "onnxruntime",
+               "openvino")
+QUICK_SERVER = ("litert", 500.0)
+QUICK_HTTP = ("noop", "litert")
+
+SETTINGS = {"ss_min_duration_ms": 500, "ss_min_queries": 64, "server_min_duration_ms": 500,
+            "server_min_queries": 1024, "server_max_duration_ms": 12000}
+QUICK_SETTINGS = {"ss_min_duration_ms": 250, "ss_min_queries": 64, "server_min_duration_ms": 300,
+                  "server_min_queries": 1024, "server_max_duration_ms": 4000}
+
+METHOD = (
+    "MLPerf Inference LoadGen (mlcommons-loadgen, PerformanceOnly mode) drives each path through a System Under "
+    "Test in a fresh child process per model x thread setting x process kind; queries are real test digits "
+    "(256 in the Query Sample Library), batch 1 per query. Single-Stream reports LoadGen's p50/p90/p99; Server "
+    "sends Poisson arrivals at a target QPS and a run is VALID when LoadGen says so (p99 under the bound, with "
+    "its early-stopping estimate). The highest VALID target QPS is found by bisection (double until INVALID, "
+    "halve until VALID, then geometric bisection to {prec:g} %, at most {maxp} runs; capacities below "
+    "{floor:g} QPS, where a run could not reach its minimum query count before the cap, are not resolved and "
+    "count as 0). Deviations from MLPerf's rules, to "
+    "fit the study's budget on a 2-core machine: minimum duration {ss} ms per Single-Stream run and {srv} ms "
+    "per Server run instead of 600 s; at least {ssq} queries per Single-Stream run (MLPerf: 1,024) and {srvq} "
+    "per Server run (MLPerf: 270,336), enough for LoadGen's early-stopping p99 estimate; Server runs stop "
+    "after {cap} ms; no accuracy run (parity is checked on every {every}th response, up to {pmax} per run, "
+    "against Keras with the study's logit criterion); LoadGen, the SUT and any HTTP client share the "
+    "machine's cores with the path they measure.")
+
+
+def method_text(quick: bool = False) -> str:
+    s = QUICK_SETTINGS if quick else SETTINGS
+
+    return METHOD.format(ss=s["ss_min_duration_ms"], srv=s["server_min_duration_ms"], ssq=s["ss_min_queries"],
+                         srvq=s["server_min_queries"], cap=s["server_max_duration_ms"], every=PARITY_EVERY,
+                         pmax=PARITY_MAX, prec=100 * BISECT["precision"], maxp=BISECT["max_points"],
+                         floor=min_qps(s))
+
+
+COLUMNS = ["machine", "scenario", "model", "model_sha", "path", "transport", "strategy", "workers", "sharing",
+           "threads", "batching", "batch_wait_ms", "batch_max", "bound_ms", "role", "target_qps", "achieved_qps",
+           "n_queries", "p50_us", "p90_us", "p99_us", "mean_us", "validity", "max_valid", "invalid_reason",
+           "early_stopping_ok", "parity", "parity_n", "logit_rel_err", "status", "reason", "service_us",
+           "batch_hist", "client_cpu_us", "server_cpu_us", "duration_s", "date"]
+
+
+class LoadgenInputError(ValueError):
+    """Bad input to the experiment; the message is one line naming the problem and the fix."""
+
+
+# --------------------------------------------------------------------------- inputs
+
+def bound_for(model: str, bounds_ms=None, flops=None) -> float:
+    bounds = {**BOUNDS_MS, **(bounds_ms or {})}
+    if model in bounds:
+        return float(bounds[model])
+    return LARGE_BOUND_MS if (flops or 0) >= LARGE_FLOPS else SMALL_BOUND_MS
+
+
+def check_inputs(*, scenarios=SCENARIOS, bounds_ms=None, qps=None, paths=(), strategies=("thread",),
+                 workers=None) -> None:
+    """Raise LoadgenInputError (one line, with the fix) on input the experiment cannot run."""
+
+    for s in scenarios:
+        if s not in SCENARIOS:
+            raise LoadgenInputError(f"unknown scenario {s!r}; valid scenarios: {', '.join(SCENARIOS)}")
+    for model, b in (bounds_ms or {}).items():
+        if not _positive(b):
+            raise LoadgenInputError(f"latency bound for {model} must be > 0 ms, got {b!r}; e.g. --bound-ms 10")
+    for q in qps or ():
+        if not _positive(q):
+            raise LoadgenInputError(f"target QPS must be > 0, got {q!r}; e.g. --qps 100")
+    for st in strategies:
+        if st not in STRATEGIES:
+            raise LoadgenInputError(f"unknown strategy {st!r}; valid strategies: {', '.join(STRATEGIES)}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise LoadgenInputError(f"workers must be a positive integer, got {workers!r}; e.g. --workers 2")
+    for p in paths:
+        if p == NOOP:
+            continue
+        try:
+            backends.get(p)
+        except backends.UnknownBackendError as exc:
+            raise LoadgenInputError(f"{exc}; run `overhead backends` to see which work here") from None
+        if "threads" in strategies and p in THREAD_UNSAFE:
+            raise LoadgenInputError(f"path {p} cannot run under threads ({THREAD_UNSAFE[p]}); "
+                                    "use --strategy thread or processes")
+
+
+def _positive(v) -> bool:
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    except TypeError:
+        return False
+
+
+# --------------------------------------------------------------------------- planning
+
+def _item(scenario, model, sha, path, threads, *, transport="inproc", strategy="thread", workers=1,
+          batching=None, bound_ms=None, qps=None) -> dict:
+    bt = "" if not batching else f"D={batching['wait_ms']:g}ms,B={batching['max_batch']}"
+    what = "ss" if scenario == "SingleStream" else (
+        "q=" + ",".join(f"{q:g}" for q in qps) if qps else "bisect")
+    key = "|".join([scenario, model, sha, path, f"t{threads}", transport, f"{strategy}x{workers}", bt,
+                    f"{bound_ms:g}ms" if bound_ms else "", what])
+    return {"key": key, "scenario": scenario, "model": model, "path": path, "threads": int(threads),
+            "transport": transport, "strategy": strategy, "workers": int(workers), "batching": batching,
+            "bound_ms": bound_ms, "qps": list(qps) if qps else None, "bisect": dict(BISECT)}
+
+
+def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_ms=None, quick=False,
+         server_paths=None, strategies=("threads", "processes"), strategy_paths=None, workers=None,
+         batching_paths=None, http_paths=None, qps=None, shas=None, flops=None) -> list[dict]:
+    """Every item of the experiment, small models and the Server bisection first."""
+
+    server_given, strategy_given, http_given = server_paths, strategy_paths, http_paths
+    cores = os.cpu_count() or 1
+    workers = int(workers or cores)
+    tset = sorted({cores if t is None else int(t) for t in threads})
+    shas, flops = shas or {}, flops or {}
+    if quick:
+        paths = list(paths if paths is not None else QUICK_PATHS)
+        server_paths = list(server_paths if server_paths is not None else [QUICK_SERVER[0]])
+        qps = list(qps or [QUICK_SERVER[1]])
+        strategy_paths, batching_paths = strategy_paths or (), batching_paths or ()
+        http_paths = list(http_paths if http_paths is not None else QUICK_HTTP)
+        tset = tset[:1]
+    else:
+
+        paths = list(paths if paths is not None else backends.NAMES)
+        server_paths = list(server_paths) if server_paths is not None else [p for p in SERVER_PATHS if p in paths]
+        strategy_paths = [p for p in (STRATEGY_PATHS if strategy_paths is None else strategy_paths)]
+        batching_paths = [p for p in (BATCHING_PATHS if batching_paths is None else batching_paths)]
+        http_paths = list(HTTP_PATHS if http_paths is None else http_paths)
+    process_paths = list(strategy_paths) if (strategy_given is not None or quick) else list(PROCESS_PATHS)
+    http_server_paths = set(http_paths) if http_given is not None else set(HTTP_SERVER_PATHS)
+    items = []
+    first = models[0] if models else None
+    for m in models:
+        sha, bound = shas.get(m, ""), bound_for(m, bounds_ms, flops.get(m))
+        if "Server" in scenarios:
+            large = bound >= LARGE_BOUND_MS and not quick and server_given is None
+            for p in [p for p in server_paths if p in LARGE_SERVER_PATHS] if large else server_paths:
+                items.append(_item("Server", m, sha, p, tset[0], bound_ms=bound, qps=qps))
+        if "SingleStream" in scenarios:
+            for t in tset:
+                for p in [NOOP] + [p for p in paths if p != NOOP]:
+                    items.append(_item("SingleStream", m, sha, p, t))
+        if m != first:
+            continue
+        if "Server" in scenarios:
+            for st in strategies:
+                for p in (process_paths if st == "processes" else strategy_paths):
+                    items.append(_item("Server", m, sha, p, 1, strategy=st, workers=workers, bound_ms=bound, qps=qps))
+            for p in batching_paths:
+                for d in BATCH_WAIT_MS:
+                    for b in BATCH_MAX:
+                        items.append(_item("Server", m, sha, p, 1, strategy="batching",
+                                           batching={"wait_ms": d, "max_batch": b}, bound_ms=bound, qps=qps))
+        for p in http_paths:
+            if "SingleStream" in scenarios:
+                items.append(_item("SingleStream", m, sha, p, tset[0], transport="http"))
+            if "Server" in scenarios and not quick and p in http_server_paths:
+                items.append(_item("Server", m, sha, p, tset[0], transport="http", bound_ms=bound, qps=qps))
+    return items
+
+
+# --------------------------------------------------------------------------- the points log (resume)
+
+class PointLog:
+    """``loadgen.points.jsonl``: one line per finished LoadGen run or item; a torn last line is dropped."""
+
+    def __init__(self, path):
+
+        self.path, self.records = Path(path), []
+        if self.path.exists():
+            raw = self.path.read_text(encoding="utf-8")
+            for line in raw.splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and "key" in rec:
+                    self.records.append(rec)
+            if raw and (not raw.endswith("\n") or len(self.records) != raw.count("\n")):
+                atomic.atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+
+    def append(self, rec: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.records.append(rec)
+
+    def points(self, key: str) -> list[dict]:
+        return [r["point"] for r in self.records if r["key"] == key and "point" in r]
+
+    def finished(self, key: str) -> dict | None:
+        return next((r for r in self.records if r["key"] == key and r.get("end")), None)
+
+
+# --------------------------------------------------------------------------- children
+
+def run_child(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.0) -> None:
+    """Run the job's items in fresh children until each ended; a dead child fails the item it was in."""
+    todo = [it["key"] for it in job["items"]]
+    by_key = {it["key"]: it for it in job["items"]}
+    for _attempt in range(len(todo) + 1):
+        if not todo:
+            return
+        state = {"current": None, "fatal": None}
+
+        def handle(ev, state=state):
+            nonlocal todo
+            if not isinstance(ev, dict):
+                return
+            kind = ev.get("event")
+            if kind == "start":
+                state["current"] = ev["key"]
+            elif kind in ("item_done", "item_failed"):
+                todo = [k for k in todo if k != ev["key"]]
+                state["current"] = None
+            elif kind == "fatal":
+                state["fatal"] = ev.get("error")
+            on_event(ev)
+
+        done = child.run_child("overhead.experiments.loadgen_sut", job=dict(job, items=[by_key[k] for k in todo]),
+                               kind=job["process"], on_event=handle, stall_timeout_s=stall_timeout_s,
+                               stderr_path=log_path)
+        if not todo:
+            return
+        if state["fatal"] is not None:
+            for k in todo:
+                on_event({"event": "item_failed", "key": k, "error": f"child could not start: {state['fatal']}"})
+            return
+        why = "stalled" if done.stalled else f"child died ({done.failure(200)})"
+        culprits = [state["current"]] if state["current"] in todo else list(todo)
+        for k in culprits:
+            on_event({"event": "item_failed", "key": k, "error": why})
+        todo = [k for k in todo if k not in culprits]
+
+
+# --------------------------------------------------------------------------- rows
+
+def rows_of(item: dict, points: list[dict], failed: str | None, base: dict) -> list[dict]:
+    """The table rows of one item: one per LoadGen run; `max_valid` marks a bisection's answer."""
+
+    bt = item.get("batching") or {}
+    common = dict(base, scenario=item["scenario"], model=item["model"], path=item["path"],
+                  transport=item["transport"], strategy=item["strategy"], workers=item["workers"],
+                  sharing=sharing(item["path"], item["strategy"]), threads=item["threads"],
+                  batching=(f"D={bt['wait_ms']:g}ms,B={bt['max_batch']}" if bt else ""),
+                  batch_wait_ms=bt.get("wait_ms"), batch_max=bt.get("max_batch"), bound_ms=item.get("bound_ms"),
+                  role=("single-stream" if item["scenario"] == "SingleStream" else
+                        "points" if item.get("qps") else "bisection"))
+    if not points:
+        return [dict(common, status="failed", reason=failed or "no run finished")]
+    cap = capacity([(p["target_qps"], p["validity"] == "VALID") for p in points if p.get("target_qps")])
+    out = []
+    for p in points:
+        problems = []
+        if p.get("parity") == "fail":
+            problems.append(f"parity under load: {p.get('parity_reason')}")
+        if p.get("errors"):
+            problems.append("errors while serving: " + "; ".join(p["errors"]))
+        status = "failed" if problems else "ok"
+        notes = problems + ([failed] if failed else [])
+        out.append(dict(common, **{k: p.get(k) for k in (
+            "target_qps", "achieved_qps", "n_queries", "p50_us", "p90_us", "p99_us", "mean_us", "validity",
+            "invalid_reason", "early_stopping_ok", "parity", "parity_n", "logit_rel_err", "service_us",
+            "client_cpu_us", "server_cpu_us", "duration_s", "date")},
+            batch_hist=json.dumps(p.get("batch_hist") or {}, sort_keys=True),
+            max_valid=bool(common["role"] != "single-stream" and p.get("validity") == "VALID"
+                           and p.get("target_qps") is not None and math.isclose(p["target_qps"], cap)),
+            status=status, reason="; ".join(notes)))
+    return out
+
+
+def table(items, log: PointLog, base: dict):
+    import pandas as pd
+
+    rows = []
+    for it in items:
+        end = log.finished(it["key"])
+        pts = log.points(it["key"])
+        if end is None and not pts:
+            continue
+        rows += rows_of(it, pts, (end or {}).get("error"), base)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+# --------------------------------------------------------------------------- the experiment
+
+def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bounds_ms=None, quick=False,
+        out_dir=None, qps=None, server_paths=None, strategies=("threads", "processes"), strategy_paths=None,
+        workers=None, batching_paths=None, http_paths=None, settings=None, data_dir=None, machine=None,
+        artifacts=None, resume=True, progress=True, max_items=None, bisect=None):
+    """Run the experiment; write ``loadgen.csv`` (+ ``.meta.json``, ``loadgen.points.jsonl``) in `out_dir`
+    (default: the machine's results folder) and return the table (:data:`COLUMNS`).
+
+    `paths` run in Single-Stream (default: every registered path; quick: :data:`QUICK_PATHS`),
+    `server_paths` in the Server bisection (default :data:`SERVER_PATHS`), `qps` gives fixed Server
+    points instead of the bisection. Raises :class:`LoadgenInputError` on bad input before anything runs.
+    """
+
+    scenarios = tuple(scenarios)
+    if isinstance(bounds_ms, (int, float)) and not isinstance(bounds_ms, bool):
+        bounds_ms = {m: bounds_ms for m in models}
+    check_inputs(scenarios=scenarios, bounds_ms=bounds_ms, qps=qps,
+                 paths=[*(paths or ()), *(server_paths or ()), *(strategy_paths or ()), *(http_paths or ())],
+                 strategies=("thread", *strategies), workers=workers)
+    if data_dir is not None:
+        os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())
+    machine = machine or envinfo.machine_id()
+    out = Path(out_dir) if out_dir else config.results_dir(machine, data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, log_path = out / "loadgen.csv", out / "loadgen.points.jsonl"
+    if not resume and log_path.exists():
+        log_path.unlink()
+    resolved = sweep.resolve_models(list(models), (), data_dir)
+    for name, p in resolved:
+        if not p.exists():
+            raise LoadgenInputError(f"model {name} not found at {p}; train it first (make models) or pass a .keras path")
+    shas = {name: converters.model_sha(p) for name, p in resolved}
+    items = plan([n for n, _ in resolved], paths=paths, threads=threads, scenarios=scenarios, bounds_ms=bounds_ms,
+                 quick=quick, server_paths=server_paths, strategies=strategies, strategy_paths=strategy_paths,
+                 workers=workers, batching_paths=batching_paths, http_paths=http_paths, qps=qps, shas=shas)
+    if max_items is not None:
+        items = items[:int(max_items)]
+    for it in items:
+        it["bisect"] = {**BISECT, **(bisect or {})}
+    settings = {**(QUICK_SETTINGS if quick else SETTINGS), **(settings or {})}
+    log = PointLog(log_path)
+    base = {"machine": machine}
+    paths_of = dict(resolved)
+    t0 = time.perf_counter()
+    groups: dict[tuple, list] = {}
+    for it in items:
+        if log.finished(it["key"]) or (it["scenario"] == "SingleStream" and log.points(it["key"])):
+            continue  # a Single-Stream item is one run: its point is the whole item
+        it["done"] = [(p["target_qps"], p["validity"] == "VALID") for p in log.points(it["key"])
+                      if p.get("target_qps") is not None]
+        groups.setdefault((it["model"], it["threads"], process_kind(it["path"])), []).append(it)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum(len(v) for v in groups.values()), desc="loadgen", disable=not progress)
+
+    def on_event(ev):
+        kind = ev.get("event")
+        if kind == "point":
+            log.append({"key": ev["key"], "point": dict(ev["point"], date=_now())})
+        elif kind in ("item_done", "item_failed"):
+            log.append({"key": ev["key"], "end": True, "error": ev.get("error")})
+            atomic.atomic_write_csv(table(items, log, base), csv_path)
+            bar.update(1)
+
+    for (model, t, kind), its in groups.items():
+        job = {"model": model, "model_path": str(paths_of[model]), "threads": t, "process": kind, "items": its,
+               "settings": settings, "artifacts": artifacts}
+        run_child(job, on_event, log_path=out / "loadgen.children.log")
+    bar.close()
+    frame = table(items, log, base)
+    atomic.atomic_write_csv(frame, csv_path)
+    envinfo.write_meta(csv_path, extra={
+        "stage": "loadgen", "models": [n for n, _ in resolved], "scenarios": list(scenarios), "quick": quick,
+        "settings": settings, "bisection": BISECT, "bounds_ms": {n: bound_for(n, bounds_ms) for n, _ in resolved},
+        "threads_settings": sorted({it["threads"] for it in items}), "method": method_text(quick),
+        "client_and_server": "the HTTP client (LoadGen + httpx) and the uvicorn server share this machine's "
+                             f"{os.cpu_count()} cores; client_cpu_us / server_cpu_us are their CPU time per query",
+        "run_s": round(time.perf_counter() - t0, 1)})
+    return frame
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,246 @@
+"""The report's "Under load" section: pure functions of the LoadGen table (``loadgen.csv``) alone.
+
+- :func:`mlperf_table`: per model and path, Single-Stream p50/p90/p99 and the Server scenario's highest
+  VALID QPS at the bound (one worker thread, in process);
+- :func:`fig_hockey_stick`: p50 and p99 against the offered (target) QPS, per path;
+- :func:`http_share` / :func:`fig_http_share`: where a request's time goes through the HTTP service,
+  from the no-op model (framework vs model vs HTTP stack vs LoadGen + SUT);
+- :func:`strategy_table`, :func:`batching_table`: Server capacity per concurrency strategy / batching;
+- :func:`under_load_sentence`: one computed sentence on whether the fastest path changes under load.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from overhead.report.plotkit import _empty, _fig, _legend_right, _us
+from overhead.report.style import color_for, marker_for, order_backends
+
+NOOP = "noop"
+
+
+def _ok(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["status"] == "ok"] if "status" in frame else frame
+
+
+def _inproc_thread(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(frame["transport"] == "inproc") & (frame["strategy"] == "thread")]
+
+
+def single_stream(frame: pd.DataFrame) -> pd.DataFrame:
+    """In-process Single-Stream rows (one per model, path, threads), parity passed or not judged."""
+    ss = _inproc_thread(frame[frame["scenario"] == "SingleStream"])
+    return _ok(ss)
+
+
+def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread") -> pd.DataFrame:
+    """Highest VALID target QPS per (model, path, strategy, workers, batching) of the Server bisections
+    (0 where no run was VALID); a configuration with a failed row (parity) is left out."""
+    srv = frame[(frame["scenario"] == "Server") & (frame["role"] == "bisection")
+                & (frame["transport"] == transport)]
+    if strategy is not None:
+        srv = srv[srv["strategy"] == strategy]
+    if srv.empty:
+        return pd.DataFrame(columns=["model", "path", "strategy", "workers", "batching", "bound_ms", "max_qps",
+                                     "p99_at_max_us", "runs"])
+    keys = ["model", "path", "strategy", "workers", "batching"]
+    srv = srv.assign(batching=srv["batching"].fillna(""))
+    rows = []
+    for key, g in srv.groupby(keys, sort=False):
+        if (g["status"] != "ok").any():
+            continue
+        valid = g[g["validity"] == "VALID"]
+        best = valid.loc[valid["target_qps"].idxmax()] if len(valid) else None
+        rows.append(dict(zip(keys, key), bound_ms=float(g["bound_ms"].iloc[0]),
+                         max_qps=float(best["target_qps"]) if best is not None else 0.0,
+                         p99_at_max_us=float(best["p99_us"]) if best is not None else np.nan, runs=len(g)))
+    return pd.DataFrame(rows)
+
+
+def mlperf_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The MLPerf-style table: per model and path, Single-Stream p50/p90/p99 at 1 thread (and p90 at the
+    most threads measured), the Server max QPS at the bound (one worker thread), parity under load."""
+    ss = single_stream(frame)
+    ss = ss[ss["path"] != NOOP]
+    out = []
+    t_max = int(ss["threads"].max()) if len(ss) else 1
+    for (model, path), g in ss.groupby(["model", "path"], sort=False):
+        one = g[g["threads"] == g["threads"].min()].iloc[0]
+        most = g[g["threads"] == g["threads"].max()].iloc[0]
+        out.append({"model": model, "path": path, "ss_p50_us": one["p50_us"], "ss_p90_us": one["p90_us"],
+                    "ss_p99_us": one["p99_us"], f"ss_p90_us_t{t_max}": most["p90_us"] if len(g) > 1 else np.nan})
+    table = pd.DataFrame(out)
+    cap = server_capacity(frame)
+    if len(table) and len(cap):
+        table = table.merge(cap[["model", "path", "bound_ms", "max_qps"]], on=["model", "path"], how="outer")
+    elif len(cap):
+        table = cap[["model", "path", "bound_ms", "max_qps"]].copy()
+    if table.empty:
+        return table
+    failed = frame[(frame["status"] == "failed") & frame["reason"].fillna("").str.startswith("parity under load")]
+    bad = set(zip(failed["model"], failed["path"]))
+    have = set(zip(table["model"], table["path"]))
+    missing = [{"model": m, "path": p} for m, p in sorted(bad - have)]  # failed everywhere: listed, no numbers
+    if missing:
+        table = pd.concat([table, pd.DataFrame(missing)], ignore_index=True)
+    table["parity_under_load"] = ["fail" if (m, p) in bad else "pass" for m, p in zip(table["model"], table["path"])]
+    order = {p: i for i, p in enumerate(order_backends(table["path"]))}
+    models = list(dict.fromkeys(frame["model"]))
+    table = table.assign(_m=table["model"].map(models.index), _p=table["path"].map(order))
+    return table.sort_values(["_m", "_p"]).drop(columns=["_m", "_p"]).reset_index(drop=True)
+
+
+def fig_hockey_stick(frame: pd.DataFrame, model: str | None = None):
+    """p50 (dashed) and p99 (solid) latency against the offered QPS, one line per path (Server, in process,
+    one worker thread); the bound as a grey line."""
+    srv = _inproc_thread(frame[(frame["scenario"] == "Server") & frame["target_qps"].notna()])
+    srv = _ok(srv)
+    if model is None and len(srv):
+        model = srv["model"].iloc[0]
+    srv = srv[srv["model"] == model]
+    if srv.empty:
+        return _empty(f"no Server runs for {model}")
+    fig = _fig(9, 4.8)
+    ax = fig.add_subplot()
+    for path in order_backends(srv["path"]):
+        g = srv[srv["path"] == path].sort_values("target_qps")
+        kw = {"color": color_for(path), "marker": marker_for(path), "ms": 4}
+        ax.plot(g["target_qps"], g["p99_us"], "-", label=path, **kw)
+        ax.plot(g["target_qps"], g["p50_us"], "--", alpha=0.6, **kw)
+    bound = float(srv["bound_ms"].iloc[0]) * 1e3
+    ax.axhline(bound, color="0.4", lw=1)
+    ax.text(ax.get_xlim()[0], bound, f" bound {bound / 1e3:g} ms (p99)", va="bottom", fontsize="small", color="0.3")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_us)
+    ax.set_xlabel("offered load (LoadGen Server target, queries/s)")
+    ax.set_ylabel("latency (solid p99, dashed p50)")
+    ax.set_title(f"{model}: latency against offered load (Poisson arrivals, one worker thread)")
+    _legend_right(ax, title="path")
+    return fig
+
+
+def http_share(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """Where a Single-Stream request's median time goes, per path served over HTTP (p50s, 1 thread):
+
+    - ``loadgen_sut_us``: LoadGen and the SUT around a call that does nothing (the no-op path in process);
+    - ``http_us``: the HTTP stack (client JSON + httpx + loopback + uvicorn + FastAPI + pydantic), i.e. the
+      no-op path over HTTP minus in process;
+    - ``model_us``: the arithmetic, taken as the fastest in-process path of that model minus the no-op;
+    - ``framework_us``: the rest of this path's in-process time (its runtime's own overhead).
+    Shares are of their sum; ``measured_us`` is the path's own p50 over HTTP, for comparison.
+    """
+    ss = _ok(frame[(frame["scenario"] == "SingleStream") & (frame["strategy"] == "thread")])
+    if model is None and len(ss):
+        model = ss["model"].iloc[0]
+    ss = ss[ss["model"] == model]
+    ss = ss[ss["threads"] == ss["threads"].min()] if len(ss) else ss
+    p50 = {(t, p): v for t, p, v in zip(ss["transport"], ss["path"], ss["p50_us"])}
+    if ("inproc", NOOP) not in p50 or ("http", NOOP) not in p50:
+        return pd.DataFrame()
+    noop_in, noop_http = p50[("inproc", NOOP)], p50[("http", NOOP)]
+    inproc = ss[(ss["transport"] == "inproc") & (ss["path"] != NOOP)]
+    floor = float(inproc["p50_us"].min()) if len(inproc) else noop_in
+    fastest = inproc.loc[inproc["p50_us"].idxmin(), "path"] if len(inproc) else None
+    rows = []
+    for path in [p for t, p in p50 if t == "http" and p != NOOP]:
+        if ("inproc", path) not in p50:
+            continue
+        model_us = max(floor - noop_in, 0.0)
+        framework_us = max(p50[("inproc", path)] - noop_in - model_us, 0.0)
+        parts = {"loadgen_sut_us": noop_in, "http_us": max(noop_http - noop_in, 0.0), "model_us": model_us,
+                 "framework_us": framework_us}
+        total = sum(parts.values())
+        rows.append({"model": model, "path": path, **parts, "sum_us": total, "measured_us": p50[("http", path)],
+                     **{k.replace("_us", "_share"): v / total for k, v in parts.items()},
+                     "model_floor_path": fastest})
+    return pd.DataFrame(rows)
+
+
+SHARE_PARTS = [("model_share", "model (fastest path's arithmetic)", "#4c72b0"),
+               ("framework_share", "framework (this path's overhead)", "#dd8452"),
+               ("http_share", "HTTP stack", "#55a868"), ("loadgen_sut_share", "LoadGen + SUT", "#8c8c8c")]
+
+
+def fig_http_share(shares: pd.DataFrame):
+    """One horizontal stacked bar per path served over HTTP: the shares of :func:`http_share`."""
+    if shares is None or shares.empty:
+        return _empty("no HTTP runs (the no-op model and a path over HTTP are needed)")
+    fig = _fig(9, 0.55 * len(shares) + 1.6)
+    ax = fig.add_subplot()
+    y = np.arange(len(shares))
+    left = np.zeros(len(shares))
+    for col, label, color in SHARE_PARTS:
+        v = shares[col].to_numpy(dtype=float)
+        ax.barh(y, v, left=left, color=color, label=label)
+        left += v
+    ax.set_yticks(y, [f"{p} ({_us(m)})" for p, m in zip(shares["path"], shares["measured_us"])])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of a request's median time (Single-Stream over HTTP)")
+    ax.set_title(f"{shares['model'].iloc[0]}: where a request's time goes behind FastAPI/uvicorn")
+    ax.invert_yaxis()
+    _legend_right(ax, title="part")
+    return fig
+
+
+def strategy_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Server max QPS per path and model for each concurrency strategy (columns), in process."""
+    cap = server_capacity(frame, strategy=None)
+    cap = cap[cap["batching"] == ""] if len(cap) else cap
+    if cap.empty:
+        return cap
+    cap = cap.assign(strategy=[s if s == "thread" else f"{s} x{int(w)}" for s, w in zip(cap["strategy"],
+                                                                                        cap["workers"])])
+    return cap.pivot_table(index=["model", "path"], columns="strategy", values="max_qps", sort=False)
+
+
+def batching_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Dynamic batching: max QPS, p99 at it and the mean batch there, per path and (D, B)."""
+    srv = frame[(frame["scenario"] == "Server") & (frame["strategy"] == "batching")]
+    cap = server_capacity(frame, strategy="batching")
+    if cap.empty:
+        return cap
+    mean_batch = []
+    for _, r in cap.iterrows():
+        at = srv[(srv["model"] == r["model"]) & (srv["path"] == r["path"]) & (srv["batching"] == r["batching"])
+                 & (srv["target_qps"] == r["max_qps"])]
+        hist = {int(k): v for k, v in json.loads(at["batch_hist"].iloc[0]).items()} if len(at) else {}
+        n = sum(hist.values())
+        mean_batch.append(sum(k * v for k, v in hist.items()) / n if n else np.nan)
+    return cap.assign(mean_batch=mean_batch)[["model", "path", "batching", "bound_ms", "max_qps", "p99_at_max_us",
+                                              "mean_batch"]]
+
+
+def under_load_sentence(frame: pd.DataFrame) -> str:
+    """Does the fastest path change under load? Per model: the lowest Single-Stream p90 against the highest
+    Server max QPS at the bound (same paths, parity passed); names the path to serve with."""
+    table = mlperf_table(frame)
+    if table.empty or "max_qps" not in table:
+        return "No Server bisection was run, so the study cannot say whether the fastest path changes under load."
+    parts, changed = [], []
+    for model, g in table[table["parity_under_load"] == "pass"].groupby("model", sort=False):
+        both = g.dropna(subset=["ss_p90_us", "max_qps"])
+        if both.empty:
+            continue
+        fast = both.loc[both["ss_p90_us"].idxmin()]
+        serve = both.loc[both["max_qps"].idxmax()]
+        same = fast["path"] == serve["path"]
+        changed.append(not same)
+        bound = f"{serve['bound_ms']:g} ms"
+        if same:
+            parts.append(f"on {model} `{fast['path']}` is both the fastest alone (Single-Stream p90 "
+                         f"{_us(round(fast['ss_p90_us'], 1))}) and the one that sustains the most load "
+                         f"({serve['max_qps']:,.0f} queries/s with p99 under {bound})")
+        else:
+            parts.append(f"on {model} `{fast['path']}` is the fastest alone (Single-Stream p90 "
+                         f"{_us(round(fast['ss_p90_us'], 1))}, {fast['max_qps']:,.0f} queries/s under load) but "
+                         f"`{serve['path']}` sustains the most load ({serve['max_qps']:,.0f} queries/s with p99 "
+                         f"under {bound}; p90 alone {_us(round(serve['ss_p90_us'], 1))})")
+    if not parts:
+        return "No path has both a Single-Stream and a Server result, so the study cannot compare them."
+    verdict = ("Under load the fastest path changes" if all(changed) else
+               "Under load the fastest path stays the same" if not any(changed) else
+               "Under load the fastest path changes for some models")
+    return f"{verdict}: " + "; ".join(parts) + "."

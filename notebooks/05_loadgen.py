@@ -1,0 +1,112 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 — Serving under load (MLPerf LoadGen)
+#
+# *This file is the notebook's source (jupytext percent format; `make lab` opens it as a notebook). The executed copy with outputs is `build/full/executed/05_loadgen.ipynb` after `make report` (`build/quick/executed/` with `QUICK=1`).*
+#
+# Every other latency in the study comes from one Python loop calling a path back to back. A service is different: requests arrive at random, several may wait at once, and each one crosses an HTTP stack. MLPerf Inference's LoadGen measures exactly that, and this stage drives every path through it:
+#
+# - **Single-Stream**: one query at a time, the next when the last is answered; LoadGen reports p50/p90/p99 (MLPerf's metric is p90).
+# - **Server**: Poisson arrivals at a target QPS; a run is VALID when LoadGen finds p99 under the bound with its early-stopping estimate. The highest VALID QPS is found by bisection.
+# - **Concurrency strategies** (one worker thread, N threads sharing a runner or one each, N processes) and **dynamic batching** (wait at most D ms or B queries) on the paths that show what the GIL does.
+# - **A real HTTP service**: the same SUT behind FastAPI on uvicorn (127.0.0.1 only), with a no-op model through the same stack, so a request's time splits into framework, model and HTTP.
+#
+# Each model × thread setting × process kind runs in a fresh child process; every finished LoadGen run is kept in `loadgen.points.jsonl`, so a stopped run resumes where it was. The deviations from MLPerf's rules are printed below (Method).
+
+# %%
+# %load_ext autoreload
+# %autoreload 2
+
+# %% tags=["parameters"]
+models = ['cnn_seed', 'cnn_medium', 'resnet18_cifar']   # the seed CNN, a mid-size CNN, ResNet-18 at CIFAR size
+paths = None                   # Single-Stream paths; None -> every registered path
+server_paths = None            # Server bisection; None -> the paths people serve with (loadgen.SERVER_PATHS)
+threads = [1, None]            # threads one inference may use; None -> all cores
+bounds_ms = None               # {model: p99 bound}; None -> 10 ms small models, 100 ms ResNet-18
+http_paths = None              # None -> noop, numpy, litert, onnxruntime, keras.predict
+quick = False
+data_dir = None
+machine = None
+extra_models = []
+
+# %%
+import os
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import pandas as pd
+from IPython.display import Markdown, display
+from overhead.report import stages
+from overhead.experiments import loadgen
+from overhead.report import underload
+
+models = stages.present(list(models) + list(extra_models or []), data_dir)   # missing models are named and skipped
+pd.set_option('display.width', 200)
+display(Markdown('**Method.** ' + loadgen.method_text(quick)))
+
+# %% [markdown]
+# ## The runs
+
+# %%
+frame = loadgen.run(models, paths, threads=threads, bounds_ms=bounds_ms, quick=quick, server_paths=server_paths,
+                    http_paths=http_paths, data_dir=data_dir, machine=machine)
+frame[['scenario', 'model', 'path', 'transport', 'strategy', 'workers', 'batching', 'threads', 'target_qps',
+       'achieved_qps', 'p50_us', 'p90_us', 'p99_us', 'validity', 'parity', 'status']].round(1)
+
+# %%
+failed = frame[frame['status'] != 'ok']
+failed[['scenario', 'model', 'path', 'strategy', 'reason']] if len(failed) else print('every run passed parity under load')
+
+# %% [markdown]
+# ## The MLPerf-style table
+#
+# Single-Stream p90 (1 thread, and at the most threads measured) and the Server scenario's highest VALID QPS at the bound (one worker thread); `max_qps` 0 means no offered load kept p99 under the bound.
+
+# %%
+underload.mlperf_table(frame).round(1)
+
+# %%
+display(Markdown(underload.under_load_sentence(frame)))
+
+# %% [markdown]
+# ## Latency against offered load (the hockey stick)
+
+# %%
+for model in frame.loc[frame['scenario'] == 'Server', 'model'].unique():
+    display(underload.fig_hockey_stick(frame, model))
+
+# %% [markdown]
+# ## Concurrency strategies and dynamic batching
+#
+# Server max QPS per strategy: N threads share one runner where the runtime allows it (TF, ORT, the NumPy engine's calls are serialised by its own lock) or hold one each (LiteRT interpreters, OpenVINO infer requests); N processes each load the model. Dynamic batching pads a collected batch to the next power of two up to B.
+
+# %%
+underload.strategy_table(frame).round(0)
+
+# %%
+underload.batching_table(frame).round(1)
+
+# %% [markdown]
+# ## Behind HTTP: what share of a request is framework, model and HTTP stack
+#
+# The HTTP client (LoadGen + httpx) and the uvicorn server share this machine's cores; `client_cpu_us` and `server_cpu_us` are each process's CPU time per query.
+
+# %%
+shares = underload.http_share(frame)
+display(underload.fig_http_share(shares))
+shares.round(3)
+
+# %%
+frame.loc[frame['transport'] == 'http', ['scenario', 'path', 'target_qps', 'p50_us', 'p99_us', 'validity',
+                                         'client_cpu_us', 'server_cpu_us']].round(1)

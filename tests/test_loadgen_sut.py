@@ -1,0 +1,87 @@
+"""The SUT under LoadGen in real child processes, on fake paths with a known service time or wrong answers."""
+import json
+
+import pytest
+
+from loadgen_helpers import FAST, lg_fakes  # noqa: F401  (a fixture)
+from overhead.experiments import loadgen
+
+SERVICE_S = 0.002  # test.fixed: 2 ms per call, sleeping (the GIL is free, as in TF or ORT)
+BOUND_MS = 100.0  # 50 service times: one worker's capacity under the bound is close to 1 / service time
+
+
+def _run(data_env, out, **kw):
+    args = dict(paths=[], server_paths=[], threads=(1,), strategies=(), strategy_paths=(), batching_paths=(),
+                http_paths=[], bounds_ms={"cnn_seed": BOUND_MS}, settings=FAST, out_dir=out, progress=False,
+                data_dir=data_env, machine="testbox")
+    return loadgen.run(["cnn_seed"], **{**args, **kw})
+
+
+@pytest.mark.slow
+def test_known_service_time_p50_and_capacity_and_resume(data_env, lg_fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("OVERHEAD_TEST_SERVICE_S", str(SERVICE_S))
+    frame = _run(data_env, tmp_path / "a", paths=["test.fixed"], server_paths=["test.fixed"],
+                 scenarios=("Server", "SingleStream"), bisect={"precision": 0.15})
+    assert (tmp_path / "a" / "loadgen.csv").exists() and (tmp_path / "a" / "loadgen.meta.json").exists()
+    ss = frame[(frame.scenario == "SingleStream") & (frame.path == "test.fixed")].iloc[0]
+    # one query at a time (the lowest load): p50 is the service time plus the SUT's own microseconds
+    assert SERVICE_S * 1e6 <= ss.p50_us <= 1.25 * SERVICE_S * 1e6, ss.p50_us
+    assert ss.validity == "VALID" and ss.parity == "pass" and ss.status == "ok"
+    noop = frame[(frame.scenario == "SingleStream") & (frame.path == "noop")].iloc[0]
+    assert noop.p50_us < ss.p50_us / 10
+    server = frame[(frame.scenario == "Server") & (frame.path == "test.fixed")]
+    assert set(server.role) == {"bisection"} and server.max_valid.sum() == 1
+    best = server[server.max_valid].iloc[0]
+    known = 1 / SERVICE_S  # what one worker of 2 ms can complete per second
+    assert 0.8 * known <= best.target_qps <= 1.2 * known, server[["target_qps", "validity", "p99_us"]]
+    assert best.validity == "VALID" and best.p99_us <= BOUND_MS * 1e3
+    assert (server[server.target_qps > best.target_qps].validity == "INVALID").all()
+    assert (server.parity == "pass").all()
+
+    # a bisection killed after two finished points resumes from them
+    out_b = tmp_path / "b"
+    out_b.mkdir()
+    keep, kept = [], 0
+    for line in (tmp_path / "a" / "loadgen.points.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["key"].startswith("Server|") and "point" in rec and kept < 2:
+            keep.append(line)
+            kept += 1
+    (out_b / "loadgen.points.jsonl").write_text("\n".join(keep) + "\n")
+    first_two = [(json.loads(x)["point"]["target_qps"], json.loads(x)["point"]["validity"] == "VALID") for x in keep]
+    again = _run(data_env, out_b, server_paths=["test.fixed"], scenarios=("Server",), bisect={"precision": 0.15})
+    pts = again[again.path == "test.fixed"].target_qps.tolist()
+    assert pts[:2] == [q for q, _ in first_two]  # the finished points were kept, not re-run
+    svc = json.loads((out_b / "loadgen.points.jsonl").read_text().splitlines()[2])["point"]["service_us"] / 1e6
+    assert pts[2] == loadgen.next_qps(first_two, service_s=svc, bound_ms=BOUND_MS, precision=0.15,
+                                      floor=loadgen.min_qps(FAST))
+
+
+def test_parity_failure_under_load_marks_the_row_failed(data_env, lg_fakes, tmp_path):
+    frame = _run(data_env, tmp_path, paths=["test.wrong"], scenarios=("SingleStream",))
+    row = frame[frame.path == "test.wrong"].iloc[0]
+    assert row.parity == "fail" and row.status == "failed"
+    assert row.reason.startswith("parity under load:") and "logit_rel_err" in row.reason
+    assert row.parity_n >= 8 and row.validity == "VALID"  # LoadGen's verdict is about latency only
+    assert frame[frame.path == "noop"].status.iloc[0] == "ok"
+
+
+@pytest.mark.slow
+def test_strategies_and_dynamic_batching_serve_every_query(data_env, lg_fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("OVERHEAD_TEST_SERVICE_S", str(SERVICE_S))
+    qps = 0.8 * 2 / SERVICE_S  # beyond one worker's capacity, within two workers' or a batch's
+    frame = _run(data_env, tmp_path, server_paths=[], scenarios=("Server",), strategies=("threads", "processes"),
+                 strategy_paths=["test.fixed"], workers=2, batching_paths=["test.fixed"], qps=[qps],
+                 settings=dict(FAST, server_min_queries=300))
+    frame = frame.set_index(["strategy", "batching"])
+    for key in [("threads", ""), ("processes", "")]:
+        row = frame.loc[key]
+        assert row.n_queries >= 300 and row.parity == "pass" and row.workers == 2
+        assert row.achieved_qps > 0.9 / SERVICE_S  # more than one worker could complete
+    assert frame.loc[("threads", "")].sharing == "shared"
+    big = frame.loc[("batching", "D=5ms,B=32")]
+    hist = {int(k): v for k, v in json.loads(big.batch_hist).items()}
+    assert sum(k * v for k, v in hist.items()) == big.n_queries and max(hist) > 1
+    assert big.parity == "pass"
+    nowait = {int(k) for k in json.loads(frame.loc[("batching", "D=0ms,B=8")].batch_hist)}
+    assert max(nowait) <= 8

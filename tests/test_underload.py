@@ -1,0 +1,101 @@
+"""The report's "Under load" functions on a small fixture table (loadgen.csv columns)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overhead.experiments.loadgen import COLUMNS
+from overhead.report import underload
+
+
+def _row(**kw):
+    base = {"machine": "box", "model": "m", "transport": "inproc", "strategy": "thread", "workers": 1, "threads": 1,
+            "batching": "", "status": "ok", "reason": "", "parity": "pass", "bound_ms": 10.0,
+            "batch_hist": json.dumps({"1": 100})}
+    return {**base, **kw}
+
+
+def _ss(path, p50, p90=None, **kw):
+    return _row(scenario="SingleStream", role="single-stream", path=path, p50_us=p50, p90_us=p90 or 1.2 * p50,
+                p99_us=2 * p50, validity="VALID", **kw)
+
+
+def _srv(path, qps, valid, p50=100.0, p99=1000.0, **kw):
+    return _row(scenario="Server", role="bisection", path=path, target_qps=qps, achieved_qps=qps, p50_us=p50,
+                p99_us=p99, validity="VALID" if valid else "INVALID", **kw)
+
+
+@pytest.fixture
+def table():
+    rows = [
+        _ss("noop", 7.0), _ss("litert", 20.0), _ss("numpy", 30.0), _ss("keras.predict", 40_000.0),
+        _ss("litert", 15.0, threads=2), _ss("numpy", 25.0, threads=2),
+        _ss("noop", 900.0, transport="http"), _ss("litert", 950.0, transport="http"),
+        _ss("numpy", 960.0, transport="http"),
+        # Server bisections: litert tops out at 2000, numpy at 4000 (it sustains more), keras.predict never VALID
+        _srv("litert", 1000, True), _srv("litert", 2000, True, p99=8000), _srv("litert", 2200, False, p99=30_000),
+        _srv("numpy", 1000, True), _srv("numpy", 4000, True, p99=9000), _srv("numpy", 4400, False, p99=50_000),
+        _srv("keras.predict", 12, False, p99=60_000),
+        # strategies and batching
+        _srv("numpy", 3000, True, strategy="threads", workers=2), _srv("numpy", 3300, False, strategy="threads", workers=2),
+        _srv("numpy", 7000, True, strategy="processes", workers=2),
+        _srv("numpy", 9000, True, strategy="batching", batching="D=1ms,B=8", batch_hist=json.dumps({"1": 10, "4": 10})),
+        # a path whose answers were wrong under load: out of the capacity, flagged in the table
+        _srv("test.wrong", 5000, True, status="failed", reason="parity under load: logit_rel_err 1.4 > 0.001"),
+        _ss("test.wrong", 10.0, status="failed", reason="parity under load: logit_rel_err 1.4 > 0.001"),
+    ]
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def test_mlperf_table_has_single_stream_p90_and_server_max_qps(table):
+    t = underload.mlperf_table(table).set_index("path")
+    assert t.loc["litert", "ss_p90_us"] == pytest.approx(24.0) and t.loc["litert", "ss_p90_us_t2"] == pytest.approx(18.0)
+    assert t.loc["litert", "max_qps"] == 2000 and t.loc["numpy", "max_qps"] == 4000
+    assert t.loc["keras.predict", "max_qps"] == 0.0  # bisected, never VALID
+    assert "noop" not in t.index
+    assert t.loc["test.wrong", "parity_under_load"] == "fail" and np.isnan(t.loc["test.wrong", "ss_p90_us"])
+    assert (t.drop("test.wrong")["parity_under_load"] == "pass").all()
+
+
+def test_sentence_says_the_fastest_path_changes_under_load(table):
+    text = underload.under_load_sentence(table)
+    assert text.startswith("Under load the fastest path changes:")
+    assert "`litert` is the fastest alone" in text and "`numpy` sustains the most load (4,000 queries/s" in text
+    assert "test.wrong" not in text
+    same = table[table["path"] != "numpy"]
+    assert underload.under_load_sentence(same).startswith("Under load the fastest path stays the same")
+    assert "cannot" in underload.under_load_sentence(table[table["scenario"] == "SingleStream"])
+
+
+def test_http_share_from_the_noop_model(table):
+    s = underload.http_share(table).set_index("path")
+    assert set(s.index) == {"litert", "numpy"}
+    lit = s.loc["litert"]
+    assert lit["loadgen_sut_us"] == 7.0 and lit["http_us"] == 893.0
+    assert lit["model_us"] == 13.0 and lit["framework_us"] == 0.0  # litert is the fastest: all model
+    assert s.loc["numpy", "framework_us"] == 10.0
+    shares = s[[c for c in s.columns if c.endswith("_share")]]
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert lit["http_share"] > 0.9 and lit["measured_us"] == 950.0
+    assert underload.http_share(table[table["transport"] == "inproc"]).empty
+
+
+def test_strategy_and_batching_tables(table):
+    st = underload.strategy_table(table)
+    assert st.loc[("m", "numpy"), "thread"] == 4000 and st.loc[("m", "numpy"), "threads x2"] == 3000
+    assert st.loc[("m", "numpy"), "processes x2"] == 7000
+    bt = underload.batching_table(table).iloc[0]
+    assert bt["max_qps"] == 9000 and bt["mean_batch"] == pytest.approx(2.5)
+
+
+def test_figures_draw_and_say_when_empty(table):
+    fig = underload.fig_hockey_stick(table)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.lines) >= 6
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["numpy", "keras.predict", "litert"] or set(labels) == {"numpy", "keras.predict", "litert"}
+    bar = underload.fig_http_share(underload.http_share(table))
+    assert len(bar.axes[0].patches) == 2 * 4
+    empty = underload.fig_hockey_stick(table[table["scenario"] == "SingleStream"])
+    assert "no Server runs" in empty.axes[0].texts[0].get_text()
