@@ -44,11 +44,3 @@ def test_user_model_outcomes_show_what_ran_and_why_the_rest_did_not():
     assert t.status["numpy"] == "skipped" and t.reason["numpy"] == "unsupported layer LSTM 'lstm'"
     assert t.status["keras.predict"] == "ok" and t.median_us["keras.predict"] == 900.0
     assert tables.user_model_outcomes(bench, ["absent"]).empty
-
-
-def test_crossover_wording_reads_for_both_cases():
-    from overhead.report.prose import _at
-
-    assert _at("beyond the largest model measured (`big`, 3 GFLOP)") == \
-        "only beyond the largest model measured (`big`, 3 GFLOP)"
-    assert _at("12 MFLOP [9, 15]") == "at 12 MFLOP [9, 15]"
