@@ -23,6 +23,7 @@ def test_tidy_ratios_from_known_rows():
     assert "numpy" not in set(df["backend"])
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_quick_run_on_a_tiny_model(data_env):
     df = distortion.measure(models=("mlp_tiny",), backends=("tf.function",), quick=True)
     assert list(df["backend"]) == ["tf.function"] and list(df["threads"]) == [1]

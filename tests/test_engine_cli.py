@@ -31,6 +31,7 @@ def tiny_keras(tmp_path_factory):
     return path, x, np.asarray(model(x, training=False))
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_export_writes_a_loadable_engine_file(tiny_keras, tmp_path):
     from overhead import engine
     path, x, ref = tiny_keras
@@ -41,6 +42,7 @@ def test_export_writes_a_loadable_engine_file(tiny_keras, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.npz"]  # no temp file left
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_missing_and_corrupt_keras_file(tmp_path):
     one_line_error(export(tmp_path / "nope.keras", tmp_path / "o.npz"), "model file not found")
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
@@ -51,6 +53,7 @@ def test_missing_and_corrupt_keras_file(tmp_path):
     assert not (tmp_path / "o.npz").exists()
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_unsupported_layer_is_named(tmp_path):
     model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, name="my_lstm")])
     model.save(tmp_path / "lstm.keras")
@@ -58,6 +61,7 @@ def test_unsupported_layer_is_named(tmp_path):
     assert not (tmp_path / "o.npz").exists()
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_unwritable_output(tiny_keras, tmp_path):
     path, _, _ = tiny_keras
     one_line_error(export(path, tmp_path / "no" / "such" / "o.npz"), "does not exist")

@@ -65,6 +65,7 @@ def _assert_parity(got, ref):
     assert np.abs(np.asarray(got["reference"]) - ref).max() <= 1e-6
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_keras_on_jax_paths_match_keras_on_tf_and_run_on_one_cpu(setup):
     names = ["keras.jax.predict", "keras.jax.call", "jax.jit"]
     got = _child(setup, "jax", 1, names)
@@ -76,6 +77,7 @@ def test_keras_on_jax_paths_match_keras_on_tf_and_run_on_one_cpu(setup):
     assert "jax" in got["runs"]["jax.jit"]["info"]["kernels"] and got["runs"]["jax.jit"]["info"]["trace_s"] > 0
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_jax_with_two_threads_keeps_two_cpus(setup):
     got = _child(setup, "jax", 2, ["jax.jit"])
     rb = got["readback"]
@@ -83,6 +85,7 @@ def test_jax_with_two_threads_keeps_two_cpus(setup):
     assert got["runs"]["jax.jit"]["info"]["threads_seen"] == [rb["affinity"]]
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_keras_numpy_backend_matches_and_limits_blas(setup):
     got = _child(setup, "keras-numpy", 1, ["keras.numpy.predict"])
     assert got["keras_backend"] == "numpy"
@@ -118,6 +121,7 @@ print(max(float(np.abs(np.asarray(y) - ys[0][0]).max()) for row in ys for y in r
 """
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_jax_jit_survives_keras_predict_in_the_same_process(setup):
     """Keras's JAX predict donates its variables' buffers; jax.jit must hold weights of its own."""
     model, folder, _ = setup

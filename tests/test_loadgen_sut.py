@@ -57,6 +57,7 @@ def test_known_service_time_p50_and_capacity_and_resume(data_env, lg_fakes, tmp_
                                       floor=loadgen.min_qps(FAST))
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_parity_failure_under_load_marks_the_row_failed(data_env, lg_fakes, tmp_path):
     frame = _run(data_env, tmp_path, paths=["test.wrong"], scenarios=("SingleStream",))
     row = frame[frame.path == "test.wrong"].iloc[0]

@@ -6,6 +6,7 @@ from overhead import backends
 from overhead.experiments import memloop
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_quick_memory_loop_writes_tidy_rows(data_env, tmp_path):
     df = memloop.run("cnn_seed", ["numpy", "keras.jax.predict", "test.raise"], quick=True, data_dir=data_env,
                      machine="testbox", artifacts=tmp_path / "art", out_dir=tmp_path, progress=False)

@@ -41,6 +41,7 @@ def test_runtime_modules():
     assert startup.runtime_modules("tf1.session") == ("tensorflow", "keras")
 
 
+@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
 def test_cold_start_of_keras_on_jax_runs_in_a_jax_process(tmp_path, tiny_data_dir):
     import numpy as np
 
