@@ -124,8 +124,9 @@ def test_tldr_answers_in_at_most_120_words_from_the_data(R):
 
 @pytest.mark.skipif(not (PUBLISHED / "intel-xeon-processor-2c" / "bench.csv").exists(), reason="no published run")
 def test_tldr_of_the_published_run_is_short_and_brackets_tf_function():
-    res = loading.load_results(PUBLISHED)
-    R = A.analyse(res, loading.models_from_results(PUBLISHED), n_boot=10)
+    intel = PUBLISHED / "intel-xeon-processor-2c"  # the run the 0.3-0.4 GFLOP was read from
+    res = loading.load_results(intel)
+    R = A.analyse(res, loading.models_from_results(PUBLISHED, prefer=intel.name), n_boot=10)
     t = answer.tldr(R)
     assert text.words(t) <= answer.MAX_WORDS
     row = next(r for r in answer.crossover_rows(R) if r["backend"] == "tf.function")
