@@ -76,7 +76,7 @@ def fig_overhead_vs_compute(sweep: pd.DataFrame, fits: pd.DataFrame, peak_gflops
         for b in names:
             g = sweep[sweep["backend"] == b]
             c = color_for(b)
-            ax.errorbar(g["flops"], g["median_us"], yerr=[g["median_us"] - g["ci_lo_us"], g["ci_hi_us"] - g["median_us"]],
+            ax.errorbar(g["flops"], g["median_us"], yerr=[(g["median_us"] - g["ci_lo_us"]).clip(lower=0), (g["ci_hi_us"] - g["median_us"]).clip(lower=0)],
                         fmt=marker_for(b), color=c, ms=4, lw=0, elinewidth=1, label=b, alpha=0.9)
             _fit_curve(ax, grid, _one(fits, b), g, c)
         if peak_gflops and np.isfinite(peak_gflops):
