@@ -20,8 +20,10 @@ STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_loadgen",
 
 
 def _make(tree: Path, *args, timeout=120) -> subprocess.CompletedProcess:
+    # The caller's make flags (`make -s test-fast` exports MAKEFLAGS=s) would silence the messages these tests read.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES")}
     return subprocess.run(["make", "--no-print-directory", "-C", str(tree), *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def _copy_tree(tmp: Path) -> Path:
