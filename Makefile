@@ -58,7 +58,7 @@ ifneq ($(filter-out help clean clean-data env requirements,$(MAKECMDGOALS)),)
 -include $(DEPFILES)
 endif
 
-.PHONY: help env test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen
+.PHONY: help env lint test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen
 
 help: ## List the targets
 	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
@@ -78,8 +78,11 @@ $(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-test: $(ENV_STAMP) ## Run the whole test suite (unit tests + papermill smoke runs of every notebook)
+test: lint ## Lint, then the whole test suite (unit tests + papermill smoke runs of every notebook)
 	$(VPY) -m pytest -q
+
+lint: $(ENV_STAMP) ## ruff: syntax errors, undefined names, unused imports and variables (rules in pyproject.toml)
+	$(VPY) -m ruff check lib tests notebooks
 
 test-fast: $(ENV_STAMP) ## Unit tests only: no notebook runs, no large models (-m "not slow")
 	$(VPY) -m pytest -q -m "not slow"

@@ -52,7 +52,7 @@ from overhead.report import stages, stagetext
 
 threads = int(threads or os.cpu_count())
 registry.set_threads(threads)  # before TensorFlow starts
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf  # noqa: E402,F401  (imported here so TF starts after the thread setting)
 
 registry.set_threads(threads)  # and TF's own pools, before its first op
 if quick:

@@ -386,7 +386,7 @@ def run(models, backends=DEFAULT_BACKENDS, *, threads=None, budget_s: float = 4.
         try:
             x, _ = data.inputs_for(input_shape(mpath), 1, data_dir=data_dir)
             runner = registry.prepare(b, mpath, 1, threads, artifacts)
-            fn = lambda: runner(x)  # noqa: E731
+            fn = lambda r=runner: r(x)  # noqa: E731
             timing.measure(fn, budget_s=0.3, min_samples=10, max_samples=100, warmup_calls=5)
             res = decompose(fn, eager=(b in EAGER), budget_s=budget_s, interval_s=interval_s)
         except Exception as exc:  # noqa: BLE001  (reported in the summary, not fatal)

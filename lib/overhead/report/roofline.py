@@ -109,7 +109,7 @@ def fig_roofline(bench: pd.DataFrame, ceilings: pd.DataFrame | None = None, summ
         ax.set_title(f"{t} thread{'s' if t > 1 else ''}" + (f", batch {batch}" if batch != "best" else
                                                              ", best batch per path"))
     axes[0].set_ylabel("achieved GFLOP/s")
-    handles, labels = {}, []
+    handles = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
