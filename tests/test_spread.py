@@ -1,0 +1,178 @@
+"""The between-run spread experiment (overhead.experiments.spread) and its section (overhead.report.spread),
+on planted tables and a fake child: no TensorFlow, no timing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overhead.experiments import spread as exp
+from overhead.harness.child import ChildResult
+from overhead.report import spread as sec
+
+PATHS = ("tf.function", "tf1.session")
+
+
+def planted(medians: dict, machine="m1", status=None) -> pd.DataFrame:
+    """spread.csv rows: {variant: {path: [run medians]}}; `status`: {variant: reason} for unavailable ones."""
+    rows = []
+    for variant, by_path in medians.items():
+        for path, meds in by_path.items():
+            for run, m in enumerate(meds, start=1):
+                rows.append({"machine": machine, "model": "cnn_seed", "batch": 1, "threads": 1, "variant": variant,
+                             "backend": path, "run": run, "status": "ok", "reason": "", "median_us": m,
+                             "first_us": m * 1.02})
+    for variant, reason in (status or {}).items():
+        rows.append({"machine": machine, "variant": variant, "backend": None, "status": "not available",
+                     "reason": reason})
+    return pd.DataFrame(rows).reindex(columns=exp.COLUMNS)
+
+
+BIMODAL = [100, 200, 100, 200, 100, 200, 100, 200]  # the tf1.session pattern: two process states
+TIGHT = [150, 151, 149, 150, 152, 150, 148, 151]
+
+
+def test_a_variant_that_collapses_the_spread_is_named_the_cause():
+    f = planted({"as is": {p: BIMODAL for p in PATHS}, "no ASLR": {p: TIGHT for p in PATHS},
+                 "oneDNN off": {p: BIMODAL for p in PATHS}})
+    v = sec.verdicts(sec.summary(f)).set_index("variant")
+    assert v.loc["no ASLR", "collapses"] is True or v.loc["no ASLR", "collapses"] == True  # noqa: E712
+    assert v.loc["oneDNN off", "collapses"] == False  # noqa: E712
+    text = sec.text(sec.summary(f))
+    assert "no ASLR collapses it" in text and "ruled out: oneDNN off" in text
+    assert "2×" in text  # the as-is spread, max/min of 100 and 200
+
+
+def test_a_variant_must_narrow_every_path_not_only_one():
+    f = planted({"as is": {p: BIMODAL for p in PATHS},
+                 "pinned": {"tf.function": TIGHT, "tf1.session": BIMODAL}})
+    v = sec.verdicts(sec.summary(f)).set_index("variant")
+    assert v.loc["pinned", "collapses"] == False  # noqa: E712
+    assert "no variant collapses it" in sec.text(sec.summary(f))
+
+
+def test_runs_that_already_agree_leave_nothing_to_explain():
+    f = planted({"as is": {p: TIGHT for p in PATHS}, "jemalloc": {p: TIGHT for p in PATHS}})
+    v = sec.verdicts(sec.summary(f))
+    assert v["collapses"].isna().all()
+    text = sec.text(sec.summary(f))
+    assert "agreed" in text and "collapses" not in text
+
+
+def test_unavailable_variant_is_shown_with_its_reason_never_as_a_cause():
+    f = planted({"as is": {p: BIMODAL for p in PATHS}}, status={"tcmalloc": "not available: no libtcmalloc"})
+    s = sec.summary(f)
+    assert "not available: no libtcmalloc" in set(s["status"])
+    v = sec.verdicts(s).set_index("variant")
+    assert v.loc["tcmalloc", "collapses"] is None
+    assert "tcmalloc (not available: no libtcmalloc)" in sec.text(s)
+
+
+def test_spread_statistics_are_max_over_min_and_relative_mad():
+    s = sec.summary(planted({"as is": {"tf.function": [100, 110, 120, 200]}}))
+    row = s.iloc[0]
+    assert row["spread_x"] == pytest.approx(2.0)
+    med = np.median([100, 110, 120, 200])
+    assert row["mad_rel"] == pytest.approx(np.median(np.abs(np.array([100, 110, 120, 200]) - med)) / med)
+    assert row["warmup"] == pytest.approx(0.02)
+
+
+def test_machines_are_judged_separately():
+    f = pd.concat([planted({"as is": {p: BIMODAL for p in PATHS}, "no ASLR": {p: TIGHT for p in PATHS}}, "a"),
+                   planted({"as is": {p: TIGHT for p in PATHS}, "no ASLR": {p: TIGHT for p in PATHS}}, "b")])
+    text = sec.text(sec.summary(f))
+    assert "**a**" in text and "**b**" in text
+    assert text.index("collapses") < text.index("**b**")
+
+
+def test_no_table_says_not_measured(tmp_path):
+    assert sec.load(tmp_path).empty
+    assert "not measured" in sec.text(sec.summary(sec.load(tmp_path)))
+
+
+def test_load_reads_every_machine(tmp_path):
+    for m in ("a", "b"):
+        (tmp_path / m).mkdir()
+        planted({"as is": {"tf.function": TIGHT}}, machine=m).to_csv(tmp_path / m / "spread.csv", index=False)
+    assert set(sec.load(tmp_path)["machine"]) == {"a", "b"}
+
+
+def test_table_has_units_and_three_significant_figures():
+    t = sec.table(sec.summary(planted({"as is": {"tf.function": [100.0, 123.456, 150.0]}})))
+    assert t.loc[0, "median of run medians"] == "123 µs"
+    assert t.loc[0, "max / min of run medians"] == "1.5×"
+
+
+def test_figure_has_alt_text_from_the_data():
+    f = planted({"as is": {p: BIMODAL for p in PATHS}, "no ASLR": {p: TIGHT for p in PATHS}})
+    fig, alt = sec.figure(f)
+    assert fig.axes and "2×" in alt and "no ASLR" in alt
+
+
+# --------------------------------------------------------------------------- the experiment, without TF
+
+def test_schedule_interleaves_variants_and_rotates_the_order():
+    plan = exp.schedule(["a", "b", "c"], 3)
+    assert [v for _, v in plan[:3]] == ["a", "b", "c"]
+    assert [v for _, v in plan[3:6]] == ["b", "c", "a"]
+    assert [r for r, _ in plan] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_missing_allocator_is_not_available_with_its_reason(monkeypatch):
+    monkeypatch.setattr(exp, "find_library", lambda so: None)
+    v = {x.name: x for x in exp.variants(["jemalloc", "tcmalloc", "as is"])}
+    assert not v["jemalloc"].available and "libjemalloc2" in v["jemalloc"].reason
+    assert "LD_PRELOAD" not in v["tcmalloc"].env and v["as is"].available
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="valid variants"):
+        exp.variants(["turbo"])
+
+
+def test_measure_records_rows_failures_and_unavailable_variants(monkeypatch, tmp_path):
+    monkeypatch.setattr(exp, "model_path", lambda model, data_dir=None: (tmp_path / "m.keras", "trained"))
+    monkeypatch.setattr(exp, "find_library", lambda so: "/lib/libjemalloc.so.2" if "jemalloc" in so else None)
+    seen = []
+
+    def fake(job, variant):
+        seen.append((variant.name, dict(variant.env)))
+        if variant.name == "oneDNN off":
+            return ChildResult(returncode=1, stderr_tail="boom")
+        rows = [{"event": "row", "backend": b, "status": "ok", "median_us": 10.0, "first_us": 11.0, "n": 200}
+                for b in job["backends"]]
+        return ChildResult(returncode=0, events=[*rows, {"event": "done"}])
+
+    f = exp.measure(names=["as is", "oneDNN off", "jemalloc", "tcmalloc"], runs=2, machine="m",
+                    launch_fn=fake, say=lambda *_: None)
+    assert [v for v, _ in seen] == ["as is", "oneDNN off", "jemalloc", "oneDNN off", "jemalloc", "as is"]
+    assert dict(seen)["jemalloc"] == {"LD_PRELOAD": "/lib/libjemalloc.so.2"}
+    assert (f[f.variant == "tcmalloc"]["status"] == "not available").all()
+    failed = f[f.variant == "oneDNN off"]
+    assert (failed["status"] == "failed").all() and failed["reason"].str.contains("boom").all()
+    assert len(f[(f.variant == "as is") & (f.status == "ok")]) == 2 * len(exp.BACKENDS)
+    assert list(f.columns) == exp.COLUMNS
+
+
+def test_launch_gives_the_child_its_variant_and_restores_this_process(monkeypatch):
+    got = {}
+
+    def fake_run_child(module, args, **kw):
+        got.update(kw, job=json.loads(args[1]), personality=exp._personality())
+        return ChildResult(returncode=0)
+
+    monkeypatch.setattr(exp.child, "run_child", fake_run_child)
+    before = exp._personality()
+    v = exp.Variant("no ASLR", env={"PYTHONHASHSEED": "0"}, no_aslr=True, pin=True)
+    exp.launch({"threads": 1, "backends": []}, v)
+    assert got["personality"] & exp.ADDR_NO_RANDOMIZE
+    assert exp._personality() == before
+    assert got["env"]["PYTHONHASHSEED"] == "0" and got["job"]["pin"] in __import__("os").sched_getaffinity(0)
+
+
+def test_cli_refuses_bad_input_with_one_line(capsys):
+    assert exp.main(["--variants", "turbo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "turbo" in err
