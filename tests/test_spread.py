@@ -15,15 +15,17 @@ from overhead.report import spread as sec
 PATHS = ("tf.function", "tf1.session")
 
 
-def planted(medians: dict, machine="m1", status=None) -> pd.DataFrame:
-    """spread.csv rows: {variant: {path: [run medians]}}; `status`: {variant: reason} for unavailable ones."""
+def planted(medians: dict, machine="m1", status=None, late=None, load1=None) -> pd.DataFrame:
+    """spread.csv rows: {variant: {path: [run medians]}}; `status`: {variant: reason} for unavailable ones;
+    `late`: the last tenths' medians as a function of the run median (None: not recorded)."""
     rows = []
     for variant, by_path in medians.items():
         for path, meds in by_path.items():
             for run, m in enumerate(meds, start=1):
                 rows.append({"machine": machine, "model": "cnn_seed", "batch": 1, "threads": 1, "variant": variant,
                              "backend": path, "run": run, "status": "ok", "reason": "", "median_us": m,
-                             "first_us": m * 1.02})
+                             "first_us": m * 1.02, "last_us": late(m) if late else np.nan,
+                             "load1": load1 if load1 is not None else np.nan})
     for variant, reason in (status or {}).items():
         rows.append({"machine": machine, "variant": variant, "backend": None, "status": "not available",
                      "reason": reason})
@@ -58,7 +60,7 @@ def test_runs_that_already_agree_leave_nothing_to_explain():
     v = sec.verdicts(sec.summary(f))
     assert v["collapses"].isna().all()
     text = sec.text(sec.summary(f))
-    assert "agreed" in text and "collapses" not in text
+    assert "no between-run spread" in text and "collapses" not in text
 
 
 def test_unavailable_variant_is_shown_with_its_reason_never_as_a_cause():
@@ -68,6 +70,27 @@ def test_unavailable_variant_is_shown_with_its_reason_never_as_a_cause():
     v = sec.verdicts(s).set_index("variant")
     assert v.loc["tcmalloc", "collapses"] is None
     assert "tcmalloc (not available: no libtcmalloc)" in sec.text(s)
+
+
+def test_too_few_processes_name_no_cause_and_rule_nothing_out():
+    f = planted({"as is": {p: BIMODAL[:3] for p in PATHS}, "no ASLR": {p: TIGHT[:3] for p in PATHS}})
+    v = sec.verdicts(sec.summary(f))
+    assert v["collapses"].isna().all() and "fewer than 5" in v["why"].iloc[0]
+    text = sec.text(sec.summary(f))
+    assert "no variant is named a cause or ruled out" in text and "ruled out:" not in text
+    assert "no ASLR 1.01×" in text  # max/min of 150, 151, 149
+
+
+def test_spread_that_lasts_the_whole_run_is_not_called_warm_up():
+    f = planted({"as is": {p: BIMODAL for p in PATHS}}, late=lambda m: m)
+    assert "lasts the whole run" in sec.text(sec.summary(f))
+    f = planted({"as is": {p: BIMODAL for p in PATHS}}, late=lambda m: 100.0)  # every run ends alike
+    assert "mostly warm-up" in sec.text(sec.summary(f))
+
+
+def test_the_load_beside_the_processes_is_stated_when_recorded():
+    assert "load average 11.4" in sec.text(sec.summary(planted({"as is": {"tf.function": BIMODAL}}, load1=11.4)))
+    assert "load average" not in sec.text(sec.summary(planted({"as is": {"tf.function": BIMODAL}})))
 
 
 def test_spread_statistics_are_max_over_min_and_relative_mad():
@@ -141,7 +164,8 @@ def test_measure_records_rows_failures_and_unavailable_variants(monkeypatch, tmp
         seen.append((variant.name, dict(variant.env)))
         if variant.name == "oneDNN off":
             return ChildResult(returncode=1, stderr_tail="boom")
-        rows = [{"event": "row", "backend": b, "status": "ok", "median_us": 10.0, "first_us": 11.0, "n": 200}
+        rows = [{"event": "row", "backend": b, "status": "ok", "median_us": 10.0, "first_us": 11.0, "n": 200,
+                 "load1": 99.0}
                 for b in job["backends"]]
         return ChildResult(returncode=0, events=[*rows, {"event": "done"}])
 
@@ -154,6 +178,7 @@ def test_measure_records_rows_failures_and_unavailable_variants(monkeypatch, tmp
     assert (failed["status"] == "failed").all() and failed["reason"].str.contains("boom").all()
     assert len(f[(f.variant == "as is") & (f.status == "ok")]) == 2 * len(exp.BACKENDS)
     assert list(f.columns) == exp.COLUMNS
+    assert (f.loc[f.status == "ok", "load1"] != 99.0).all()  # the parent's load average, not the child's say
 
 
 def test_launch_gives_the_child_its_variant_and_restores_this_process(monkeypatch):

@@ -46,7 +46,7 @@ BACKENDS = ("tf.function", "keras.predict_on_batch", "tf1.session")
 VARIANTS = ("as is", "oneDNN off", "pinned", "jemalloc", "tcmalloc", "huge pages", "no ASLR")
 COLUMNS = ["machine", "model", "batch", "threads", "variant", "backend", "run", "order", "status", "reason",
            "n", "median_us", "first_us", "last_us", "min_us", "p90_us", "cpu", "allocator", "thp_kb", "aslr",
-           "onednn", "input_offset", "process_s"]
+           "onednn", "input_offset", "load1", "process_s"]
 ALLOCATORS = {"jemalloc": ("libjemalloc.so.2", "libjemalloc2"),
               "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc-minimal4")}
 ADDR_NO_RANDOMIZE = 0x0040000
@@ -296,16 +296,17 @@ def measure(*, model: str = MODEL, backends=BACKENDS, names=VARIANTS, runs: int 
     plan = schedule(todo, runs)
     for order, (run, name) in enumerate(plan, start=1):
         v = todo[name]
+        load1 = round(os.getloadavg()[0], 2)  # what else ran on the machine as this process started
         t0 = time.perf_counter()
         done = launch_fn(dict(job), v)
         wall = time.perf_counter() - t0
         got = [e for e in done.events if isinstance(e, dict) and e.get("event") == "row"]
         common = dict(base, variant=name, run=run, order=order, onednn=v.env.get("TF_ENABLE_ONEDNN_OPTS", "default"),
-                      process_s=round(wall, 2))
+                      process_s=round(wall, 2), load1=load1)
         if not got:
             rows.append(dict(common, backend=None, status="failed", reason=done.failure() or "the child wrote no row"))
         for e in got:
-            rows.append(dict(common, **{k: e.get(k) for k in COLUMNS if k in e}))
+            rows.append(dict(common, **{k: e.get(k) for k in COLUMNS if k in e and k not in common}))
         say(f"[{order}/{len(plan)}] {name} run {run}: " + ", ".join(
             f"{e['backend']} {e['median_us']:.1f} us" if e.get("status") == "ok" else f"{e.get('backend')} {e.get('status')}"
             for e in got) + (f" ({done.failure()})" if not done.ok else ""))

@@ -4,9 +4,11 @@
 the process start-up (as is, oneDNN off, pinned, another allocator, huge pages, no ASLR). Here, per machine,
 variant and path: the processes, the median of their run medians, the spread between them -- max/min of the
 run medians and their MAD relative to the median -- and how much of a run its first tenth of values exceeds
-(warm-up). A variant *collapses* the spread when its relative MAD is at most :data:`COLLAPSE` of the
-as-is one on every path that both measured, and the as-is spread exceeds :data:`NOISE` (otherwise there was
-nothing to collapse). Pure functions of the table; the figure shows every process's median.
+(warm-up), and the spread of the runs' last tenths alone (is it warm-up or the whole run?). A variant
+*collapses* the spread when its relative MAD and its max/min excess are both at most :data:`COLLAPSE` of the
+as-is ones on every path that both measured, and the as-is spread exceeds :data:`NOISE` (otherwise there was nothing to collapse); it is
+*ruled out* when it does not; with fewer than :data:`MIN_PROCESSES` processes per path neither is claimed.
+Pure functions of the table; the figure shows every process's median.
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from overhead.report.fmt import fmt_pct, fmt_us, fmt_x
 FILE = "spread.csv"
 BASELINE = "as is"
 COLLAPSE = 0.5  # a variant's relative MAD at most this share of the as-is one, on every path
-NOISE = 0.05  # as-is relative MAD below this: the runs agree, there is no spread to explain
-MIN_PROCESSES = 3  # a variant's spread needs at least this many processes per path
+NOISE = 0.05  # as-is MAD within this share of the median and max/min within 1 + 2 x this: the runs agree
+MIN_PROCESSES = 5  # a verdict on a variant needs at least this many processes per path (and as is)
+MIN_SHOWN = 2  # a spread is shown from this many processes
 
 
 def load(results_dir) -> pd.DataFrame:
@@ -45,7 +48,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per machine x variant x path: ``processes``, ``median_us`` (of the run medians), ``spread_x``
     (max/min), ``mad_rel`` (MAD / median), ``warmup`` (median over processes of first tenth / whole run - 1),
     ``status`` ("measured" or why not)."""
-    cols = ["machine", "variant", "backend", "processes", "median_us", "spread_x", "mad_rel", "warmup", "status"]
+    cols = ["machine", "variant", "backend", "processes", "median_us", "spread_x", "mad_rel", "warmup",
+            "late_spread_x", "load1", "status"]
     if frame is None or not len(frame):
         return pd.DataFrame(columns=cols)
     out = []
@@ -58,13 +62,24 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         for backend, b in ok.groupby("backend", sort=False):
             m = b["median_us"].to_numpy(float)
+            late = b["last_us"].to_numpy(float) if "last_us" in b else np.full(len(m), np.nan)
+            load = b["load1"].to_numpy(float) if "load1" in b else np.full(len(m), np.nan)
             out.append({"machine": machine, "variant": variant, "backend": backend, "processes": len(m),
                         "median_us": float(np.median(m)), "spread_x": float(m.max() / m.min()),
                         "mad_rel": _rel_mad(m),
-                        "warmup": float(np.median(b["first_us"].to_numpy(float) / m - 1)), "status": "measured"})
+                        "warmup": float(np.median(b["first_us"].to_numpy(float) / m - 1)),
+                        "late_spread_x": float(np.nanmax(late) / np.nanmin(late)) if np.isfinite(late).any()
+                        else np.nan,
+                        "load1": float(np.nanmedian(load)) if np.isfinite(load).any() else np.nan,
+                        "status": "measured"})
     s = pd.DataFrame(out).reindex(columns=cols)
     s["_v"] = s["variant"].map({v: i for i, v in enumerate(order)})
     return s.sort_values(["machine", "_v"], kind="stable").drop(columns="_v").reset_index(drop=True)
+
+
+def _agree(rows: pd.DataFrame) -> bool:
+    """Runs agree on every path: small MAD (the bulk) and small max/min (a minority mode, which MAD misses)."""
+    return bool(((rows["mad_rel"] <= NOISE) & (rows["spread_x"] <= 1 + 2 * NOISE)).all())
 
 
 def verdicts(summ: pd.DataFrame) -> pd.DataFrame:
@@ -72,10 +87,11 @@ def verdicts(summ: pd.DataFrame) -> pd.DataFrame:
     ones, and ``collapses`` (True / False; None when it could not be judged, with ``why``)."""
     rows = []
     for machine, g in summ.groupby("machine", sort=False):
-        base = g[(g["variant"] == BASELINE) & (g["processes"] >= MIN_PROCESSES)].set_index("backend")
+        base = g[(g["variant"] == BASELINE) & (g["processes"] >= MIN_SHOWN)].set_index("backend")
         for variant, v in g[g["variant"] != BASELINE].groupby("variant", sort=False):
-            v = v[v["processes"] >= MIN_PROCESSES].set_index("backend")
+            v = v[v["processes"] >= MIN_SHOWN].set_index("backend")
             both = base.index.intersection(v.index)
+            enough = len(both) and min(base.loc[both, "processes"].min(), v.loc[both, "processes"].min()) >= MIN_PROCESSES
             row = {"machine": machine, "variant": variant, "paths": len(both),
                    "mad_rel": float(v.loc[both, "mad_rel"].median()) if len(both) else np.nan,
                    "spread_x": float(v.loc[both, "spread_x"].median()) if len(both) else np.nan,
@@ -84,14 +100,17 @@ def verdicts(summ: pd.DataFrame) -> pd.DataFrame:
                    "level": float((v.loc[both, "median_us"] / base.loc[both, "median_us"]).median())
                    if len(both) else np.nan}
             if not len(both):
-                reason = v["status"].iloc[0] if len(v) else next(
-                    (s for s in g.loc[g["variant"] == variant, "status"] if s != "measured"), "too few processes")
-                row.update(collapses=None, why=str(reason))
-            elif not (base.loc[both, "mad_rel"] > NOISE).any():
+                unavailable = [s for s in g.loc[g["variant"] == variant, "status"] if s != "measured"]
+                row.update(collapses=None, why=str(unavailable[0]) if unavailable else
+                           f"fewer than {MIN_SHOWN} processes per path")
+            elif not enough:
+                row.update(collapses=None, why=f"fewer than {MIN_PROCESSES} processes per path")
+            elif _agree(base.loc[both]):
                 row.update(collapses=None, why="as is, the processes already agree")
             else:
-                row.update(collapses=bool((v.loc[both, "mad_rel"] <= COLLAPSE * base.loc[both, "mad_rel"]).all()),
-                           why="")
+                narrower = ((v.loc[both, "mad_rel"] <= COLLAPSE * base.loc[both, "mad_rel"])
+                            & (v.loc[both, "spread_x"] - 1 <= COLLAPSE * (base.loc[both, "spread_x"] - 1)))
+                row.update(collapses=bool(narrower.all()), why="")
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -101,7 +120,7 @@ def facts(summ: pd.DataFrame) -> list[dict]:
     out = []
     ver = verdicts(summ)
     for machine, g in summ.groupby("machine", sort=False):
-        base = g[(g["variant"] == BASELINE) & (g["processes"] >= MIN_PROCESSES)]
+        base = g[(g["variant"] == BASELINE) & (g["processes"] >= MIN_SHOWN)]
         v = ver[ver["machine"] == machine] if len(ver) else ver
         judged = v[v["collapses"].notna()] if len(v) else v
         out.append({"machine": machine, "measured": bool(len(base)),
@@ -110,7 +129,11 @@ def facts(summ: pd.DataFrame) -> list[dict]:
                     "base_spread_x": float(base["spread_x"].median()) if len(base) else np.nan,
                     "base_mad_rel": float(base["mad_rel"].median()) if len(base) else np.nan,
                     "base_warmup": float(base["warmup"].median()) if len(base) else np.nan,
-                    "agree": bool(len(base)) and not (base["mad_rel"] > NOISE).any(),
+                    "base_late_spread_x": float(base["late_spread_x"].median()) if len(base) else np.nan,
+                    "load1": float(g["load1"].median()) if g["load1"].notna().any() else np.nan,
+                    "judged": bool(len(base)) and int(base["processes"].min()) >= MIN_PROCESSES,
+                    "min_processes": MIN_PROCESSES,
+                    "agree": bool(len(base)) and _agree(base),
                     "noise": NOISE, "collapse": COLLAPSE,
                     "causes": judged[judged["collapses"] == True].to_dict("records") if len(judged) else [],  # noqa: E712
                     "ruled_out": judged[judged["collapses"] == False].to_dict("records") if len(judged) else [],  # noqa: E712
@@ -137,6 +160,7 @@ def table(summ: pd.DataFrame) -> pd.DataFrame:
         "max / min of run medians": summ["spread_x"].map(lambda x: f"{x:.3g}×" if np.isfinite(x) else "n/a"),
         "MAD of run medians": summ["mad_rel"].map(lambda x: f"{100 * x:.3g} %" if np.isfinite(x) else "n/a"),
         "first tenth over run": summ["warmup"].map(lambda x: f"{100 * x:+.3g} %" if np.isfinite(x) else "n/a"),
+        "max / min of last tenths": summ["late_spread_x"].map(lambda x: f"{x:.3g}×" if np.isfinite(x) else "n/a"),
         "status": summ["status"]})
     return t
 
@@ -144,6 +168,8 @@ def table(summ: pd.DataFrame) -> pd.DataFrame:
 def figure(frame: pd.DataFrame):
     """Every process's run median per variant (x) and path (colour), one panel per machine; returns
     (Figure, alt text computed from the table)."""
+    from matplotlib.ticker import FuncFormatter
+
     from overhead.report import plotkit  # lazy: matplotlib only when a figure is drawn
 
     ok = frame[frame["status"] == "ok"] if len(frame) else frame
@@ -167,8 +193,11 @@ def figure(frame: pd.DataFrame):
                 if len(m):
                     ax.hlines(np.median(m), i - 0.4 + width * j, i - 0.4 + width * (j + 1), color=f"C{j}", lw=2)
         ax.set_xticks(range(len(variants)), variants)
-        ax.set_ylabel("run median (µs per call)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel("run median per call (log)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(plotkit._us))
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda y, pos: plotkit._us(y) if f"{y:.0e}"[0] in "25" else ""))  # label 2 and 5 between decades
         ax.set_title(f"{machine}: one dot per fresh process, bar = median", fontsize="medium")
         summ = summary(mine)
         base = summ[summ["variant"] == BASELINE]
