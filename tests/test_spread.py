@@ -201,3 +201,20 @@ def test_cli_refuses_bad_input_with_one_line(capsys):
     assert exp.main(["--variants", "turbo"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "turbo" in err
+
+
+def test_committed_runs_split_a_published_row_into_its_runs(tmp_path):
+    from overhead.base import atomic
+
+    fast, slow = np.full(40, 100_000), np.full(40, 200_000)  # ns: run medians 100 and 200 µs
+    slow_start = np.concatenate([np.full(10, 400_000), np.full(30, 100_000)])  # a warm-up, then like `fast`
+    atomic.save_samples(tmp_path / "samples/m/p.npz", {"samples_ns": np.concatenate([fast, slow, slow_start]),
+                                                        "run_lengths": np.array([40, 40, 40])})
+    pd.DataFrame([{"model": "m", "backend": "p", "batch": 1, "threads": 1, "status": "ok",
+                   "samples_file": "samples/m/p.npz"}]).to_csv(tmp_path / "bench.csv", index=False)
+    r = exp.committed_runs(tmp_path).iloc[0]
+    assert r["runs"] == 3 and r["run_medians_us"] == "100 200 100"
+    assert r["spread_x"] == pytest.approx(2.0) and r["late_spread_x"] == pytest.approx(2.0)
+    assert r["first_over_last"] == pytest.approx(1.0)  # median over runs: 1, 1, 4
+    assert np.isnan(r["later_over_first3"])
+    assert exp.main(["committed", str(tmp_path / "nothing")]) == 2

@@ -23,7 +23,9 @@ first and last tenth of values (warm-up or drift), and what it saw of its varian
 pages in use, ASLR, CPU). ``spread.csv`` holds one row per process x path; the report
 (:mod:`overhead.report.spread`) turns it into the spread per variant (max/min of run medians, MAD).
 
-``python -m overhead.experiments.spread [--runs N] [--budget S] [--out DIR]`` measures and writes the table.
+``python -m overhead.experiments.spread [--runs N] [--budget S] [--out DIR]`` measures and writes the table;
+``python -m overhead.experiments.spread committed data/results/<machine>`` reads what a published run's per-run
+samples already say (no measuring): spread per path, on the runs' last tenths, first vs last tenth, later runs.
 """
 from __future__ import annotations
 
@@ -151,6 +153,44 @@ def schedule(names, runs: int) -> list[tuple[int, str]]:
         shift = r % len(names) if names else 0
         out += [(r + 1, v) for v in names[shift:] + names[:shift]]
     return out
+
+
+# --------------------------------------------------------------------------- what a published run already shows
+
+def committed_runs(results_dir, batch: int = 1):
+    """Per ok row of a published bench.csv at `batch` (from its pooled samples, no measuring): ``runs``, the run
+    medians (``run_medians_us``, in run order), ``spread_x`` (max/min of them), ``late_spread_x`` (max/min of
+    each run's last-tenth median: is the disagreement warm-up or the whole run?), ``first_over_last`` (median
+    over runs of first tenth / last tenth) and ``later_over_first3`` (runs after the third -- the sweep's extra
+    runs, started later -- over the first three: a drift in time)."""
+    import numpy as np  # lazy: as in measure
+    import pandas as pd  # lazy: as in measure
+
+    d = Path(results_dir)
+    bench = pd.read_csv(d / "bench.csv")
+    bench = bench[(bench["batch"] == batch) & (bench["status"] == "ok") & bench["samples_file"].notna()]
+    rows = []
+    for r in bench.itertuples():
+        got = atomic.load_samples(d / r.samples_file)
+        x = np.asarray(got["samples_ns"], dtype=np.float64) / 1e3
+        runs = [a for a in np.split(x, np.cumsum(got["run_lengths"])[:-1]) if a.size]
+        med = np.array([np.median(a) for a in runs])
+        tenth = [max(5, a.size // 10) for a in runs]
+        first = np.array([np.median(a[:k]) for a, k in zip(runs, tenth)])
+        last = np.array([np.median(a[-k:]) for a, k in zip(runs, tenth)])
+        rows.append({"model": r.model, "backend": r.backend, "threads": int(r.threads), "runs": len(runs),
+                     "run_medians_us": " ".join(f"{m:.4g}" for m in med), "spread_x": med.max() / med.min(),
+                     "late_spread_x": last.max() / last.min(), "first_over_last": float(np.median(first / last)),
+                     "later_over_first3": float(np.median(med[3:]) / np.median(med[:3])) if len(med) > 3 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def committed_summary(runs):
+    """Per path: rows, and the median over rows of spread_x, late_spread_x, first_over_last, later_over_first3."""
+    g = runs.groupby("backend")
+    return g.agg(rows=("spread_x", "size"), spread_x=("spread_x", "median"), late_spread_x=("late_spread_x", "median"),
+                 first_over_last=("first_over_last", "median"),
+                 later_over_first3=("later_over_first3", "median")).sort_values("spread_x")
 
 
 # --------------------------------------------------------------------------- the child
@@ -345,6 +385,14 @@ def main(argv=None) -> int:
     import argparse  # lazy: only the command line needs it
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["committed"]:
+        if len(argv) != 2 or not (Path(argv[1]) / "bench.csv").is_file():
+            print("error: usage: python -m overhead.experiments.spread committed RESULTS_DIR (a folder with bench.csv "
+                  "and samples/, e.g. data/results/amd-epyc-zen5-2c)", file=sys.stderr)
+            return 2
+        got = committed_runs(argv[1])
+        print(committed_summary(got).round(3).to_string())
+        return 0
     if argv[:1] == ["child"]:
         if len(argv) != 2:
             print("usage: python -m overhead.experiments.spread child JOB_JSON", file=sys.stderr)
