@@ -212,7 +212,9 @@ def test_committed_runs_split_a_published_row_into_its_runs(tmp_path):
                                                         "run_lengths": np.array([40, 40, 40])})
     pd.DataFrame([{"model": "m", "backend": "p", "batch": 1, "threads": 1, "status": "ok",
                    "samples_file": "samples/m/p.npz"}]).to_csv(tmp_path / "bench.csv", index=False)
-    r = exp.committed_runs(tmp_path).iloc[0]
+    from overhead.experiments import spread_committed
+
+    r = spread_committed.runs(tmp_path).iloc[0]
     assert r["runs"] == 3 and r["run_medians_us"] == "100 200 100"
     assert r["spread_x"] == pytest.approx(2.0) and r["late_spread_x"] == pytest.approx(2.0)
     assert r["first_over_last"] == pytest.approx(1.0)  # median over runs: 1, 1, 4

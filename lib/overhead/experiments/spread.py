@@ -155,44 +155,6 @@ def schedule(names, runs: int) -> list[tuple[int, str]]:
     return out
 
 
-# --------------------------------------------------------------------------- what a published run already shows
-
-def committed_runs(results_dir, batch: int = 1):
-    """Per ok row of a published bench.csv at `batch` (from its pooled samples, no measuring): ``runs``, the run
-    medians (``run_medians_us``, in run order), ``spread_x`` (max/min of them), ``late_spread_x`` (max/min of
-    each run's last-tenth median: is the disagreement warm-up or the whole run?), ``first_over_last`` (median
-    over runs of first tenth / last tenth) and ``later_over_first3`` (runs after the third -- the sweep's extra
-    runs, started later -- over the first three: a drift in time)."""
-    import numpy as np  # lazy: as in measure
-    import pandas as pd  # lazy: as in measure
-
-    d = Path(results_dir)
-    bench = pd.read_csv(d / "bench.csv")
-    bench = bench[(bench["batch"] == batch) & (bench["status"] == "ok") & bench["samples_file"].notna()]
-    rows = []
-    for r in bench.itertuples():
-        got = atomic.load_samples(d / r.samples_file)
-        x = np.asarray(got["samples_ns"], dtype=np.float64) / 1e3
-        runs = [a for a in np.split(x, np.cumsum(got["run_lengths"])[:-1]) if a.size]
-        med = np.array([np.median(a) for a in runs])
-        tenth = [max(5, a.size // 10) for a in runs]
-        first = np.array([np.median(a[:k]) for a, k in zip(runs, tenth)])
-        last = np.array([np.median(a[-k:]) for a, k in zip(runs, tenth)])
-        rows.append({"model": r.model, "backend": r.backend, "threads": int(r.threads), "runs": len(runs),
-                     "run_medians_us": " ".join(f"{m:.4g}" for m in med), "spread_x": med.max() / med.min(),
-                     "late_spread_x": last.max() / last.min(), "first_over_last": float(np.median(first / last)),
-                     "later_over_first3": float(np.median(med[3:]) / np.median(med[:3])) if len(med) > 3 else np.nan})
-    return pd.DataFrame(rows)
-
-
-def committed_summary(runs):
-    """Per path: rows, and the median over rows of spread_x, late_spread_x, first_over_last, later_over_first3."""
-    g = runs.groupby("backend")
-    return g.agg(rows=("spread_x", "size"), spread_x=("spread_x", "median"), late_spread_x=("late_spread_x", "median"),
-                 first_over_last=("first_over_last", "median"),
-                 later_over_first3=("later_over_first3", "median")).sort_values("spread_x")
-
-
 # --------------------------------------------------------------------------- the child
 
 def _personality(value: int | None = None) -> int:
@@ -390,8 +352,9 @@ def main(argv=None) -> int:
             print("error: usage: python -m overhead.experiments.spread committed RESULTS_DIR (a folder with bench.csv "
                   "and samples/, e.g. data/results/amd-epyc-zen5-2c)", file=sys.stderr)
             return 2
-        got = committed_runs(argv[1])
-        print(committed_summary(got).round(3).to_string())
+        from overhead.experiments import spread_committed as committed  # lazy: only this command reads samples
+
+        print(committed.summary(committed.runs(argv[1])).round(3).to_string())
         return 0
     if argv[:1] == ["child"]:
         if len(argv) != 2:
