@@ -319,11 +319,11 @@ def measure(*, model: str = MODEL, backends=BACKENDS, names=VARIANTS, runs: int 
 
 def run(out_dir=None, *, quick: bool = False, runs: int = 10, budget_s: float = 0.5, model: str = MODEL,
         backends=BACKENDS, names=VARIANTS, data_dir=None, machine=None, install: bool = True, say=print):
-    """Measure (one process per variant and short timing when quick: a smoke run, too few processes for a
-    spread) and write ``spread.csv`` + .meta.json."""
-    installed = install_allocators(say) if install else {}
+    """Measure and write ``spread.csv`` + .meta.json. Quick: a smoke run -- one process per variant, the first
+    path only, short timing, nothing installed (too few processes for a spread)."""
+    installed = install_allocators(say) if install and not quick else {}
     if quick:
-        runs, budget_s = min(runs, 1), min(budget_s, 0.1)
+        runs, budget_s, backends = min(runs, 1), min(budget_s, 0.1), tuple(backends)[:1]
     machine = machine or envinfo.machine_id()
     out = Path(out_dir) if out_dir is not None else config.results_dir(machine, data_dir)
     t0 = time.perf_counter()
