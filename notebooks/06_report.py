@@ -260,11 +260,12 @@ for other, a in R.agreement.items():
 # %% [markdown]
 # ### Why do the TF paths' fresh processes disagree?
 #
-# Fresh processes of the TF paths on the seed CNN at batch 1, each under one variant of its start-up, interleaved in time (`overhead.experiments.spread`; `spread.csv`).
+# First what the published sweeps' own runs say (their per-run samples, `overhead.report.spread_runs`), then fresh processes of the TF paths on the seed CNN at batch 1, each under one variant of its start-up, interleaved in time (`overhead.experiments.spread`; `spread.csv`).
 
 # %%
-from overhead.report import spread as spread_section
+from overhead.report import spread as spread_section, spread_runs
 
+display(Markdown(spread_runs.text(DATA / "results")))
 SPREAD = spread_section.load(DATA / "results")
 display(Markdown(spread_section.text(spread_section.summary(SPREAD))))
 if len(SPREAD):

@@ -212,11 +212,28 @@ def test_committed_runs_split_a_published_row_into_its_runs(tmp_path):
                                                         "run_lengths": np.array([40, 40, 40])})
     pd.DataFrame([{"model": "m", "backend": "p", "batch": 1, "threads": 1, "status": "ok",
                    "samples_file": "samples/m/p.npz"}]).to_csv(tmp_path / "bench.csv", index=False)
-    from overhead.experiments import spread_committed
+    from overhead.report import spread_runs
 
-    r = spread_committed.runs(tmp_path).iloc[0]
+    r = spread_runs.runs(tmp_path).iloc[0]
     assert r["runs"] == 3 and r["run_medians_us"] == "100 200 100"
     assert r["spread_x"] == pytest.approx(2.0) and r["late_spread_x"] == pytest.approx(2.0)
     assert r["first_over_last"] == pytest.approx(1.0)  # median over runs: 1, 1, 4
     assert np.isnan(r["later_over_first3"])
-    assert exp.main(["committed", str(tmp_path / "nothing")]) == 2
+    assert spread_runs.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_published_spread_compares_graph_paths_with_xla_in_the_same_processes(tmp_path):
+    from overhead.base import atomic
+    from overhead.report import spread_runs
+
+    d = tmp_path / "m1"
+    rows = []
+    for path, (a, b) in {"tf.function": (100, 200), "tf.function.xla": (100, 101), "numpy": (10, 10)}.items():
+        atomic.save_samples(d / f"samples/{path}.npz", {"samples_ns": np.repeat([a * 1000, b * 1000, a * 1000], 20),
+                                                        "run_lengths": np.array([20, 20, 20])})
+        rows.append({"model": "m", "backend": path, "batch": 1, "threads": 1, "status": "ok",
+                     "samples_file": f"samples/{path}.npz"})
+    pd.DataFrame(rows).to_csv(d / "bench.csv", index=False)
+    text = spread_runs.text(tmp_path)
+    assert "**m1**" in text and "by 2×" in text and "`tf.function.xla` disagrees by 1.01×" in text
+    assert "LiteRT and NumPy by 1×" in text

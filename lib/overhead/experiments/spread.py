@@ -23,9 +23,8 @@ first and last tenth of values (warm-up or drift), and what it saw of its varian
 pages in use, ASLR, CPU). ``spread.csv`` holds one row per process x path; the report
 (:mod:`overhead.report.spread`) turns it into the spread per variant (max/min of run medians, MAD).
 
-``python -m overhead.experiments.spread [--runs N] [--budget S] [--out DIR]`` measures and writes the table;
-``python -m overhead.experiments.spread committed data/results/<machine>`` reads what a published run's per-run
-samples already say (no measuring): spread per path, on the runs' last tenths, first vs last tenth, later runs.
+``python -m overhead.experiments.spread [--runs N] [--budget S] [--out DIR]`` measures and writes the table.
+What a published sweep's own per-run samples say is :mod:`overhead.report.spread_runs`.
 """
 from __future__ import annotations
 
@@ -347,15 +346,6 @@ def main(argv=None) -> int:
     import argparse  # lazy: only the command line needs it
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["committed"]:
-        if len(argv) != 2 or not (Path(argv[1]) / "bench.csv").is_file():
-            print("error: usage: python -m overhead.experiments.spread committed RESULTS_DIR (a folder with bench.csv "
-                  "and samples/, e.g. data/results/amd-epyc-zen5-2c)", file=sys.stderr)
-            return 2
-        from overhead.experiments import spread_committed as committed  # lazy: only this command reads samples
-
-        print(committed.summary(committed.runs(argv[1])).round(3).to_string())
-        return 0
     if argv[:1] == ["child"]:
         if len(argv) != 2:
             print("usage: python -m overhead.experiments.spread child JOB_JSON", file=sys.stderr)
