@@ -58,7 +58,7 @@ ifneq ($(filter-out help clean clean-data env requirements,$(MAKECMDGOALS)),)
 -include $(DEPFILES)
 endif
 
-.PHONY: help env lint test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen
+.PHONY: help env lint test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen spread
 
 help: ## List the targets
 	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
@@ -148,6 +148,9 @@ render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report
 
 bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
 	$(VPY) -m overhead.experiments.enginebench
+
+spread: $(ENV_STAMP) ## Why TF paths' fresh processes disagree: TF paths under oneDNN off, pinned, jemalloc/tcmalloc, huge pages, no ASLR (~10 min; QUICK=1: 1 process each)
+	$(VPY) -m overhead.experiments.spread $(if $(filter 1,$(QUICK)),--quick)
 
 # JupyterLab opens the jupytext .py notebooks as notebooks: jupytext's lab extension is installed with it,
 # and this venv-local settings override makes "Jupytext Notebook" the default viewer of Python files.

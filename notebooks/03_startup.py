@@ -48,6 +48,8 @@ quick = False
 data_dir = None
 machine = None
 extra_models = []
+spread_runs = 10         # fresh processes per variant in the between-run spread experiment (1 when quick)
+spread_budget_s = 0.5    # s of timed calls per path and process there (0.1 when quick)
 
 # %%
 import pandas as pd
@@ -111,3 +113,19 @@ if memory_loop:
                       data_dir=data_dir, machine=machine)
     display(mem.pivot_table(index='backend', columns='calls', values='rss_mb').round(1))
 
+# %% [markdown]
+# ## Why do the TF paths' fresh processes disagree? (the between-run spread)
+#
+# Fresh processes of `tf.function`, `keras.predict_on_batch` and `tf1.session` on the seed CNN at batch 1 and
+# one thread, each under one variant of its start-up (as is, oneDNN off, pinned to one core, jemalloc or tcmalloc
+# via `LD_PRELOAD`, glibc's huge-page tunable, no ASLR), variants interleaved in time
+# (`overhead.experiments.spread`, `make spread`). The report's section reads `spread.csv`.
+
+# %%
+from overhead.experiments import spread as spread_exp
+from overhead.report import spread as spread_section
+
+spread_df = spread_exp.run(quick=quick, runs=spread_runs, budget_s=spread_budget_s, data_dir=data_dir,
+                           machine=machine)
+display(Markdown(spread_section.text(spread_section.summary(spread_df))))
+display(spread_section.table(spread_section.summary(spread_df)))

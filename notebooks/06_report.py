@@ -258,6 +258,22 @@ for other, a in R.agreement.items():
         display(layout.details(f"Pairs that disagree with {other}", bad[["model", "backend", "median_us_a", "median_us_b", "rel_ratio"]]))
 
 # %% [markdown]
+# ### Why do the TF paths' fresh processes disagree?
+#
+# First what the published sweeps' own runs say (their per-run samples, `overhead.report.spread_runs`), then fresh processes of the TF paths on the seed CNN at batch 1, each under one variant of its start-up, interleaved in time (`overhead.experiments.spread`; `spread.csv`).
+
+# %%
+from overhead.report import spread as spread_section, spread_runs
+
+display(Markdown(spread_runs.text(DATA / "results")))
+SPREAD = spread_section.load(DATA / "results")
+display(Markdown(spread_section.text(spread_section.summary(SPREAD))))
+if len(SPREAD):
+    _fig, _alt = spread_section.figure(SPREAD)
+    display(plots.publish(_fig, "spread", FIG, alt=_alt))
+    display(layout.details("Between-run spread per variant and path", spread_section.table(spread_section.summary(SPREAD))))
+
+# %% [markdown]
 # ## The original claims, checked
 #
 # Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.claims`.
