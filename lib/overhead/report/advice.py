@@ -45,6 +45,9 @@ ONE_LINE = {  # backend: the change from `model.predict(x)` that gets you onto t
     "onnxruntime": "export to ONNX (`tf2onnx`), run `onnxruntime.InferenceSession('m.onnx').run(...)`",
     "openvino": "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`",
 }
+# "staying in TF/Keras" names TF2 paths only: a TF1-style session (compat.v1 + a private freezing API) is shown
+# as what it is in the effort ladder, never as the TF advice
+TF2 = tuple(b for b in TF_KERAS if b != "tf1.session")
 SITUATIONS = ("small model, single requests", "large model, batch 1", "batch throughput",
               "cold start (serverless)", "memory-constrained", "no TensorFlow at serving time",
               "a service under load")
@@ -121,7 +124,7 @@ def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=()
     def show(n):
         return fmt(value[n]) if n in value.index else "not measured here"
     best = d.leader if d is not None and d.winners else ranked[0]
-    tfk = [b for b in ranked if b in TF_KERAS]
+    tfk = [b for b in ranked if b in TF2]
     if d_tf is not None and d_tf.winners:
         stay = wins.names(d_tf, show)
     else:
@@ -138,7 +141,7 @@ def _unmeasured_tf(sw, model) -> list:
     """TF/Keras paths that ran at batch 1 on some model but not on ``model``."""
     ran = set(sw["backend"])
     here = set(sw[sw["model"] == model]["backend"])
-    return [b for b in TF_KERAS if b in ran and b not in here]
+    return [b for b in TF2 if b in ran and b not in here]
 
 
 def advice(R) -> pd.DataFrame:
@@ -199,7 +202,7 @@ def _decisions(R, what, model, among=None) -> dict:
         return {"d": wins.decide(wins.from_bench(rows[rows["backend"].isin(among)]), f"advice: {what}", R=R),
                 "d_tf": None}
     return {"d": wins.decide(wins.from_bench(rows), f"advice: {what}", R=R),
-            "d_tf": wins.decide(wins.from_bench(rows[rows["backend"].isin([b for b in TF_KERAS if b != "keras.predict"])]),
+            "d_tf": wins.decide(wins.from_bench(rows[rows["backend"].isin([b for b in TF2 if b != "keras.predict"])]),
                                 f"advice: {what}, staying in TF/Keras", R=R)}
 
 
@@ -215,7 +218,7 @@ def _throughput_decisions(R, model) -> dict:
     g = g.assign(_ps=g["median_us"] / g["batch"])
     best = g.loc[g.groupby(["machine", "backend"])["_ps"].idxmin()]
     f = wins.from_bench(best, per="batch")
-    tf = best[best["backend"].isin([x for x in TF_KERAS if x != "keras.predict"])]
+    tf = best[best["backend"].isin([x for x in TF2 if x != "keras.predict"])]
     return {"d": wins.decide(f, "advice: batch throughput", R=R),
             "d_tf": wins.decide(wins.from_bench(tf, per="batch"), "advice: batch throughput, staying in TF/Keras", R=R)}
 
@@ -227,7 +230,7 @@ def _startup_decisions(R, model, column, what) -> dict:
         return {"d": None, "d_tf": None}
     s = raw[(raw["model"] == model) & (raw["status"].astype(str) == "ok")] if "status" in raw else raw[raw["model"] == model]
     return {"d": wins.decide(wins.from_repetitions(s, column), f"advice: {what}", R=R),
-            "d_tf": wins.decide(wins.from_repetitions(s[s["backend"].isin(TF_KERAS)], column),
+            "d_tf": wins.decide(wins.from_repetitions(s[s["backend"].isin(TF2)], column),
                                 f"advice: {what}, staying in TF/Keras", R=R)}
 
 
@@ -281,7 +284,9 @@ def accuracy_all(R, model, backend) -> str:
         if np.isfinite(top1):
             bits.append(f"top-1 agreement {100 * top1:.3g} % of all checked inputs")
         if np.isfinite(acc) and np.isfinite(ref):
-            bits.append(f"accuracy {100 * (acc - ref):+.3g} points")
+            drop = 100 * (ref - acc)
+            bits.append("accuracy unchanged on real digits" if abs(drop) < 1e-9 else
+                        f"accuracy {abs(drop):.3g} points {'lower' if drop > 0 else 'higher'} on real digits")
         if bits:
             parts.append(f"{code(m)}: " + ", ".join(bits))
     return "; ".join(parts) if parts else "not recorded"

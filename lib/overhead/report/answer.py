@@ -122,6 +122,21 @@ def side_by_side(R) -> tuple[list, list]:
     return ms, rows
 
 
+def lead(R, m, ms) -> str:
+    """The first sentence: the verdict, then ``predict``'s cost on ``m`` against the NumPy engine per machine."""
+    parts = []
+    for mach in ms:
+        sw = R.sweep[R.sweep["machine"].astype(str) == mach]
+        kp, npy = _lat(sw, m, "keras.predict"), _lat(sw, m, "numpy")
+        if np.isfinite(kp):
+            parts.append(f"{fmt_us(kp)}" + (f" ({fmt_x(kp / npy)} the NumPy engine's {fmt_us(npy)})"
+                                            if np.isfinite(npy) else "") + f" on {code(mach)}")
+    out = f"**{verdict_all(R, m)}.**"
+    if parts:
+        out += f" On the seed's small CNN ({code(m)}, batch 1) a `predict` call costs " + "; ".join(parts) + "."
+    return out
+
+
 def machine_verdicts(R, m) -> dict:
     """{machine: (slowdown of predict vs the NumPy engine on ``m``, separated intervals)}."""
     vs = R.vs_numpy if isinstance(R.vs_numpy, pd.DataFrame) else pd.DataFrame()
@@ -139,7 +154,7 @@ def verdict_all(R, m) -> str:
     on every machine; otherwise the machines where it holds are named."""
     v = machine_verdicts(R, m)
     if not v:
-        return "Not answered: `predict` and the NumPy engine did not both run ok on the same model."
+        return "Not answered: `predict` and the NumPy engine did not both run ok on the same model"
     yes = [mach for mach, (x, sig) in v.items() if x >= SIGNIFICANT_X and sig]
     if len(yes) == len(v):
         return "Yes, for small models"
@@ -174,7 +189,7 @@ def advice_line(R, m) -> str:
     fix, xs = smallest_fix(R, m)
     d = fastest_all(R, m)
     out = ""
-    if fix is not None:
+    if fix is not None and xs:
         out = (f"the smallest change, {code(fix)} instead of `predict`, is "
                + ", ".join(f"{fmt_x(x)} faster on {code(mach)}" for mach, x in xs.items()) + "; ")
     return out + f"the fastest path on {code(m)} is {wins.names(d)}."
@@ -185,13 +200,19 @@ def facts(R) -> dict | None:
     if m is None:
         return None
     ms, rows = side_by_side(R)
-    return {"verdict": verdict_all(R, m), "model": m, "machines": ms, "rows": rows, "advice": advice_line(R, m),
+    return {"lead": lead(R, m, ms), "model": m, "machines": ms, "rows": rows, "advice": advice_line(R, m),
             "threads": {mach: R.threads.get(mach, "?") for mach in ms}, "definition": crossing.DEFINITION,
             "seed": m == SMALL_MODEL}
 
 
+def prose_words(md: str) -> int:
+    """Words of the TL;DR's sentences (its table rows not counted): at most ``MAX_WORDS``."""
+    return text.words("\n".join(x for x in md.splitlines() if not x.lstrip().startswith("|")))
+
+
 def tldr(R) -> str:
-    """The TL;DR markdown (≤ MAX_WORDS words outside the table; ``words`` counts them)."""
+    """The TL;DR markdown: at most 3 sentences (≤ MAX_WORDS words, ``prose_words``) and one table with a
+    column per machine."""
     f = facts(R)
     if f is None:
         return not_measured("benchmark (bench.csv)")

@@ -136,6 +136,7 @@ def blas_setting(R, machine) -> dict:
             o = off[off["threads"] == t]
             if len(o):
                 out["rates"].append((int(t), float(grp["gflops"].median()), float(o["gflops"].median())))
+        out["n"] = int(ab["n"].iloc[0]) if "n" in ab else None
     return out
 
 
@@ -147,7 +148,8 @@ def _blas_line(s) -> str:
            f"{code(s['kernel'])} kernels" + (f" instead of {code(s['unset_kernel'])}" if s["unset_kernel"] else "")
            + "; every NumPy number of this machine (the headline included) ran with that setting")
     if s["rates"]:
-        out += (". NumPy's float32 GEMM (2048², fresh processes) with it and unset: " + "; ".join(
+        size = f"{s['n']}², " if s.get("n") else ""
+        out += (f". NumPy's float32 GEMM ({size}fresh processes) with it and unset: " + "; ".join(
             f"{t} thread{'s' if t > 1 else ''} {on:.3g} vs {off:.3g} GFLOP/s ({fmt_x(off / on)})"
             for t, on, off in s["rates"]) + " — the NumPy paths there would be faster unset, so their ratios "
             "to TensorFlow at large models are conservative")
