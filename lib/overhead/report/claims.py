@@ -198,7 +198,7 @@ def by_machine(R) -> pd.DataFrame:
     ms = [m for m in (getattr(R, "machines", None) or [R.machine]) if m is not None]
     sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
     if len(sw):
-        ms = [m for m in ms if m in set(sw["machine"].astype(str))] or ms
+        ms = sorted(set(sw["machine"].astype(str)), key=lambda m: (m != R.machine, m))
     per = {}
     for m in ms:
         view = replace(R, machine=m, meta=(getattr(R, "meta_all", {}) or {}).get(m, R.meta if m == R.machine else {}))
