@@ -161,6 +161,7 @@ def test_advice_shows_int8_accuracy_beside_the_speed(R):
     cost = advice.accuracy_cost(R, "cnn_seed", "litert.int8")
     assert "top-1 agreement 99 %" in cost and "logit error 0.03" in cost         # the fixture's planted values
     assert "int8 speed depends on the CPU's int8 units" in cost
+    assert "of all checked inputs" in cost          # issue 22: over ALL inputs, not only the decisive ones
     assert advice.accuracy_cost(R, "cnn_seed", "numpy").startswith("none (float32")
     a = advice.advice(R)
     int8 = a[a["_best"].astype(str).str.contains("int8")]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import underload, wins
+from overhead.report.analysis import ACCURACY_MIN_REF
 from overhead.report.analysis import ok as ok_rows
 from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, fmt_x, primary, small_model
 from overhead.report.snippets import NOTES, snippet
@@ -101,12 +102,17 @@ def accuracy_cost(R, model, backend) -> str:
     top1 = pd.to_numeric(pd.Series([r.get("top1_decisive")]), errors="coerce").iloc[0]
     n = pd.to_numeric(pd.Series([r.get("n_decisive")]), errors="coerce").iloc[0]
     any_top1 = pd.to_numeric(pd.Series([r.get("top1_agree")]), errors="coerce").iloc[0]
+    acc, ref = (pd.to_numeric(pd.Series([r.get(c)]), errors="coerce").iloc[0] for c in ("accuracy", "ref_accuracy"))
+    parts = []
+    if np.isfinite(any_top1):     # over ALL checked inputs first: the decisive ones alone flatter reduced precision
+        parts.append(f"top-1 agreement {100 * any_top1:.3g} % of all checked inputs")
     if np.isfinite(top1) and np.isfinite(n):
-        agree = f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs"
-    elif np.isfinite(any_top1):
-        agree = f"top-1 agreement {fmt_pct(any_top1)} on the checked inputs (decisive inputs not recorded)"
-    else:
-        agree = "top-1 agreement not recorded"
+        parts.append(f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs")
+    if np.isfinite(acc) and np.isfinite(ref) and ref >= ACCURACY_MIN_REF:
+        drop = 100 * (ref - acc)
+        parts.append("accuracy unchanged on real digits" if abs(drop) < 1e-9 else
+                     f"accuracy {abs(drop):.3g} points {'lower' if drop > 0 else 'higher'} on real digits")
+    agree = "; ".join(parts) if parts else "top-1 agreement not recorded"
     out = f"{agree}; {err_txt}"
     if "int8" in backend:
         units = int8_units(R)
@@ -189,7 +195,9 @@ def advice(R) -> pd.DataFrame:
     row["staying in TF/Keras"] = "—"
     rows.append(row)
     rows.append(_under_load_row(R))
-    return pd.DataFrame(rows)
+    t = pd.DataFrame(rows)
+    t.attrs["machine"] = R.machine
+    return t
 
 
 def _decisions(R, what, model, among=None) -> dict:
@@ -309,13 +317,18 @@ def reversals(R, model, backend, against="litert") -> list:
         ok = idle[(idle["status"].astype(str) == "ok") & (idle["backend"].isin([backend, against]))] \
             if "status" in idle else idle
         for m, g in ok.groupby("machine"):
-            g = g[g["gap_ms"] == g["gap_ms"].max()]
+            gap = g["gap_ms"].max()
+            g = g[g["gap_ms"] == gap]
+            worse = []
             for (mod, th), h in g.groupby(["model", "threads"]):
                 v = h.set_index("backend")["median_us"]
                 if backend in v and against in v and v[backend] > v[against]:
-                    out.append(f"slower than float {code(against)} after a {g['gap_ms'].max():g} ms idle gap on "
-                               f"{code(m)} ({code(mod)}, {int(th)} thread{'s' if th != 1 else ''}: "
-                               f"{fmt_us(v[backend])} vs {fmt_us(v[against])})")
+                    worse.append((v[backend] / v[against], mod, int(th)))
+            if worse:
+                x, mod, th = max(worse)
+                out.append(f"slower than float {code(against)} after a {gap:g} ms idle gap on {code(m)} in "
+                           f"{len(worse)} of {g.groupby(['model', 'threads']).ngroups} settings (worst "
+                           f"{fmt_x(x)}, {code(mod)}, {th} thread{'s' if th != 1 else ''})")
     return out
 
 
@@ -336,7 +349,7 @@ def effort_ladder(R, model=None) -> pd.DataFrame:
             if b not in set(here["backend"]):
                 continue
             d = wins.decide(wins.from_bench(here), f"advice: {b} against predict on {m}", R=R)
-            row = {"step": step, "path": code(b), "change": one_line(b)}
+            row = {"step": step, "path": code(b), "change": ONE_LINE.get(b, one_line(b))}
             for mach in ms:
                 v = d.values.get(mach, {})
                 row[mach] = (f"{fmt_us(v[b])} ({fmt_x(v['keras.predict'] / v[b])} faster)"
@@ -395,7 +408,9 @@ def lead(table: pd.DataFrame) -> str:
     out = f"Fastest measured for {r[0]['situation']}: {r[0]['fastest (measured)']}"
     if len(r) > 1 and r[1]["_best"] is not None:
         out += f"; for {r[1]['situation']}: {r[1]['fastest (measured)']} ({r[1]['accuracy cost'].split(';')[0]})"
-    return out + ". Each row names its model, what the path costs in accuracy and the code that gets you there."
+    return out + (". Each row names its model, what the path costs in accuracy and the code that gets you there; "
+                  "winners follow the rule over every machine, times are "
+                  f"{'on ' + code(table.attrs['machine']) if table.attrs.get('machine') else 'measured'}.")
 
 
 COLUMNS = ("situation", "fastest (measured)", "accuracy cost", "staying in TF/Keras", "one-line change")
@@ -424,8 +439,12 @@ def advice_markdown(table: pd.DataFrame) -> str:
 
 
 def summary(table: pd.DataFrame, n: int = 3) -> str:
-    """The first ``n`` situations in one line each (for the README)."""
+    """The first ``n`` situations in one line each (for the README); winners by the rule over every machine,
+    times of the report's machine."""
     out = []
+    where = table.attrs.get("machine") if table is not None else None
+    if where:
+        out.append(f"Winners over every machine by the rule; times in brackets on {code(where)}:\n")
     for r in table.head(n).to_dict("records"):
         if r["_best"] is None:
             continue
