@@ -122,18 +122,26 @@ def side_by_side(R) -> tuple[list, list]:
     return ms, rows
 
 
+def _span(xs) -> str:
+    xs = [x for x in xs if np.isfinite(x)]
+    if not xs:
+        return "n/a"
+    lo, hi = min(xs), max(xs)
+    return fmt_x(lo) if fmt_x(lo) == fmt_x(hi) else f"{fmt_x(lo)[:-1]}–{fmt_x(hi)}"
+
+
 def lead(R, m, ms) -> str:
-    """The first sentence: the verdict, then ``predict``'s cost on ``m`` against the NumPy engine per machine."""
-    parts = []
+    """The first sentence: the verdict, then ``predict``'s cost on ``m`` against the NumPy engine over the
+    machines (their range; each machine's numbers are in the table, so the sentence does not grow with them)."""
+    ratios = []
     for mach in ms:
         sw = R.sweep[R.sweep["machine"].astype(str) == mach]
-        kp, npy = _lat(sw, m, "keras.predict"), _lat(sw, m, "numpy")
-        if np.isfinite(kp):
-            parts.append(f"{fmt_us(kp)}" + (f" ({fmt_x(kp / npy)} the NumPy engine's {fmt_us(npy)})"
-                                            if np.isfinite(npy) else "") + f" on {code(mach)}")
+        ratios.append(_lat(sw, m, "keras.predict") / _lat(sw, m, "numpy"))
     out = f"**{verdict_all(R, m)}.**"
-    if parts:
-        out += f" On the seed's small CNN ({code(m)}, batch 1) a `predict` call costs " + "; ".join(parts) + "."
+    if any(np.isfinite(ratios)):
+        where = "every machine" if len(ms) > 1 else code(ms[0])
+        out += (f" On {where}, a `predict` call on the seed's small CNN ({code(m)}, batch 1) takes "
+                f"{_span(ratios)} the NumPy engine's time (table).")
     return out
 
 
@@ -190,8 +198,7 @@ def advice_line(R, m) -> str:
     d = fastest_all(R, m)
     out = ""
     if fix is not None and xs:
-        out = (f"the smallest change, {code(fix)} instead of `predict`, is "
-               + ", ".join(f"{fmt_x(x)} faster on {code(mach)}" for mach, x in xs.items()) + "; ")
+        out = f"the smallest change, {code(fix)} instead of `predict`, is {_span(list(xs.values()))} faster; "
     return out + f"the fastest path on {code(m)} is {wins.names(d)}."
 
 
