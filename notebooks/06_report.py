@@ -58,6 +58,7 @@ from overhead.report import (
     tables,
     underload,
     whopays,
+    wins,
 )
 
 DATA = config.data_dir(data_dir)
@@ -84,6 +85,8 @@ MISSING = [k for k in loading.REQUIRED_FILES if results.get(k) is None]
 ADVICE = advice.advice(R)
 TLDR = answer.tldr(R)
 SMALL = prose.small_model(R)
+LADDER = advice.effort_ladder(R, SMALL)
+CLAIMS = claims.by_machine(R)  # every winner question is asked before the stability section tallies them
 
 # %%
 display(Markdown(TLDR))
@@ -97,7 +100,7 @@ if EXTRA:  # `make report MODEL=…`: what ran on your model, what was skipped a
 # the TL;DR and the advice also go to the README (make report copies figures/findings.md into it)
 FIG.mkdir(parents=True, exist_ok=True)
 _ = (FIG / "findings.md").write_text(
-    TLDR + "\n\n**What should you do?**\n\n" + advice.summary(ADVICE) + "\n\n"
+    TLDR + "\n\n**What should you do?** " + advice.ladder_lead(LADDER, SMALL) + "\n\n" + advice.summary(ADVICE) + "\n\n"
     "![Measured latency and overhead share of predict, model(x) and tf.function](figures/hero.png)\n\n"
     "The whole report: [reports/report.html](reports/report.html) (self-contained; download and open it).\n")
 
@@ -107,6 +110,8 @@ _ = (FIG / "findings.md").write_text(
 # ## What should you do?
 
 # %%
+display(Markdown(advice.ladder_lead(LADDER, SMALL)))
+display(HTML(advice.ladder_markdown(LADDER)))
 display(Markdown(advice.lead(ADVICE)))
 display(HTML(advice.advice_markdown(ADVICE)))
 display(Markdown(advice.flops_note(R)))
@@ -193,8 +198,8 @@ display(optional.memory_loop_table(R))
 
 # %%
 LG = R.mine("loadgen")
+display(Markdown(optional.loadgen_text(R)))
 if len(LG):
-    display(Markdown(underload.under_load_sentence(LG)))
     display(underload.mlperf_table(LG))
     display(plots.publish(underload.fig_hockey_stick(LG), "hockey_stick", FIG))
     SHARE = underload.http_share(LG)
@@ -205,8 +210,6 @@ if len(LG):
     LG_META = R.meta.get("loadgen", {})
     display(Markdown("**Method and deviations from MLPerf.** " + str(LG_META.get("method", "not recorded")) + " "
                      + str(LG_META.get("client_and_server", ""))))
-else:
-    display(Markdown("*Not measured in this run:* no `loadgen.csv` in the results."))
 
 # %% [markdown]
 # ## Pipeline: from PNG to label
@@ -249,13 +252,11 @@ if len(pk):
 
 # %%
 STAB = stability.summary(R.mine("sweep"), DATA / "results")
-display(Markdown(stability.text(STAB)))
+display(Markdown(stability.text(STAB, wins.tally(R))))
 display(layout.details("Stability and jitter per path", stability.table(R.mine("sweep"), DATA / "results")))
-display(Markdown(sections.agreement_text(R)))
-for other, a in R.agreement.items():
-    bad = a["table"][~a["table"]["agree"]]
-    if len(bad):
-        display(layout.details(f"Pairs that disagree with {other}", bad[["model", "backend", "median_us_a", "median_us_b", "rel_ratio"]]))
+
+# %%
+# NEW SECTIONS near the stability discussion (e.g. the between-run spread): append their cells right below this one.
 
 # %% [markdown]
 # ### Why do the TF paths' fresh processes disagree?
@@ -280,7 +281,10 @@ if len(SPREAD):
 
 # %%
 display(Markdown(f"Article: {claims.ARTICLE}"))
-display(Markdown(claims.claims_markdown(claims.claims(R))))
+display(Markdown(claims.by_machine_lead(CLAIMS)))
+display(Markdown(claims.by_machine_markdown(CLAIMS)))
+for _m, _t in CLAIMS.attrs.get("numbers", {}).items():
+    display(layout.details(f"The numbers behind each verdict on {_m}", claims.claims_markdown(_t)))
 
 # %% [markdown]
 # ## Limitations

@@ -113,13 +113,14 @@ def test_overhead_against_a_reference_keeps_a_cost_that_grows_with_depth():
 # ---------------------------------------------------------------- TL;DR --------------------------------
 def test_tldr_answers_in_at_most_120_words_from_the_data(R):
     t = answer.tldr(R)
-    assert text.words(t) <= answer.MAX_WORDS
+    assert answer.prose_words(t) <= answer.MAX_WORDS
+    assert len([x for x in t.splitlines() if x.strip() and not x.startswith("|")]) == 1   # one paragraph + a table
     assert t.startswith("**Yes")
     assert fmt.fmt_us(fmt.latency(R, "cnn_seed", "keras.predict")) in t
     assert fmt.fmt_us(fmt.latency(R, "cnn_seed", "numpy")) in t
     for call in ("`predict`", "`model(x)`", "`tf.function`"):
-        assert f"| {call} |" in t
-    assert "**Advice:**" in t
+        assert f"| {call}: overhead below 50 % of a call at |" in t
+    assert "Advice:" in t and t.count("*Overhead*") == 1
 
 
 @pytest.mark.skipif(not (PUBLISHED / "intel-xeon-processor-2c" / "bench.csv").exists(), reason="no published run")
@@ -128,11 +129,27 @@ def test_tldr_of_the_published_run_is_short_and_brackets_tf_function():
     res = loading.load_results(intel)
     R = A.analyse(res, loading.models_from_results(PUBLISHED, prefer=intel.name), n_boot=10)
     t = answer.tldr(R)
-    assert text.words(t) <= answer.MAX_WORDS
+    assert answer.prose_words(t) <= answer.MAX_WORDS
     row = next(r for r in answer.crossover_rows(R) if r["backend"] == "tf.function")
     c10 = row["raw"][0.1]
     assert c10["where"] == "inside" and 2e8 < c10["flops"] < 5e8          # the issue's 0.3–0.4 GFLOP
-    assert f"({c10['below_model']}–{c10['above_model']})" in t
+    assert f"(between {c10['below_model']} and {c10['above_model']})" in t
+    kp = next(r for r in answer.crossover_rows(R) if r["backend"] == "keras.predict")["raw"][0.5]
+    assert kp["where"] == "beyond" and f"not reached: still {fmt.fmt_pct(kp['share_at_largest'])}" in t
+
+
+def test_tldr_puts_every_machine_side_by_side():
+    res = loading.load_results(FIXTURE / "results")
+    other = res["bench"].assign(machine="second-machine-2c",
+                                median_us=res["bench"]["median_us"] * 2, ci_lo_us=res["bench"]["ci_lo_us"] * 2,
+                                ci_hi_us=res["bench"]["ci_hi_us"] * 2)
+    res = {**res, "bench": pd.concat([res["bench"], other], ignore_index=True)}
+    R = A.analyse(res, loading.load_models_meta(FIXTURE / "models"), n_boot=5)
+    t = answer.tldr(R)
+    head = next(x for x in t.splitlines() if x.startswith("| measured"))
+    assert head.count("`") == 4 and "`second-machine-2c`" in head
+    kp = fmt.latency(R, "cnn_seed", "keras.predict")
+    assert fmt.fmt_us(kp) in t and fmt.fmt_us(2 * kp) in t
 
 
 def test_word_count_ignores_markup():
@@ -144,6 +161,7 @@ def test_advice_shows_int8_accuracy_beside_the_speed(R):
     cost = advice.accuracy_cost(R, "cnn_seed", "litert.int8")
     assert "top-1 agreement 99 %" in cost and "logit error 0.03" in cost         # the fixture's planted values
     assert "int8 speed depends on the CPU's int8 units" in cost
+    assert "of all checked inputs" in cost          # issue 22: over ALL inputs, not only the decisive ones
     assert advice.accuracy_cost(R, "cnn_seed", "numpy").startswith("none (float32")
     a = advice.advice(R)
     int8 = a[a["_best"].astype(str).str.contains("int8")]
@@ -166,11 +184,13 @@ def test_every_advice_row_names_its_model_and_tf_free_rows_weigh_litert_and_ort(
 def test_large_model_row_names_the_tf_paths_not_measured_there(R):
     res = loading.load_results(FIXTURE / "results")
     b = res["bench"]
-    res = {**res, "bench": b[~((b["backend"] == "tf1.session") & (b["model"] == "resnet18_imagenet"))]}
+    res = {**res, "bench": b[~((b["backend"] == "tf.savedmodel") & (b["model"] == "resnet18_imagenet"))]}
     R2 = A.analyse(res, loading.load_models_meta(FIXTURE / "models"), n_boot=5)
     row = advice.advice(R2).iloc[1]
     assert "resnet18_imagenet" in row["situation"]
-    assert "not measured on this model:" in row["staying in TF/Keras"] and "`tf1.session`" in row["staying in TF/Keras"]
+    stay = row["staying in TF/Keras"]
+    assert "not measured on this model:" in stay and "`tf.savedmodel`" in stay.split("not measured on this model:")[1]
+    assert "tf1.session" not in stay          # a TF1 session is never the TF advice (issue 22)
 
 
 # ---------------------------------------------------------------- largest model of that sweep ---------

@@ -170,8 +170,9 @@ def test_advice_picks_the_known_best_paths(R):
     row = a.iloc[0]
     assert row["situation"] == "small model (`cnn_seed`), single requests"
     assert row["fastest (measured)"] == f"`{small.index[0]}` ({fmt.fmt_us(small.iloc[0])})"
-    in_tf = [b for b in small.index if b in advice.TF_KERAS][0]
+    in_tf = [b for b in small.index if b in advice.TF2][0]
     assert row["staying in TF/Keras"].startswith(f"`{in_tf}`")
+    assert "tf1.session" not in row["staying in TF/Keras"]
     assert row["one-line change"] == advice.one_line(small.index[0])
     assert a.iloc[3]["fastest (measured)"].startswith("`numpy`")          # planted: 0.12 s import, 120 MB
     assert a.iloc[4]["fastest (measured)"].startswith("`numpy`")
@@ -179,7 +180,7 @@ def test_advice_picks_the_known_best_paths(R):
     assert no_tf["_best"] in advice.NO_TF and no_tf["staying in TF/Keras"] == "—"
     html = advice.advice_markdown(a)
     assert "_best" not in html and html.count("<tr>") == len(advice.SITUATIONS) + 1
-    assert advice.summary(a).count("\n- **") == 2
+    assert sum(x.startswith("- **") for x in advice.summary(a).splitlines()) == 3
 
 
 def test_advice_best_path_follows_the_data():

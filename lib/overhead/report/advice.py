@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from overhead.report import underload
-from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
+from overhead.report import underload, wins
+from overhead.report.analysis import ACCURACY_MIN_REF
+from overhead.report.analysis import ok as ok_rows
+from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, fmt_x, primary, small_model
 from overhead.report.snippets import NOTES, snippet
 from overhead.report.style import NO_TF, TF_KERAS
 
@@ -44,6 +46,9 @@ ONE_LINE = {  # backend: the change from `model.predict(x)` that gets you onto t
     "onnxruntime": "export to ONNX (`tf2onnx`), run `onnxruntime.InferenceSession('m.onnx').run(...)`",
     "openvino": "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`",
 }
+# "staying in TF/Keras" names TF2 paths only: a TF1-style session (compat.v1 + a private freezing API) is shown
+# as what it is in the effort ladder, never as the TF advice
+TF2 = tuple(b for b in TF_KERAS if b != "tf1.session")
 SITUATIONS = ("small model, single requests", "large model, batch 1", "batch throughput",
               "cold start (serverless)", "memory-constrained", "no TensorFlow at serving time",
               "a service under load")
@@ -97,12 +102,17 @@ def accuracy_cost(R, model, backend) -> str:
     top1 = pd.to_numeric(pd.Series([r.get("top1_decisive")]), errors="coerce").iloc[0]
     n = pd.to_numeric(pd.Series([r.get("n_decisive")]), errors="coerce").iloc[0]
     any_top1 = pd.to_numeric(pd.Series([r.get("top1_agree")]), errors="coerce").iloc[0]
+    acc, ref = (pd.to_numeric(pd.Series([r.get(c)]), errors="coerce").iloc[0] for c in ("accuracy", "ref_accuracy"))
+    parts = []
+    if np.isfinite(any_top1):     # over ALL checked inputs first: the decisive ones alone flatter reduced precision
+        parts.append(f"top-1 agreement {100 * any_top1:.3g} % of all checked inputs")
     if np.isfinite(top1) and np.isfinite(n):
-        agree = f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs"
-    elif np.isfinite(any_top1):
-        agree = f"top-1 agreement {fmt_pct(any_top1)} on the checked inputs (decisive inputs not recorded)"
-    else:
-        agree = "top-1 agreement not recorded"
+        parts.append(f"top-1 agreement {fmt_pct(top1)} on {int(n)} decisive inputs")
+    if np.isfinite(acc) and np.isfinite(ref) and ref >= ACCURACY_MIN_REF:
+        drop = 100 * (ref - acc)
+        parts.append("accuracy unchanged on real digits" if abs(drop) < 1e-9 else
+                     f"accuracy {abs(drop):.3g} points {'lower' if drop > 0 else 'higher'} on real digits")
+    agree = "; ".join(parts) if parts else "top-1 agreement not recorded"
     out = f"{agree}; {err_txt}"
     if "int8" in backend:
         units = int8_units(R)
@@ -110,18 +120,25 @@ def accuracy_cost(R, model, backend) -> str:
     return out
 
 
-def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=()):
+def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=(), d=None, d_tf=None):
     """One advice row: the fastest path with its accuracy cost, the fastest TF/Keras path (and the TF/Keras
-    paths not measured on this model), and the change that gets you onto the fastest one."""
+    paths not measured on this model), and the change that gets you onto the fastest one. With ``d`` / ``d_tf``
+    (``wins.Decision`` over every machine) the winners follow the rule: co-winners are printed as a tie."""
     if not ranked:
         return {"situation": situation, "fastest (measured)": "not measured in this run", "accuracy cost": "",
                 "staying in TF/Keras": "", "one-line change": "", "_best": None, "_metric": metric}
-    best = ranked[0]
-    tfk = [b for b in ranked if b in TF_KERAS]
-    stay = f"{code(tfk[0])} ({fmt(value[tfk[0]])})" if tfk else "none ran ok"
+    def show(n):
+        return fmt(value[n]) if n in value.index else "not measured here"
+    best = d.leader if d is not None and d.winners else ranked[0]
+    tfk = [b for b in ranked if b in TF2]
+    if d_tf is not None and d_tf.winners:
+        stay = wins.names(d_tf, show)
+    else:
+        stay = f"{code(tfk[0])} ({fmt(value[tfk[0]])})" if tfk else "none ran ok"
     if not_there:
         stay += "; not measured on this model: " + ", ".join(code(b) for b in not_there)
-    return {"situation": situation, "fastest (measured)": f"{code(best)} ({fmt(value[best])})",
+    fastest = wins.names(d, show) if d is not None and d.winners else f"{code(best)} ({fmt(value[best])})"
+    return {"situation": situation, "fastest (measured)": fastest,
             "accuracy cost": accuracy_cost(R, model, best) if R is not None and model else "n/a",
             "staying in TF/Keras": stay, "one-line change": one_line(best), "_best": best, "_metric": metric}
 
@@ -130,7 +147,7 @@ def _unmeasured_tf(sw, model) -> list:
     """TF/Keras paths that ran at batch 1 on some model but not on ``model``."""
     ran = set(sw["backend"])
     here = set(sw[sw["model"] == model]["backend"])
-    return [b for b in TF_KERAS if b in ran and b not in here]
+    return [b for b in TF2 if b in ran and b not in here]
 
 
 def advice(R) -> pd.DataFrame:
@@ -143,11 +160,11 @@ def advice(R) -> pd.DataFrame:
     lat = (lambda model: sw[sw["model"] == model].set_index("backend")["median_us"]) if len(sw) else None
     small = lat(m) if lat and m else pd.Series(dtype=float)
     rows.append(_row(f"small model ({code(m)}), single requests", "latency per call", _rank(small), small, fmt_us,
-                     R, m))
+                     R, m, **_decisions(R, "small model", m)))
     big_m = sw.sort_values("flops")["model"].iloc[-1] if len(sw) else None
     big = lat(big_m) if big_m else pd.Series(dtype=float)
     rows.append(_row(f"large model ({code(big_m)}), batch 1", "latency per call", _rank(big), big, fmt_us, R, big_m,
-                     _unmeasured_tf(sw, big_m) if big_m else ()))
+                     _unmeasured_tf(sw, big_m) if big_m else (), **_decisions(R, "large model", big_m)))
     b = primary(R, "batch")
     if len(b):
         multi = b.groupby("model")["batch"].nunique()
@@ -156,26 +173,73 @@ def advice(R) -> pd.DataFrame:
         tp = bm.groupby("backend")["throughput_sps"].max() if len(bm) else pd.Series(dtype=float)
         bmod = bm["model"].iloc[0] if len(bm) else None
         rows.append(_row(f"batch throughput ({code(bmod)}, best batch size)", "samples/s", _rank(tp, True), tp,
-                         lambda v: f"{v:,.0f} /s", R, bmod))
+                         lambda v: f"{v:,.0f} /s", R, bmod, **_throughput_decisions(R, bmod)))
     else:
         rows.append(_row("batch throughput", "samples/s", [], None, str))
     cs, mms = pd.Series(start, dtype=float), pd.Series(mem, dtype=float)
     rows.append(_row(f"cold start ({code(st_model)}, process start to first prediction)", "seconds", _rank(cs), cs,
-                     lambda v: f"{v:.2g} s", R, st_model))
+                     lambda v: f"{v:.3g} s", R, st_model,
+                     **_startup_decisions(R, st_model, "start_to_first_pred_s", "cold start")))
     rows.append(_row(f"memory ({code(st_model)}, resident after the first call)", "MB", _rank(mms), mms,
-                     lambda v: f"{v:.0f} MB", R, st_model))
+                     lambda v: f"{v:.0f} MB", R, st_model,
+                     **_startup_decisions(R, st_model, "rss_after_first_call_mb", "memory")))
     no_tf = small[[x for x in small.index if x in NO_TF]] if len(small) else small
-    row = _row(f"no TensorFlow at serving time ({code(m)})", "latency per call", _rank(no_tf), no_tf, fmt_us, R, m)
+    row = _row(f"no TensorFlow at serving time ({code(m)})", "latency per call", _rank(no_tf), no_tf, fmt_us, R, m,
+               d=_decisions(R, "no TensorFlow", m, among=NO_TF)["d"])
     ranked = _rank(no_tf)
     fams = {}
     for x in ranked:                      # the best of each TF-free family, side by side (LiteRT, ORT, ...)
         fams.setdefault(x.split(".")[0], x)
-    if len(fams) > 1:
+    if len(fams) > 1 and not row["fastest (measured)"].startswith("a tie"):
         row["fastest (measured)"] = "; ".join(f"{code(x)} ({fmt_us(no_tf[x])})" for x in list(fams.values())[:3])
     row["staying in TF/Keras"] = "—"
     rows.append(row)
     rows.append(_under_load_row(R))
-    return pd.DataFrame(rows)
+    t = pd.DataFrame(rows)
+    t.attrs["machine"] = R.machine
+    return t
+
+
+def _decisions(R, what, model, among=None) -> dict:
+    """``d`` (the fastest path on ``model``) and ``d_tf`` (the fastest TF/Keras path) over every machine."""
+    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    if model is None or not len(sw):
+        return {"d": None, "d_tf": None}
+    rows = sw[sw["model"] == model]
+    if among is not None:
+        return {"d": wins.decide(wins.from_bench(rows[rows["backend"].isin(among)]), f"advice: {what}", R=R),
+                "d_tf": None}
+    return {"d": wins.decide(wins.from_bench(rows), f"advice: {what}", R=R),
+            "d_tf": wins.decide(wins.from_bench(rows[rows["backend"].isin([b for b in TF2 if b != "keras.predict"])]),
+                                f"advice: {what}, staying in TF/Keras", R=R)}
+
+
+def _throughput_decisions(R, model) -> dict:
+    """Batch throughput: per machine and path its best batch size, compared on the cost per sample."""
+    b = R.bench if R.bench is not None else pd.DataFrame()
+    if model is None or not len(b):
+        return {"d": None, "d_tf": None}
+    g = ok_rows(b)
+    g = g[(g["model"] == model) & (g["threads"] == g["machine"].map(R.threads))]
+    if not len(g):
+        return {"d": None, "d_tf": None}
+    g = g.assign(_ps=g["median_us"] / g["batch"])
+    best = g.loc[g.groupby(["machine", "backend"])["_ps"].idxmin()]
+    f = wins.from_bench(best, per="batch")
+    tf = best[best["backend"].isin([x for x in TF2 if x != "keras.predict"])]
+    return {"d": wins.decide(f, "advice: batch throughput", R=R),
+            "d_tf": wins.decide(wins.from_bench(tf, per="batch"), "advice: batch throughput, staying in TF/Keras", R=R)}
+
+
+def _startup_decisions(R, model, column, what) -> dict:
+    """Cold start / memory over every machine: the repetitions' range is the interval (``wins.from_repetitions``)."""
+    raw = (getattr(R, "raw", None) or {}).get("startup")
+    if raw is None or not len(raw) or model is None:
+        return {"d": None, "d_tf": None}
+    s = raw[(raw["model"] == model) & (raw["status"].astype(str) == "ok")] if "status" in raw else raw[raw["model"] == model]
+    return {"d": wins.decide(wins.from_repetitions(s, column), f"advice: {what}", R=R),
+            "d_tf": wins.decide(wins.from_repetitions(s[s["backend"].isin(TF2)], column),
+                                f"advice: {what}, staying in TF/Keras", R=R)}
 
 
 def _under_load_row(R) -> dict:
@@ -189,8 +253,153 @@ def _under_load_row(R) -> dict:
     here = cap[cap["model"] == model].set_index("path")
     qps = here["max_qps"][here["max_qps"] > 0]
     bound = here["bound_ms"].iloc[0]
-    return _row(f"a service under load ({code(model)}, Poisson arrivals, p99 ≤ {bound:g} ms)",
+    # a bisection gives one capacity per path and no interval: the highest is named as measured, not as a win
+    return _row(f"a service under load ({code(model)}, Poisson arrivals, p99 ≤ {bound:g} ms; highest capacity "
+                "found by bisection, no interval, so not judged by the rule)",
                 "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model)
+
+
+# ---------------------------------------------------------------- the effort ladder ---------------------
+EFFORT = (  # (step, backends): the smallest change first, then leaving TF, then reduced precision, then TF1
+    ("1. one call changed, still Keras 3 on TensorFlow", ("keras.predict_on_batch", "keras.call")),
+    ("2. a compiled function, still TensorFlow", ("tf.function", "tf.function.xla")),
+    ("3. leave TensorFlow at serving time (float32, exact)", ("litert", "onnxruntime", "openvino")),
+    ("4. reduced precision (an option: it changes answers)", ("litert.fp16", "litert.dynamic_int8", "litert.int8")),
+    ("TF1-style: `tf.compat.v1` + a private freezing API (legacy, not advised)", ("tf1.session",)),
+)
+REDUCED = ("litert.fp16", "litert.dynamic_int8", "litert.int8")
+
+
+def _machines(R) -> list:
+    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    have = list(dict.fromkeys(sw["machine"].astype(str))) if len(sw) else []
+    return sorted(have, key=lambda m: (m != R.machine, m))
+
+
+def accuracy_all(R, model, backend) -> str:
+    """A reduced-precision path's cost over ALL checked inputs (not only decisive ones), per machine: top-1
+    agreement with Keras and the accuracy drop on real digits (``top1_agree``, ``accuracy``, ``ref_accuracy``)."""
+    b = R.bench if R.bench is not None else pd.DataFrame()
+    if not len(b):
+        return "not recorded"
+    parts = []
+    for m in _machines(R):
+        r = b[(b["machine"] == m) & (b["model"] == model) & (b["backend"] == backend) & (b["status"].astype(str) == "ok")]
+        if not len(r):
+            continue
+        r = r.sort_values("batch").iloc[0]
+        top1, acc, ref = (pd.to_numeric(pd.Series([r.get(c)]), errors="coerce").iloc[0]
+                          for c in ("top1_agree", "accuracy", "ref_accuracy"))
+        bits = []
+        if np.isfinite(top1):
+            bits.append(f"top-1 agreement {100 * top1:.3g} % of all checked inputs")
+        if np.isfinite(acc) and np.isfinite(ref):
+            drop = 100 * (ref - acc)
+            bits.append("accuracy unchanged on real digits" if abs(drop) < 1e-9 else
+                        f"accuracy {abs(drop):.3g} points {'lower' if drop > 0 else 'higher'} on real digits")
+        if bits:
+            parts.append(f"{code(m)}: " + ", ".join(bits))
+    return "; ".join(parts) if parts else "not recorded"
+
+
+def reversals(R, model, backend, against="litert") -> list:
+    """Where a reduced-precision path is NOT faster than float ``against`` by the rule (machines), and where it
+    is slower after the longest idle gap measured (idle_gap.csv, same model and threads)."""
+    out = []
+    sw = R.sweep
+    for m in _machines(R):
+        rows = sw[(sw["machine"] == m) & (sw["model"] == model) & sw["backend"].isin([backend, against])]
+        d = wins.decide(wins.from_bench(rows))
+        if backend in d.values.get(m, {}) and against in d.values.get(m, {}) and d.winners != [backend]:
+            v = d.values[m]
+            out.append(f"not faster than float {code(against)} on {code(m)} ({fmt_us(v[backend])} vs "
+                       f"{fmt_us(v[against])})")
+    idle = R.extra.get("idle_gap") if isinstance(R.extra, dict) else None
+    if idle is not None and len(idle):
+        ok = idle[(idle["status"].astype(str) == "ok") & (idle["backend"].isin([backend, against]))] \
+            if "status" in idle else idle
+        for m, g in ok.groupby("machine"):
+            gap = g["gap_ms"].max()
+            g = g[g["gap_ms"] == gap]
+            worse = []
+            for (mod, th), h in g.groupby(["model", "threads"]):
+                v = h.set_index("backend")["median_us"]
+                if backend in v and against in v and v[backend] > v[against]:
+                    worse.append((v[backend] / v[against], mod, int(th)))
+            if worse:
+                x, mod, th = max(worse)
+                out.append(f"slower than float {code(against)} after a {gap:g} ms idle gap on {code(m)} in "
+                           f"{len(worse)} of {g.groupby(['model', 'threads']).ngroups} settings (worst "
+                           f"{fmt_x(x)}, {code(mod)}, {th} thread{'s' if th != 1 else ''})")
+    return out
+
+
+def effort_ladder(R, model=None) -> pd.DataFrame:
+    """What a TF2 user can do about ``predict`` on ``model`` (the small model), smallest change first: per step
+    and path, the one-line change, its latency and speed-up over ``predict`` on every machine, whether it beats
+    ``predict`` by the rule (``overhead.report.wins``) everywhere, and for reduced precision its accuracy cost
+    over all inputs and where it reverses."""
+    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    m = model or small_model(R)
+    if not len(sw) or m is None:
+        return pd.DataFrame()
+    ms = _machines(R)
+    rows = []
+    for step, paths in EFFORT:
+        for b in paths:
+            here = sw[(sw["model"] == m) & sw["backend"].isin([b, "keras.predict"])]
+            if b not in set(here["backend"]):
+                continue
+            d = wins.decide(wins.from_bench(here), f"advice: {b} against predict on {m}", R=R)
+            row = {"step": step, "path": code(b), "change": ONE_LINE.get(b, one_line(b))}
+            for mach in ms:
+                v = d.values.get(mach, {})
+                row[mach] = (f"{fmt_us(v[b])} ({fmt_x(v['keras.predict'] / v[b])} faster)"
+                             if b in v and "keras.predict" in v else "not measured")
+            won = [mach for mach in ms if d.per_machine.get(mach) == [b]]
+            row["beats `predict` (rule)"] = ("on every machine" if d.winners == [b] else
+                                             "on " + ", ".join(code(x) for x in won) + " only" if won else "tie")
+            note = ""
+            if b in REDUCED:
+                note = "accuracy: " + accuracy_all(R, m, b)
+                rev = reversals(R, m, b)
+                if rev:
+                    note += "; reverses: " + "; ".join(rev)
+            elif b == "tf1.session":
+                ran = sw[sw["backend"] == b]["model"].nunique()
+                note = f"ran on {ran} of {sw['model'].nunique()} models; needs `tf.compat.v1` and a private API"
+            row["caveats"] = note
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ladder_lead(t: pd.DataFrame, model) -> str:
+    """The ladder's finding in one sentence: the first step that beats ``predict`` on every machine."""
+    if t is None or not len(t):
+        return "*Not measured:* no TensorFlow path beside `predict`."
+    first = t[t["beats `predict` (rule)"] == "on every machine"]
+    if not len(first):
+        return f"No change beats `predict` on {code(model)} on every machine beyond the noise."
+    r = first.iloc[0]
+    return (f"The smallest change that beats `predict` on {code(model)} on every machine, beyond the intervals "
+            f"and the between-run spread, is {r['path']} (step {r['step'].split('.')[0]}); the table lists every "
+            "step with its cost per machine.")
+
+
+def ladder_markdown(t: pd.DataFrame) -> str:
+    """The effort ladder as an HTML table (code cells render, fits a 1280 px page)."""
+    if t is None or not len(t):
+        return ""
+    import html as _html
+    import re
+
+    def cell(v):
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", _html.escape(str(v)))
+    cols = list(t.columns)
+    head = "".join(f"<th>{cell(c if c in ('step', 'path', 'change', 'caveats', 'beats `predict` (rule)') else f'`{c}`')}</th>"
+                   for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in t.to_dict("records"))
+    return f'<table class="advice"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def lead(table: pd.DataFrame) -> str:
@@ -201,7 +410,9 @@ def lead(table: pd.DataFrame) -> str:
     out = f"Fastest measured for {r[0]['situation']}: {r[0]['fastest (measured)']}"
     if len(r) > 1 and r[1]["_best"] is not None:
         out += f"; for {r[1]['situation']}: {r[1]['fastest (measured)']} ({r[1]['accuracy cost'].split(';')[0]})"
-    return out + ". Each row names its model, what the path costs in accuracy and the code that gets you there."
+    return out + (". Each row names its model, what the path costs in accuracy and the code that gets you there; "
+                  "winners follow the rule over every machine, times are "
+                  f"{'on ' + code(table.attrs['machine']) if table.attrs.get('machine') else 'measured'}.")
 
 
 COLUMNS = ("situation", "fastest (measured)", "accuracy cost", "staying in TF/Keras", "one-line change")
@@ -230,8 +441,12 @@ def advice_markdown(table: pd.DataFrame) -> str:
 
 
 def summary(table: pd.DataFrame, n: int = 3) -> str:
-    """The first ``n`` situations in one line each (for the README)."""
+    """The first ``n`` situations in one line each (for the README); winners by the rule over every machine,
+    times of the report's machine."""
     out = []
+    where = table.attrs.get("machine") if table is not None else None
+    if where:
+        out.append(f"Winners over every machine by the rule; times in brackets on {code(where)}:\n")
     for r in table.head(n).to_dict("records"):
         if r["_best"] is None:
             continue

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from overhead.base import tables
 from overhead.report import latency
 from overhead.report.loading import load_models_meta, load_results, select_machine  # noqa: F401 (re-export)
 
@@ -304,6 +305,9 @@ class Results:
     agreement: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)      # optional result files (idle_gap, memory_loop, …) or None
     meta: dict = field(default_factory=dict)       # {stem: metadata dict} of the report's machine
+    meta_all: dict = field(default_factory=dict)   # {machine: {stem: metadata dict}} of every machine
+    raw: dict = field(default_factory=dict)        # every result table as loaded (all machines), e.g. startup reps
+    decisions: dict = field(default_factory=dict)  # winner questions asked by the report (overhead.report.wins)
     machines: list = field(default_factory=list)
     n_boot: int = 0
 
@@ -332,8 +336,10 @@ def analyse(results: dict, models: pd.DataFrame | None = None, machine=None, n_b
     gemm = float32_ceilings(results.get("gemm"), results.get("ceilings"))
     R = Results(machine=select_machine(results, machine, preferred_machine), machines=results.get("machines", []),
                 models=models if models is not None else pd.DataFrame(), n_boot=n_boot,
-                extra={k: results.get(k) for k in ("idle_gap", "memory_loop", "distortion", "ceilings", "gemm")})
-    R.meta = results.get("meta", {}).get(R.machine, {})
+                extra={k: results.get(k) for k in tables.MERGED if k not in Results.__dataclass_fields__})
+    R.meta_all = results.get("meta", {}) or {}
+    R.raw = {k: results.get(k) for k in tables.MERGED if results.get(k) is not None}
+    R.meta = R.meta_all.get(R.machine, {})
     if bench is not None and machine is not None:
         bench = bench[bench["machine"] == str(machine)]
     R.bench = bench

@@ -7,14 +7,17 @@ bracketed by the ladder models either side (``overhead.report.crossing``); and t
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-from overhead.report import crossing, text
+from overhead.report import crossing, text, wins
 from overhead.report.fmt import (
     SIGNIFICANT_X,
     SMALL_MODEL,
     code,
     fmt_flops,
+    fmt_pct,
     fmt_us,
+    fmt_x,
     latency,
     not_measured,
     primary,
@@ -76,32 +79,147 @@ def fastest(R, model, among=None):
     return r["backend"], float(r["median_us"])
 
 
+def machines(R) -> list:
+    """The machines with batch-1 results, the report's machine first."""
+    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    have = list(dict.fromkeys(sw["machine"].astype(str))) if len(sw) else []
+    return sorted(have, key=lambda m: (m != R.machine, m))
+
+
+def _lat(sw, model, backend) -> float:
+    g = sw[(sw["model"] == model) & (sw["backend"] == backend)]
+    return float(g["median_us"].iloc[0]) if len(g) else np.nan
+
+
+def crossing_cell(c: dict) -> str:
+    """A measured crossover for the side-by-side table: FLOPs between two ladder models, or "not reached:
+    still N % at <largest model>" — never a "beyond" that reads as the opposite."""
+    if c["where"] == "inside":
+        return f"{fmt_flops(c['flops'])} (between {c['below_model']} and {c['above_model']})"
+    if c["where"] == "beyond":
+        return f"not reached: still {fmt_pct(c['share_at_largest'])} at {c['largest_model']}"
+    return "not measured"
+
+
+def side_by_side(R) -> tuple[list, list]:
+    """``(machines, rows)``: the TL;DR table, one column per machine (each at its own main thread count)."""
+    ms = machines(R)
+    m = small_model(R)
+    rows = [{"row": f"`predict` on {code(m)}", "cells": []}, {"row": f"bare `tf.function` on {code(m)}", "cells": []},
+            {"row": f"NumPy engine on {code(m)}", "cells": []}]
+    for call, b in CALLS:
+        for share in crossing.SHARES:
+            rows.append({"row": f"{call}: overhead below {fmt_pct(share)} of a call at", "cells": [], "b": b,
+                         "share": share})
+    for mach in ms:
+        sw = R.sweep[R.sweep["machine"].astype(str) == mach]
+        kp, tf, npy = (_lat(sw, m, b) for b in ("keras.predict", "tf.function", "numpy"))
+        rows[0]["cells"].append(fmt_us(kp) + (f" ({fmt_x(kp / npy)} NumPy)" if np.isfinite(kp / npy) else ""))
+        rows[1]["cells"].append(fmt_us(tf) + (f" ({fmt_x(tf / npy)} NumPy)" if np.isfinite(tf / npy) else ""))
+        rows[2]["cells"].append(fmt_us(npy))
+        for r in rows[3:]:
+            r["cells"].append(crossing_cell(crossing.crossover(sw, r["b"], r["share"], compute_ref=COMPUTE_REF)))
+    return ms, rows
+
+
+def _span(xs) -> str:
+    xs = [x for x in xs if np.isfinite(x)]
+    if not xs:
+        return "n/a"
+    lo, hi = min(xs), max(xs)
+    return fmt_x(lo) if fmt_x(lo) == fmt_x(hi) else f"{fmt_x(lo)[:-1]}–{fmt_x(hi)}"
+
+
+def lead(R, m, ms) -> str:
+    """The first sentence: the verdict, then ``predict``'s cost on ``m`` against the NumPy engine over the
+    machines (their range; each machine's numbers are in the table, so the sentence does not grow with them)."""
+    ratios = []
+    for mach in ms:
+        sw = R.sweep[R.sweep["machine"].astype(str) == mach]
+        ratios.append(_lat(sw, m, "keras.predict") / _lat(sw, m, "numpy"))
+    out = f"**{verdict_all(R, m)}.**"
+    if any(np.isfinite(ratios)):
+        where = "every machine" if len(ms) > 1 else code(ms[0])
+        out += (f" On {where}, a `predict` call on the seed's small CNN ({code(m)}, batch 1) takes "
+                f"{_span(ratios)} the NumPy engine's time (table).")
+    return out
+
+
+def machine_verdicts(R, m) -> dict:
+    """{machine: (slowdown of predict vs the NumPy engine on ``m``, separated intervals)}."""
+    vs = R.vs_numpy if isinstance(R.vs_numpy, pd.DataFrame) else pd.DataFrame()
+    out = {}
+    for mach in machines(R):
+        g = vs[(vs["machine"].astype(str) == mach) & (vs["model"] == m) & (vs["backend"] == "keras.predict")] \
+            if len(vs) else vs
+        if len(g):
+            out[mach] = (float(g["slowdown"].iloc[0]), bool(g["significant"].iloc[0]))
+    return out
+
+
+def verdict_all(R, m) -> str:
+    """'Yes, for small models' when ``predict`` is ≥ SIGNIFICANT_X × the NumPy engine with separated intervals
+    on every machine; otherwise the machines where it holds are named."""
+    v = machine_verdicts(R, m)
+    if not v:
+        return "Not answered: `predict` and the NumPy engine did not both run ok on the same model"
+    yes = [mach for mach, (x, sig) in v.items() if x >= SIGNIFICANT_X and sig]
+    if len(yes) == len(v):
+        return "Yes, for small models"
+    if yes:
+        return "On " + ", ".join(code(x) for x in yes) + " only"
+    return "No"
+
+
+def smallest_fix(R, m):
+    """The first of the smallest TF2 changes (``advice.EFFORT`` order) that beats ``predict`` on every machine by
+    the rule (``overhead.report.wins``): (backend, {machine: × faster than predict})."""
+    sw = R.sweep
+    for b in ("keras.predict_on_batch", "keras.call", "tf.function", "tf.function.xla"):
+        rows = sw[(sw["model"] == m) & sw["backend"].isin([b, "keras.predict"])]
+        d = wins.decide(wins.from_bench(rows), f"TL;DR: {b} against predict on {m}", R=R)
+        if d.winners == [b]:
+            return b, {mach: v["keras.predict"] / v[b] for mach, v in d.values.items() if b in v and
+                       "keras.predict" in v}
+    return None, {}
+
+
+def fastest_all(R, m, among=None) -> wins.Decision:
+    """The co-winners on ``m`` over every machine by the rule (``overhead.report.wins``)."""
+    sw = R.sweep
+    rows = sw[sw["model"] == m] if len(sw) else sw
+    if among is not None and len(rows):
+        rows = rows[rows["backend"].isin(among)]
+    return wins.decide(wins.from_bench(rows), f"fastest path on {m}" + ("" if among is None else " (subset)"), R=R)
+
+
 def advice_line(R, m) -> str:
-    best, best_us = fastest(R, m)
-    tf_best, tf_us = fastest(R, m, [b for b in TF_KERAS if b != "keras.predict"])
-    out = f"for small models serve with {code(best)} ({fmt_us(best_us)}" + (
-        ", no TensorFlow at serving time)" if best in NO_TF else ")")
-    if tf_best is not None:
-        out += f"; staying in TensorFlow, call {code(tf_best)} ({fmt_us(tf_us)}) instead of `predict`"
-    return out + "."
+    fix, xs = smallest_fix(R, m)
+    d = fastest_all(R, m)
+    out = ""
+    if fix is not None and xs:
+        out = f"the smallest change, {code(fix)} instead of `predict`, is {_span(list(xs.values()))} faster; "
+    return out + f"the fastest path on {code(m)} is {wins.names(d)}."
 
 
 def facts(R) -> dict | None:
     m = small_model(R)
     if m is None:
         return None
-    best, best_us = fastest(R, m)
-    rows = crossover_rows(R)
-    return {"verdict": verdict(R, m), "machine": R.machine, "threads": R.threads.get(R.machine, "?"), "model": m,
-            "kp_us": latency(R, m, "keras.predict"), "numpy_us": latency(R, m, "numpy"), "best": best,
-            "best_us": best_us, "rows": rows, "advice": advice_line(R, m), "seed": m == SMALL_MODEL,
-            "have_kp": bool(np.isfinite(latency(R, m, "keras.predict"))),
-            "have_numpy": bool(np.isfinite(latency(R, m, "numpy"))),
-            "fitted_note": any(c.get("basis") == "fitted" for r in rows for c in r["raw"].values())}
+    ms, rows = side_by_side(R)
+    return {"lead": lead(R, m, ms), "model": m, "machines": ms, "rows": rows, "advice": advice_line(R, m),
+            "threads": {mach: R.threads.get(mach, "?") for mach in ms}, "definition": crossing.DEFINITION,
+            "seed": m == SMALL_MODEL}
+
+
+def prose_words(md: str) -> int:
+    """Words of the TL;DR's sentences (its table rows not counted): at most ``MAX_WORDS``."""
+    return text.words("\n".join(x for x in md.splitlines() if not x.lstrip().startswith("|")))
 
 
 def tldr(R) -> str:
-    """The TL;DR markdown (≤ MAX_WORDS words; ``words`` counts them)."""
+    """The TL;DR markdown: at most 3 sentences (≤ MAX_WORDS words, ``prose_words``) and one table with a
+    column per machine."""
     f = facts(R)
     if f is None:
         return not_measured("benchmark (bench.csv)")

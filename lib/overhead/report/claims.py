@@ -6,10 +6,12 @@ title only (``ARTICLE``).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
-from overhead.report import crossing
+from overhead.report import crossing, wins
 from overhead.report.fmt import (
     SIGNIFICANT_X,  # "noticeably slower" = at least this many times the latency
     code,
@@ -47,6 +49,14 @@ def fixed_at(R, backend, model) -> float:
     lay = sw.loc[sw["model"] == model, "layers"] if "layers" in sw else []
     n = float(lay.iloc[0]) if len(lay) and np.isfinite(lay.iloc[0]) else 0.0
     return float(f["overhead_us"] + (f["per_layer_us"] * n if np.isfinite(f["per_layer_us"]) else 0.0))
+
+
+def _beats(sw, model, a, b) -> bool:
+    """``a`` beats ``b`` on ``model`` by the rule of ``overhead.report.wins`` (interval and between-run spread)."""
+    rows = wins.from_bench(sw[(sw["model"] == model) & sw["backend"].isin([a, b])]).set_index("name")
+    if a not in rows.index or b not in rows.index:
+        return False
+    return wins.beats_on(rows.loc[a].to_dict(), rows.loc[b].to_dict())
 
 
 def _session_claim(R, m):
@@ -110,7 +120,7 @@ def claims(R) -> pd.DataFrame:
         n = sum(v[1] < NEGLIGIBLE for v in shares.values())
         v = ("supported" if shares and n == len(shares) and len(shrink) == len(shares)
              else "partly" if n or shrink else "not supported")
-        out.append(_claim(c, v, "measured overhead (time beyond a bare tf.function's compute) / latency on the largest model each path ran: " + ", ".join(
+        out.append(_claim(c, v, "measured overhead / latency on the largest model each path ran: " + ", ".join(
             f"{b} {fmt_pct(x[1])} ({x[0]})" for b, x in shares.items())
             + f"; ratio to NumPy shrinks for {len(shrink)} of {len(shares)} TF paths",
             "Where overhead stops mattering; Speed-up tables"))
@@ -126,9 +136,9 @@ def claims(R) -> pd.DataFrame:
             have = lambda b, x=x: np.isfinite(latency(R, x, b))  # noqa: E731
             best_tf = min((b for b in tf if have(b)), key=lambda b, x=x: latency(R, x, b))
             best_lite = min((b for b in lite if have(b)), key=lambda b, x=x: latency(R, x, b))
-            wins_kp &= latency(R, x, "litert") < latency(R, x, "keras.predict")
-            wins_all &= latency(R, x, "litert") < latency(R, x, best_tf)
-            any_variant |= latency(R, x, best_lite) < latency(R, x, best_tf)
+            wins_kp &= _beats(sw, x, "litert", "keras.predict")
+            wins_all &= _beats(sw, x, "litert", best_tf)
+            any_variant |= _beats(sw, x, best_lite, best_tf)
             nums.append(f"{x}: litert {fmt_us(latency(R, x, 'litert'))}, keras.predict "
                         f"{fmt_us(latency(R, x, 'keras.predict'))}, fastest TF path ({best_tf}) "
                         f"{fmt_us(latency(R, x, best_tf))}, fastest LiteRT variant ({best_lite}) "
@@ -180,6 +190,58 @@ def claims(R) -> pd.DataFrame:
         out.append(_claim(c, v, f"NumPy {base:.2g} s; " + ", ".join(f"{b} {fmt_x(x)}" for b, x in xs.items()),
                           "Cold start and memory"))
     return pd.DataFrame(out)
+
+
+def by_machine(R) -> pd.DataFrame:
+    """The claims × machines table: one row per claim, its verdict on each machine (each machine's own
+    results, ``claims`` on a view of ``R``), and where it holds; ``attrs["numbers"]``: {machine: claims table}."""
+    ms = [m for m in (getattr(R, "machines", None) or [R.machine]) if m is not None]
+    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    if len(sw):
+        ms = sorted(set(sw["machine"].astype(str)), key=lambda m: (m != R.machine, m))
+    per = {}
+    for m in ms:
+        view = replace(R, machine=m, meta=(getattr(R, "meta_all", {}) or {}).get(m, R.meta if m == R.machine else {}))
+        per[m] = claims(view)
+    if not per:
+        return pd.DataFrame()
+    first = next(iter(per.values()))
+    out = pd.DataFrame({"claim (our paraphrase)": first["claim (our paraphrase)"]})
+    for m, t in per.items():
+        out[m] = t["verdict"].to_numpy()
+    measured = out[ms].apply(lambda r: [m for m in ms if r[m] != "not measured"], axis=1)
+    out["holds on"] = [
+        "no machine measured it" if not have else
+        "every machine" if all(out.loc[i, m] == "supported" for m in have) else
+        "no machine" if not any(out.loc[i, m] == "supported" for m in have) else
+        ", ".join(f"`{m}`" for m in have if out.loc[i, m] == "supported") + " only"
+        for i, have in measured.items()]
+    out.attrs["numbers"] = per
+    return out
+
+
+def by_machine_markdown(table: pd.DataFrame) -> str:
+    """The claims × machines table as markdown (verdicts in bold)."""
+    if table is None or not len(table):
+        return "*Not measured:* no results to check the claims against."
+    ms = [c for c in table.columns if c not in ("claim (our paraphrase)", "holds on")]
+    lines = ["| claim (our paraphrase) | " + " | ".join(f"`{m}`" for m in ms) + " | holds on |",
+             "|" + "---|" * (len(ms) + 2)]
+    for r in table.to_dict("records"):
+        lines.append("| " + str(r["claim (our paraphrase)"]).replace("|", "\\|") + " | "
+                     + " | ".join(f"**{r[m]}**" for m in ms) + f" | {r['holds on']} |")
+    return "\n".join(lines)
+
+
+def by_machine_lead(table: pd.DataFrame) -> str:
+    """The section's finding in one sentence: how many claims hold everywhere, nowhere, or on some machines."""
+    if table is None or not len(table):
+        return ""
+    h = table["holds on"]
+    some = int(h.str.endswith(" only").sum())
+    return (f"Of {len(table)} claims, {int((h == 'every machine').sum())} hold on every machine measured, "
+            f"{int((h == 'no machine').sum())} on none, and {some} on some machines only (named in the last "
+            "column) — a verdict that flips between machines is shown as such.")
 
 
 def claims_markdown(table: pd.DataFrame) -> str:

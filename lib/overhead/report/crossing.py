@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 
 SHARES = (0.5, 0.1)
+# THE definition of overhead, stated once in the TL;DR and used by every section that measures a share of a call
+DEFINITION = ("the part of a call beyond the model's compute, where compute = a bare `tf.function`'s latency on "
+              "that model minus its latency on the smallest one")
 
 
 def per_layer_fit(fit) -> bool:

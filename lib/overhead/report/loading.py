@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from overhead.base import tables
 from overhead.base.atomic import atomic_write_csv
 
-REQUIRED_FILES = ("bench", "gemm", "startup", "pipeline", "breakdown")
-OPTIONAL_FILES = ("idle_gap", "memory_loop", "distortion", "ceilings", "blas_ab", "loadgen")
-RESULT_FILES = REQUIRED_FILES + OPTIONAL_FILES
+# the result files merged over machines, from the one registry (overhead.base.tables)
+RESULT_FILES = tables.MERGED
+REQUIRED_FILES = tuple(s for s in tables.REQUIRED if s in RESULT_FILES)
+OPTIONAL_FILES = tuple(s for s in tables.OPTIONAL if s in RESULT_FILES)
 
 
 def _read_json(path: Path) -> dict:
@@ -24,6 +26,7 @@ def _read_json(path: Path) -> dict:
 def load_results(results_root) -> dict:
     """Merge every machine folder under ``results_root`` (a folder holding result CSVs itself counts as one).
 
+    Every table the registry (``overhead.base.tables``) reads with the ``csv`` loader is read.
     Returns ``{<stem>: df|None for RESULT_FILES, "meta": {machine: {stem: dict}}, "machines": [...]}``;
     a missing or empty file gives ``None``. Rows get the folder name as ``machine`` when it is absent.
     """
@@ -129,3 +132,7 @@ def select_machine(results: dict, machine=None, preferred=None) -> str | None:
     if bench is not None and len(bench):
         return str(bench["machine"].value_counts().idxmax())
     return machines[0] if machines else None
+
+
+# how each registry loader reads a machine folder's table (``overhead.base.tables.ResultTable.loader``)
+LOADERS = {"csv": "load_results", "models": "models_from_results"}

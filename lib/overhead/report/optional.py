@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from overhead.report import peak
-from overhead.report.fmt import code, fmt_x
+from overhead.report import peak, underload
+from overhead.report.fmt import code, fmt_flops, fmt_x
 from overhead.report.idle import verdict
 
 NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
@@ -104,24 +104,81 @@ def ceilings_text(R) -> str:
     return peak.text(R)
 
 
-def blas_text(R) -> str:
-    """What OPENBLAS_CORETYPE costs NumPy's GEMM on this machine (blas_ab.csv), or that it is not set."""
-    ab = _have(R, "blas_ab")
-    if ab is None:
-        return NOT_MEASURED.format("blas_ab.csv")
-    set_rows = ab[ab["OPENBLAS_CORETYPE"].notna() & (ab["OPENBLAS_CORETYPE"].astype(str) != "")]
-    unset = ab[ab["OPENBLAS_CORETYPE"].isna() | (ab["OPENBLAS_CORETYPE"].astype(str) == "")]
-    if not len(set_rows):
-        return ("`OPENBLAS_CORETYPE` is not set on this machine: NumPy's OpenBLAS picks its kernels for the CPU "
-                f"(`{unset['kernel'].iloc[0]}`).")
-    value = set_rows["OPENBLAS_CORETYPE"].iloc[0]
-    parts = []
-    for t, grp in set_rows.groupby("threads"):
-        off = unset[unset["threads"] == t]
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or str(v).strip() in ("", "nan", "None")
+
+
+def blas_setting(R, machine) -> dict:
+    """The BLAS setting ``machine``'s NumPy numbers ran with: ``coretype`` (OPENBLAS_CORETYPE as set, or None),
+    ``kernel`` (the kernel OpenBLAS ran), ``source`` (which file says so) and, where blas_ab.csv measured it,
+    ``rates``: [(threads, GFLOP/s as set, GFLOP/s unset)]."""
+    meta = (getattr(R, "meta_all", {}) or {}).get(machine, {}) or {}
+    bm = meta.get("bench", {}) or {}
+    env = bm.get("openblas_env") or {k: v for k, v in (bm.get("env") or {}).items() if k.startswith("OPENBLAS_")}
+    kernel = (bm.get("numpy_blas") or {}).get("architecture")
+    if kernel is None and isinstance(bm.get("blas"), list) and bm["blas"]:
+        kernel = bm["blas"][-1].get("architecture")
+    out = {"machine": machine, "coretype": None if _blank(env.get("OPENBLAS_CORETYPE")) else
+           str(env.get("OPENBLAS_CORETYPE")), "kernel": kernel, "unset_kernel": None,
+           "source": "bench.meta.json" if bm else "not recorded", "rates": []}
+    ab = R.extra.get("blas_ab") if isinstance(getattr(R, "extra", None), dict) else None
+    ab = ab[ab["machine"] == machine] if ab is not None and len(ab) else None
+    if ab is not None and len(ab):
+        is_set = ~ab["OPENBLAS_CORETYPE"].map(_blank)
+        on, off = ab[is_set], ab[~is_set]
+        if len(on):
+            out["coretype"] = out["coretype"] or str(on["OPENBLAS_CORETYPE"].iloc[0])
+            out["kernel"] = str(on["kernel"].iloc[0])
+            out["source"] = "bench.meta.json and blas_ab.csv"
         if len(off):
-            parts.append(f"{int(t)} thread{'s' if t > 1 else ''}: {grp['gflops'].iloc[0]:.0f} GFLOP/s with it, "
-                         f"{off['gflops'].iloc[0]:.0f} without ({fmt_x(off['gflops'].iloc[0] / grp['gflops'].iloc[0])})")
-    return (f"This machine sets `OPENBLAS_CORETYPE={value}`, so NumPy's OpenBLAS runs `{set_rows['kernel'].iloc[0]}` "
-            f"kernels instead of `{unset['kernel'].iloc[0] if len(unset) else 'its own'}`; every NumPy path in this report ran "
-            "with the machine's setting. NumPy's float32 GEMM, measured both ways in fresh processes: "
-            + "; ".join(parts) + ".")
+            out["unset_kernel"] = str(off["kernel"].iloc[0])
+        for t, grp in on.groupby("threads"):
+            o = off[off["threads"] == t]
+            if len(o):
+                out["rates"].append((int(t), float(grp["gflops"].median()), float(o["gflops"].median())))
+        out["n"] = int(ab["n"].iloc[0]) if "n" in ab else None
+    return out
+
+
+def _blas_line(s) -> str:
+    if s["coretype"] is None:
+        return (f"{code(s['machine'])}: `OPENBLAS_CORETYPE` not set; NumPy's OpenBLAS chose its own kernel "
+                f"({code(s['kernel']) if s['kernel'] else 'not recorded'}; {s['source']}).")
+    out = (f"{code(s['machine'])}: the machine sets `OPENBLAS_CORETYPE={s['coretype']}`, so NumPy's OpenBLAS ran "
+           f"{code(s['kernel'])} kernels" + (f" instead of {code(s['unset_kernel'])}" if s["unset_kernel"] else "")
+           + "; every NumPy number of this machine (the headline included) ran with that setting")
+    if s["rates"]:
+        size = f"{s['n']}², " if s.get("n") else ""
+        out += (f". NumPy's float32 GEMM ({size}fresh processes) with it and unset: " + "; ".join(
+            f"{t} thread{'s' if t > 1 else ''} {on:.3g} vs {off:.3g} GFLOP/s ({fmt_x(off / on)})"
+            for t, on, off in s["rates"]) + " — the NumPy paths there would be faster unset, so their ratios "
+            "to TensorFlow at large models are conservative")
+    else:
+        out += " (no blas_ab.csv: the rate without it was not measured)"
+    return out + "."
+
+
+def blas_text(R) -> str:
+    """The BLAS setting of every machine's NumPy numbers (bench.meta.json, blas_ab.csv); where
+    OPENBLAS_CORETYPE was set, both GEMM rates and which one the headline uses."""
+    machines = list(getattr(R, "machines", []) or []) or [R.machine]
+    lines = [_blas_line(blas_setting(R, m)) for m in machines if m is not None]
+    if not lines:
+        return NOT_MEASURED.format("bench.meta.json")
+    return "**NumPy's BLAS setting, per machine.**\n\n" + "\n".join(f"- {x}" for x in lines)
+
+
+def loadgen_text(R) -> str:
+    """The under-load section's finding (``overhead.report.underload``), or that loadgen.csv is absent."""
+    lg = _have(R, "loadgen")
+    return NOT_MEASURED.format("loadgen.csv") if lg is None else underload.under_load_sentence(lg)
+
+
+def models_text(R) -> str:
+    """How many ladder models the results describe (models.csv), smallest to largest."""
+    m = R.models if isinstance(R.models, pd.DataFrame) else pd.DataFrame()
+    if not len(m) or "flops" not in m:
+        return NOT_MEASURED.format("models.csv")
+    m = m.sort_values("flops")
+    return (f"{len(m)} models, from {code(m['name'].iloc[0])} ({fmt_flops(m['flops'].iloc[0])}) to "
+            f"{code(m['name'].iloc[-1])} ({fmt_flops(m['flops'].iloc[-1])}) per call.")

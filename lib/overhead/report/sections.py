@@ -6,6 +6,7 @@ import html
 
 import pandas as pd
 
+from overhead.report import wins
 from overhead.report.fmt import (
     code,
     fmt_flops,
@@ -95,16 +96,29 @@ def threads_text(R) -> str:
 
 
 def startup_text(R) -> str:
+    """Cold start and memory: the range over paths on the report's machine, and the quickest start / the
+    smallest memory named by the rule of ``overhead.report.wins`` over every machine (near-equal paths tie)."""
     s = primary(R, "startup")
     if not len(s):
         return not_measured("cold-start measurement (startup.csv)")
     lo, hi = s.loc[s["start_to_first_pred_s"].idxmin()], s.loc[s["start_to_first_pred_s"].idxmax()]
-    out = (f"A fresh process needs {lo['start_to_first_pred_s']:.2g} s ({code(lo['backend'])}) to "
-           f"{hi['start_to_first_pred_s']:.2g} s ({code(hi['backend'])}) to its first prediction, over "
+    out = (f"A fresh process needs {lo['start_to_first_pred_s']:.3g} s to {hi['start_to_first_pred_s']:.3g} s "
+           f"({code(hi['backend'])}) to its first prediction on {code(R.machine)}, over "
            f"{int(s['reps'].min())}+ repetitions each")
     if "rss_after_first_call_mb" in s:
-        out += (f"; resident memory after the first call ranges from {s['rss_after_first_call_mb'].min():.0f} to "
-                f"{s['rss_after_first_call_mb'].max():.0f} MB")
+        out += (f"; resident memory after the first call ranges from {s['rss_after_first_call_mb'].min():.3g} to "
+                f"{s['rss_after_first_call_mb'].max():.3g} MB")
+    raw = (getattr(R, "raw", None) or {}).get("startup")
+    if raw is not None and len(raw):
+        ok = raw[raw["status"].astype(str) == "ok"] if "status" in raw else raw
+        model = lo["model"]
+        ok = ok[ok["model"] == model]
+        quick = wins.decide(wins.from_repetitions(ok, "start_to_first_pred_s"), "cold start", R=R)
+        out += f". Quickest start on {code(model)}: {wins.names(quick)}"
+        if "rss_after_first_call_mb" in ok:
+            small = wins.decide(wins.from_repetitions(ok, "rss_after_first_call_mb"), "memory", R=R)
+            out += f"; smallest memory: {wins.names(small)}"
+        out += " (the range of the repetitions as interval, over every machine)"
     return out + "."
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from overhead.harness import stats
 from overhead.report import text as T
 from overhead.report.fmt import fmt_pct
+from overhead.report.wins import RULE
 from overhead.report.style import order_backends
 
 RUN_TOL = stats.MAX_RUN_DIFF  # the one rule: overhead.harness.stats.disagreement
@@ -105,6 +106,7 @@ def table(sweep: pd.DataFrame, results_dir: Path | None = None) -> pd.DataFrame:
     return t.reindex(order_backends(t.index))
 
 
-def text(summ: dict) -> str:
-    """The stability section's lead sentence from ``summary`` output."""
-    return T.render("stability", tol=RUN_TOL, **summ)
+def text(summ: dict, tally: dict | None = None) -> str:
+    """The stability section's lead from ``summary`` output; ``tally`` (``overhead.report.wins.tally``) gives the
+    headline: how many of the report's comparisons the spread could overturn (printed as ties)."""
+    return T.render("stability", tol=RUN_TOL, tally=tally, rule=RULE, **summ)

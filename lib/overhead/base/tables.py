@@ -1,0 +1,64 @@
+"""The registry of result tables: every file a stage writes under ``data/results/<machine>/``, declared once.
+
+Each entry names the file, how the report reads it (``loader``, a key of ``overhead.report.loading.LOADERS``),
+the report section that renders it (its heading and the ``module:function`` that writes the section's text
+from an ``analysis.Results``), and whether a run must have it. Loading, analysis and the end-to-end test of the
+report read this list; nothing else keeps a list of result files. This module imports nothing of the package
+(the renderers are named, not imported), so every layer may read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    stem: str            # file name without ``.csv``; also the key in ``load_results`` and ``Results.mine``
+    section: str         # heading of the report section that renders it
+    renderer: str        # ``module:function`` (R) -> markdown of that section's finding
+    required: bool       # a run without it is incomplete (the report lists it under Limitations)
+    loader: str = "csv"  # how ``overhead.report.loading`` reads it
+    stage: str = ""      # the notebook or experiment that writes it
+
+    @property
+    def file(self) -> str:
+        return f"{self.stem}.csv"
+
+
+TABLES = (
+    ResultTable("bench", "The answer (TL;DR)", "overhead.report.answer:tldr", True, stage="02_benchmark"),
+    ResultTable("gemm", "Ceilings", "overhead.report.peak:text", True, stage="02_benchmark"),
+    ResultTable("startup", "Cold start and memory", "overhead.report.sections:startup_text", True,
+                stage="03_startup"),
+    ResultTable("pipeline", "Pipeline: from PNG to label", "overhead.report.sections:pipeline_text", True,
+                stage="04_pipeline"),
+    ResultTable("breakdown", "Where the time goes", "overhead.report.sections:breakdown_text", True,
+                stage="04_pipeline"),
+    ResultTable("idle_gap", "Sparse traffic: calls after an idle gap", "overhead.report.optional:idle_gap_text",
+                False, stage="02_benchmark"),
+    ResultTable("memory_loop", "Memory in a loop", "overhead.report.optional:memory_loop_text", False,
+                stage="03_startup"),
+    ResultTable("distortion", "Distortion check", "overhead.report.optional:distortion_text", False,
+                stage="02_benchmark"),
+    ResultTable("ceilings", "Ceilings", "overhead.report.optional:ceilings_text", False, stage="02_benchmark"),
+    ResultTable("blas_ab", "Ceilings (NumPy's BLAS setting)", "overhead.report.optional:blas_text", False,
+                stage="02_benchmark"),
+    ResultTable("loadgen", "Under load: MLPerf LoadGen", "overhead.report.optional:loadgen_text", False,
+                stage="05_loadgen"),
+    ResultTable("models", "Appendix: the models", "overhead.report.optional:models_text", False,
+                loader="models", stage="02_benchmark"),
+)
+
+BY_STEM = {t.stem: t for t in TABLES}
+REQUIRED = tuple(t.stem for t in TABLES if t.required)
+OPTIONAL = tuple(t.stem for t in TABLES if not t.required)
+MERGED = tuple(t.stem for t in TABLES if t.loader == "csv")   # tables merged over machines by load_results
+
+
+def get(stem: str) -> ResultTable:
+    """The entry of ``stem``; a ``KeyError`` naming the declared stems when there is none."""
+    try:
+        return BY_STEM[stem]
+    except KeyError:
+        raise KeyError(f"no result table {stem!r} is declared in overhead.base.tables "
+                       f"(declared: {', '.join(BY_STEM)})") from None
