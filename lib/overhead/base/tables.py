@@ -45,6 +45,8 @@ TABLES = (
                 stage="02_benchmark"),
     ResultTable("loadgen", "Under load: MLPerf LoadGen", "overhead.report.optional:loadgen_text", False,
                 stage="05_loadgen"),
+    ResultTable("spread", "How stable are the measurements? Why TF's fresh processes disagree",
+                "overhead.report.spread:section_text", False, stage="make spread"),
     ResultTable("models", "Appendix: the models", "overhead.report.optional:models_text", False,
                 loader="models", stage="02_benchmark"),
 )

@@ -18,12 +18,11 @@ from overhead.report.fmt import (
     fmt_pct,
     fmt_us,
     fmt_x,
-    latency,
     not_measured,
     primary,
     small_model,
 )
-from overhead.report.style import NO_TF, TF_KERAS
+from overhead.report.style import TF_KERAS
 
 MAX_WORDS = 120
 CALLS = (("`predict`", "keras.predict"), ("`model(x)`", "keras.call"), ("`tf.function`", "tf.function"))

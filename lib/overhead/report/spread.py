@@ -149,6 +149,12 @@ def text(summ: pd.DataFrame) -> str:
     return T.render("spread", machines=got)
 
 
+def section_text(R) -> str:
+    """The registry's renderer (``overhead.base.tables``): :func:`text` over every machine's spread.csv in ``R``."""
+    frame = R.raw.get("spread")
+    return text(summary(frame)) if frame is not None and len(frame) else "*Not measured in this run:* no `spread.csv` in the results."
+
+
 def table(summ: pd.DataFrame) -> pd.DataFrame:
     """The summary for a reader: units in the headers, three significant figures."""
     if not len(summ):
