@@ -166,10 +166,10 @@ def test_every_advice_row_names_its_model_and_tf_free_rows_weigh_litert_and_ort(
 def test_large_model_row_names_the_tf_paths_not_measured_there(R):
     res = loading.load_results(FIXTURE / "results")
     b = res["bench"]
-    res = {**res, "bench": b[~((b["backend"] == "tf1.session") & (b["model"] == "resnet18_imagenet"))]}
+    res = {**res, "bench": b[~((b["backend"] == "tf1.session") & (b["model"] == "resnet18_224px"))]}
     R2 = A.analyse(res, loading.load_models_meta(FIXTURE / "models"), n_boot=5)
     row = advice.advice(R2).iloc[1]
-    assert "resnet18_imagenet" in row["situation"]
+    assert "resnet18_224px" in row["situation"]
     assert "not measured on this model:" in row["staying in TF/Keras"] and "`tf1.session`" in row["staying in TF/Keras"]
 
 
