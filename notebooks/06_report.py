@@ -52,8 +52,10 @@ from overhead.report import (
     plots,
     plots_more,
     prose,
+    reconcile,
     roofline,
     sections,
+    sectiontables,
     stability,
     tables,
     underload,
@@ -179,7 +181,8 @@ if len(R.mine("idle_gap")):
 display(Markdown(sections.startup_text(R)))
 if len(R.startup):
     display(plots.publish(plots_more.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
-    display(layout.details("Start-up and memory, every path", R.mine("startup").drop(columns="machine").set_index(["model", "backend"])))
+    ST = sectiontables.startup_table(R)
+    display(layout.details("Start-up and memory, every path", sectiontables.startup_finding(R, ST), ST))
 
 # %% [markdown]
 # ### Memory in a loop
@@ -215,7 +218,8 @@ else:
 display(Markdown(sections.pipeline_text(R)))
 if len(R.pipeline):
     display(plots.publish(plots_more.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
-    display(layout.details("Stage times, every path", R.mine("pipeline").drop(columns="machine").set_index(["model", "backend"])))
+    PT = sectiontables.pipeline_table(R)
+    display(layout.details("Stage times, every path", sectiontables.pipeline_finding(R, PT), PT))
 
 # %% [markdown]
 # ## Where the time goes: the per-call decomposition
@@ -252,10 +256,17 @@ STAB = stability.summary(R.mine("sweep"), DATA / "results")
 display(Markdown(stability.text(STAB)))
 display(layout.details("Stability and jitter per path", stability.table(R.mine("sweep"), DATA / "results")))
 display(Markdown(sections.agreement_text(R)))
-for other, a in R.agreement.items():
-    bad = a["table"][~a["table"]["agree"]]
-    if len(bad):
-        display(layout.details(f"Pairs that disagree with {other}", bad[["model", "backend", "median_us_a", "median_us_b", "rel_ratio"]]))
+for other in R.agreement:
+    display(layout.details(f"Pairs that disagree with {other}", sectiontables.agreement_finding(R, other),
+                           sectiontables.agreement_table(R, other)))
+
+# %% [markdown]
+# ### One call, several sections
+
+# %%
+RC = reconcile.contexts(R)
+display(Markdown(reconcile.text(RC) or "*Only the timing sweep timed this call.*"))
+display(layout.details("The same call as each section times it", reconcile.table(RC)))
 
 # %% [markdown]
 # ## The original claims, checked
@@ -301,7 +312,13 @@ display(layout.details("Key numbers per path", tables.key_numbers(R)))
 # %%
 display(Markdown(optional.distortion_text(R)))
 if len(R.mine("distortion")):
-    display(layout.details("Distortion measurements", R.mine("distortion")))
+    display(layout.details("Distortion measurements", sectiontables.distortion_finding(R), sectiontables.distortion_table(R)))
+
+# %% [markdown]
+# ### Raw tables
+
+# %%
+display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
 
 # %% [markdown]
 # ### The code of each path

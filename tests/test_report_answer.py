@@ -180,6 +180,14 @@ def test_threads_sentence_names_the_largest_model_swept_over_threads(R):
     assert f"largest model swept over threads (`{big}`" in sections.threads_text(R)
 
 
+def test_threads_sentence_names_the_paths_that_get_slower(R):
+    facts, big = sections.thread_split(R, R.machine)
+    text = sections.threads_text(R)
+    for b in big.loc[big["verdict"] == "slower", "backend"]:
+        assert f"`{b}` " in text.split("get slower")[1].split(";")[0]
+    assert " 1× " not in text
+
+
 def test_who_pays_chain_adds_up_to_keras_predict(R):
     w = whopays.walk(R)
     assert list(w["backend"]) == list(whopays.CHAIN)

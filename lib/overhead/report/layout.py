@@ -12,9 +12,16 @@ def md_html(md: str) -> str:
     return mistune.create_markdown(plugins=["table"], escape=False)(md)
 
 
+def plain_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A named index becomes ordinary columns; a bare 0..n-1 index is dropped (no pandas index column)."""
+    if any(n is not None for n in df.index.names):
+        return df.reset_index()
+    return df.reset_index(drop=True)
+
+
 def part_html(part) -> str:
     if isinstance(part, pd.DataFrame):
-        return part.to_html(classes="dataframe", border=0, na_rep="", escape=True)
+        return plain_frame(part).to_html(classes="dataframe", border=0, na_rep="", escape=True, index=False)
     if hasattr(part, "to_html"):                 # a Styler
         return part.to_html()
     return md_html(str(part))
