@@ -120,7 +120,7 @@ display(Markdown(advice.flops_note(R)))
 WALK = whopays.walk(R)
 display(Markdown(whopays.text(R)))
 if len(WALK) >= 2:
-    display(whopays.table(WALK))
+    display(layout.table(whopays.table(WALK)))
     display(plots.publish(plots_more.fig_who_pays(WALK, branches=whopays.branches(R)), "who_pays", FIG))
     display(layout.details("Side branches: Keras 2, a TF1 session, JAX, eager model(x)", whopays.branches_text(R)))
 
@@ -240,7 +240,7 @@ if len(R.sweep):
     display(plots.publish(roofline.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
                                                 optional.ceilings(R)["summary"] or None, machine=M),
                           "roofline", FIG))
-display(peak.table(R))
+display(layout.table(peak.table(R)))
 pk = R.mine("peak")
 pk = pk[~pk["backend"].map(roofline.is_reduced_precision)] if len(pk) else pk  # int8/fp16: not bounded by it
 if len(pk):
@@ -304,7 +304,7 @@ display(layout.details("Failed or skipped combinations, and parity per path", pr
 # ### Key numbers per path
 
 # %%
-display(layout.details("Key numbers per path", tables.key_numbers(R)))
+display(layout.details("Key numbers per path", tables.key_numbers_finding(R), tables.key_numbers(R)))
 
 # %% [markdown]
 # ### Distortion check

@@ -32,6 +32,12 @@ def details_html(summary: str, *parts) -> str:
     return f"<details><summary>{_html.escape(summary)}</summary>{body}</details>"
 
 
+def table(df: pd.DataFrame):
+    """A table shown in the page (not collapsed) without a pandas index column."""
+    from IPython.display import HTML
+    return HTML(part_html(df) if df is not None and len(df) else "")
+
+
 def details(summary: str, *parts):
     """A collapsed block (closed by default) with ``parts``: DataFrames, Stylers or markdown strings."""
     from IPython.display import HTML
