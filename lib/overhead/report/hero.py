@@ -32,7 +32,7 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     left.yaxis.set_major_formatter(FuncFormatter(_us))
     flops_axis(left)
     left.set_xlabel("work per call (FLOPs)")
-    left.legend(fontsize="small", loc="upper left")
+    left.legend(fontsize="small", loc="lower right")   # the corner the curves leave free (upper left holds predict)
     top, last_share = 1.05, {}
     for b, name in CALLS.items():
         c = crossing.share_curve(sweep, b, compute_ref="tf.function")
