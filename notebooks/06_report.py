@@ -189,7 +189,7 @@ if len(R.startup):
 
 # %%
 display(Markdown(optional.memory_loop_text(R)))
-display(optional.memory_loop_table(R))
+display(layout.table(optional.memory_loop_table(R)))
 
 # %% [markdown]
 # ## Under load: MLPerf LoadGen, in process and over HTTP

@@ -32,10 +32,12 @@ def details_html(summary: str, *parts) -> str:
     return f"<details><summary>{_html.escape(summary)}</summary>{body}</details>"
 
 
-def table(df: pd.DataFrame):
+def table(df):
     """A table shown in the page (not collapsed) without a pandas index column."""
     from IPython.display import HTML
-    return HTML(part_html(df) if df is not None and len(df) else "")
+    if df is None or (isinstance(df, pd.DataFrame) and not len(df)):
+        return HTML("")
+    return HTML(part_html(df))
 
 
 def details(summary: str, *parts):
