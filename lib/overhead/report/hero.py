@@ -32,7 +32,7 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     left.yaxis.set_major_formatter(FuncFormatter(_us))
     flops_axis(left)
     left.set_xlabel("work per call (FLOPs)")
-    left.legend(fontsize="small", loc="lower right")   # the corner the curves leave free (upper left holds predict)
+    left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)  # below: no curve hidden
     top, last_share = 1.05, {}
     for b, name in CALLS.items():
         c = crossing.share_curve(sweep, b, compute_ref="tf.function")
@@ -54,7 +54,7 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     right.yaxis.set_major_formatter(PercentFormatter(1.0))
     flops_axis(right)
     right.set_xlabel("work per call (FLOPs)")
-    right.legend(fontsize="small", loc="lower left")
+    right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)
     describe(fig, *captions.hero(sweep, list(dict.fromkeys(shown)), last_share, machine))
     if figures_dir is not None:
         save(fig, "hero", figures_dir)
