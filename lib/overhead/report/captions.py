@@ -19,13 +19,16 @@ def _n3(v: float) -> str:
     return f"{float(f'{v:.3g}'):,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def hero(sweep: pd.DataFrame, shown: list[str], share: dict, machine: str | None) -> tuple[str, str]:
-    """``share``: {call label: (largest model, its share)} of the right panel."""
+def hero(sweep: pd.DataFrame, shown: list[str], share: dict, machine: str | None,
+         labels: dict | None = None) -> tuple[str, str]:
+    """``share``: {call label: (largest model, its share)} of the right panel; ``labels``: the legend's name of a
+    path (``model.predict`` for ``keras.predict``)."""
+    labels = labels or {}
     small = sweep.loc[sweep["flops"].idxmin(), "model"]
     at = sweep[sweep["model"] == small].drop_duplicates("backend").set_index("backend")["median_us"]
-    parts = [f"{b} {fmt_us(at[b])}" for b in shown if b in at.index]
+    parts = [f"{labels.get(b, b)} {fmt_us(at[b])}" for b in shown if b in at.index]
     alt = (f"Two panels{f' for {machine}' if machine else ''}. Left: measured batch-1 latency per call against work "
-           f"per call (FLOPs, log-log) for {', '.join(shown)}. Right: the share of each call that is overhead "
+           f"per call (FLOPs, log-log) for {', '.join(labels.get(b, b) for b in shown)}. Right: the share of each call that is overhead "
            f"(latency beyond tf.function's compute).")
     cap = f"On the smallest model ({small}) a call takes " + ", ".join(parts) + "."
     if share:

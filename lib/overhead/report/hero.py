@@ -55,7 +55,7 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     flops_axis(right)
     right.set_xlabel("work per call (FLOPs)")
     right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)
-    describe(fig, *captions.hero(sweep, list(dict.fromkeys(shown)), last_share, machine))
+    describe(fig, *captions.hero(sweep, list(dict.fromkeys(shown)), last_share, machine, CALLS))
     if figures_dir is not None:
         save(fig, "hero", figures_dir)
     return fig
