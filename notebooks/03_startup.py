@@ -34,7 +34,7 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-models = ['cnn_seed', 'resnet18_imagenet']
+models = ['cnn_seed', 'resnet18_224px']
 backends = ['numpy', 'numpy.plain', 'keras.predict', 'tf.function', 'tf.savedmodel', 'tf1.session',
             'tf_keras.predict', 'keras.jax.predict', 'litert', 'onnxruntime', 'openvino']  # one per family
                                                                 # and path kind; None -> every backend

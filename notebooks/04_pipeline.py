@@ -26,11 +26,11 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-models = ['cnn_seed', 'resnet18_cifar', 'resnet18_imagenet']
+models = ['cnn_seed', 'resnet18_32px', 'resnet18_224px']
 backends = None                # None -> every registered backend
 calls = 200                    # pipeline calls per model x backend (at most)
 budget_s = 1.5                 # ... and at most this many seconds each
-breakdown_models = ['cnn_seed', 'resnet18_imagenet']
+breakdown_models = ['cnn_seed', 'resnet18_224px']
 breakdown_backends = None      # None -> keras.predict, keras.predict_on_batch, keras.call, tf.function
 breakdown_budget_s = 4.0       # sampled seconds per model x backend
 threads = None                 # None -> all cores

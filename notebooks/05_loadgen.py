@@ -31,7 +31,7 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-models = ['cnn_seed', 'cnn_medium', 'resnet18_cifar']   # the seed CNN, a mid-size CNN, ResNet-18 at CIFAR size
+models = ['cnn_seed', 'cnn_medium', 'resnet18_32px']   # the seed CNN, a mid-size CNN, ResNet-18 at 32 px
 paths = None                   # Single-Stream paths; None -> every registered path
 server_paths = None            # Server bisection; None -> the paths people serve with (loadgen.SERVER_PATHS)
 threads = [1, None]            # threads one inference may use; None -> all cores

@@ -52,8 +52,10 @@ from overhead.report import (
     plots,
     plots_more,
     prose,
+    reconcile,
     roofline,
     sections,
+    sectiontables,
     stability,
     tables,
     underload,
@@ -123,7 +125,7 @@ display(Markdown(advice.flops_note(R)))
 WALK = whopays.walk(R)
 display(Markdown(whopays.text(R)))
 if len(WALK) >= 2:
-    display(whopays.table(WALK))
+    display(layout.table(whopays.table(WALK)))
     display(plots.publish(plots_more.fig_who_pays(WALK, branches=whopays.branches(R)), "who_pays", FIG))
     display(layout.details("Side branches: Keras 2, a TF1 session, JAX, eager model(x)", whopays.branches_text(R)))
 
@@ -184,14 +186,15 @@ if len(R.mine("idle_gap")):
 display(Markdown(sections.startup_text(R)))
 if len(R.startup):
     display(plots.publish(plots_more.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
-    display(layout.details("Start-up and memory, every path", R.mine("startup").drop(columns="machine").set_index(["model", "backend"])))
+    ST = sectiontables.startup_table(R)
+    display(layout.details("Start-up and memory, every path", sectiontables.startup_finding(R, ST), ST))
 
 # %% [markdown]
 # ### Memory in a loop
 
 # %%
 display(Markdown(optional.memory_loop_text(R)))
-display(optional.memory_loop_table(R))
+display(layout.table(optional.memory_loop_table(R)))
 
 # %% [markdown]
 # ## Under load: MLPerf LoadGen, in process and over HTTP
@@ -218,7 +221,8 @@ if len(LG):
 display(Markdown(sections.pipeline_text(R)))
 if len(R.pipeline):
     display(plots.publish(plots_more.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
-    display(layout.details("Stage times, every path", R.mine("pipeline").drop(columns="machine").set_index(["model", "backend"])))
+    PT = sectiontables.pipeline_table(R)
+    display(layout.details("Stage times, every path", sectiontables.pipeline_finding(R, PT), PT))
 
 # %% [markdown]
 # ## Where the time goes: the per-call decomposition
@@ -239,7 +243,7 @@ if len(R.sweep):
     display(plots.publish(roofline.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
                                                 optional.ceilings(R)["summary"] or None, machine=M),
                           "roofline", FIG))
-display(peak.table(R))
+display(layout.table(peak.table(R)))
 pk = R.mine("peak")
 pk = pk[~pk["backend"].map(roofline.is_reduced_precision)] if len(pk) else pk  # int8/fp16: not bounded by it
 if len(pk):
@@ -273,6 +277,14 @@ if len(SPREAD):
     _fig, _alt = spread_section.figure(SPREAD)
     display(plots.publish(_fig, "spread", FIG, alt=_alt))
     display(layout.details("Between-run spread per variant and path", spread_section.table(spread_section.summary(SPREAD))))
+
+# %% [markdown]
+# ### One call, several sections
+
+# %%
+RC = reconcile.contexts(R)
+display(Markdown(reconcile.text(RC) or "*Only the timing sweep timed this call.*"))
+display(layout.details("The same call as each section times it", reconcile.table(RC)))
 
 # %% [markdown]
 # ## The original claims, checked
@@ -313,7 +325,7 @@ display(layout.details("Failed or skipped combinations, and parity per path", pr
 # ### Key numbers per path
 
 # %%
-display(layout.details("Key numbers per path", tables.key_numbers(R)))
+display(layout.details("Key numbers per path", tables.key_numbers_finding(R), tables.key_numbers(R)))
 
 # %% [markdown]
 # ### Distortion check
@@ -321,7 +333,13 @@ display(layout.details("Key numbers per path", tables.key_numbers(R)))
 # %%
 display(Markdown(optional.distortion_text(R)))
 if len(R.mine("distortion")):
-    display(layout.details("Distortion measurements", R.mine("distortion")))
+    display(layout.details("Distortion measurements", sectiontables.distortion_finding(R), sectiontables.distortion_table(R)))
+
+# %% [markdown]
+# ### Raw tables
+
+# %%
+display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
 
 # %% [markdown]
 # ### The code of each path

@@ -393,7 +393,7 @@ def test_ladder_model(name):
     from overhead.ladder import models
     model = randomize(models.build(name, seed=0))
     rng = np.random.default_rng(14)
-    big = name == "resnet18_imagenet"
+    big = name == "resnet18_224px"
     x = rng.random((1 if big else 3,) + tuple(model.input_shape[1:]), dtype=np.float32)
     net_softmax = from_keras(model)
     assert_close(net_softmax(x), model(x, training=False))

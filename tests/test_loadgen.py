@@ -86,20 +86,20 @@ def test_a_path_that_can_run_under_threads_is_accepted(lg_fakes):
 # --------------------------------------------------------------------------- planning
 
 def test_plan_runs_server_bisection_of_small_models_first_and_quick_is_small():
-    items = loadgen.plan(["cnn_seed", "resnet18_cifar"], threads=(1, None))
+    items = loadgen.plan(["cnn_seed", "resnet18_32px"], threads=(1, None))
     first_ss = next(i for i, it in enumerate(items) if it["scenario"] == "SingleStream")
     assert items[0]["scenario"] == "Server" and items[0]["model"] == "cnn_seed" and first_ss > 0
     server = {it["path"] for it in items if it["scenario"] == "Server" and it["strategy"] == "thread"
               and it["transport"] == "inproc"}
     assert server == set(loadgen.SERVER_PATHS)
     bounds = {it["model"]: it["bound_ms"] for it in items if it["scenario"] == "Server"}
-    assert bounds == {"cnn_seed": 10.0, "resnet18_cifar": 100.0}
+    assert bounds == {"cnn_seed": 10.0, "resnet18_32px": 100.0}
     batching = [it for it in items if it["strategy"] == "batching"]
     assert {(b["batching"]["wait_ms"], b["batching"]["max_batch"]) for b in batching} == {
         (d, b) for d in (0.0, 1.0, 5.0) for b in (8, 32)}
     assert all(it["model"] == "cnn_seed" for it in batching)
     assert len({it["key"] for it in items}) == len(items)
-    resnet = {it["path"] for it in items if it["model"] == "resnet18_cifar" and it["scenario"] == "Server"}
+    resnet = {it["path"] for it in items if it["model"] == "resnet18_32px" and it["scenario"] == "Server"}
     assert resnet == set(loadgen.LARGE_SERVER_PATHS)  # the budget goes to the small models' bisections
     procs = {it["path"] for it in items if it["strategy"] == "processes"}
     assert procs == set(loadgen.PROCESS_PATHS)

@@ -44,7 +44,7 @@ def test_tiny_mlp_flops_by_hand(built):
 
 
 def test_resnet18_matches_the_published_figures(built):
-    m = built["resnet18_imagenet"]
+    m = built["resnet18_224px"]
     # He et al. 2016, Table 1: 1.8 x 10^9 multiply-adds; torchvision's resnet18 has 11,689,512 parameters
     assert abs(models.count_macs(m) / 1.8e9 - 1) < 0.02
     assert models.describe(m)["trainable_params"] == 11_689_512

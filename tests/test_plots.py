@@ -139,3 +139,41 @@ def test_figure_functions_survive_missing_data(tmp_path):
         assert fig.axes[0].texts
     plotkit.save(PM.fig_pipeline(empty), "empty", tmp_path)
     assert (tmp_path / "empty.png").exists()
+
+
+# figures the report publishes (residuals, overhead share and memory loop are not in the page)
+PUBLISHED = ("overhead_vs_compute", "who_pays", "batch_size", "threads", "idle_gap", "cold_start", "pipeline",
+             "breakdown", "slowdown_vs_numpy")
+
+
+def test_every_published_figure_carries_alt_text_and_a_finding_with_numbers(figures):
+    _d, figs = figures
+    for name in PUBLISHED:
+        alt, caption = plotkit.description(figs[name], name)
+        assert alt and not alt.startswith("Figure:"), name          # attached by describe, not the fallback
+        assert any(ch.isdigit() for ch in caption), (name, caption)  # a computed finding, not a title
+
+
+def test_publish_embeds_the_png_with_alt_and_caption(tmp_path):
+    fig = plotkit._fig(3, 2)
+    fig.add_subplot().plot([1, 2], [1, 2])
+    plotkit.describe(fig, "a line <rising>", "It rises 2× between 1 and 2.")
+    html = plotkit.publish(fig, "tiny", tmp_path).data
+    assert 'alt="a line &lt;rising&gt;"' in html and "<figcaption>It rises 2× between 1 and 2.</figcaption>" in html
+    assert 'src="data:image/png;base64,' in html
+
+
+def test_a_figure_without_a_description_falls_back_to_its_titles(tmp_path):
+    fig = plotkit._fig(3, 2)
+    fig.add_subplot().set_title("Panel title")
+    fig.suptitle("Whole figure")
+    alt, caption = plotkit.description(fig, "x")
+    assert alt == "Figure: Whole figure; Panel title" and caption == ""
+
+
+def test_idle_gap_axis_shows_only_the_measured_gaps(figures):
+    _d, figs = figures
+    for ax in figs["idle_gap"].axes:
+        if ax.get_visible() and ax.get_xlabel():
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert min(ticks) >= 0, ticks

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 from overhead.report import render
@@ -47,3 +50,25 @@ def test_main_reports_a_bad_notebook_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("overhead.report.render: error:") and err.count("\n") == 1
     assert not (tmp_path / "out.html").exists()
+
+
+def test_contents_number_sections_without_gaps():
+    html = ('<h2 id="a">A</h2><h3 id="a1">A1</h3><h3 id="a2">A2</h3><h2 id="b">B</h2><h3 id="b1">B1</h3>'
+            '<h2 id="c">C</h2>')
+    nav = render.toc(html)
+    top = re.sub(r"<ul class=\"sub\">.*?</ul>", "", nav)
+    assert top.count('<li class="h2">') == 3 and 'class="h3"' not in top    # subsections outside the numbering
+    assert nav.count('<li class="h3">') == 3
+
+
+def test_images_without_alt_text_are_found():
+    ok = '<img src="data:image/png;base64,AA" alt="Latency against FLOPs">'
+    assert render.images_without_alt(ok) == []
+    for bad in ('<img src="x.png">', '<img src="x.png" alt="">', f'<img src="x.png" alt="{render.DEFAULT_ALT}">'):
+        assert render.images_without_alt(bad), bad
+
+
+def test_the_published_report_has_alt_text_on_every_image():
+    page = (Path(__file__).resolve().parents[1] / "reports" / "report.html").read_text()
+    assert "<img" in page
+    assert render.images_without_alt(page) == []

@@ -184,10 +184,10 @@ def test_every_advice_row_names_its_model_and_tf_free_rows_weigh_litert_and_ort(
 def test_large_model_row_names_the_tf_paths_not_measured_there(R):
     res = loading.load_results(FIXTURE / "results")
     b = res["bench"]
-    res = {**res, "bench": b[~((b["backend"] == "tf.savedmodel") & (b["model"] == "resnet18_imagenet"))]}
+    res = {**res, "bench": b[~((b["backend"] == "tf.savedmodel") & (b["model"] == "resnet18_224px"))]}
     R2 = A.analyse(res, loading.load_models_meta(FIXTURE / "models"), n_boot=5)
     row = advice.advice(R2).iloc[1]
-    assert "resnet18_imagenet" in row["situation"]
+    assert "resnet18_224px" in row["situation"]
     stay = row["staying in TF/Keras"]
     assert "not measured on this model:" in stay and "`tf.savedmodel`" in stay.split("not measured on this model:")[1]
     assert "tf1.session" not in stay          # a TF1 session is never the TF advice (issue 22)
@@ -198,6 +198,14 @@ def test_threads_sentence_names_the_largest_model_swept_over_threads(R):
     t = R.scaling
     big = t.loc[t["flops"].idxmax(), "model"]
     assert f"largest model swept over threads (`{big}`" in sections.threads_text(R)
+
+
+def test_threads_sentence_names_the_paths_that_get_slower(R):
+    facts, big = sections.thread_split(R, R.machine)
+    text = sections.threads_text(R)
+    for b in big.loc[big["verdict"] == "slower", "backend"]:
+        assert f"`{b}` " in text.split("get slower")[1].split(";")[0]
+    assert " 1× " not in text
 
 
 def test_who_pays_chain_adds_up_to_keras_predict(R):

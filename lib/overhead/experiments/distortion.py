@@ -20,7 +20,7 @@ from overhead.experiments import sweep
 COLUMNS = ["model", "backend", "threads", "batch", "alone_us", "interleaved_us", "ratio", "alone_n",
            "interleaved_n", "engine_us"]
 BACKENDS = ("tf.function", "litert", "onnxruntime")
-MODELS = ("cnn_seed", "resnet18_cifar")  # a small model (no split steps) and a large one (threads busy)
+MODELS = ("cnn_seed", "resnet18_32px")  # a small model (no split steps) and a large one (threads busy)
 
 
 def tidy(model: str, threads: int, batch: int, alone_rows, with_rows):

@@ -37,7 +37,7 @@ if "numpy" not in sys.modules:
 import numpy as np  # noqa: E402
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
-CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_imagenet", 1), ("resnet18_imagenet", 32)]
+CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_224px", 1), ("resnet18_224px", 32)]
 GEMM_N = 2048
 PLAIN_MAX_FLOPS = 5e9  # numpy.plain is timed up to this many FLOPs per call (ResNet-18 224 b1: 3.6e9)
 TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
@@ -61,7 +61,7 @@ def build_model(name: str):
         inp = keras.Input((28, 28, 1))
         x = L.MaxPooling2D(2)(L.Conv2D(8, 3, activation="relu")(inp))
         return keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(x)))
-    if name == "resnet18_imagenet":
+    if name == "resnet18_224px":
         def conv_bn(x, f, k, s, relu=True):
             x = L.BatchNormalization()(L.Conv2D(f, k, strides=s, padding="same", use_bias=False)(x))
             return L.ReLU()(x) if relu else x

@@ -30,12 +30,12 @@ from overhead.experiments.loadgen_core import (  # noqa: F401  (next_qps: re-exp
 from overhead.harness import child
 
 SCENARIOS = ("SingleStream", "Server")
-MODELS = ("cnn_seed", "cnn_medium", "resnet18_cifar")  # the seed CNN, a mid-size CNN, ResNet-18 at CIFAR size
+MODELS = ("cnn_seed", "cnn_medium", "resnet18_32px")  # the seed CNN, a mid-size CNN, ResNet-18 at 32 px
 # the paths people serve with (the Server scenario's set); Single-Stream runs every registered path
 SERVER_PATHS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf.savedmodel",
                 "tf_keras.predict", "keras.jax.predict", "jax.jit", "litert", "litert.int8", "onnxruntime",
                 "openvino", "numpy", "numpy.plain")
-BOUNDS_MS = {"cnn_seed": 10.0, "cnn_medium": 10.0, "resnet18_cifar": 100.0}
+BOUNDS_MS = {"cnn_seed": 10.0, "cnn_medium": 10.0, "resnet18_32px": 100.0}
 SMALL_BOUND_MS, LARGE_BOUND_MS, LARGE_FLOPS = 10.0, 100.0, 1e8  # models not named: by FLOPs per image
 # the strategies and the dynamic batching run on the first model, on paths that show the GIL's role
 STRATEGY_PATHS = ("numpy", "numpy.plain", "tf.function", "onnxruntime", "litert")

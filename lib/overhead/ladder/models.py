@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from overhead.base import config
+from overhead.base.modelnames import canonical
 
 MNIST_SHAPE = (28, 28, 1)
 
@@ -24,23 +25,27 @@ SPECS: dict[str, tuple[dict, str]] = {
     "resnet_mnist": ({"kind": "resnet", "input_shape": MNIST_SHAPE, "widths": (24, 48, 96),
                       "blocks": (2, 2, 2), "stem": "cifar", "classes": 10},
                      "small ResNet on 28x28x1: 3 stages x 2 basic blocks, widths 24-48-96"),
-    "resnet18_cifar_w32": ({"kind": "resnet", "input_shape": (32, 32, 3), "widths": (32, 64, 128, 256),
-                            "blocks": (2, 2, 2, 2), "stem": "cifar", "classes": 10},
-                           "ResNet-18, CIFAR form (32x32x3, 3x3 stem), half width"),
-    "resnet18_cifar": ({"kind": "resnet", "input_shape": (32, 32, 3), "widths": (64, 128, 256, 512),
-                        "blocks": (2, 2, 2, 2), "stem": "cifar", "classes": 10},
-                       "ResNet-18, CIFAR form (32x32x3, 3x3 stem)"),
-    "resnet18_imagenet": ({"kind": "resnet", "input_shape": (224, 224, 3), "widths": (64, 128, 256, 512),
-                           "blocks": (2, 2, 2, 2), "stem": "imagenet", "classes": 1000},
-                          "ResNet-18, ImageNet form (224x224x3, 7x7/2 stem, max-pool, 1000 classes)"),
+    "resnet18_32px_halfwidth": ({"kind": "resnet", "input_shape": (32, 32, 3), "widths": (32, 64, 128, 256),
+                                 "blocks": (2, 2, 2, 2), "stem": "cifar", "classes": 10},
+                                "ResNet-18 at 32x32x3 (3x3 stem as for CIFAR), half width; trained on resized MNIST "
+                                "digits"),
+    "resnet18_32px": ({"kind": "resnet", "input_shape": (32, 32, 3), "widths": (64, 128, 256, 512),
+                       "blocks": (2, 2, 2, 2), "stem": "cifar", "classes": 10},
+                      "ResNet-18 at 32x32x3 (3x3 stem as for CIFAR); trained on resized MNIST digits"),
+    "resnet18_224px": ({"kind": "resnet", "input_shape": (224, 224, 3), "widths": (64, 128, 256, 512),
+                        "blocks": (2, 2, 2, 2), "stem": "imagenet", "classes": 1000},
+                       "ResNet-18 at 224x224x3 (7x7/2 stem and max-pool as for ImageNet, 1000 outputs); trained "
+                       "on resized MNIST digits"),
 }
 LADDER: list[str] = list(SPECS)
+DESCRIPTIONS: dict[str, str] = {name: desc for name, (_spec, desc) in SPECS.items()}
 
 
 def build(name: str, seed: int = 0):
     """A fresh, seeded Keras model of the ladder (softmax output, float32)."""
     import keras
 
+    name = canonical(name)  # old names (resnet18_cifar, resnet18_imagenet, ...) still build
     if name not in SPECS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(LADDER)}")
     keras.utils.set_random_seed(seed)
@@ -176,7 +181,7 @@ def describe(model) -> dict:
 
 
 def model_path(name: str, data_dir=None) -> Path:
-    return config.models_dir(data_dir) / f"{name}.keras"
+    return config.models_dir(data_dir) / f"{canonical(name)}.keras"
 
 
 def save(model, meta: dict, data_dir=None) -> Path:

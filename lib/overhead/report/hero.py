@@ -7,8 +7,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from overhead.report import crossing
-from overhead.report.plotkit import _empty, _fig, _us, flops_axis, save
+from overhead.report import captions, crossing
+from overhead.report.plotkit import _empty, _fig, _us, describe, flops_axis, save
 from overhead.report.style import color_for, marker_for
 
 CALLS = {"keras.predict": "model.predict", "keras.call": "model(x)", "tf.function": "tf.function"}
@@ -32,13 +32,15 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     left.yaxis.set_major_formatter(FuncFormatter(_us))
     flops_axis(left)
     left.set_xlabel("work per call (FLOPs)")
-    left.legend(fontsize="small", loc="upper left")
-    top = 1.05
+    left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)  # below: no curve hidden
+    top, last_share = 1.05, {}
     for b, name in CALLS.items():
         c = crossing.share_curve(sweep, b, compute_ref="tf.function")
         if not len(c):
             continue
         top = max(top, 1.05 * float(c["share"].max()))
+        end = c.sort_values("flops").iloc[-1]
+        last_share[name] = (end["model"] if "model" in c else f"{end['flops']:.3g} FLOP", float(end["share"]))
         right.plot(c["flops"], c["share"], color=color_for(b), marker=marker_for(b), ms=4, lw=1.5,
                    label=name)
         for s in crossing.SHARES:
@@ -52,7 +54,8 @@ def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str
     right.yaxis.set_major_formatter(PercentFormatter(1.0))
     flops_axis(right)
     right.set_xlabel("work per call (FLOPs)")
-    right.legend(fontsize="small", loc="lower left")
+    right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)
+    describe(fig, *captions.hero(sweep, list(dict.fromkeys(shown)), last_share, machine, CALLS))
     if figures_dir is not None:
         save(fig, "hero", figures_dir)
     return fig

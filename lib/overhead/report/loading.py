@@ -9,6 +9,8 @@ import pandas as pd
 
 from overhead.base import tables
 from overhead.base.atomic import atomic_write_csv
+from overhead.base.modelnames import rename as _rename_models
+from overhead.ladder.models import DESCRIPTIONS as _DESCRIPTIONS
 
 # the result files merged over machines, from the one registry (overhead.base.tables)
 RESULT_FILES = tables.MERGED
@@ -48,6 +50,7 @@ def load_results(results_root) -> dict:
                 if "machine" not in df.columns:
                     df.insert(0, "machine", folder.name)
                 df["machine"] = df["machine"].fillna(folder.name).astype(str)
+                df = _rename_models(df, _DESCRIPTIONS)  # old ladder names (resnet18_imagenet, ...) -> honest ones
                 if stem == "bench" and len(df):
                     name = df["machine"].iloc[0]
                 frames[stem].append(df)
@@ -92,7 +95,7 @@ def load_models_meta(models_dir) -> pd.DataFrame:
         if d.get("layers") is None:
             d["layers"] = layers_in_keras_file(p.with_suffix(".keras"))
         rows.append(d)
-    df = pd.DataFrame(rows)
+    df = _rename_models(pd.DataFrame(rows), _DESCRIPTIONS)
     return df.sort_values("flops", kind="stable").reset_index(drop=True) if "flops" in df else df
 
 
@@ -116,7 +119,7 @@ def models_from_results(results_root, prefer=None) -> pd.DataFrame:
     frames = [pd.read_csv(p) for p in folders]
     if not frames:
         return pd.DataFrame()
-    df = pd.concat(frames, ignore_index=True).drop_duplicates("name", keep="first")
+    df = _rename_models(pd.concat(frames, ignore_index=True), _DESCRIPTIONS).drop_duplicates("name", keep="first")
     return df.sort_values("flops", kind="stable").reset_index(drop=True) if "flops" in df else df
 
 

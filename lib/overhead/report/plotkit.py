@@ -42,13 +42,42 @@ def save(fig: Figure, name: str, figures_dir) -> dict:
     return paths
 
 
-def publish(fig: Figure, name: str, figures_dir, alt: str | None = None):
-    """Save the figure and return it as an embeddable PNG (alt text: the first title) for the notebook."""
-    from IPython.display import Image
+def describe(fig: Figure, alt: str, caption: str) -> Figure:
+    """Attach the figure's alt text (what it shows) and caption (its finding), both computed from its data."""
+    fig.overhead_description = (alt, caption)
+    return fig
+
+
+def description(fig: Figure, name: str) -> tuple[str, str]:
+    """``(alt, caption)`` of a figure: the ones ``describe`` attached, else its titles (never empty)."""
+    got = getattr(fig, "overhead_description", None)
+    if got and got[0]:
+        return got
+    titles = [t for t in [fig.get_suptitle()]
+              + [ax.get_title() for ax in fig.axes] + [t.get_text() for ax in fig.axes for t in ax.texts] if t]
+    text = "; ".join(dict.fromkeys(" ".join(t.split()) for t in titles)) or name.replace("_", " ")
+    return f"Figure: {text}", ""
+
+
+def figure_html(png: bytes, alt: str, caption: str = "", width: int | None = None) -> str:
+    """An embedded PNG with its alt text and a caption under it (one self-contained ``<figure>``)."""
+    import base64
+    import html
+    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    w = f' width="{int(width)}"' if width else ""
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return (f'<figure class="report-figure"><img src="{src}" alt="{html.escape(alt, quote=True)}"{w}>'
+            f"{cap}</figure>")
+
+
+def publish(fig: Figure, name: str, figures_dir, alt: str | None = None, caption: str | None = None):
+    """Save the figure and return it for the notebook as HTML: the PNG with its alt text and caption (from
+    ``describe``, or the arguments)."""
+    from IPython.display import HTML
     paths = save(fig, name, figures_dir)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    return Image(filename=str(paths["png"]), width=min(int(fig.get_figwidth() * 96), 1150),
-                 alt=alt or (titles[0] if titles else name.replace("_", " ")))
+    d_alt, d_cap = description(fig, name)
+    return HTML(figure_html(paths["png"].read_bytes(), alt or d_alt, caption if caption is not None else d_cap,
+                            min(int(fig.get_figwidth() * 96), 1150)))
 
 
 def _fig(w, h, **kw) -> Figure:

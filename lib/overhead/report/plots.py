@@ -12,13 +12,14 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
-from overhead.report import identify, latency
+from overhead.report import captions, identify, latency
 from overhead.report.plotkit import (  # noqa: F401
     _empty,
     _fig,
     _legend_right,
     _si,
     _us,
+    describe,
     family_grid,
     flops_axis,
     panel_legend,
@@ -91,6 +92,7 @@ def fig_overhead_vs_compute(sweep: pd.DataFrame, fits: pd.DataFrame, peak_gflops
     fig.supylabel("median latency per call")
     fig.suptitle("Latency against model size by family: points measured (95 % interval), lines fitted "
                  "(identifiable fits only)")
+    describe(fig, *captions.latency_panels(sweep, machine))
     if figures_dir is not None:
         save(fig, "overhead_vs_compute", figures_dir)
     return fig
@@ -170,6 +172,7 @@ def fig_batch(batch: pd.DataFrame, models=None, machine: str | None = None, figu
     fig.supxlabel("batch size (samples per call)")
     fig.supylabel("throughput (samples/s, log scale)")
     fig.suptitle("Throughput against batch size, by backend family")
+    describe(fig, *captions.batch(batch, order))
     if figures_dir is not None:
         save(fig, "batch_size", figures_dir)
     return fig
@@ -196,6 +199,7 @@ def fig_threads(scaling: pd.DataFrame, machine: str | None = None, figures_dir=N
     fig.supxlabel("work per call (FLOPs, batch 1)")
     fig.supylabel(f"speed-up, {lo_t} → {hi_t} threads (×)")
     fig.suptitle(f"Thread scaling at batch 1 (dashed: ideal {ideal:g}×; dotted: no gain)")
+    describe(fig, *captions.threads(scaling))
     if figures_dir is not None:
         save(fig, "threads", figures_dir)
     return fig
@@ -222,6 +226,7 @@ def fig_slowdown(pivot: pd.DataFrame, reference: str = "numpy", figures_dir=None
     ax.tick_params(axis="x", labelrotation=45)
     for lab in ax.get_xticklabels():
         lab.set_horizontalalignment("right")
+    describe(fig, *captions.slowdown(pivot, reference))
     if figures_dir is not None:
         save(fig, name, figures_dir)
     return fig

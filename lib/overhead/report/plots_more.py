@@ -8,12 +8,13 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from overhead.report import latency
+from overhead.report import captions, latency
 from overhead.report.plotkit import (
     _empty,
     _fig,
     _legend_right,
     _us,
+    describe,
     family_grid,
     flops_axis,
     panel_legend,
@@ -49,6 +50,7 @@ def fig_cold_start(startup: pd.DataFrame, model: str | None = None, machine: str
         ax2.set(xlabel="resident memory after first call (MB)", title="Memory")
     for lab in ax.get_yticklabels():
         lab.set_color(color_for(lab.get_text()))
+    describe(fig, *captions.cold_start(s, model, phases))
     if figures_dir is not None:
         save(fig, "cold_start", figures_dir)
     return fig
@@ -87,6 +89,7 @@ def fig_pipeline(pipeline: pd.DataFrame, model: str | None = None, machine: str 
     fig = _fig(9, 0.4 * len(t) + 2.2)
     _stacked_share(fig.add_subplot(), t, stages, [STAGE_COLORS[s] for s in stages], "total_us",
                    f"From PNG bytes to a label ({model})")
+    describe(fig, *captions.stacked(t, stages, "total_us", model, "the time from PNG bytes to a label"))
     if figures_dir is not None:
         save(fig, "pipeline", figures_dir)
     return fig
@@ -106,6 +109,7 @@ def fig_breakdown(breakdown: pd.DataFrame, model: str | None = None, machine: st
     fig = _fig(9, 0.4 * len(t) + 2.2)
     _stacked_share(fig.add_subplot(), t, buckets, sns.color_palette("Set2" if len(buckets) <= 8 else "tab20", len(buckets)), "total",
                    f"Where a call's time goes ({model})")
+    describe(fig, *captions.stacked(t, buckets, "total", model, "a call's time"))
     if figures_dir is not None:
         save(fig, "breakdown", figures_dir)
     return fig
@@ -180,6 +184,7 @@ def fig_who_pays(walk: pd.DataFrame, figures_dir=None, branches: pd.DataFrame | 
     ax.xaxis.set_major_formatter(FuncFormatter(_us))
     ax.set(xlabel=f"measured latency per call ({walk['model'].iloc[0]}, batch 1; log scale)",
            title="Who pays for predict? Solid: the chain, each step adds one layer; hatched: side branches")
+    describe(fig, *captions.who_pays(walk))
     if figures_dir is not None:
         save(fig, "who_pays", figures_dir)
     return fig
@@ -203,10 +208,15 @@ def fig_idle_gap(idle: pd.DataFrame, machine: str | None = None, figures_dir=Non
                     ms=4, lw=1.2, label=b)
         ax.axhline(1, color="0.5", ls=":", lw=1)
         ax.set_xscale("symlog", linthresh=1)          # gap 0 (back-to-back) stays on the axis
+        gaps = sorted(float(x) for x in g["gap_ms"].unique())
+        ax.set_xticks(gaps)                           # the measured gaps only (no "-1 ms" tick)
+        ax.set_xlim(left=0, right=max(gaps) * 1.3 if gaps[-1] > 0 else 1)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _p: ""))
         ax.set(title=f"{m}, {t} thread{'s' if t > 1 else ''}", xlabel="idle gap before the call (ms)")
     axes[0].set_ylabel("latency / back-to-back latency")
     _legend_right(axes[0], *_uniq(axes))
+    describe(fig, *captions.idle_gap(idle))
     if figures_dir is not None:
         save(fig, "idle_gap", figures_dir)
     return fig

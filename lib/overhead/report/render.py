@@ -29,7 +29,10 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; li
 .jp-RenderedHTMLCommon img { max-width: 100%; height: auto; }
 nav#toc { background: #f6f8fa; border: 1px solid #dde; border-radius: 6px; padding: 0.6em 1.2em; margin: 1em 0;
           font-size: 0.92em; }
-nav#toc ol { margin: 0.2em 0; padding-left: 1.4em; } nav#toc li.h3 { margin-left: 1.2em; list-style: circle; }
+nav#toc ol { margin: 0.2em 0; padding-left: 1.4em; } nav#toc ul.sub { margin: 0; padding-left: 1.2em; }
+nav#toc li.h3 { list-style: circle; }
+figure.report-figure { margin: 0.8em 0; } figure.report-figure figcaption { font-size: 0.9em; color: #333;
+  max-width: 1000px; margin-top: 0.3em; }
 nav#toc a { text-decoration: none; }
 .jp-RenderedHTMLCommon pre { font-size: 0.8em; white-space: pre-wrap; }
 .jp-RenderedHTMLCommon table.advice { table-layout: fixed; width: 100%; }
@@ -75,9 +78,39 @@ def _plain(fragment: str) -> str:
 
 
 def toc(html: str) -> str:
-    """A linked table of contents of the page's h2 / h3 headings (empty when there are none)."""
-    items = [f'<li class="h{lvl}"><a href="#{hid}">{_plain(body)}</a></li>' for lvl, hid, body in HEADING.findall(html)]
-    return f'<nav id="toc"><strong>Contents</strong><ol>{"".join(items)}</ol></nav>' if items else ""
+    """A linked table of contents of the page's h2 / h3 headings (empty when there are none): sections numbered
+    1, 2, 3 ... without gaps, their subsections in an unnumbered list under them."""
+    out, open_sub = [], False
+    for lvl, hid, body in HEADING.findall(html):
+        link = f'<a href="#{hid}">{_plain(body)}</a>'
+        if lvl == "3" and out:
+            if not open_sub:
+                out[-1] = out[-1].removesuffix("</li>") + '<ul class="sub">'
+                open_sub = True
+            out.append(f'<li class="h3">{link}</li>')
+            continue
+        if open_sub:
+            out.append("</ul></li>")
+            open_sub = False
+        out.append(f'<li class="h2">{link}</li>')
+    if open_sub:
+        out.append("</ul></li>")
+    return f'<nav id="toc"><strong>Contents</strong><ol>{"".join(out)}</ol></nav>' if out else ""
+
+
+DEFAULT_ALT = "No description has been provided for this image"
+IMG = re.compile(r"<img\b[^>]*>", re.I)
+ALT = re.compile(r"\balt=([\"'])(.*?)\1", re.I | re.S)
+
+
+def images_without_alt(html: str) -> list[str]:
+    """The <img> tags with no alt text, an empty one, or nbconvert's placeholder (the start of each tag)."""
+    bad = []
+    for tag in IMG.findall(html):
+        m = ALT.search(tag)
+        if not m or not m.group(2).strip() or m.group(2).strip() == DEFAULT_ALT:
+            bad.append(tag[:80])
+    return bad
 
 
 def layout(html: str) -> str:
@@ -96,6 +129,9 @@ def render(notebook: Path, out: Path) -> Path:
     found = external_references(html)
     if found:
         raise ValueError(f"the report would load external resources: {found[:3]}")
+    bare = images_without_alt(html)
+    if bare:
+        raise ValueError(f"{len(bare)} figure(s) have no alt text (give them one with plotkit.describe): {bare[:2]}")
     return atomic_write_text(out, html)
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
-from overhead.report.plotkit import _fig, _si, save
+from overhead.report import captions
+from overhead.report.plotkit import _fig, _si, describe, save
 from overhead.report.style import color_for, marker_for, order_backends
 
 REDUCED_TAGS = ("int8", "fp16", "bf16")
@@ -116,6 +117,10 @@ def fig_roofline(bench: pd.DataFrame, ceilings: pd.DataFrame | None = None, summ
     fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=7, frameon=False)
     fig.suptitle(f"float32 roofline{f' ({machine})' if machine else ''}: achieved rate vs the machine's ceilings\n"
                  f"{reduced_note(summary)}", fontsize=9)
+    fl = a[~a["reduced_precision"].astype(bool)]
+    t_best = int(fl.loc[fl["gflops"].idxmax(), "threads"]) if len(fl) else 1
+    meas = ceiling_lines(ceilings, summary, t_best)["measured"]
+    describe(fig, *captions.roofline(a, meas[0] if meas else None, machine))
     if figures_dir is not None:
         save(fig, name, figures_dir)
     return fig

@@ -80,19 +80,64 @@ def batch_table(R) -> pd.DataFrame:
                          f"throughput gain on {m}": [fmt_x(x) for x in t["gain"]]}).set_index("backend")
 
 
+def thread_split(R, machine) -> tuple[dict, pd.DataFrame]:
+    """On the largest model swept over threads on ``machine``: each path's speed-up from the fewest to the most
+    threads (batch 1) and its verdict, ``faster`` / ``slower`` only when the two run-level intervals separate,
+    else ``same``. Returns (facts of that model, the per-path table)."""
+    sc = R.scaling[R.scaling["machine"] == machine] if len(R.scaling) else R.scaling
+    if not len(sc):
+        return {}, pd.DataFrame()
+    big = sc[sc["flops"] == sc["flops"].max()].copy()
+    b = R.bench if R.bench is not None else pd.DataFrame()
+    b = b[(b["machine"] == machine) & (b["batch"] == 1) & (b["status"] == "ok")] if len(b) else b
+    verdict = []
+    for r in big.itertuples():
+        g = b[(b["model"] == r.model) & (b["backend"] == r.backend)] if len(b) else b
+        lo, hi = g[g["threads"] == r.threads_lo], g[g["threads"] == r.threads_hi]
+        if not len(lo) or not len(hi):
+            verdict.append("same")
+        elif float(hi["ci_lo_us"].min()) > float(lo["ci_hi_us"].max()):
+            verdict.append("slower")
+        elif float(hi["ci_hi_us"].max()) < float(lo["ci_lo_us"].min()):
+            verdict.append("faster")
+        else:
+            verdict.append("same")
+    big["verdict"] = verdict
+    facts = {"model": big["model"].iloc[0], "flops": float(big["flops"].iloc[0]),
+             "lo": int(big["threads_lo"].min()), "hi": int(big["threads_hi"].max())}
+    return facts, big
+
+
+def _thread_list(t: pd.DataFrame, slower: bool) -> str:
+    t = t.sort_values("speedup", ascending=slower)
+    if slower:
+        return ", ".join(f"{code(r.backend)} {fmt_pct(1 / r.speedup - 1)} slower" for r in t.itertuples())
+    return ", ".join(f"{code(r.backend)} {fmt_x(r.speedup)} faster" for r in t.itertuples())
+
+
 def threads_text(R) -> str:
+    """Per machine, on the largest model swept over threads: which paths got faster and which got slower with
+    more threads (beyond both intervals), named with their change; the rest are ties."""
     t = primary(R, "scaling")
     if not len(t):
         return not_measured("second thread setting")
-    small, big = t["flops"].min(), t["flops"].max()
-    s_small = t[t["flops"] == small]["speedup"].median()
-    s_big = t[t["flops"] == big]["speedup"].median()
-    big_m, small_m = t.loc[t["flops"] == big, "model"].iloc[0], t.loc[t["flops"] == small, "model"].iloc[0]
-    trend = ("more cores help more as the work per call grows" if s_big > 1.1 * s_small else
-             "the gain does not grow with the work per call" if s_big <= s_small else "the gain grows only a little")
-    return (f"From {int(t['threads_lo'].min())} to {int(t['threads_hi'].max())} threads the median speed-up over "
-            f"backends is {fmt_x(s_small)} on the smallest model swept over threads ({code(small_m)}) and "
-            f"{fmt_x(s_big)} on the largest model swept over threads ({code(big_m)}, {fmt_flops(big)}): {trend}.")
+    machines = [R.machine] + sorted(set(R.scaling["machine"]) - {R.machine})
+    out = []
+    for i, m in enumerate(machines):
+        facts, big = thread_split(R, m)
+        if not facts:
+            continue
+        up, down = big[big["verdict"] == "faster"], big[big["verdict"] == "slower"]
+        same = len(big) - len(up) - len(down)
+        head = (f"From {facts['lo']} to {facts['hi']} threads at batch 1, on the largest model swept over threads "
+                f"({code(facts['model'])}, {fmt_flops(facts['flops'])})" if i == 0 else f"On {code(m)}")
+        out.append(f"- {head}{f' on {code(m)}' if i == 0 else ''}: "
+                   + (f"{len(up)} paths get faster ({_thread_list(up, False)})" if len(up) else "no path gets faster")
+                   + "; " + (f"{len(down)} get slower ({_thread_list(down, True)})" if len(down)
+                             else "none gets slower")
+                   + f"; {same} change less than their intervals' width (ties).")
+    return ("What more threads do to each path, counted only where the run-level intervals of the two thread "
+            "settings separate:\n\n" + "\n".join(out))
 
 
 def startup_text(R) -> str:

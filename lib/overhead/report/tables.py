@@ -175,6 +175,24 @@ def key_numbers(R) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("backend") if rows else pd.DataFrame()
 
 
+def key_numbers_finding(R) -> str:
+    """One sentence over the key-numbers table: the measured range on the small model and how many paths' overhead
+    falls below 10 % of a call inside the ladder."""
+    f, s, m = primary(R, "fits"), primary(R, "sweep"), small_model(R)
+    if not len(f) or not len(s):
+        return ""
+    g = s[s["model"] == m]
+    if not len(g):
+        return ""
+    lo, hi = g.loc[g["median_us"].idxmin()], g.loc[g["median_us"].idxmax()]
+    inside = sum(crossing.crossover(s, b, 0.1, compute_ref=answer.COMPUTE_REF if b in analysis.TF_PATHS else None)
+                 ["where"] == "inside" for b in f["backend"].unique())
+    return (f"On `{m}` the {len(g)} paths measure from {fmt_us(lo['median_us'])} (`{lo['backend']}`) to "
+            f"{fmt_us(hi['median_us'])} (`{hi['backend']}`); for {inside} of {f['backend'].nunique()} paths the "
+            f"overhead falls below 10 % of a call inside the ladder; for the other {f['backend'].nunique() - inside} "
+            f"it is still 10 % or more at the largest model they ran.")
+
+
 def user_model_outcomes(bench: pd.DataFrame, names, machine=None) -> pd.DataFrame:
     """For the user's own models: every path at the smallest batch and thread setting, ok with its measured
     median, or skipped / failed with the reason the run recorded."""
