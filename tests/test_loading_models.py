@@ -44,3 +44,16 @@ def test_user_model_outcomes_show_what_ran_and_why_the_rest_did_not():
     assert t.status["numpy"] == "skipped" and t.reason["numpy"] == "unsupported layer LSTM 'lstm'"
     assert t.status["keras.predict"] == "ok" and t.median_us["keras.predict"] == 900.0
     assert tables.user_model_outcomes(bench, ["absent"]).empty
+
+
+def test_a_folder_with_only_a_side_experiment_is_not_a_machine(tmp_path):
+    # the Zen 3 folder once held only spread.csv: preferring it as "this machine" emptied every section
+    from overhead.report import loading
+    (tmp_path / "ran").mkdir()
+    (tmp_path / "side").mkdir()
+    (tmp_path / "ran" / "bench.csv").write_text("machine,model,backend,batch,threads,median_s\nran,m,numpy,1,1,0.001\n")
+    (tmp_path / "side" / "spread.csv").write_text("machine,variant,path,process,median_s\nside,as_is,tf.function,0,0.001\n")
+    res = loading.load_results(tmp_path)
+    assert res["machines"] == ["ran"]
+    assert loading.select_machine(res, preferred="side") == "ran"
+    assert res["spread"] is not None and set(res["spread"]["machine"]) == {"side"}

@@ -60,7 +60,10 @@ def load_results(results_root) -> dict:
             meta[name] = found
     res = {s: (pd.concat(v, ignore_index=True) if v else None) for s, v in frames.items()}
     res["meta"] = meta
-    res["machines"] = sorted({m for s in RESULT_FILES if res[s] is not None for m in res[s]["machine"]})
+    # a machine is one with a benchmark: a folder holding only a side experiment (spread.csv, ...) is not a run
+    base = res.get("bench")
+    res["machines"] = (sorted(set(base["machine"])) if base is not None and len(base) else
+                       sorted({m for s in RESULT_FILES if res[s] is not None for m in res[s]["machine"]}))
     return res
 
 
