@@ -123,7 +123,8 @@ def test_method_states_every_reduction_from_mlperf():
 
 def _point(q, valid, **kw):
     return {"target_qps": q, "validity": "VALID" if valid else "INVALID", "achieved_qps": q, "n_queries": 1024,
-            "p50_us": 100.0, "p90_us": 200.0, "p99_us": 300.0, "parity": "pass", "batch_hist": {1: 1024}, **kw}
+            "p50_us": 100.0, "p90_us": 200.0, "p99_us": 300.0, "parity": "pass", "batch_hist": {1: 1024},
+            "phase": "confirm", "service_us": 100.0, **kw}
 
 
 def test_rows_mark_the_bisection_answer_and_parity_failures():
