@@ -81,3 +81,10 @@ def test_rows_publish_only_long_possible_runs():
     # only short runs: nothing is published as a maximum
     frame = pd.DataFrame(loadgen.rows_of(it, pts[:3], None, {"machine": "box"}))
     assert not frame["max_valid"].any()
+
+
+def test_the_report_publishes_by_the_stage_s_rule():
+    from overhead.report import underload
+
+    assert underload.CONFIRM_MIN_S == rules.CONFIRM_MIN_S
+    assert rules.CONFIRM_SETTINGS["confirm_min_duration_ms"] == rules.CONFIRM_MIN_S * 1e3

@@ -24,6 +24,7 @@ from overhead import backends
 from overhead.backends import converters
 from overhead.base import atomic, config, envinfo
 from overhead.experiments import loadgen_rules as rules
+from overhead.experiments import loadgen_wrk
 from overhead.experiments import sweep
 from overhead.experiments.loadgen_core import (  # noqa: F401  (next_qps: re-exported)
     BISECT, NOOP, PARITY_EVERY, PARITY_MAX, STRATEGIES, THREAD_UNSAFE, capacity, min_qps, next_qps, process_kind, sharing,
@@ -443,8 +444,6 @@ def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bo
         groups.setdefault((it["model"], it["threads"], process_kind(it["path"])), []).append(it)
     wrk, wrk_how = (None, "no wrk item")
     if any(it.get("client") == "wrk" for its in groups.values() for it in its):
-        from overhead.experiments import loadgen_wrk
-
         wrk, wrk_how = loadgen_wrk.ensure_wrk()
     from tqdm.auto import tqdm
 

@@ -36,6 +36,7 @@ from overhead import backends as bk
 from overhead.backends import reference
 from overhead.base import data
 from overhead.experiments import loadgen_rules as rules
+from overhead.experiments import loadgen_wrk
 from overhead.experiments.loadgen_core import (
     N_INPUTS,
     NOOP,
@@ -239,8 +240,6 @@ def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
 
 def run_wrk_item(item: dict, spec: dict, x, emit) -> None:
     """The wrk cross-check of one HTTP configuration: one wrk run per connection count, on its own server."""
-    from overhead.experiments import loadgen_wrk
-
     if not spec.get("wrk"):
         raise RuntimeError(spec.get("wrk_reason") or loadgen_wrk.MISSING)
     server = HttpServer(spec, item["path"], x.shape[1:], workers=int(item.get("server_workers") or 1))
