@@ -18,7 +18,7 @@ import fake_backends  # noqa: E402  (loaded by file path through the hook: its f
 
 HOOK = f"{Path(__file__).resolve()}:register"
 NAMES = ["test.fixed", "test.single_thread", "test.slow_probe"]
-PROBE_CALLS = 25  # the probe's warm-up call and its 20 timed calls, and a few more
+PROBE_CALLS = 21  # the probe: its warm-up call and its 20 timed calls (loadgen_core.service_time_s)
 
 
 def register() -> None:
@@ -26,10 +26,10 @@ def register() -> None:
     from overhead.backends import Backend, register as add
     from overhead.backends.numpy_paths import _prep_numpy
 
-    def fixed(path, batch, threads, artifacts):
+    def fixed(path, batch, threads, artifacts, slow_probe=False):
         fn, info = _prep_numpy(path, batch, threads, artifacts)
         service = float(os.environ.get("OVERHEAD_TEST_SERVICE_S", "0.002"))
-        slow = float(os.environ.get("OVERHEAD_TEST_PROBE_S", "0.05")) if path == "test.slow_probe" else None
+        slow = float(os.environ.get("OVERHEAD_TEST_PROBE_S", "0.05")) if slow_probe else None
         calls = [0]
 
         def run(x):
@@ -45,6 +45,7 @@ def register() -> None:
         return run, info
 
     add(Backend("test.fixed", "test", "numpy engine padded to a fixed service time", fixed, needs=("numpy",)))
-    add(Backend("test.slow_probe", "test", "test.fixed, slow for its first calls only", fixed, needs=("numpy",)))
+    add(Backend("test.slow_probe", "test", "test.fixed, slow for its first calls only",
+                lambda *a: fixed(*a, slow_probe=True), needs=("numpy",)))
     add(Backend("test.single_thread", "test", "numpy engine that may not run under threads", _prep_numpy,
                 needs=("numpy",)))

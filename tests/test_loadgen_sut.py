@@ -93,18 +93,18 @@ def test_strategies_and_dynamic_batching_serve_every_query(data_env, lg_fakes, t
 
 @pytest.mark.slow
 def test_a_growing_queue_is_invalid_even_when_loadgen_says_valid(data_env, lg_fakes, tmp_path, monkeypatch):
-    """1.3x what one 2 ms worker completes, for 2 s, with a 1 s bound: the queue grows all run long (the last
-    queries wait ~0.6 s), yet p99 stays under the bound, so LoadGen alone calls it VALID."""
+    """1.5x what one 2 ms worker completes, for 4 s, with a 10 s bound: the queue grows all run long (the last
+    queries wait ~2 s), yet p99 stays under the bound, so LoadGen alone calls it VALID."""
     monkeypatch.setenv("OVERHEAD_TEST_SERVICE_S", str(SERVICE_S))
-    frame = _run(data_env, tmp_path, server_paths=["test.fixed"], scenarios=("Server",), qps=[1.3 / SERVICE_S],
-                 bounds_ms={"cnn_seed": 1000.0},
-                 settings=dict(FAST, server_min_duration_ms=2000, server_min_queries=600))
+    frame = _run(data_env, tmp_path, server_paths=["test.fixed"], scenarios=("Server",), qps=[1.5 / SERVICE_S],
+                 bounds_ms={"cnn_seed": 10_000.0},
+                 settings=dict(FAST, server_min_duration_ms=4000, server_min_queries=600, server_max_duration_ms=6000))
     row = frame[frame.path == "test.fixed"].iloc[0]
     assert row.loadgen_validity == "VALID", row[["p99_us", "invalid_reason"]]
     assert row.validity == "INVALID" and row.stationary == False  # noqa: E712 (a numpy bool)
     assert row.invalid_reason.startswith("queue growing") and row.lat_growth > 2
     steady = _run(data_env, tmp_path / "steady", server_paths=["test.fixed"], scenarios=("Server",),
-                  qps=[0.5 / SERVICE_S], bounds_ms={"cnn_seed": 1000.0},
+                  qps=[0.5 / SERVICE_S], bounds_ms={"cnn_seed": 10_000.0},
                   settings=dict(FAST, server_min_duration_ms=2000, server_min_queries=600))
     row = steady[steady.path == "test.fixed"].iloc[0]
     assert row.validity == "VALID" and row.stationary == True  # noqa: E712
