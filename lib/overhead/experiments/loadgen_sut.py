@@ -21,6 +21,7 @@ and compared with the Keras reference by :func:`overhead.harness.parity.compare`
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -331,6 +332,8 @@ def main(job: dict) -> int:
         emit(event="fatal", error=error_text(exc))
         return 3
     spec = dict(job, out_width=int(np.prod(ref.shape[1:])))
+    gc.collect()
+    gc.freeze()  # what the imports and the reference built is never garbage: full collections during a run skip it
     emit(event="hello", pid=os.getpid(), threads=threads, readback=bk.threads_readback())
     for item in job["items"]:
         emit(event="start", key=item["key"])
