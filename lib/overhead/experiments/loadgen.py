@@ -165,7 +165,7 @@ def _item(scenario, model, sha, path, threads, *, transport="inproc", strategy="
     bt = "" if not batching else f"D={batching['wait_ms']:g}ms,B={batching['max_batch']}"
     what = "wrk" if client == "wrk" else "ss" if scenario == "SingleStream" else (
         "q=" + ",".join(f"{q:g}" for q in qps) if qps else "bisect")
-    http = f"{payload}x{server_workers}" if transport == "http" else ""
+    http = f"{payload}x{int(server_workers or 1)}" if transport == "http" else ""
     key = "|".join([scenario, model, sha, path, f"t{threads}", transport, f"{strategy}x{workers}", bt,
                     f"{bound_ms:g}ms" if bound_ms else "", what] + ([http] if http else []))
     clients = None
