@@ -349,8 +349,8 @@ def http_table(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
         row["wrk_note"] = skipped["reason"].iloc[0] if len(skipped) and not len(wrk) else ""
         rows.append(row)
     out = pd.DataFrame(rows)
-    if {"max_qps", "wrk_qps"} <= set(out):
-        out["loadgen_over_wrk"] = out["max_qps"] / out["wrk_qps"]
+    if {"max_qps", "wrk_qps"} <= set(out):  # only where LoadGen's client held some load under the bound
+        out["loadgen_over_wrk"] = out["max_qps"].where(out["max_qps"] > 0) / out["wrk_qps"]
     return out
 
 
