@@ -47,7 +47,7 @@ def test_confirming_runs_check_the_maximum_and_the_failing_point_above():
     assert done[0] == (900, False) and rules.confirmed_max(done) == pytest.approx(576)
     assert any(not v and q > rules.confirmed_max(done) for q, v in done)
     assert len(_confirm(1, lo=900, hi=1050)) == rules.CONFIRM_MAX_RUNS
-    assert _confirm(1, lo=900, hi=1050, floor=500) == [(900, False), (720, False), (576, False)]
+    assert _confirm(1, lo=900, hi=1050, floor=700) == [(900, False), (720, False)]  # 576 < floor: stop
     assert _confirm(1000, lo=None, hi=50) == []  # nothing held short: no maximum to confirm
     up = _confirm(5000, lo=900, hi=None)  # no failing point yet: step up from the maximum
     assert up[:2] == [(900, True), (1125, True)]

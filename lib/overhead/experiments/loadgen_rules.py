@@ -27,7 +27,7 @@ def confirm_settings(settings: dict) -> dict:
     c = {**CONFIRM_SETTINGS, **{k: v for k, v in settings.items() if k.startswith("confirm_")}}
     return dict(settings, server_min_duration_ms=c["confirm_min_duration_ms"],
                 server_min_queries=c["confirm_min_queries"], server_max_duration_ms=c["confirm_max_duration_ms"])
-CONFIRM_MAX_RUNS = 4  # long runs per bisection: the maximum, the failing point above, two more if they disagree
+CONFIRM_MAX_RUNS = 3  # long runs per bisection: the maximum, the failing point above, one more if they disagree
 CONFIRM_STEP = 1.25  # a confirming run that fails steps down by this factor
 GROWTH_RATIO, GROWTH_BOUND_SHARE, GROWTH_SERVICE_TIMES = 2.0, 0.1, 5.0
 CAPACITY_SLACK = 1.2
