@@ -22,9 +22,9 @@
 # - **Single-Stream**: one query at a time, the next when the last is answered; LoadGen reports p50/p90/p99 (MLPerf's metric is p90).
 # - **Server**: Poisson arrivals at a target QPS; a run is VALID when LoadGen finds p99 under the bound with its early-stopping estimate. The highest VALID QPS is found by bisection.
 # - **Concurrency strategies** (one worker thread, N threads sharing a runner or one each, N processes) and **dynamic batching** (wait at most D ms or B queries) on the paths that show what the GIL does.
-# - **A real HTTP service**: the same SUT behind FastAPI on uvicorn (127.0.0.1 only), with a no-op model through the same stack, so a request's time splits into framework, model and HTTP.
+# - **A real HTTP service**: the same SUT behind FastAPI on uvicorn (127.0.0.1 only) with one and two worker processes and three payloads (pydantic JSON as in the tutorial service, plain JSON, binary float32), with a no-op model through the same stack, so a request's time splits into framework, model and HTTP; a C load generator (`wrk`) cross-checks LoadGen's client.
 #
-# Each model × thread setting × process kind runs in a fresh child process; every finished LoadGen run is kept in `loadgen.points.jsonl`, so a stopped run resumes where it was. The deviations from MLPerf's rules are printed below (Method).
+# A Server maximum is published only when it held for a long run: short runs steer the bisection, the maximum and the first failing point above it run again for at least 10 s, a run whose queue grows (latency of the last third against the first) counts as INVALID, and a maximum above workers × batch / service time (measured in the same process) is flagged as impossible. Each model × thread setting × process kind runs in a fresh child process; every finished LoadGen run is kept in `loadgen.points.jsonl`, so a stopped run resumes where it was. The deviations from MLPerf's rules are printed below (Method).
 
 # %%
 # %load_ext autoreload
@@ -36,7 +36,7 @@ paths = None                   # Single-Stream paths; None -> every registered p
 server_paths = None            # Server bisection; None -> the paths people serve with (loadgen.SERVER_PATHS)
 threads = [1, None]            # threads one inference may use; None -> all cores
 bounds_ms = None               # {model: p99 bound}; None -> 10 ms small models, 100 ms ResNet-18
-http_paths = None              # None -> noop, numpy, litert, onnxruntime, keras.predict
+http_paths = None              # None -> noop, numpy, litert, onnxruntime, keras.predict (noop in 3 payloads x 1, 2 workers)
 quick = False
 data_dir = None
 machine = None
@@ -61,17 +61,19 @@ display(Markdown('**Method.** ' + loadgen.method_text(quick)))
 # %%
 frame = loadgen.run(models, paths, threads=threads, bounds_ms=bounds_ms, quick=quick, server_paths=server_paths,
                     http_paths=http_paths, data_dir=data_dir, machine=machine)
-frame[['scenario', 'model', 'path', 'transport', 'strategy', 'workers', 'batching', 'threads', 'target_qps',
-       'achieved_qps', 'p50_us', 'p90_us', 'p99_us', 'validity', 'parity', 'status']].round(1)
+display(Markdown('**Finding.** ' + underload.lead_sentence(frame)))
+frame[['scenario', 'model', 'path', 'transport', 'payload', 'strategy', 'workers', 'batching', 'threads', 'phase',
+       'target_qps', 'achieved_qps', 'p50_us', 'p90_us', 'p99_us', 'validity', 'stationary', 'parity',
+       'status']].round(1)
 
 # %%
 failed = frame[frame['status'] != 'ok']
-failed[['scenario', 'model', 'path', 'strategy', 'reason']] if len(failed) else print('every run passed parity under load')
+failed[['scenario', 'model', 'path', 'strategy', 'status', 'reason']] if len(failed) else print('every run passed parity under load and the capacity bound')
 
 # %% [markdown]
 # ## The MLPerf-style table
 #
-# Single-Stream p90 (1 thread, and at the most threads measured) and the Server scenario's highest VALID QPS at the bound (one worker thread); `max_qps` 0 means no offered load kept p99 under the bound.
+# Single-Stream p90 (1 thread, and at the most threads measured) and the Server scenario's maximum at the bound (one worker thread): the highest QPS that held for a run of at least 10 s; `max_qps` 0 means no offered load kept p99 under the bound, and a configuration that held only in short runs shows its `upper_bound_qps` instead (`max_kind` says which).
 
 # %%
 underload.mlperf_table(frame).round(1)
@@ -98,9 +100,15 @@ underload.strategy_table(frame).round(0)
 underload.batching_table(frame).round(1)
 
 # %% [markdown]
-# ## Behind HTTP: what share of a request is framework, model and HTTP stack
+# ## Behind HTTP: the floor per payload and worker count, LoadGen beside wrk
 #
-# The HTTP client (LoadGen + httpx) and the uvicorn server share this machine's cores; `client_cpu_us` and `server_cpu_us` are each process's CPU time per query.
+# The no-op model behind uvicorn: LoadGen's Single-Stream p50/p99 and Server maximum (with the p50/p99 at the VALID run nearest half of it), and wrk's p50 with one connection and its requests/s, p50 and p99 with several (closed loop). LoadGen's client (threads with a keep-alive `http.client` connection each, bodies built before the run), wrk and the uvicorn server share this machine's cores; `client_cpu_us` and `server_cpu_us` are each process's CPU time per query.
+
+# %%
+underload.http_table(frame).round(1)
+
+# %% [markdown]
+# ## Behind HTTP: what share of a request is framework, model and HTTP stack (pydantic JSON)
 
 # %%
 shares = underload.http_share(frame)
@@ -108,5 +116,6 @@ display(underload.fig_http_share(shares))
 shares.round(3)
 
 # %%
-frame.loc[frame['transport'] == 'http', ['scenario', 'path', 'target_qps', 'p50_us', 'p99_us', 'validity',
+frame.loc[frame['transport'] == 'http', ['scenario', 'path', 'payload', 'server_workers', 'client', 'clients',
+                                         'phase', 'target_qps', 'achieved_qps', 'p50_us', 'p99_us', 'validity',
                                          'client_cpu_us', 'server_cpu_us']].round(1)

@@ -6,7 +6,9 @@ from overhead import backends
 
 # short LoadGen runs; Server runs need ~460 queries at least for LoadGen's early-stopping p99 estimate
 FAST = {"ss_min_duration_ms": 200, "ss_min_queries": 64, "server_min_duration_ms": 200,
-        "server_min_queries": 600, "server_max_duration_ms": 4000}
+        "server_min_queries": 600, "server_max_duration_ms": 4000,
+        # the confirming runs of a bisection: 1 s here (the stage: 10 s)
+        "confirm_min_duration_ms": 1000, "confirm_min_queries": 600, "confirm_max_duration_ms": 4000}
 
 
 @pytest.fixture

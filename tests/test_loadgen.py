@@ -95,8 +95,7 @@ def test_plan_runs_server_bisection_of_small_models_first_and_quick_is_small():
     bounds = {it["model"]: it["bound_ms"] for it in items if it["scenario"] == "Server"}
     assert bounds == {"cnn_seed": 10.0, "resnet18_32px": 100.0}
     batching = [it for it in items if it["strategy"] == "batching"]
-    assert {(b["batching"]["wait_ms"], b["batching"]["max_batch"]) for b in batching} == {
-        (d, b) for d in (0.0, 1.0, 5.0) for b in (8, 32)}
+    assert {(b["batching"]["wait_ms"], b["batching"]["max_batch"]) for b in batching} == set(loadgen.BATCHING_GRID)
     assert all(it["model"] == "cnn_seed" for it in batching)
     assert len({it["key"] for it in items}) == len(items)
     resnet = {it["path"] for it in items if it["model"] == "resnet18_32px" and it["scenario"] == "Server"}
@@ -105,6 +104,12 @@ def test_plan_runs_server_bisection_of_small_models_first_and_quick_is_small():
     assert procs == set(loadgen.PROCESS_PATHS)
     http_server = {it["path"] for it in items if it["transport"] == "http" and it["scenario"] == "Server"}
     assert http_server == set(loadgen.HTTP_SERVER_PATHS)
+    noop = [it for it in items if it["path"] == "noop" and it["transport"] == "http" and it["scenario"] == "Server"]
+    grid = {(p, w) for p in loadgen.HTTP_PAYLOADS for w in loadgen.HTTP_SERVER_WORKERS}
+    assert {(it["payload"], it["server_workers"]) for it in noop if it["client"] == "loadgen"} == grid
+    assert {(it["payload"], it["server_workers"]) for it in noop if it["client"] == "wrk"} == grid
+    assert all(it["clients"] == loadgen.HTTP_CLIENTS_PER_WORKER * it["server_workers"] for it in noop
+               if it["client"] == "loadgen")
     quick = loadgen.plan(["cnn_seed"], quick=True)
     server_q = [it for it in quick if it["scenario"] == "Server"]
     assert len(server_q) == 1 and server_q[0]["qps"] == [loadgen.QUICK_SERVER[1]]
@@ -115,7 +120,7 @@ def test_plan_runs_server_bisection_of_small_models_first_and_quick_is_small():
 def test_method_states_every_reduction_from_mlperf():
     text = loadgen.method_text(quick=True)
     for w in ("600 s", "270,336", "1,024", "250 ms", "early-stopping", "no accuracy run", "share the machine",
-              "not resolved"):
+              "not resolved", "at least 10 s", "queue is not growing", "flagged"):
         assert w in text, w
 
 
@@ -123,7 +128,8 @@ def test_method_states_every_reduction_from_mlperf():
 
 def _point(q, valid, **kw):
     return {"target_qps": q, "validity": "VALID" if valid else "INVALID", "achieved_qps": q, "n_queries": 1024,
-            "p50_us": 100.0, "p90_us": 200.0, "p99_us": 300.0, "parity": "pass", "batch_hist": {1: 1024}, **kw}
+            "p50_us": 100.0, "p90_us": 200.0, "p99_us": 300.0, "parity": "pass", "batch_hist": {1: 1024},
+            "phase": "confirm", "service_us": 100.0, **kw}
 
 
 def test_rows_mark_the_bisection_answer_and_parity_failures():

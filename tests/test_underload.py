@@ -22,6 +22,7 @@ def _ss(path, p50, p90=None, **kw):
 
 
 def _srv(path, qps, valid, p50=100.0, p99=1000.0, **kw):
+    kw = {"duration_s": 10.4, "phase": "confirm", **kw}  # long confirming runs unless a test says otherwise
     return _row(scenario="Server", role="bisection", path=path, target_qps=qps, achieved_qps=qps, p50_us=p50,
                 p99_us=p99, validity="VALID" if valid else "INVALID", **kw)
 
@@ -99,3 +100,71 @@ def test_figures_draw_and_say_when_empty(table):
     assert len(bar.axes[0].patches) == 2 * 4
     empty = underload.fig_hockey_stick(table[table["scenario"] == "SingleStream"])
     assert "no Server runs" in empty.axes[0].texts[0].get_text()
+
+
+def test_short_runs_are_upper_bounds_never_maxima(table):
+    """The first published runs: 0.5 s Server points, no phase column. Their maxima are upper bounds."""
+    old = table.drop(columns=["phase"]).assign(duration_s=0.54)
+    t = underload.mlperf_table(old).set_index("path")
+    assert np.isnan(t.loc["litert", "max_qps"]) and t.loc["litert", "upper_bound_qps"] == 2000
+    assert t.loc["litert", "max_kind"].startswith("short-run upper bound (runs of 0.54 s < 10 s)")
+    assert t.loc["keras.predict", "max_qps"] == 0.0  # nothing held, short or long
+    assert "upper bounds only" in underload.under_load_sentence(old)
+    # a long run at 1,000 QPS and short ones above it: 1,000 is the maximum, the short 2,000 is not
+    mixed = table.copy()
+    short = (mixed["path"] == "litert") & (mixed["target_qps"] > 1000)
+    mixed.loc[short, ["duration_s", "phase"]] = [0.5, "steer"]
+    assert underload.mlperf_table(mixed).set_index("path").loc["litert", "max_qps"] == 1000
+
+
+def test_a_flagged_maximum_is_not_published(table):
+    flagged = table.copy()
+    at = (flagged["path"] == "numpy") & (flagged["target_qps"] == 4000) & (flagged["strategy"] == "thread")
+    flagged.loc[at, ["status", "reason"]] = ["flagged", "capacity bound broken"]
+    cap = underload.server_capacity(flagged).set_index("path")
+    assert cap.loc["numpy", "max_qps"] == 1000 and cap.loc["numpy", "flagged"] == 1
+
+
+def test_sentence_names_co_winners_when_maxima_are_within_the_step(table):
+    close = table.copy()
+    close.loc[(close["path"] == "numpy") & (close["target_qps"] == 4000), "target_qps"] = 2200.0
+    close.loc[(close["path"] == "numpy") & (close["target_qps"] == 4400), "target_qps"] = 2500.0
+    text = underload.under_load_sentence(close)
+    assert "a tie of `numpy`, `litert`" in text and "stays the same" in text
+
+
+def _http(payload, workers, p50, **kw):
+    return _ss("noop", p50, transport="http", payload=payload, server_workers=workers, **kw)
+
+
+def test_http_table_and_the_lead_sentence(table):
+    rows = [_http("json", 1, 600.0), _http("binary", 1, 300.0),
+            _srv("noop", 1200, True, transport="http", payload="binary", server_workers=1, p50=320.0, p99=900.0),
+            _srv("noop", 600, True, transport="http", payload="binary", server_workers=1, p50=310.0, p99=700.0,
+                 phase="steer", duration_s=0.5),
+            _srv("noop", 1400, False, transport="http", payload="binary", server_workers=1),
+            _row(scenario="Server", role="wrk", path="noop", transport="http", payload="binary", server_workers=1,
+                 client="wrk", clients=1, p50_us=250.0, p99_us=400.0, achieved_qps=3500.0),
+            _row(scenario="Server", role="wrk", path="noop", transport="http", payload="binary", server_workers=1,
+                 client="wrk", clients=8, p50_us=2000.0, p99_us=4000.0, achieved_qps=1500.0),
+            _row(scenario="Server", role="wrk", path="noop", transport="http", payload="json", server_workers=1,
+                 client="wrk", status="skipped", reason="wrk is not installed")]
+    frame = pd.concat([table, pd.DataFrame(rows)], ignore_index=True).reindex(columns=COLUMNS)
+    h = underload.http_table(frame).set_index("payload")
+    assert set(h.index) == {"pydantic JSON", "plain JSON", "binary float32"}  # no payload column: pydantic JSON
+    b = h.loc["binary float32"]
+    assert b["max_qps"] == 1200 and b["half_qps"] == 600 and b["p99_at_half_us"] == 700.0
+    assert b["wrk_c1_p50_us"] == 250.0 and b["wrk_qps"] == 1500.0 and b["loadgen_over_wrk"] == pytest.approx(0.8)
+    assert "wrk is not installed" in h.loc["plain JSON", "wrk_note"]
+    text = underload.lead_sentence(frame)
+    # pydantic JSON: 900 - 7 us over HTTP against litert's 20 us in process; binary: 293 us
+    assert text.startswith("Behind a web service the payload, not the framework, sets the floor for m: a "
+                           "pydantic JSON request costs 893 µs over HTTP, 44.6x the fastest inference (`litert`")
+    assert "(binary float32: 293 µs)" in text
+    assert text.endswith("(binary float32: 293 µs).")  # no tf.function measured: no claim about the framework
+    tf = pd.concat([frame, pd.DataFrame([_ss("tf.function", 25.0)])], ignore_index=True).reindex(columns=COLUMNS)
+    assert "on no model measured does `tf.function`'s cost over the fastest path (at most 5 µs)" in \
+        underload.lead_sentence(tf)
+    big = pd.concat([frame, pd.DataFrame([_ss("litert", 5000.0, model="big"), _ss("tf.function", 9000.0, model="big"),
+                                          _ss("tf.function", 25.0)])], ignore_index=True).reindex(columns=COLUMNS)
+    assert "the framework matters again from big on, where `tf.function` costs 4 ms more" in underload.lead_sentence(big)

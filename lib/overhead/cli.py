@@ -359,7 +359,7 @@ def _loadgen(args) -> int:
                             progress=sys.stderr.isatty())
         if strategy != "thread":
             frame = frame[(frame["strategy"] == strategy) | (frame["scenario"] == "SingleStream")]
-        cols = ["scenario", "path", "transport", "strategy", "workers", "target_qps", "achieved_qps", "p50_us",
+        cols = ["scenario", "path", "transport", "strategy", "workers", "phase", "target_qps", "achieved_qps", "p50_us",
                 "p90_us", "p99_us", "validity", "max_valid", "parity", "status", "reason"]
         print(frame[cols].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
         if out is not None:

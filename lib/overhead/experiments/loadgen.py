@@ -14,7 +14,6 @@ VALID, then bisect geometrically until the bracket is within ``precision``.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -23,29 +22,37 @@ from pathlib import Path
 from overhead import backends
 from overhead.backends import converters
 from overhead.base import atomic, config, envinfo
+from overhead.experiments import loadgen_rules as rules
+from overhead.experiments import loadgen_wrk
 from overhead.experiments import sweep
 from overhead.experiments.loadgen_core import (  # noqa: F401  (next_qps: re-exported)
     BISECT, NOOP, PARITY_EVERY, PARITY_MAX, STRATEGIES, THREAD_UNSAFE, capacity, min_qps, next_qps, process_kind, sharing,
 )
+from overhead.experiments.loadgen_table import COLUMNS, PointLog, publishable, rows_of, table  # noqa: F401
 from overhead.harness import child
 
 SCENARIOS = ("SingleStream", "Server")
 MODELS = ("cnn_seed", "cnn_medium", "resnet18_32px")  # the seed CNN, a mid-size CNN, ResNet-18 at 32 px
 # the paths people serve with (the Server scenario's set); Single-Stream runs every registered path
+# (keras.jax.predict and numpy.plain left out of the Server set: each bisection now ends in two 10 s runs)
 SERVER_PATHS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf.savedmodel",
-                "tf_keras.predict", "keras.jax.predict", "jax.jit", "litert", "litert.int8", "onnxruntime",
-                "openvino", "numpy", "numpy.plain")
+                "tf_keras.predict", "jax.jit", "litert", "litert.int8", "onnxruntime", "openvino", "numpy")
 BOUNDS_MS = {"cnn_seed": 10.0, "cnn_medium": 10.0, "resnet18_32px": 100.0}
 SMALL_BOUND_MS, LARGE_BOUND_MS, LARGE_FLOPS = 10.0, 100.0, 1e8  # models not named: by FLOPs per image
 # the strategies and the dynamic batching run on the first model, on paths that show the GIL's role
-STRATEGY_PATHS = ("numpy", "numpy.plain", "tf.function", "onnxruntime", "litert")
-PROCESS_PATHS = ("numpy", "numpy.plain", "onnxruntime", "litert")  # each worker process loads its own runtime
-BATCHING_PATHS = ("onnxruntime", "tf.function")
-BATCH_WAIT_MS, BATCH_MAX = (0.0, 1.0, 5.0), (8, 32)
+STRATEGY_PATHS = ("numpy", "tf.function", "litert")
+PROCESS_PATHS = ("numpy", "litert")  # each worker process loads its own runtime
+BATCHING_PATHS = ("onnxruntime",)
+BATCHING_GRID = ((1.0, 8), (5.0, 32))  # (D ms, B): a short wait with a small batch, a long one with a large
 HTTP_PATHS = ("noop", "numpy", "litert", "onnxruntime", "keras.predict")  # Single-Stream over HTTP
+HTTP_PAYLOADS = ("pydantic", "json", "binary")  # pydantic JSON (the tutorial service), plain JSON, float32 bytes
+HTTP_SERVER_WORKERS = (1, 2)  # uvicorn worker processes
+HTTP_SS_PAYLOADS = ("pydantic", "binary")  # Single-Stream over HTTP of the paths other than the no-op
 HTTP_SERVER_PATHS = ("noop", "litert")  # Server bisection over HTTP (each overloaded run drains slowly)
-# ResNet-18 (bound 100 ms): the Server bisection on the paths that can serve it, the budget goes to small models
-LARGE_SERVER_PATHS = ("tf.function", "litert", "litert.int8", "onnxruntime", "openvino", "numpy")
+HTTP_CLIENTS_PER_WORKER = 2  # LoadGen's client threads per server process: one in flight while one is parsed
+# every model after the first (a mid-size CNN, ResNet-18 at 100 ms): the Server bisection on the paths that
+# can hold load; the budget goes to the first model's full set
+LARGE_SERVER_PATHS = ("tf.function", "litert", "onnxruntime", "numpy")
 # QUICK: one path of each family in Single-Stream, one Server point, the no-op and one path over HTTP
 QUICK_PATHS = ("numpy", "keras.predict", "tf.function", "tf_keras.predict", "jax.jit", "litert", "onnxruntime",
                "openvino")
@@ -53,41 +60,43 @@ QUICK_SERVER = ("litert", 500.0)
 QUICK_HTTP = ("noop", "litert")
 
 SETTINGS = {"ss_min_duration_ms": 500, "ss_min_queries": 64, "server_min_duration_ms": 500,
-            "server_min_queries": 1024, "server_max_duration_ms": 12000}
+            "server_min_queries": 1024, "server_max_duration_ms": 12000, **rules.CONFIRM_SETTINGS, "wrk_duration_s": 4}
 QUICK_SETTINGS = {"ss_min_duration_ms": 250, "ss_min_queries": 64, "server_min_duration_ms": 300,
-                  "server_min_queries": 1024, "server_max_duration_ms": 4000}
+                  "server_min_queries": 1024, "server_max_duration_ms": 4000, **rules.CONFIRM_SETTINGS, "wrk_duration_s": 1}
 
 METHOD = (
     "MLPerf Inference LoadGen (mlcommons-loadgen, PerformanceOnly mode) drives each path through a System Under "
     "Test in a fresh child process per model x thread setting x process kind; queries are real test digits "
     "(256 in the Query Sample Library), batch 1 per query. Single-Stream reports LoadGen's p50/p90/p99; Server "
     "sends Poisson arrivals at a target QPS and a run is VALID when LoadGen says so (p99 under the bound, with "
-    "its early-stopping estimate). The highest VALID target QPS is found by bisection (double until INVALID, "
-    "halve until VALID, then geometric bisection to {prec:g} %, at most {maxp} runs; capacities below "
-    "{floor:g} QPS, where a run could not reach its minimum query count before the cap, are not resolved and "
-    "count as 0). Deviations from MLPerf's rules, to "
-    "fit the study's budget on a 2-core machine: minimum duration {ss} ms per Single-Stream run and {srv} ms "
-    "per Server run instead of 600 s; at least {ssq} queries per Single-Stream run (MLPerf: 1,024) and {srvq} "
-    "per Server run (MLPerf: 270,336), enough for LoadGen's early-stopping p99 estimate; Server runs stop "
-    "after {cap} ms; no accuracy run (parity is checked on every {every}th response, up to {pmax} per run, "
-    "against Keras with the study's logit criterion); LoadGen, the SUT and any HTTP client share the "
+    "its early-stopping estimate) and its queue is not growing (median latency of the last third of the queries "
+    "under {gr:g}x the first third's, or risen by less than {gb:g} % of the bound). Short runs steer a "
+    "bisection (double until INVALID, halve until VALID, then geometric bisection to {prec:g} %, at most {maxp} "
+    "runs; capacities below {floor:g} QPS, where a run could not reach its minimum query count before the cap, "
+    "are not resolved and count as 0); the maximum they find and the first failing point above it are then run "
+    "again for at least {cmin:g} s and {cq} queries (capped at {cmax:g} s; a failing maximum steps down by "
+    "{step:g}x, at most {cruns} long runs), and only such a long run is published as a maximum. A maximum above "
+    "{slack:g} x workers x batch / the service time measured in the same process is impossible: it is flagged "
+    "and not published. Deviations from MLPerf's rules, to fit the study's budget on a 2-core machine: "
+    "minimum duration {ss} ms per Single-Stream run, {srv} ms per steering Server run and {cmin:g} s per "
+    "published Server run instead of 600 s; at least {ssq} queries per Single-Stream run (MLPerf: 1,024) and "
+    "{srvq} per Server run (MLPerf: 270,336), enough for LoadGen's early-stopping p99 estimate; steering Server "
+    "runs stop after {cap} ms; no accuracy run (parity is checked on every {every}th response, up to {pmax} per "
+    "run, against Keras with the study's logit criterion); LoadGen, the SUT and any HTTP client share the "
     "machine's cores with the path they measure.")
 
 
 def method_text(quick: bool = False) -> str:
     s = QUICK_SETTINGS if quick else SETTINGS
 
+    c = {**rules.CONFIRM_SETTINGS, **{k: v for k, v in s.items() if k.startswith("confirm_")}}
     return METHOD.format(ss=s["ss_min_duration_ms"], srv=s["server_min_duration_ms"], ssq=s["ss_min_queries"],
                          srvq=s["server_min_queries"], cap=s["server_max_duration_ms"], every=PARITY_EVERY,
                          pmax=PARITY_MAX, prec=100 * BISECT["precision"], maxp=BISECT["max_points"],
-                         floor=min_qps(s))
-
-
-COLUMNS = ["machine", "scenario", "model", "model_sha", "path", "transport", "strategy", "workers", "sharing",
-           "threads", "batching", "batch_wait_ms", "batch_max", "bound_ms", "role", "target_qps", "achieved_qps",
-           "n_queries", "p50_us", "p90_us", "p99_us", "mean_us", "validity", "max_valid", "invalid_reason",
-           "early_stopping_ok", "parity", "parity_n", "logit_rel_err", "status", "reason", "service_us",
-           "batch_hist", "client_cpu_us", "server_cpu_us", "duration_s", "date"]
+                         floor=min_qps(s), gr=rules.GROWTH_RATIO, gb=100 * rules.GROWTH_BOUND_SHARE,
+                         cmin=c["confirm_min_duration_ms"] / 1e3, cq=c["confirm_min_queries"],
+                         cmax=c["confirm_max_duration_ms"] / 1e3, step=rules.CONFIRM_STEP,
+                         cruns=rules.CONFIRM_MAX_RUNS, slack=rules.CAPACITY_SLACK)
 
 
 class LoadgenInputError(ValueError):
@@ -143,15 +152,21 @@ def _positive(v) -> bool:
 # --------------------------------------------------------------------------- planning
 
 def _item(scenario, model, sha, path, threads, *, transport="inproc", strategy="thread", workers=1,
-          batching=None, bound_ms=None, qps=None) -> dict:
+          batching=None, bound_ms=None, qps=None, payload="", server_workers=None, client="loadgen") -> dict:
     bt = "" if not batching else f"D={batching['wait_ms']:g}ms,B={batching['max_batch']}"
-    what = "ss" if scenario == "SingleStream" else (
+    what = "wrk" if client == "wrk" else "ss" if scenario == "SingleStream" else (
         "q=" + ",".join(f"{q:g}" for q in qps) if qps else "bisect")
+    http = f"{payload}x{int(server_workers or 1)}" if transport == "http" else ""
     key = "|".join([scenario, model, sha, path, f"t{threads}", transport, f"{strategy}x{workers}", bt,
-                    f"{bound_ms:g}ms" if bound_ms else "", what])
+                    f"{bound_ms:g}ms" if bound_ms else "", what] + ([http] if http else []))
+    clients = None
+    if transport == "http" and client == "loadgen":
+        clients = 1 if scenario == "SingleStream" else HTTP_CLIENTS_PER_WORKER * int(server_workers or 1)
     return {"key": key, "scenario": scenario, "model": model, "path": path, "threads": int(threads),
             "transport": transport, "strategy": strategy, "workers": int(workers), "batching": batching,
-            "bound_ms": bound_ms, "qps": list(qps) if qps else None, "bisect": dict(BISECT)}
+            "bound_ms": bound_ms, "qps": list(qps) if qps else None, "bisect": dict(BISECT), "client": client,
+            "payload": payload if transport == "http" else "", "clients": clients,
+            "server_workers": (int(server_workers or 1) if transport == "http" else None)}
 
 
 def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_ms=None, quick=False,
@@ -185,8 +200,8 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
     for m in models:
         sha, bound = shas.get(m, ""), bound_for(m, bounds_ms, flops.get(m))
         if "Server" in scenarios:
-            large = bound >= LARGE_BOUND_MS and not quick and server_given is None
-            for p in [p for p in server_paths if p in LARGE_SERVER_PATHS] if large else server_paths:
+            later = m != first and not quick and server_given is None
+            for p in [p for p in server_paths if p in LARGE_SERVER_PATHS] if later else server_paths:
                 items.append(_item("Server", m, sha, p, tset[0], bound_ms=bound, qps=qps))
         if "SingleStream" in scenarios:
             for t in tset:
@@ -199,51 +214,24 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
                 for p in (process_paths if st == "processes" else strategy_paths):
                     items.append(_item("Server", m, sha, p, 1, strategy=st, workers=workers, bound_ms=bound, qps=qps))
             for p in batching_paths:
-                for d in BATCH_WAIT_MS:
-                    for b in BATCH_MAX:
-                        items.append(_item("Server", m, sha, p, 1, strategy="batching",
-                                           batching={"wait_ms": d, "max_batch": b}, bound_ms=bound, qps=qps))
+                for d, b in BATCHING_GRID:
+                    items.append(_item("Server", m, sha, p, 1, strategy="batching",
+                                       batching={"wait_ms": d, "max_batch": b}, bound_ms=bound, qps=qps))
         for p in http_paths:
+            payloads = HTTP_PAYLOADS if p == NOOP and not quick else ("pydantic",) if quick else HTTP_SS_PAYLOADS
             if "SingleStream" in scenarios:
-                items.append(_item("SingleStream", m, sha, p, tset[0], transport="http"))
+                for pl in payloads:
+                    items.append(_item("SingleStream", m, sha, p, tset[0], transport="http", payload=pl))
             if "Server" in scenarios and not quick and p in http_server_paths:
-                items.append(_item("Server", m, sha, p, tset[0], transport="http", bound_ms=bound, qps=qps))
+                grid = [(pl, w) for pl in HTTP_PAYLOADS for w in HTTP_SERVER_WORKERS] if p == NOOP else \
+                    [("pydantic", 1)]
+                for pl, w in grid:
+                    items.append(_item("Server", m, sha, p, tset[0], transport="http", bound_ms=bound, qps=qps,
+                                       payload=pl, server_workers=w))
+                    if p == NOOP:  # the C load generator's view of the same service
+                        items.append(_item("Server", m, sha, p, tset[0], transport="http", payload=pl,
+                                           server_workers=w, client="wrk", bound_ms=bound))
     return items
-
-
-# --------------------------------------------------------------------------- the points log (resume)
-
-class PointLog:
-    """``loadgen.points.jsonl``: one line per finished LoadGen run or item; a torn last line is dropped."""
-
-    def __init__(self, path):
-
-        self.path, self.records = Path(path), []
-        if self.path.exists():
-            raw = self.path.read_text(encoding="utf-8")
-            for line in raw.splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and "key" in rec:
-                    self.records.append(rec)
-            if raw and (not raw.endswith("\n") or len(self.records) != raw.count("\n")):
-                atomic.atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
-
-    def append(self, rec: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.records.append(rec)
-
-    def points(self, key: str) -> list[dict]:
-        return [r["point"] for r in self.records if r["key"] == key and "point" in r]
-
-    def finished(self, key: str) -> dict | None:
-        return next((r for r in self.records if r["key"] == key and r.get("end")), None)
 
 
 # --------------------------------------------------------------------------- children
@@ -285,55 +273,6 @@ def run_child(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 90
         for k in culprits:
             on_event({"event": "item_failed", "key": k, "error": why})
         todo = [k for k in todo if k not in culprits]
-
-
-# --------------------------------------------------------------------------- rows
-
-def rows_of(item: dict, points: list[dict], failed: str | None, base: dict) -> list[dict]:
-    """The table rows of one item: one per LoadGen run; `max_valid` marks a bisection's answer."""
-
-    bt = item.get("batching") or {}
-    common = dict(base, scenario=item["scenario"], model=item["model"], path=item["path"],
-                  transport=item["transport"], strategy=item["strategy"], workers=item["workers"],
-                  sharing=sharing(item["path"], item["strategy"]), threads=item["threads"],
-                  batching=(f"D={bt['wait_ms']:g}ms,B={bt['max_batch']}" if bt else ""),
-                  batch_wait_ms=bt.get("wait_ms"), batch_max=bt.get("max_batch"), bound_ms=item.get("bound_ms"),
-                  role=("single-stream" if item["scenario"] == "SingleStream" else
-                        "points" if item.get("qps") else "bisection"))
-    if not points:
-        return [dict(common, status="failed", reason=failed or "no run finished")]
-    cap = capacity([(p["target_qps"], p["validity"] == "VALID") for p in points if p.get("target_qps")])
-    out = []
-    for p in points:
-        problems = []
-        if p.get("parity") == "fail":
-            problems.append(f"parity under load: {p.get('parity_reason')}")
-        if p.get("errors"):
-            problems.append("errors while serving: " + "; ".join(p["errors"]))
-        status = "failed" if problems else "ok"
-        notes = problems + ([failed] if failed else [])
-        out.append(dict(common, **{k: p.get(k) for k in (
-            "target_qps", "achieved_qps", "n_queries", "p50_us", "p90_us", "p99_us", "mean_us", "validity",
-            "invalid_reason", "early_stopping_ok", "parity", "parity_n", "logit_rel_err", "service_us",
-            "client_cpu_us", "server_cpu_us", "duration_s", "date")},
-            batch_hist=json.dumps(p.get("batch_hist") or {}, sort_keys=True),
-            max_valid=bool(common["role"] != "single-stream" and p.get("validity") == "VALID"
-                           and p.get("target_qps") is not None and math.isclose(p["target_qps"], cap)),
-            status=status, reason="; ".join(notes)))
-    return out
-
-
-def table(items, log: PointLog, base: dict):
-    import pandas as pd
-
-    rows = []
-    for it in items:
-        end = log.finished(it["key"])
-        pts = log.points(it["key"])
-        if end is None and not pts:
-            continue
-        rows += rows_of(it, pts, (end or {}).get("error"), base)
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
 # --------------------------------------------------------------------------- the experiment
@@ -385,9 +324,12 @@ def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bo
     for it in items:
         if log.finished(it["key"]) or (it["scenario"] == "SingleStream" and log.points(it["key"])):
             continue  # a Single-Stream item is one run: its point is the whole item
-        it["done"] = [(p["target_qps"], p["validity"] == "VALID") for p in log.points(it["key"])
-                      if p.get("target_qps") is not None]
+        it["done"] = [(p["target_qps"], p["validity"] == "VALID", p.get("phase") or "steer")
+                      for p in log.points(it["key"]) if p.get("target_qps") is not None]
         groups.setdefault((it["model"], it["threads"], process_kind(it["path"])), []).append(it)
+    wrk, wrk_how = (None, "no wrk item")
+    if any(it.get("client") == "wrk" for its in groups.values() for it in its):
+        wrk, wrk_how = loadgen_wrk.ensure_wrk()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=sum(len(v) for v in groups.values()), desc="loadgen", disable=not progress)
@@ -403,17 +345,27 @@ def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bo
 
     for (model, t, kind), its in groups.items():
         job = {"model": model, "model_path": str(paths_of[model]), "threads": t, "process": kind, "items": its,
-               "settings": settings, "artifacts": artifacts}
+               "settings": settings, "artifacts": artifacts, "wrk": wrk, "wrk_reason": wrk_how}
         run_child(job, on_event, log_path=out / "loadgen.children.log")
     bar.close()
     frame = table(items, log, base)
     atomic.atomic_write_csv(frame, csv_path)
     envinfo.write_meta(csv_path, extra={
         "stage": "loadgen", "models": [n for n, _ in resolved], "scenarios": list(scenarios), "quick": quick,
-        "settings": settings, "bisection": BISECT, "bounds_ms": {n: bound_for(n, bounds_ms) for n, _ in resolved},
+        "settings": settings, "bisection": BISECT,
+        "stationarity": {"growth_ratio": rules.GROWTH_RATIO, "growth_bound_share": rules.GROWTH_BOUND_SHARE,
+                         "growth_service_times": rules.GROWTH_SERVICE_TIMES},
+        "capacity_slack": rules.CAPACITY_SLACK,
+        "deviations_from_mlperf": (f"published Server runs last >= {settings['confirm_min_duration_ms'] / 1e3:g} s "
+                                   "(MLPerf: 600 s), "
+                                   f"steering runs {settings['server_min_duration_ms']} ms; at least "
+                                   f"{settings['confirm_min_queries']} queries per published Server "
+                                   "run (MLPerf: 270,336); no accuracy run; client and SUT share the cores"), "bounds_ms": {n: bound_for(n, bounds_ms) for n, _ in resolved},
         "threads_settings": sorted({it["threads"] for it in items}), "method": method_text(quick),
-        "client_and_server": "the HTTP client (LoadGen + httpx) and the uvicorn server share this machine's "
-                             f"{os.cpu_count()} cores; client_cpu_us / server_cpu_us are their CPU time per query",
+        "client_and_server": "the HTTP client (LoadGen + http.client threads, bodies built before the run, or wrk) "
+                             f"and the uvicorn server share this machine's {os.cpu_count()} cores; client_cpu_us / "
+                             "server_cpu_us are their CPU time per query",
+        "wrk": wrk_how,
         "run_s": round(time.perf_counter() - t0, 1)})
     return frame
 

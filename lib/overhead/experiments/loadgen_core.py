@@ -64,6 +64,10 @@ class Recorder:
     def reset(self):
         with self.lock:
             self.issued, self.kept, self.batches, self.errors = 0, [], {}, []
+            self.latencies = []  # (issue time, seconds to completion) per query, as the SUT saw it
+
+    def answered(self, t_issue: float, t_done: float) -> None:
+        self.latencies.append((t_issue, t_done - t_issue))  # list.append is atomic under the GIL
 
     def keep_next(self) -> bool:
         """Called once per issued query: keep its output?"""
@@ -87,10 +91,13 @@ class Recorder:
                 self.errors.append(error_text(exc))
 
 
-def _complete(lg, items) -> None:
-    """items: [(query id, output array or None)]; LoadGen reads the response bytes during the call."""
+def _complete(lg, items, rec: Recorder | None = None) -> None:
+    """items: [(query id, output array or None, issue time)]; LoadGen reads the response bytes during the call."""
     keep, responses = [], []
-    for qid, out in items:
+    now = time.perf_counter()
+    for qid, out, t_issue in items:
+        if rec is not None:
+            rec.answered(t_issue, now)
         arr = np.ascontiguousarray(out if out is not None else np.zeros(1, np.float32))
         keep.append(arr)
         responses.append(lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes))
@@ -110,8 +117,9 @@ class ThreadPool:
             t.start()
 
     def issue(self, samples) -> None:
+        now = time.perf_counter()
         for s in samples:
-            self.q.put((s.id, s.index, self.rec.keep_next()))
+            self.q.put((s.id, s.index, self.rec.keep_next(), now))
 
     def _work(self, fn) -> None:
         x, rec, lg = self.x, self.rec, self.lg
@@ -119,7 +127,7 @@ class ThreadPool:
             item = self.q.get()
             if item is None:
                 return
-            qid, idx, keep = item
+            qid, idx, keep, t_issue = item
             try:
                 out = fn(x[idx:idx + 1])
             except Exception as exc:  # the query still completes (LoadGen would wait forever); the row fails
@@ -128,7 +136,7 @@ class ThreadPool:
             if keep and out is not None:
                 rec.keep(idx, out[0])
             rec.batch(1)
-            _complete(lg, [(qid, out)])
+            _complete(lg, [(qid, out, t_issue)], rec)
 
     def flush(self) -> None:
         pass
@@ -180,10 +188,11 @@ class BatchingPool:
                 rec.error(exc)
                 out = None
             rec.batch(n)
-            for k, (qid, i, keep) in enumerate(batch):
+            for k, (qid, i, keep, _t) in enumerate(batch):
                 if keep and out is not None:
                     rec.keep(i, out[k])
-            _complete(self.lg, [(qid, None if out is None else out[k]) for k, (qid, _, _) in enumerate(batch)])
+            _complete(self.lg, [(qid, None if out is None else out[k], t) for k, (qid, _, _, t) in enumerate(batch)],
+                      rec)
             if stop:
                 return
 
@@ -213,12 +222,12 @@ def _proc_worker(spec: dict, x, work_q, result_q) -> None:
         item = work_q.get()
         if item is None:
             return
-        qid, idx, keep = item
+        qid, idx, keep, t_issue = item
         try:
             out = runner(x[idx:idx + 1])
-            result_q.put((qid, idx, out[0] if keep else None))
+            result_q.put((qid, idx, out[0] if keep else None, t_issue))
         except Exception as exc:
-            result_q.put((qid, idx, error_text(exc)))
+            result_q.put((qid, idx, error_text(exc), t_issue))
 
 
 class ProcessPool:
@@ -243,12 +252,13 @@ class ProcessPool:
         self.collector.start()
 
     def issue(self, samples) -> None:
+        now = time.perf_counter()  # echoed back by the worker: completion is timed here, in the same clock
         for s in samples:
-            self.work_q.put((s.id, s.index, self.rec.keep_next()))
+            self.work_q.put((s.id, s.index, self.rec.keep_next(), now))
 
     def _collect(self) -> None:
         while True:
-            qid, idx, out = self.result_q.get()
+            qid, idx, out, t_issue = self.result_q.get()
             if qid is None:
                 return
             if isinstance(out, str):
@@ -257,7 +267,7 @@ class ProcessPool:
             elif out is not None:
                 self.rec.keep(idx, out)
             self.rec.batch(1)
-            _complete(self.lg, [(qid, out)])
+            _complete(self.lg, [(qid, out, t_issue)], self.rec)
 
     def flush(self) -> None:
         pass
@@ -270,7 +280,7 @@ class ProcessPool:
             if p.is_alive():
                 p.kill()
         if getattr(self, "collector", None) is not None:
-            self.result_q.put((None, None, None))
+            self.result_q.put((None, None, None, None))
             self.collector.join(timeout=10)
 
 

@@ -1,28 +1,46 @@
-"""The same SUT behind a real HTTP service: FastAPI on uvicorn, on 127.0.0.1 only, driven by an httpx client.
+"""The same SUT behind a real HTTP service: FastAPI on uvicorn, on 127.0.0.1 only, driven by a keep-alive client.
 
 Server (``python -m overhead.experiments.loadgen_http serve``, a JSON job on stdin): a fresh process that
-fixes its threads, prepares the path (or the no-op path), binds 127.0.0.1 on a free port, prints one
-``ready`` line on its claimed stdout and serves ``POST /predict`` -- JSON ``{"inputs": [...]}`` validated
-by a pydantic model, as a tutorial service does, answered with ``{"outputs": [...]}`` -- from a sync
-endpoint (FastAPI's thread pool) with the one runner behind a lock; ``GET /stats`` gives its CPU seconds.
+fixes its threads, prepares the path (or the no-op path), binds 127.0.0.1 and prints one ``ready`` line on
+its claimed stdout. With N worker processes (as ``uvicorn --workers N``) each one binds the same port with
+SO_REUSEPORT and the kernel spreads the connections. Three payloads (:data:`PAYLOADS`):
 
-Client (:class:`HttpPool`, inside the LoadGen child): worker threads with one keep-alive ``httpx.Client``
-each serialise the query's digit to JSON, post it and decode the answer. Client and server share the
-machine's cores: the table records both processes' CPU time per query.
+- ``pydantic``: ``POST /predict``, JSON ``{"inputs": [...]}`` validated by a pydantic model, answered with
+  ``{"outputs": [...]}`` -- the tutorial service;
+- ``json``: ``POST /predict/json``, the same body read with ``json.loads`` + ``np.asarray``;
+- ``binary``: ``POST /predict/bin``, the raw float32 bytes of the input, answered with the output's bytes.
+
+The first version's p99 was 100x its p50 at half its capacity: a stall, not a queue. Its candidate causes
+that are ours are removed here (which one dominated was not measured separately; the stage measures the
+p99 at half capacity after the fixes): the sync endpoint handed every request to FastAPI's thread pool and
+back (two thread switches fighting for the GIL with the event loop) and took a lock around the model -- the
+endpoints are now ``async`` and call the model on the event loop (one call at a time per process, no lock
+needed); a full garbage collection walks the TF process's whole heap (tens of ms) -- the heap built while
+loading is frozen (``gc.freeze``) before serving; Nagle's algorithm holds the second write of a request or
+response until the peer's delayed ACK (~40 ms) -- every socket sets TCP_NODELAY and the client sends headers
+and body in one write. ``GET /stats`` gives the process's CPU seconds.
+
+Client (:class:`HttpPool`, inside the LoadGen child): worker threads with one keep-alive ``http.client``
+connection each post the query's body, serialised once per sample before the run (as a load tester
+replays recorded requests), so the client's own encoding stays off the measurement. Client and server
+share the machine's cores: the table records both processes' CPU time per query. A C load generator
+(``wrk``, :mod:`overhead.experiments.loadgen_wrk`) cross-checks the same endpoints.
 """
 # no `from __future__ import annotations`: FastAPI reads the endpoint's annotation (a local class) at def time
+import gc
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 
 from overhead import backends as bk
 from overhead.experiments.loadgen_core import (
+    NOOP,
     ThreadPool,
     _runner,
     process_kind,
@@ -34,38 +52,55 @@ HOST = "127.0.0.1"  # loopback only: nothing is ever exposed beyond this machine
 READY_TIMEOUT_S = 600
 
 
-def make_app(fn):
-    """The FastAPI app around `fn(x: np.ndarray) -> np.ndarray` (one call at a time)."""
-    from fastapi import FastAPI
+PAYLOADS = {"pydantic": "/predict", "json": "/predict/json", "binary": "/predict/bin"}
+PAYLOAD_TEXT = {"pydantic": "pydantic JSON", "json": "plain JSON", "binary": "binary float32"}
+
+
+def make_app(fn, input_shape=None):
+    """The FastAPI app around `fn(x: np.ndarray) -> np.ndarray`, one route per payload (:data:`PAYLOADS`)."""
+    from fastapi import FastAPI, Request, Response
     from pydantic import BaseModel
 
     class PredictRequest(BaseModel):
         inputs: list
 
     app = FastAPI(title="overhead loadgen SUT")
-    lock = threading.Lock()
+    shape = tuple(input_shape) if input_shape else None
 
-    @app.post("/predict")
-    def predict(req: PredictRequest):
+    @app.post(PAYLOADS["pydantic"])
+    async def predict(req: PredictRequest):
         x = np.asarray(req.inputs, dtype=np.float32)
-        with lock:
-            y = fn(x)
-        return {"outputs": np.asarray(y).tolist()}
+        return {"outputs": np.asarray(fn(x)).tolist()}
+
+    @app.post(PAYLOADS["json"])
+    async def predict_json(request: Request):
+        x = np.asarray(json.loads(await request.body())["inputs"], dtype=np.float32)
+        return Response(json.dumps({"outputs": np.asarray(fn(x)).tolist()}), media_type="application/json")
+
+    @app.post(PAYLOADS["binary"])
+    async def predict_bin(request: Request):
+        x = np.frombuffer(await request.body(), dtype=np.float32)
+        x = x.reshape((-1, *shape)) if shape else x.reshape(1, -1)
+        y = np.ascontiguousarray(fn(x), dtype=np.float32)
+        return Response(y.tobytes(), media_type="application/octet-stream")
 
     @app.get("/stats")
-    def stats():
+    async def stats():
         return {"cpu_s": time.process_time(), "pid": os.getpid()}
 
     return app
 
 
-def free_socket() -> socket.socket:
+def free_socket(port: int = 0) -> socket.socket:
+    """A listening socket on 127.0.0.1 (`port` 0: a free one); SO_REUSEPORT lets N worker processes share it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # accepted connections inherit it (Linux): the response's headers and body are separate writes, and
     # Nagle's algorithm would hold the second until the client's delayed ACK (~40 ms on loopback)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((HOST, 0))
+    sock.bind((HOST, int(port)))
+    sock.listen(2048)  # before the ready line: a client may connect before uvicorn's loop starts accepting
     return sock
 
 
@@ -78,17 +113,19 @@ def serve(job: dict) -> int:
         kind = job.get("process", "tf")
         bk.enter_process(kind)
         bk.set_threads(int(job["threads"]))
-        if kind == "tf":
+        if kind == "tf" and job["path"] != NOOP:  # the no-op server measures the HTTP stack alone: no TF heap
             bk.configure_tf()
         fn = _runner(job["path"], job, 1)
         x = np.zeros((1, *job["input_shape"]), np.float32)
         fn(x), fn(x)
         import uvicorn
 
-        app = make_app(fn)
-        sock = free_socket()
+        app = make_app(fn, job["input_shape"])
+        sock = free_socket(int(job.get("port", 0)))
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)
+        gc.collect()
+        gc.freeze()  # what loading built is never garbage: later full collections skip it
     except Exception as exc:
         proto.write(json.dumps({"event": "fatal", "error": error_text(exc)}) + "\n")
         proto.flush()
@@ -100,20 +137,32 @@ def serve(job: dict) -> int:
 
 
 class HttpServer:
-    """The server process of one configuration (started, waited for, terminated)."""
+    """The server processes of one configuration (`workers` uvicorn processes on one port; started,
+    waited for, terminated)."""
 
-    def __init__(self, spec: dict, path: str, input_shape):
+    def __init__(self, spec: dict, path: str, input_shape, workers: int = 1):
 
         job = {k: spec[k] for k in ("model_path", "threads", "artifacts", "out_width") if k in spec}
         job.update(path=path, process=process_kind(path), input_shape=list(input_shape))
-        self.proc = subprocess.Popen([sys.executable, "-m", "overhead.experiments.loadgen_http", "serve"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=child_env(kind=job["process"]), text=True)  # a service: it runs until terminated
-        self.proc.stdin.write(json.dumps(job))
-        self.proc.stdin.close()
+        self.procs, self.pids, self.port = [], [], 0
+        try:
+            for _ in range(max(int(workers), 1)):
+                self.pids.append(self._start(dict(job, port=self.port)))
+        except Exception:
+            self.stop()
+            raise
+        self.url = f"http://{HOST}:{self.port}"
+
+    def _start(self, job: dict) -> int:
+        proc = subprocess.Popen([sys.executable, "-m", "overhead.experiments.loadgen_http", "serve"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env=child_env(kind=job["process"]), text=True)  # a service: it runs until terminated
+        self.procs.append(proc)
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
         ready = None
         t_end = time.monotonic() + READY_TIMEOUT_S
-        for line in self.proc.stdout:
+        for line in proc.stdout:
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -124,53 +173,80 @@ class HttpServer:
             if time.monotonic() > t_end:
                 break
         if not ready or ready["event"] != "ready":
-            self.stop()
             raise RuntimeError(f"HTTP server did not start: {(ready or {}).get('error', 'no ready line')}")
-        self.port, self.pid = int(ready["port"]), int(ready["pid"])
-        self.url = f"http://{HOST}:{self.port}"
+        self.port = int(ready["port"])
+        return int(ready["pid"])
 
     def cpu_s(self) -> float:
         import psutil
 
-        t = psutil.Process(self.pid).cpu_times()
-        return float(t.user + t.system)
+        total = 0.0
+        for pid in self.pids:
+            t = psutil.Process(pid).cpu_times()
+            total += float(t.user + t.system)
+        return total
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
 
 
-def _poster(url: str):
-    import httpx
+def encode(payload: str, xb: np.ndarray) -> tuple[bytes, str]:
+    """The request body of one query and its content type."""
+    if payload == "binary":
+        return np.ascontiguousarray(xb, dtype=np.float32).tobytes(), "application/octet-stream"
+    return json.dumps({"inputs": xb.tolist()}).encode(), "application/json"
 
-    # TCP_NODELAY, as urllib3 (requests) sets by default: without it Nagle's algorithm holds the body that
-    # follows the headers until the server's delayed ACK, ~40 ms per request on loopback
-    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    client = httpx.Client(base_url=url, timeout=60.0, transport=transport)
+
+def decode(payload: str, body: bytes, n: int) -> np.ndarray:
+    if payload == "binary":
+        return np.frombuffer(body, dtype=np.float32).reshape(n, -1)
+    return np.asarray(json.loads(body)["outputs"], dtype=np.float32)
+
+
+def _poster(port: int, payload: str, x: np.ndarray):
+    """A keep-alive client of one payload; the bodies of the samples in `x` are built once, before the run."""
+    route = PAYLOADS[payload]
+    bodies = {x[i:i + 1].tobytes(): encode(payload, x[i:i + 1]) for i in range(len(x))}
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
 
     def post(xb: np.ndarray) -> np.ndarray:
-        r = client.post("/predict", json={"inputs": xb.tolist()})
-        r.raise_for_status()
-        return np.asarray(r.json()["outputs"], dtype=np.float32)
+        body, ctype = bodies.get(xb.tobytes()) or encode(payload, xb)
+        if conn.sock is None:
+            conn.connect()
+            # http.client sends headers and a bytes body in one write; TCP_NODELAY for the next request's too
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.request("POST", route, body=body, headers={"Content-Type": ctype})
+        r = conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status} from {route}: {data[:200]!r}")
+        return decode(payload, data, len(xb))
 
-    post.client = client
+    post.client = conn
     return post
 
 
 class HttpPool:
-    """The HTTP client SUT: `workers` client threads posting to the configuration's own server."""
+    """The HTTP client SUT: `clients` client threads posting one payload to the configuration's own server
+    of `server_workers` processes."""
 
     def __init__(self, lg, item: dict, spec: dict, x, recorder):
 
-        self.server = HttpServer(spec, item["path"], x.shape[1:])
-        self.x = x
+        workers = int(item.get("server_workers") or 1)
+        self.server = HttpServer(spec, item["path"], x.shape[1:], workers=workers)
+        self.x, self.payload = x, item.get("payload") or "pydantic"
+        self.held = (f"one runner per server process ({workers}), async endpoint, "
+                     f"{PAYLOAD_TEXT[self.payload]}")
         try:
-            self.posts = [_poster(self.server.url) for _ in range(int(item.get("workers", 1)))]
+            self.posts = [_poster(self.server.port, self.payload, x) for _ in range(int(item.get("clients") or 1))]
             self.pool = ThreadPool(lg, self.posts, x, recorder)
         except Exception:
             self.server.stop()

@@ -21,6 +21,7 @@ and compared with the Keras reference by :func:`overhead.harness.parity.compare`
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -35,6 +36,8 @@ import numpy as np
 from overhead import backends as bk
 from overhead.backends import reference
 from overhead.base import data
+from overhead.experiments import loadgen_rules as rules
+from overhead.experiments import loadgen_wrk
 from overhead.experiments.loadgen_core import (
     N_INPUTS,
     NOOP,
@@ -46,11 +49,12 @@ from overhead.experiments.loadgen_core import (
     ThreadPool,
     _runner,
     allowed_batches,
+    capacity,
     min_qps,
     next_qps,
     service_time_s,
 )
-from overhead.experiments.loadgen_http import HttpPool
+from overhead.experiments.loadgen_http import HttpPool, HttpServer
 from overhead.experiments.pipeline import input_shape
 from overhead.harness import parity
 from overhead.harness.child import claim_stdout, error_text
@@ -189,38 +193,24 @@ def _inputs(spec: dict):
 
 
 def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
-    """Prepare the item's strategy, then one LoadGen run per point (Single-Stream, fixed QPS or bisection)."""
+    """Prepare the item's strategy, then one LoadGen run per point: Single-Stream, fixed QPS, or a Server
+    bisection whose short runs steer and whose maximum and first failing point are confirmed by long runs."""
 
+    if item.get("client") == "wrk":
+        return run_wrk_item(item, spec, x, emit)
     rec = Recorder()
     if item.get("transport") == "http":
 
         pool = HttpPool(lg, item, spec, x, rec)
-        held = "one runner behind a lock in the server"
+        held = pool.held
     else:
         pool, held = build_pool(lg, item, spec, x, rec)
     try:
         probe = pool.probe if hasattr(pool, "probe") else None
         svc = probe() if probe else service_time_s(_single_call(item, spec, pool), x)
         emit(event="prepared", key=item["key"], service_s=svc, held=held)
-        done = [tuple(p) for p in item.get("done", [])]
-        if item["scenario"] == "SingleStream":
-            todo = iter([None]) if not done else iter([])
-        elif item.get("qps"):
-            todo = iter([q for q in item["qps"] if not any(math.isclose(q, d[0]) for d in done)])
-        else:
-            todo = None
-        while True:
-            if todo is not None:
-                q = next(todo, "end")
-                if q == "end":
-                    break
-            else:
-                q = next_qps(done, workers=int(item.get("workers", 1)) * _batch_gain(item), service_s=svc,
-                             bound_ms=float(item["bound_ms"]), floor=min_qps(spec["settings"]),
-                             **item.get("bisect", {}))
-                if q is None:
-                    break
-            settings = spec["settings"]
+        for q, phase in _points(item, spec, svc):
+            settings = rules.confirm_settings(spec["settings"]) if phase == "confirm" else spec["settings"]
             if item["scenario"] == "Server" and svc * 1e3 >= float(item["bound_ms"]):
                 # one call is slower than the bound: LoadGen's verdict is INVALID at any load; a short run says so
                 settings = dict(settings, server_max_duration_ms=min(settings["server_max_duration_ms"], 2000))
@@ -230,16 +220,77 @@ def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
             res = run_loadgen(lg, pool, len(x), item["scenario"], settings, target_qps=q,
                               bound_ms=item.get("bound_ms"), expected_s=svc)
             par = parity_of(item["path"], rec.kept, ref)
-            point = {**res, **par, "target_qps": q, "batch_hist": dict(sorted(rec.batches.items())),
-                     "errors": list(rec.errors), "held": held, "service_us": svc * 1e6}
+            point = {**res, **par, "target_qps": q, "phase": phase, "batch_hist": dict(sorted(rec.batches.items())),
+                     "errors": list(rec.errors), "held": held, "service_us": svc * 1e6,
+                     "loadgen_validity": res["validity"]}
+            if item["scenario"] == "Server":
+                st = rules.stationarity(rec.latencies, bound_s=float(item["bound_ms"]) / 1e3, service_s=svc)
+                point.update(st)
+                if res["validity"] == "VALID" and st["stationary"] is False:
+                    point["validity"] = "INVALID"
+                    point["invalid_reason"] = rules.growing_reason(st)
             if hasattr(pool, "server_cpu_s"):
                 point["server_cpu_us"] = pool.server_cpu_s() * 1e6 / max(res["n_queries"], 1)
             emit(event="point", key=item["key"], point=point)
             if q is not None:
-                done.append((q, res["validity"] == "VALID"))
+                item.setdefault("done", []).append((q, point["validity"] == "VALID", phase))
     finally:
         pool.stop()
     emit(event="item_done", key=item["key"])
+
+
+def run_wrk_item(item: dict, spec: dict, x, emit) -> None:
+    """The wrk cross-check of one HTTP configuration: one wrk run per connection count, on its own server."""
+    if not spec.get("wrk"):
+        raise RuntimeError(spec.get("wrk_reason") or loadgen_wrk.MISSING)
+    server = HttpServer(spec, item["path"], x.shape[1:], workers=int(item.get("server_workers") or 1))
+    try:
+        emit(event="prepared", key=item["key"], service_s=None, held="wrk")
+        duration = float(spec["settings"].get("wrk_duration_s", loadgen_wrk.DURATION_S))
+        for c in item.get("connections") or loadgen_wrk.CONNECTIONS:
+            if duration >= 2:  # a warm-up second: connections opened, the server's first requests served
+                loadgen_wrk.run_wrk(spec["wrk"], server.port, item["payload"], x, connections=c, duration_s=1)
+            cpu0 = server.cpu_s()
+            res = loadgen_wrk.run_wrk(spec["wrk"], server.port, item["payload"], x, connections=c, duration_s=duration)
+            res["server_cpu_us"] = (server.cpu_s() - cpu0) * 1e6 / max(res["n_queries"], 1)
+            emit(event="point", key=item["key"], point=dict(res, phase="wrk", parity="",
+                                                              parity_reason="wrk: answers not read"))
+    finally:
+        server.stop()
+    emit(event="item_done", key=item["key"])
+
+
+def _points(item: dict, spec: dict, svc: float):
+    """(target QPS, phase) of the item's runs, each decided after the previous one finished (item["done"])."""
+    done = item.setdefault("done", [])
+    done[:] = [(d[0], d[1], d[2] if len(d) > 2 else "steer") for d in done]
+    if item["scenario"] == "SingleStream":
+        if not done:
+            yield None, "single-stream"
+        return
+    if item.get("qps"):
+        for q in item["qps"]:
+            if not any(math.isclose(q, d[0]) for d in done):
+                yield q, "points"
+        return
+    floor = min_qps(spec["settings"])
+    while True:
+        short = [(q, v) for q, v, ph in done if ph == "steer"]
+        q = next_qps(short, workers=int(item.get("workers", 1)) * _batch_gain(item), service_s=svc,
+                     bound_ms=float(item["bound_ms"]), floor=floor, **item.get("bisect", {}))
+        if q is None:
+            break
+        yield q, "steer"
+    if not item.get("confirm", True):
+        return
+    short = [(q, v) for q, v, ph in done if ph == "steer"]
+    lo = capacity(short) or None
+    hi = min([q for q, v in short if not v and (lo is None or q > lo)], default=None)
+    while True:
+        q = rules.next_confirm([(q, v) for q, v, ph in done if ph == "confirm"], lo=lo, hi=hi, floor=floor)
+        if q is None:
+            return
+        yield q, "confirm"
 
 
 def _batch_gain(item: dict) -> float:
@@ -281,6 +332,8 @@ def main(job: dict) -> int:
         emit(event="fatal", error=error_text(exc))
         return 3
     spec = dict(job, out_width=int(np.prod(ref.shape[1:])))
+    gc.collect()
+    gc.freeze()  # what the imports and the reference built is never garbage: full collections during a run skip it
     emit(event="hello", pid=os.getpid(), threads=threads, readback=bk.threads_readback())
     for item in job["items"]:
         emit(event="start", key=item["key"])

@@ -1,7 +1,13 @@
 """The report's "Under load" section: pure functions of the LoadGen table (``loadgen.csv``) alone.
 
-- :func:`mlperf_table`: per model and path, Single-Stream p50/p90/p99 and the Server scenario's highest
-  VALID QPS at the bound (one worker thread, in process);
+- :func:`lead_sentence`: the section's finding -- how many times the web payload costs the inference of
+  the smallest model, and from which model on the framework matters again;
+- :func:`mlperf_table`: per model and path, Single-Stream p50/p90/p99 and the Server scenario's maximum at
+  the bound (one worker thread, in process). A maximum is published only from a run of at least
+  :data:`CONFIRM_MIN_S` s that LoadGen called VALID, whose queue did not
+  grow and which stays within the capacity bound; a configuration whose VALID runs were all shorter (the
+  first published runs: 0.5 s) gets a short-run upper bound instead, never a maximum;
+- :func:`http_table`: the HTTP service per payload and worker count, LoadGen's figures beside wrk's;
 - :func:`fig_hockey_stick`: p50 and p99 against the offered (target) QPS, per path;
 - :func:`http_share` / :func:`fig_http_share`: where a request's time goes through the HTTP service,
   from the no-op model (framework vs model vs HTTP stack vs LoadGen + SUT);
@@ -15,10 +21,14 @@ import json
 import numpy as np
 import pandas as pd
 
+from overhead.report.fmt import fmt_us
 from overhead.report.plotkit import _empty, _fig, _legend_right, _us
 from overhead.report.style import color_for, marker_for, order_backends
 
 NOOP = "noop"
+# the shortest Server run whose QPS is published as a maximum: the stage's confirming runs last at least this
+# long (overhead.experiments.loadgen_rules.CONFIRM_MIN_S; the report reads result tables only, a test ties them)
+CONFIRM_MIN_S = 10.0
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,33 +45,60 @@ def single_stream(frame: pd.DataFrame) -> pd.DataFrame:
     return _ok(ss)
 
 
-def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread") -> pd.DataFrame:
-    """Highest VALID target QPS per (model, path, strategy, workers, batching) of the Server bisections
-    (0 where no run was VALID); a configuration with a failed row (parity) is left out."""
+def _col(frame: pd.DataFrame, name: str, default=None) -> pd.Series:
+    """A column, or `default` for every row when an older table lacks it."""
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object)
+
+
+def long_run(frame: pd.DataFrame) -> pd.Series:
+    """Rows of Server runs long enough to publish: >= CONFIRM_MIN_S s (shorter confirming runs of a test
+    setting are not)."""
+    return pd.to_numeric(_col(frame, "duration_s"), errors="coerce") >= CONFIRM_MIN_S
+
+
+CAPACITY_COLUMNS = ["model", "path", "strategy", "workers", "batching", "bound_ms", "max_qps", "upper_bound_qps",
+                    "max_kind", "p99_at_max_us", "run_s_at_max", "flagged", "runs"]
+
+
+def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread", extra_keys=()) -> pd.DataFrame:
+    """Per (model, path, strategy, workers, batching) of the Server bisections: ``max_qps``, the published
+    maximum (the highest long VALID run, status ok; 0 where no run was VALID; NaN where only short runs
+    were: ``upper_bound_qps`` then holds their highest VALID QPS and ``max_kind`` says so). A configuration
+    with a failed row (parity) is left out; a flagged row (capacity bound broken) is counted, not used."""
     srv = frame[(frame["scenario"] == "Server") & (frame["role"] == "bisection")
                 & (frame["transport"] == transport)]
     if strategy is not None:
         srv = srv[srv["strategy"] == strategy]
+    keys = ["model", "path", "strategy", "workers", "batching", *extra_keys]
     if srv.empty:
-        return pd.DataFrame(columns=["model", "path", "strategy", "workers", "batching", "bound_ms", "max_qps",
-                                     "p99_at_max_us", "runs"])
-    keys = ["model", "path", "strategy", "workers", "batching"]
-    srv = srv.assign(batching=srv["batching"].fillna(""))
+        return pd.DataFrame(columns=CAPACITY_COLUMNS + list(extra_keys))
+    srv = srv.assign(batching=srv["batching"].fillna(""), _long=long_run(srv))
+    for k in extra_keys:
+        srv[k] = srv[k].fillna("")
     rows = []
     for key, g in srv.groupby(keys, sort=False):
-        if (g["status"] != "ok").any():
+        if (g["status"] == "failed").any():
             continue
-        valid = g[g["validity"] == "VALID"]
-        best = valid.loc[valid["target_qps"].idxmax()] if len(valid) else None
+        valid = g[(g["validity"] == "VALID") & (g["status"] == "ok")]
+        held = valid[valid["_long"]]
+        best = held.loc[held["target_qps"].idxmax()] if len(held) else None
+        upper = float(valid["target_qps"].max()) if len(valid) and best is None else np.nan
+        kind = ("maximum" if best is not None else
+                f"short-run upper bound (runs of {valid['duration_s'].max():.3g} s < {CONFIRM_MIN_S:g} s)"
+                if len(valid) else "no load held")
         rows.append(dict(zip(keys, key), bound_ms=float(g["bound_ms"].iloc[0]),
-                         max_qps=float(best["target_qps"]) if best is not None else 0.0,
-                         p99_at_max_us=float(best["p99_us"]) if best is not None else np.nan, runs=len(g)))
-    return pd.DataFrame(rows)
+                         max_qps=float(best["target_qps"]) if best is not None else (np.nan if len(valid) else 0.0),
+                         upper_bound_qps=upper, max_kind=kind,
+                         p99_at_max_us=float(best["p99_us"]) if best is not None else np.nan,
+                         run_s_at_max=float(best["duration_s"]) if best is not None else np.nan,
+                         flagged=int((g["status"] == "flagged").sum()), runs=len(g)))
+    return pd.DataFrame(rows, columns=CAPACITY_COLUMNS + list(extra_keys))
 
 
 def mlperf_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The MLPerf-style table: per model and path, Single-Stream p50/p90/p99 at 1 thread (and p90 at the
-    most threads measured), the Server max QPS at the bound (one worker thread), parity under load."""
+    most threads measured), the Server maximum at the bound (one worker thread; a short-run upper bound
+    where no long run confirmed one, see :func:`server_capacity`), parity under load."""
     ss = single_stream(frame)
     ss = ss[ss["path"] != NOOP]
     out = []
@@ -73,10 +110,11 @@ def mlperf_table(frame: pd.DataFrame) -> pd.DataFrame:
                     "ss_p99_us": one["p99_us"], f"ss_p90_us_t{t_max}": most["p90_us"] if len(g) > 1 else np.nan})
     table = pd.DataFrame(out)
     cap = server_capacity(frame)
+    keep = ["model", "path", "bound_ms", "max_qps", "upper_bound_qps", "max_kind"]
     if len(table) and len(cap):
-        table = table.merge(cap[["model", "path", "bound_ms", "max_qps"]], on=["model", "path"], how="outer")
+        table = table.merge(cap[keep], on=["model", "path"], how="outer")
     elif len(cap):
-        table = cap[["model", "path", "bound_ms", "max_qps"]].copy()
+        table = cap[keep].copy()
     if table.empty:
         return table
     failed = frame[(frame["status"] == "failed") & frame["reason"].fillna("").str.startswith("parity under load")]
@@ -133,6 +171,7 @@ def http_share(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     Shares are of their sum; ``measured_us`` is the path's own p50 over HTTP, for comparison.
     """
     ss = _ok(frame[(frame["scenario"] == "SingleStream") & (frame["strategy"] == "thread")])
+    ss = ss[_payload(ss).isin(["pydantic"]) | (ss["transport"] != "http")]  # the tutorial service's payload
     if model is None and len(ss):
         model = ss["model"].iloc[0]
     ss = ss[ss["model"] == model]
@@ -213,34 +252,157 @@ def batching_table(frame: pd.DataFrame) -> pd.DataFrame:
                                               "mean_batch"]]
 
 
-def under_load_sentence(frame: pd.DataFrame) -> str:
+def under_load_sentence(frame: pd.DataFrame, tie_ratio: float = 1.25) -> str:
     """Does the fastest path change under load? Per model: the lowest Single-Stream p90 against the highest
-    Server max QPS at the bound (same paths, parity passed); names the path to serve with."""
+    published Server maximum at the bound (same paths, parity passed); names the path to serve with, or the
+    co-winners when the runner-up is within `tie_ratio` (the step of the confirming runs: closer maxima are
+    not told apart by the bisection)."""
     table = mlperf_table(frame)
     if table.empty or "max_qps" not in table:
         return "No Server bisection was run, so the study cannot say whether the fastest path changes under load."
     parts, changed = [], []
     for model, g in table[table["parity_under_load"] == "pass"].groupby("model", sort=False):
         both = g.dropna(subset=["ss_p90_us", "max_qps"])
-        if both.empty:
+        if both.empty or not (both["max_qps"] > 0).any():  # no published maximum held any load on this model
             continue
         fast = both.loc[both["ss_p90_us"].idxmin()]
-        serve = both.loc[both["max_qps"].idxmax()]
-        same = fast["path"] == serve["path"]
+        ranked = both.sort_values("max_qps", ascending=False)
+        serve = ranked.iloc[0]
+        ties = ranked[ranked["max_qps"] * tie_ratio > serve["max_qps"]]["path"].tolist() if serve["max_qps"] > 0 \
+            else []
+        tie = len(ties) > 1
+        who = (f"`{serve['path']}`" if not tie else
+               "a tie of " + ", ".join(f"`{p}`" for p in ties) + f" (within {tie_ratio:g}x)")
+        same = fast["path"] in ties if tie else fast["path"] == serve["path"]
         changed.append(not same)
         bound = f"{serve['bound_ms']:g} ms"
         if same:
-            parts.append(f"on {model} `{fast['path']}` is both the fastest alone (Single-Stream p90 "
-                         f"{_us(round(fast['ss_p90_us'], 1))}) and the one that sustains the most load "
-                         f"({serve['max_qps']:,.0f} queries/s with p99 under {bound})")
+            parts.append(f"on {model} `{fast['path']}` is the fastest alone (Single-Stream p90 "
+                         f"{_us(round(fast['ss_p90_us'], 1))}) and {'among ' if tie else ''}the "
+                         f"one{'s' if tie else ''} that sustain{'' if tie else 's'} the most load "
+                         f"({who}: {serve['max_qps']:,.0f} queries/s with p99 under {bound})")
         else:
             parts.append(f"on {model} `{fast['path']}` is the fastest alone (Single-Stream p90 "
                          f"{_us(round(fast['ss_p90_us'], 1))}, {fast['max_qps']:,.0f} queries/s under load) but "
-                         f"`{serve['path']}` sustains the most load ({serve['max_qps']:,.0f} queries/s with p99 "
-                         f"under {bound}; p90 alone {_us(round(serve['ss_p90_us'], 1))})")
+                         f"{who} sustain{'' if tie else 's'} the most load ({serve['max_qps']:,.0f} "
+                         f"queries/s with p99 under {bound}; p90 alone {_us(round(serve['ss_p90_us'], 1))})")
     if not parts:
+        if "upper_bound_qps" in table and table["upper_bound_qps"].notna().any():
+            return (f"The Server maxima of this run come from runs shorter than the {CONFIRM_MIN_S:g} s a published "
+                    "maximum needs, so they are upper bounds only and the study does not say whether the fastest "
+                    "path changes under load.")
         return "No path has both a Single-Stream and a Server result, so the study cannot compare them."
     verdict = ("Under load the fastest path changes" if all(changed) else
                "Under load the fastest path stays the same" if not any(changed) else
                "Under load the fastest path changes for some models")
     return f"{verdict}: " + "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------- behind HTTP
+
+def _payload(frame: pd.DataFrame) -> pd.Series:
+    """The payload of each row; the first published runs had one (pydantic JSON) and no column for it."""
+    return _col(frame, "payload", "").fillna("").replace("", "pydantic")
+
+
+def _server_workers(frame: pd.DataFrame) -> pd.Series:
+    return pd.to_numeric(_col(frame, "server_workers"), errors="coerce").fillna(1).astype(int)
+
+
+PAYLOAD_NAMES = {"pydantic": "pydantic JSON", "json": "plain JSON", "binary": "binary float32"}
+
+
+def http_table(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """The no-op model behind the HTTP service, per payload and uvicorn worker count: LoadGen's Single-Stream
+    p50/p99 and Server maximum (with p50/p99 at the VALID run nearest half of it), and wrk's one-connection p50
+    and saturated requests/s, p50 and p99 -- the HTTP floor of a service whose model costs nothing."""
+    http = frame[(frame["transport"] == "http") & (frame["path"] == NOOP)]
+    if http.empty:
+        return pd.DataFrame()
+    model = model or http["model"].iloc[0]
+    http = http[http["model"] == model]
+    http = http.assign(payload=_payload(http), server_workers=_server_workers(http), role=_col(http, "role").astype(str))
+    cap = server_capacity(http, transport="http", strategy=None, extra_keys=("payload", "server_workers"))
+    rows = []
+    for (pl, w), g in http.groupby(["payload", "server_workers"], sort=False):
+        ss = _ok(g[g["scenario"] == "SingleStream"])
+        wrk = g[(g["role"] == "wrk") & (g["status"] == "ok")]
+        c = cap[(cap["payload"] == pl) & (cap["server_workers"] == w)] if len(cap) else cap
+        row = {"model": model, "payload": PAYLOAD_NAMES.get(pl, pl), "server_workers": int(w),
+               "ss_p50_us": float(ss["p50_us"].iloc[0]) if len(ss) else np.nan,
+               "ss_p99_us": float(ss["p99_us"].iloc[0]) if len(ss) else np.nan,
+               "max_qps": float(c["max_qps"].iloc[0]) if len(c) else np.nan,
+               "max_kind": c["max_kind"].iloc[0] if len(c) else "not run"}
+        srv = _ok(g[(g["scenario"] == "Server") & (g["role"] == "bisection") & (g["validity"] == "VALID")])
+        if np.isfinite(row["max_qps"]) and row["max_qps"] > 0 and len(srv):
+            half = srv.loc[(srv["target_qps"] - row["max_qps"] / 2).abs().idxmin()]
+            row.update(half_qps=float(half["target_qps"]), p50_at_half_us=float(half["p50_us"]),
+                       p99_at_half_us=float(half["p99_us"]))
+        conns = pd.to_numeric(_col(wrk, "clients"), errors="coerce")
+        one, many = wrk[conns == 1], wrk[conns > 1]
+        row["wrk_c1_p50_us"] = float(one["p50_us"].iloc[0]) if len(one) else np.nan
+        if len(many):
+            top = many.loc[pd.to_numeric(many["achieved_qps"]).idxmax()]
+            row.update(wrk_qps=float(top["achieved_qps"]), wrk_connections=int(top["clients"]),
+                       wrk_p50_us=float(top["p50_us"]), wrk_p99_us=float(top["p99_us"]))
+        skipped = g[g["status"] == "skipped"]
+        row["wrk_note"] = skipped["reason"].iloc[0] if len(skipped) and not len(wrk) else ""
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if {"max_qps", "wrk_qps"} <= set(out):  # only where LoadGen's client held some load under the bound
+        out["loadgen_over_wrk"] = out["max_qps"].where(out["max_qps"] > 0) / out["wrk_qps"]
+    return out
+
+
+def _fastest_inproc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model: the fastest in-process Single-Stream path (1 thread) and its p50, the no-op's p50, and the
+    p50 of `tf.function` (TensorFlow's serving path) where it ran."""
+    ss = single_stream(frame)
+    ss = ss[ss["threads"] == ss["threads"].min()] if len(ss) else ss
+    rows = []
+    for model, g in ss.groupby("model", sort=False):
+        real = g[g["path"] != NOOP]
+        if real.empty:
+            continue
+        best = real.loc[real["p50_us"].idxmin()]
+        tf = real[real["path"] == "tf.function"]
+        noop = g[g["path"] == NOOP]
+        rows.append({"model": model, "fastest": best["path"], "fastest_p50_us": float(best["p50_us"]),
+                     "noop_p50_us": float(noop["p50_us"].iloc[0]) if len(noop) else 0.0,
+                     "tf_p50_us": float(tf["p50_us"].iloc[0]) if len(tf) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def lead_sentence(frame: pd.DataFrame) -> str:
+    """The section's finding in one computed sentence: what the web payload costs against the smallest model's
+    inference (the no-op model over HTTP, Single-Stream p50, minus in process), and the first model on which
+    TensorFlow's serving path (`tf.function`) costs more than the fastest path by more than the cheapest
+    payload's HTTP round trip -- where the framework matters again. Without HTTP runs: the load sentence."""
+    fast = _fastest_inproc(frame)
+    ss = _ok(frame[(frame["scenario"] == "SingleStream") & (frame["transport"] == "http") & (frame["path"] == NOOP)])
+    if fast.empty or ss.empty:
+        return under_load_sentence(frame)
+    ss = ss[_server_workers(ss) == 1]
+    ss = ss.assign(payload=_payload(ss))
+    small = fast.iloc[0]
+    cost = {pl: float(g["p50_us"].iloc[0]) - small["noop_p50_us"] for pl, g in ss.groupby("payload", sort=False)}
+    first = "pydantic" if "pydantic" in cost else next(iter(cost))
+    cheap = min(cost, key=cost.get)
+    text = (f"Behind a web service the payload, not the framework, sets the floor for {small['model']}: a "
+            f"{PAYLOAD_NAMES.get(first, first)} request costs {fmt_us(cost[first])} over HTTP, "
+            f"{cost[first] / small['fastest_p50_us']:.3g}x the fastest inference (`{small['fastest']}`, "
+            f"{fmt_us(small['fastest_p50_us'])} per query in process)")
+    if cheap != first:
+        text += f" ({PAYLOAD_NAMES.get(cheap, cheap)}: {fmt_us(cost[cheap])})"
+    gap = fast.assign(gap_us=fast["tf_p50_us"] - fast["fastest_p50_us"]).dropna(subset=["gap_us"])
+    again = gap[gap["gap_us"] > cost[cheap]]
+    if len(again):
+        r = again.iloc[0]
+        text += (f"; the framework matters again from {r['model']} on, where `tf.function` costs "
+                 f"{fmt_us(r['gap_us'])} more per query than `{r['fastest']}`, more than the cheapest HTTP round trip.")
+    elif len(gap):
+        text += (f"; on no model measured does `tf.function`'s cost over the fastest path (at most "
+                 f"{fmt_us(gap['gap_us'].max())}) exceed the cheapest HTTP round trip.")
+    else:
+        text += "."
+    return text
