@@ -59,3 +59,14 @@ def test_the_check_fails_when_loading_drops_a_table(monkeypatch):
     monkeypatch.setattr(loading, "RESULT_FILES", tuple(s for s in loading.RESULT_FILES if s != "loadgen"))
     R = A.analyse(loading.load_results(PUBLISHED), None, n_boot=5, preferred_machine="amd-epyc-zen5-2c")
     assert NOT_MEASURED in optional.loadgen_text(R)
+
+
+@pytest.mark.skipif("amd-epyc-zen5-2c" not in MACHINES, reason="the run with loadgen.csv is not committed")
+def test_short_run_server_points_reach_the_advice_as_upper_bounds(results):
+    # its Server points ran 0.5 s: no maximum is published, and the advice says what the runs do show
+    from overhead.report import advice
+    R = A.analyse(results, None, n_boot=5, preferred_machine="amd-epyc-zen5-2c")
+    rows = advice.advice(R)
+    row = rows[rows["situation"].str.contains("under load")].iloc[0]
+    assert "not measured" not in row["fastest (measured)"]
+    assert "upper bound" in row["situation"] and "at most" in row["fastest (measured)"]

@@ -253,6 +253,12 @@ def _under_load_row(R) -> dict:
     here = cap[cap["model"] == model].set_index("path")
     qps = here["max_qps"][here["max_qps"] > 0]
     bound = here["bound_ms"].iloc[0]
+    if not len(qps) and "upper_bound_qps" in here and here["upper_bound_qps"].gt(0).any():
+        upper = here["upper_bound_qps"][here["upper_bound_qps"] > 0]
+        return _row(f"a service under load ({code(model)}, p99 ≤ {bound:g} ms; short-run upper bounds only: no "
+                    "Server point ran long enough to show a growing queue, so no maximum is published)",
+                    "queries/s at the p99 bound (upper bound)", _rank(upper, True), upper,
+                    lambda v: f"at most {v:,.0f} queries/s (short runs)", R, model)
     # a bisection gives one capacity per path and no interval: the highest is named as measured, not as a win
     return _row(f"a service under load ({code(model)}, Poisson arrivals, p99 ≤ {bound:g} ms; highest capacity "
                 "found by bisection, no interval, so not judged by the rule)",
