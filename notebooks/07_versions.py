@@ -79,5 +79,4 @@ display(df[['release', 'keras', 'model', 'path', 'onednn', 'status', 'parity', '
 
 # %%
 display(Markdown(vreport.finding(df)))
-fig, alt = vreport.fig_latency(df)
-display(fig)
+display(vreport.table(df))

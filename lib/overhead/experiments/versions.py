@@ -176,7 +176,7 @@ def pool(recs: list[dict], path: str, ref: np.ndarray, results: Path, samples_re
         why = bad["reason"] if bad is not None else next((r["reason"] for r in recs if r["reason"]), "did not run")
         return dict(row, status="failed", reason=why)
     runs, checks = [], []
-    for r in recs:
+    for r in (r for r in recs if r["ok"]):
         with np.load(r["npz"]) as npz:
             if f"samples__{path}" in npz.files:
                 runs.append(npz[f"samples__{path}"])
@@ -255,7 +255,7 @@ def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths
     refs, inputs = {}, {}
     for m in models:
         x, ref = reference(Path(weights[m]), m, n_parity, data_dir)
-        inputs[m] = work / f"inputs__{m}__{sha12(weights[m])}.npz"
+        inputs[m] = work / f"inputs__{m}__{sha12(weights[m])}__n{n_parity}.npz"
         if not inputs[m].exists():
             np.savez(inputs[m], x=x)
         refs[m] = ref

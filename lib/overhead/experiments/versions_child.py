@@ -152,6 +152,8 @@ def build_model(keras, plan):
             layer.set_weights(weights)
         if act is not None and not own_act:
             out = _act_layer(L, act)(out)
+        if k == "conv" and p.get("pool"):  # the engine fused a 2x2-style max-pool into the convolution
+            out = L.MaxPooling2D(tuple(p["pool"]), strides=tuple(p["pool"]), padding="valid")(out)
         vals[op["out"]] = out
     outs = [vals[v] for v in plan["out_vals"]]
     return keras.Model(inp, outs[0] if len(outs) == 1 else outs, name=plan.get("name") or "model")
@@ -178,11 +180,13 @@ def prepare(tf, keras, model, path: str, x1: np.ndarray, scratch: str, threads: 
         f.get_concrete_function()
         return lambda x: f(x).numpy()
     if path == "savedmodel":
+        # A tf.Module holding the variables and one serving function, the way Keras 3's export builds it, in every
+        # release alike (Keras 2's own saving would also try to save predict()'s captured iterator).
         target = os.path.join(scratch, "savedmodel")
-        if hasattr(model, "export"):  # Keras 3 (and tf_keras >= 2.13): the serving export
-            model.export(target)
-        else:
-            tf.saved_model.save(model, target)
+        module = tf.Module()
+        module.weights_ = [v if isinstance(v, tf.Variable) else v.value for v in model.variables]
+        module.serve = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+        tf.saved_model.save(module, target, signatures={"serving_default": module.serve.get_concrete_function()})
         sig = tf.saved_model.load(target).signatures["serving_default"]
         (arg,) = list(sig.structured_input_signature[1])
         (out,) = list(sig.structured_outputs)

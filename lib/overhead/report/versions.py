@@ -28,7 +28,8 @@ KEY_PATHS = ("predict", "tf.function")
 
 def read(results_root) -> pd.DataFrame:
     """Every machine's versions.csv under `results_root` (empty frame when none)."""
-    frames = [pd.read_csv(p) for p in sorted(Path(results_root).glob(f"*/{FILE}"))]
+    frames = [pd.read_csv(p, dtype={"release": str, "keras": str, "tensorflow": str})
+              for p in sorted(Path(results_root).glob(f"*/{FILE}"))]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
