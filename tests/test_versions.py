@@ -162,7 +162,7 @@ def test_a_change_must_hold_on_every_machine():
 
 
 def test_finding_names_a_release_that_did_not_install():
-    frame = pd.DataFrame([_row("2.20", 100, 98, 102),
+    frame = pd.DataFrame([_row("2.20", 100, 98, 102, keras="3"),
                           {"machine": "m1", "release": "2.21", "status": "failed", "reason": "install failed: x"}])
     text = vreport.finding(frame)
     assert "2.21 (install failed: x)" in text

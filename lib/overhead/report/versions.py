@@ -98,8 +98,9 @@ def finding(frame: pd.DataFrame, top: int = 4) -> str:
     """The section's lead: the largest measurable changes (steps first), else "no measurable change"."""
     if frame.empty:
         return "*Not measured:* no versions.csv in this run's results (the version stage did not run)."
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, "path", "reason", "parity"])))
     ok = frame[frame["status"] == "ok"]
-    failed = frame[(frame["status"] != "ok") & frame["path"].isna()] if "path" in frame else frame.iloc[0:0]
+    failed = frame[(frame["status"] != "ok") & frame["path"].isna()]
     rels = sorted(ok["release"].astype(str).unique(), key=release_key)
     ch = changes(frame, "default")
     steps = ch[ch["kind"] == "step"].assign(size=lambda d: (np.log(d["ratio"])).abs()).sort_values(
