@@ -156,7 +156,8 @@ def run_one(release: Release, keras: str, model: str, onednn: bool, run: int, *,
     elif not done.ok or done.last("done") is None:
         reason = f"child failed: {done.failure()}"
     return {"key": key, "run": run, "release": release.label, "keras": keras, "model": model, "onednn": onednn,
-            "ok": not reason, "reason": reason, "seconds": round(done.seconds, 2), "import": imp,
+            "ok": not reason, "reason": reason, "seconds": round(done.seconds, 2),
+            "cpu_s": (done.last("done") or {}).get("cpu_s"), "import": imp,
             "paths": {e["path"]: e for e in done.events if isinstance(e, dict) and e.get("event") == "path"},
             "rss": (done.last("rss") or {}).get("calls", {}), "npz": str(out) if not reason else ""}
 
