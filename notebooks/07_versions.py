@@ -56,8 +56,9 @@ pd.set_option('display.width', 200)
 # ## The environments
 
 # %%
-if quick:
+if quick:   # the Keras the release installs (3), to keep QUICK short; the full run adds tf_keras from 2.16
     REL = [versions.study_release()]
+    REL[0].kerases = REL[0].kerases[:1]
 else:
     REL = [versions.built_release(m, versions_env.envs_dir(data_dir)) for m in (releases or versions_env.RELEASES)]
 display(pd.DataFrame([{'release': r.label, 'env': r.env, 'tensorflow': r.info.get('tensorflow', ''),
