@@ -125,6 +125,23 @@ def test_rebuilt_keras_model_matches_the_engine(tmp_path, commuted):
     assert parity.compare(got, ref)["problems"] == []
 
 
+def test_converted_paths_keep_the_weights(tmp_path):
+    """TFLite and the SavedModel are built from a holder of the variables: with the Keras 3 model itself as the
+    converter's trackable object, the .tflite read its weights from nowhere (NaN outputs)."""
+    import tensorflow as tf
+
+    from overhead import engine
+    from overhead.harness import parity
+    path = _plan_file(tmp_path)
+    x = np.random.default_rng(2).random((4, 28, 28, 1)).astype(np.float32)
+    ref = engine.load(path)(x)
+    model = versions_child.build_model(tf.keras, versions_child.read_plan(path))
+    for name in ("tflite", "savedmodel"):
+        fn = versions_child.prepare(tf, tf.keras, model, name, x[:1], str(tmp_path), 1)
+        got = np.concatenate([fn(x[i:i + 1]) for i in range(len(x))])
+        assert parity.compare(got, ref)["problems"] == [], name
+
+
 def test_a_bias_no_convolution_can_take_back_is_refused():
     ops = [{"kind": "gpool", "name": "g", "ins": [0], "out": 1, "p": {}, "bias": None, "act": None},
            {"kind": "pool", "name": "p", "ins": [1], "out": 2, "p": {}, "bias": np.ones(3), "act": None}]

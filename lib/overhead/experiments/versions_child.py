@@ -165,6 +165,13 @@ def _numpy(t):
     return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
 
 
+def _holding_variables(tf, model):
+    """A tf.Module that tracks the model's tf.Variables (Keras 3 wraps each one: ``.value``), as Keras 3's export does."""
+    module = tf.Module()
+    module.weights_ = [v if isinstance(v, tf.Variable) else v.value for v in model.variables]
+    return module
+
+
 def prepare(tf, keras, model, path: str, x1: np.ndarray, scratch: str, threads: int):
     """A callable x -> np.ndarray for one path at batch 1 (compiles/converts what the path needs)."""
     spec = tf.TensorSpec(x1.shape, tf.float32)
@@ -183,8 +190,7 @@ def prepare(tf, keras, model, path: str, x1: np.ndarray, scratch: str, threads: 
         # A tf.Module holding the variables and one serving function, the way Keras 3's export builds it, in every
         # release alike (Keras 2's own saving would also try to save predict()'s captured iterator).
         target = os.path.join(scratch, "savedmodel")
-        module = tf.Module()
-        module.weights_ = [v if isinstance(v, tf.Variable) else v.value for v in model.variables]
+        module = _holding_variables(tf, model)
         module.serve = tf.function(lambda t: model(t, training=False), input_signature=[spec])
         tf.saved_model.save(module, target, signatures={"serving_default": module.serve.get_concrete_function()})
         sig = tf.saved_model.load(target).signatures["serving_default"]
@@ -204,7 +210,9 @@ def prepare(tf, keras, model, path: str, x1: np.ndarray, scratch: str, threads: 
                                   feed_list=[graph.get_tensor_by_name(frozen.inputs[0].name)])
         return call
     if path == "tflite":
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+        # the variables' holder, not the model: with a Keras 3 model as the trackable object the converter leaves
+        # the weights as resource variables (READ_VARIABLE on nothing: NaN outputs)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], _holding_variables(tf, model))
         interp = tf.lite.Interpreter(model_content=converter.convert(), num_threads=threads)
         interp.allocate_tensors()
         i_idx, o_idx = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
