@@ -97,7 +97,7 @@ def latency_at(frame: pd.DataFrame, model: str, path: str, release: str, name: s
 def finding(frame: pd.DataFrame, top: int = 4) -> str:
     """The section's lead: the largest measurable changes (steps first), else "no measurable change"."""
     if frame.empty:
-        return "*Not measured:* no versions.csv in this run's results (the version stage did not run)."
+        return "*Not measured in this run:* no `versions.csv` (the version stage, `make versions`, did not run)."
     frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, "path", "reason", "parity"])))
     ok = frame[frame["status"] == "ok"]
     failed = frame[(frame["status"] != "ok") & frame["path"].isna()]
