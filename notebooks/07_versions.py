@@ -64,6 +64,8 @@ else:
 display(pd.DataFrame([{'release': r.label, 'env': r.env, 'tensorflow': r.info.get('tensorflow', ''),
                        'keras': ', '.join(r.kerases), 'install_s': r.info.get('install_s'),
                        'GB': (r.info.get('bytes') or 0) / 1e9, 'reason': r.reason} for r in REL]))
+if not quick:   # every file once: uv hard-links the environments' files from its cache beside them
+    print(f"data/envs/ holds {versions_env.dir_bytes(versions_env.envs_dir(data_dir)) / 1e9:.3g} GB")
 
 # %% [markdown]
 # ## The runs
