@@ -167,7 +167,15 @@ def test_a_change_counts_only_beyond_intervals_and_spread():
     assert list(zip(ch.path, ch.direction)) == [("predict", "slower")]
     assert ch.ratio.iloc[0] == pytest.approx(1.5)
     text = vreport.finding(frame)
-    assert "1.5× from 2.12 to 2.13 (slower)" in text and "Every other pair of releases: no measurable change" in text
+    assert "1.5× slower from 2.12 to 2.13" in text and "Every other pair of releases: no measurable change" in text
+
+
+def test_faster_is_said_as_a_factor_and_memory_growth_is_stated():
+    frame = pd.DataFrame([dict(_row("2.12", 300, 297, 303), rss_1_mb=500.0, rss_1000_mb=713.0),
+                          dict(_row("2.13", 100, 98, 102), rss_1_mb=560.0, rss_1000_mb=562.0)])
+    text = vreport.finding(frame)
+    assert "3× faster from 2.12 to 2.13" in text
+    assert "grew by 213 MB on 2.12, 2 MB on 2.13" in text
 
 
 def test_a_change_must_hold_on_every_machine():

@@ -18,7 +18,7 @@ from overhead.report import plotkit
 from overhead.report.text import render
 
 FILE = "versions.csv"
-SERIES = {"default": "the Keras each release installs (Keras 2 to 2.15, Keras 3 from 2.16)",
+SERIES = {"default": "the Keras each release installs: Keras 2 to 2.15, Keras 3 from 2.16",
           "2": "Keras 2 (tf.keras to 2.15, tf_keras from 2.16)", "3": "Keras 3"}
 PATH_LABELS = {"predict": "predict", "predict_on_batch": "predict_on_batch", "call": "model(x)",
                "tf.function": "tf.function", "tf.function.xla": "tf.function (XLA)", "savedmodel": "SavedModel",
@@ -88,6 +88,16 @@ def changes(frame: pd.DataFrame, name: str = "default") -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
+def rss_growth(frame: pd.DataFrame, model: str, name: str = "default") -> list:
+    """[(release, MB the process grew from 1 to 1,000 predict calls)] (one process per release: a measurement,
+    not an interval)."""
+    s = series(frame, name)
+    s = s[(s["model"] == model) & (s["path"] == "predict") & (s["onednn"] == "on")]
+    s = s.assign(growth=s["rss_1000_mb"] - s["rss_1_mb"]).dropna(subset=["growth"]) if "rss_1_mb" in s else s.iloc[0:0]
+    return [(r, float(g["growth"].median())) for r, g in sorted(s.groupby(s["release"].astype(str)),
+                                                                 key=lambda kv: release_key(kv[0]))]
+
+
 def latency_at(frame: pd.DataFrame, model: str, path: str, release: str, name: str = "default") -> float:
     s = series(frame, name)
     s = s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on") & (s["release"].astype(str) == release)]
@@ -114,7 +124,8 @@ def finding(frame: pd.DataFrame, top: int = 4) -> str:
             at = [(r, latency_at(frame, model, path, r)) for r in rels]
             at = [(r, v) for r, v in at if np.isfinite(v)]
             if at:
-                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "at": at})
+                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "at": at,
+                               "rss": rss_growth(frame, model) if path == "predict" else []})
     return render("versions", releases=rels, machines=sorted(ok["machine"].unique()), steps=steps.head(top).to_dict(
         "records"), n_steps=len(steps), spans=spans.head(top).to_dict("records"), n_spans=len(spans),
         labels=PATH_LABELS, series=SERIES["default"], advice=advice,
