@@ -178,6 +178,15 @@ def test_faster_is_said_as_a_factor_and_memory_growth_is_stated():
     assert "grew by 213 MB on 2.12, 2 MB on 2.13" in text
 
 
+def test_keras_3_against_keras_2_in_the_same_release():
+    frame = pd.DataFrame([_row("2.21", 100, 98, 102, keras="2"), _row("2.21", 300, 297, 303, keras="3"),
+                          _row("2.21", 100, 98, 102, keras="2", path="tf.function"),
+                          _row("2.21", 101, 99, 103, keras="3", path="tf.function")])
+    text = vreport.finding(frame)
+    assert "on 2.21, `predict`: 300 µs against 100 µs (3×)" in text
+    assert "on 2.21, `tf.function`: 101 µs against 100 µs (no measurable difference)" in text
+
+
 def test_a_change_must_hold_on_every_machine():
     frame = pd.DataFrame([_row("2.15", 100, 98, 102), _row("2.16", 150, 147, 153, keras="3"),
                           _row("2.15", 100, 98, 102, machine="m2"), _row("2.16", 101, 99, 103, machine="m2", keras="3")])

@@ -98,6 +98,25 @@ def rss_growth(frame: pd.DataFrame, model: str, name: str = "default") -> list:
                                                                  key=lambda kv: release_key(kv[0]))]
 
 
+def keras_gap(frame: pd.DataFrame, model: str) -> list[dict]:
+    """Keras 3 against Keras 2 (tf_keras) in the newest release that has both, per path of `model` (oneDNN on, the
+    first machine): {path, release, k2, k3, ratio, measurable}."""
+    k2, k3 = series(frame, "2"), series(frame, "3")
+    both = sorted(set(k2["release"].astype(str)) & set(k3["release"].astype(str)), key=release_key)
+    if not both:
+        return []
+    rel, out = both[-1], []
+    pick = lambda s, path: s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on")
+                             & (s["release"].astype(str) == rel)].sort_values("machine")
+    for path in KEY_PATHS:
+        a, b = pick(k2, path), pick(k3, path)
+        if len(a) and len(b):
+            a, b = a.iloc[0], b.iloc[0]
+            out.append({"path": PATH_LABELS.get(path, path), "release": rel, "k2": a["median_us"], "k3": b["median_us"],
+                        "ratio": b["median_us"] / a["median_us"], "measurable": _beyond(a, b)})
+    return out
+
+
 def latency_at(frame: pd.DataFrame, model: str, path: str, release: str, name: str = "default") -> float:
     s = series(frame, name)
     s = s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on") & (s["release"].astype(str) == release)]
@@ -128,7 +147,7 @@ def finding(frame: pd.DataFrame, top: int = 4) -> str:
                                "rss": rss_growth(frame, model) if path == "predict" else []})
     return render("versions", releases=rels, machines=sorted(ok["machine"].unique()), steps=steps.head(top).to_dict(
         "records"), n_steps=len(steps), spans=spans.head(top).to_dict("records"), n_spans=len(spans),
-        labels=PATH_LABELS, series=SERIES["default"], advice=advice,
+        labels=PATH_LABELS, series=SERIES["default"], advice=advice, gap=keras_gap(frame, model) if model else [],
         failed=failed[["release", "reason"]].drop_duplicates().to_dict("records"),
         parity_ok=int((ok["parity"] == "pass").sum()), n_ok=len(ok))
 
