@@ -58,7 +58,7 @@ ifneq ($(filter-out help clean clean-data env requirements,$(MAKECMDGOALS)),)
 -include $(DEPFILES)
 endif
 
-.PHONY: help env lint test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen spread
+.PHONY: help env lint test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen spread versions
 
 help: ## List the targets
 	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
@@ -118,6 +118,10 @@ $(RUNS)/04_pipeline.ipynb: build/notebooks/04_pipeline.ipynb $(RUNS)/02_benchmar
 $(RUNS)/05_loadgen.ipynb: build/notebooks/05_loadgen.ipynb $(RUNS)/01_train.ipynb $(EXTRA_LIST) | $(RUNS)/04_pipeline.ipynb
 	$(call RUN_NB)
 
+# One environment per TensorFlow release under $(DATA)/envs/ (uv, reused); QUICK=1 measures the current one only.
+$(RUNS)/07_versions.ipynb: build/notebooks/07_versions.ipynb $(RUNS)/01_train.ipynb | $(RUNS)/05_loadgen.ipynb
+	$(call RUN_NB)
+
 # The render step: the report notebook on every machine's results under $(DATA)/results/, then the HTML
 # (and, for the full run, the README findings block).
 RENDER_NB = $(PAPERMILL) build/notebooks/06_report.ipynb $(RUNS)/06_report.tmp.ipynb $(NB_COMMON) \
@@ -126,7 +130,7 @@ RENDER_HTML = $(VPY) -m overhead.report.render $(RUNS)/06_report.ipynb $(HTML) \
 	$(if $(README_FILE),--readme $(README_FILE) --findings $(FIG)/findings.md)
 
 $(RUNS)/06_report.ipynb: build/notebooks/06_report.ipynb $(RUNS)/03_startup.ipynb $(RUNS)/04_pipeline.ipynb \
-	$(RUNS)/05_loadgen.ipynb
+	$(RUNS)/05_loadgen.ipynb $(RUNS)/07_versions.ipynb
 	@mkdir -p $(RUNS)
 	$(RENDER_NB)
 
@@ -139,6 +143,7 @@ benchmark: $(RUNS)/02_benchmark.ipynb ## Benchmark every backend across models, 
 startup: $(RUNS)/03_startup.ipynb ## Cold start and memory per backend
 pipeline: $(RUNS)/04_pipeline.ipynb ## PNG-to-label pipeline stages and the per-call decomposition
 loadgen: $(RUNS)/05_loadgen.ipynb ## Serve every path under MLPerf LoadGen: Single-Stream p90, Server max QPS, HTTP
+versions: $(RUNS)/07_versions.ipynb ## Every path in TensorFlow 2.12 ... 2.21 (one uv environment each in data/envs/)
 report: $(HTML) ## Rebuild the whole study (every stage that changed), then the render step
 
 render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report.html, figures/, README findings from the committed data/results/ (no measuring)

@@ -349,3 +349,16 @@ display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
 # %%
 display(layout.details("The timed code of every path",
                        advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [])))
+
+# %%
+# Across versions (issue 26): versions.csv of every machine -> the finding, the figure, the table per release
+from overhead.report import versions as vreport
+
+display(Markdown("## Across versions"))
+VERSIONS = vreport.read(DATA / "results")
+display(Markdown(vreport.finding(VERSIONS)))
+if len(VERSIONS) and (VERSIONS["status"] == "ok").any():
+    _fig, _alt = vreport.fig_latency(VERSIONS, HERE)
+    display(plots.publish(_fig, "versions", FIG, alt=_alt))
+    display(layout.details("Median latency per release (µs; oneDNN on, the Keras each release installs)",
+                           vreport.table(VERSIONS)))

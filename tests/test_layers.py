@@ -138,15 +138,16 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
 
 
 def test_every_experiment_runs_its_children_through_the_one_runner():
-    """No experiment starts a Python child job itself: harness.child.run_child does (lscpu, the C FMA loop and
-    the HTTP service, which runs until it is terminated, and the wrk load generator with its apt-get aside)."""
+    """No experiment starts a Python child job itself: harness.child.run_child does (lscpu, the C FMA loop,
+    the HTTP service, which runs until it is terminated, the wrk load generator with its apt-get, and the uv
+    installer aside)."""
     direct = []
     for path in sorted((PKG / "experiments").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "subprocess" \
                     and node.attr in ("Popen", "run", "call", "check_output") \
-                    and path.stem not in ("ceilings", "fmaloop", "loadgen_http", "loadgen_wrk", "spread"):
-                # lscpu; the C loop; a service; wrk; apt-get
+                    and path.stem not in ("ceilings", "fmaloop", "loadgen_http", "loadgen_wrk", "spread",
+                                          "versions_env"):  # lscpu; the C loop; a service; wrk; apt-get; uv
                 direct.append(f"{path.stem}:{node.lineno} subprocess.{node.attr}")
     assert not direct, direct
     users = {p.stem for p in (PKG / "experiments").glob("*.py") if "run_child(" in p.read_text()}

@@ -16,7 +16,7 @@ import pytest
 from overhead import deps
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_loadgen", "06_report"]
+STAGES = ["01_train", "02_benchmark", "03_startup", "04_pipeline", "05_loadgen", "07_versions", "06_report"]
 
 
 def _make(tree: Path, *args, timeout=120) -> subprocess.CompletedProcess:

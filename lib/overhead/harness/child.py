@@ -132,14 +132,17 @@ def _tail(text: str, limit: int = 300) -> str:
 
 def run_child(module: str, args=(), *, job=None, threads: int | None = None, kind: str = "tf",
               env: dict | None = None, timeout_s: float | None = None, stall_timeout_s: float | None = None,
-              on_event=None, stderr_path=None) -> ChildResult:
+              on_event=None, stderr_path=None, python: str | None = None) -> ChildResult:
     """Run ``python -m module *args`` to the end and return what it said (see the module docstring).
+
+    `python`: the interpreter (default: this one); another environment's, e.g. a TensorFlow release's
+    own venv (experiments.versions), gets the same package path, protocol and timeouts.
 
     `job`: a JSON-able value written to the child's stdin (then closed). `on_event(value)` is called for
     every JSON line as it arrives; lines that are not JSON (a native library's stray print) are skipped.
     `stderr_path`: append the child's stderr to this file instead of keeping its last line only.
     """
-    cmd = [sys.executable, "-m", module, *[str(a) for a in args]]
+    cmd = [python or sys.executable, "-m", module, *[str(a) for a in args]]
     log = open(stderr_path, "a") if stderr_path else None
     err_chunks: list[str] = []
     t0 = time.perf_counter()

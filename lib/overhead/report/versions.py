@@ -1,0 +1,201 @@
+"""The report's "Across versions" section: versions.csv -> measurable changes between TensorFlow releases,
+the finding sentence (``templates/versions.md.j2``) and the figure of latency per path across releases.
+
+A change between two releases (same machine, model, path, Keras, oneDNN setting, both rows ok) is
+measurable only when the two run-level 95 % intervals of the median are disjoint AND the ratio of the
+medians moves by more than the between-run spread of either row; a claim holds only when it holds on every
+machine that measured both releases, in the same direction. Everything else is "no measurable change".
+Pure functions of the result tables (no experiment, no backend imported).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from overhead.report import plotkit
+from overhead.report.text import render
+
+FILE = "versions.csv"
+SERIES = {"default": "the Keras each release installs: Keras 2 to 2.15, Keras 3 from 2.16",
+          "2": "Keras 2 (tf.keras to 2.15, tf_keras from 2.16)", "3": "Keras 3"}
+PATH_LABELS = {"predict": "predict", "predict_on_batch": "predict_on_batch", "call": "model(x)",
+               "tf.function": "tf.function", "tf.function.xla": "tf.function (XLA)", "savedmodel": "SavedModel",
+               "tf1.session": "TF1 Session", "tflite": "tf.lite.Interpreter"}
+KEY_PATHS = ("predict", "tf.function")
+
+
+def read(results_root) -> pd.DataFrame:
+    """Every machine's versions.csv under `results_root` (empty frame when none)."""
+    frames = [pd.read_csv(p, dtype={"release": str, "keras": str, "tensorflow": str})
+              for p in sorted(Path(results_root).glob(f"*/{FILE}"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def release_key(label) -> tuple:
+    parts = str(label).split(".")
+    return tuple(int(p) if p.isdigit() else 0 for p in parts[:2])
+
+
+def default_keras(label) -> str:
+    return "3" if release_key(label) >= (2, 16) else "2"
+
+
+def series(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The ok rows of one series: Keras "2", "3", or "default" (what each release gives a user unasked)."""
+    if frame.empty or "status" not in frame:
+        return frame.iloc[0:0]
+    ok = frame[(frame["status"] == "ok") & frame["median_us"].notna()].copy()
+    ok["keras"] = ok["keras"].astype(str).str.replace(".0", "", regex=False)
+    if name == "default":
+        return ok[ok["keras"] == ok["release"].map(default_keras)]
+    return ok[ok["keras"] == name]
+
+
+def _beyond(a, b) -> bool:
+    """b differs from a beyond both intervals and the larger between-run spread."""
+    disjoint = b["ci_lo_us"] > a["ci_hi_us"] or b["ci_hi_us"] < a["ci_lo_us"]
+    spread = max(float(a.get("run_spread") or 0), float(b.get("run_spread") or 0))
+    return bool(disjoint and abs(b["median_us"] / a["median_us"] - 1) > spread)
+
+
+def changes(frame: pd.DataFrame, name: str = "default") -> pd.DataFrame:
+    """Measurable changes between consecutive releases of a series, and from its first to its last release.
+
+    Columns: model, path, onednn, from, to, kind (step|span), ratio (to / from, the median over machines),
+    machines, direction. Only claims that hold on every machine with both rows are kept."""
+    s = series(frame, name)
+    cols = ["model", "path", "onednn", "from", "to", "kind", "ratio", "machines", "direction"]
+    out = []
+    for (model, path, onednn), g in s.groupby(["model", "path", "onednn"]):
+        rels = sorted(g["release"].astype(str).unique(), key=release_key)
+        pairs = [(a, b, "step") for a, b in zip(rels, rels[1:])]
+        if len(rels) > 2:
+            pairs.append((rels[0], rels[-1], "span"))
+        for a, b, kind in pairs:
+            verdicts, ratios = [], []
+            for _, m in g.groupby("machine"):
+                ra, rb = m[m["release"].astype(str) == a], m[m["release"].astype(str) == b]
+                if len(ra) and len(rb):
+                    ra, rb = ra.iloc[0], rb.iloc[0]
+                    verdicts.append(np.sign(rb["median_us"] - ra["median_us"]) if _beyond(ra, rb) else 0)
+                    ratios.append(rb["median_us"] / ra["median_us"])
+            if verdicts and all(v == verdicts[0] != 0 for v in verdicts):
+                out.append({"model": model, "path": path, "onednn": onednn, "from": a, "to": b, "kind": kind,
+                            "ratio": float(np.median(ratios)), "machines": len(verdicts),
+                            "direction": "slower" if verdicts[0] > 0 else "faster"})
+    return pd.DataFrame(out, columns=cols)
+
+
+def rss_growth(frame: pd.DataFrame, model: str, name: str = "default") -> list:
+    """[(release, MB the process grew from 1 to 1,000 predict calls)] (one process per release: a measurement,
+    not an interval)."""
+    s = series(frame, name)
+    s = s[(s["model"] == model) & (s["path"] == "predict") & (s["onednn"] == "on")]
+    s = s.assign(growth=s["rss_1000_mb"] - s["rss_1_mb"]).dropna(subset=["growth"]) if "rss_1_mb" in s else s.iloc[0:0]
+    return [(r, float(g["growth"].median())) for r, g in sorted(s.groupby(s["release"].astype(str)),
+                                                                 key=lambda kv: release_key(kv[0]))]
+
+
+def keras_gap(frame: pd.DataFrame, model: str) -> list[dict]:
+    """Keras 3 against Keras 2 (tf_keras) in the newest release that has both, per path of `model` (oneDNN on, the
+    first machine): {path, release, k2, k3, ratio, measurable}."""
+    k2, k3 = series(frame, "2"), series(frame, "3")
+    both = sorted(set(k2["release"].astype(str)) & set(k3["release"].astype(str)), key=release_key)
+    if not both:
+        return []
+    rel, out = both[-1], []
+    pick = lambda s, path: s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on")
+                             & (s["release"].astype(str) == rel)].sort_values("machine")
+    for path in KEY_PATHS:
+        a, b = pick(k2, path), pick(k3, path)
+        if len(a) and len(b):
+            a, b = a.iloc[0], b.iloc[0]
+            out.append({"path": PATH_LABELS.get(path, path), "release": rel, "k2": a["median_us"], "k3": b["median_us"],
+                        "ratio": b["median_us"] / a["median_us"], "measurable": _beyond(a, b)})
+    return out
+
+
+def latency_at(frame: pd.DataFrame, model: str, path: str, release: str, name: str = "default") -> float:
+    s = series(frame, name)
+    s = s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on") & (s["release"].astype(str) == release)]
+    return float(s["median_us"].median()) if len(s) else np.nan
+
+
+def finding(frame: pd.DataFrame, top: int = 4) -> str:
+    """The section's lead: the largest measurable changes (steps first), else "no measurable change"."""
+    if frame.empty:
+        return "*Not measured in this run:* no `versions.csv` (the version stage, `make versions`, did not run)."
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, "path", "reason", "parity"])))
+    ok = frame[frame["status"] == "ok"]
+    failed = frame[(frame["status"] != "ok") & frame["path"].isna()]
+    rels = sorted(ok["release"].astype(str).unique(), key=release_key)
+    ch = changes(frame, "default")
+    steps = ch[ch["kind"] == "step"].assign(size=lambda d: (np.log(d["ratio"])).abs()).sort_values(
+        "size", ascending=False)
+    spans = ch[ch["kind"] == "span"].assign(size=lambda d: (np.log(d["ratio"])).abs()).sort_values(
+        "size", ascending=False)
+    model = "cnn_seed" if "cnn_seed" in set(ok["model"]) else (ok["model"].iloc[0] if len(ok) else "")
+    advice = []
+    if len(rels) >= 1 and model:
+        for path in KEY_PATHS:
+            at = [(r, latency_at(frame, model, path, r)) for r in rels]
+            at = [(r, v) for r, v in at if np.isfinite(v)]
+            if at:
+                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "at": at,
+                               "rss": rss_growth(frame, model) if path == "predict" else []})
+    return render("versions", releases=rels, machines=sorted(ok["machine"].unique()), steps=steps.head(top).to_dict(
+        "records"), n_steps=len(steps), spans=spans.head(top).to_dict("records"), n_spans=len(spans),
+        labels=PATH_LABELS, series=SERIES["default"], advice=advice, gap=keras_gap(frame, model) if model else [],
+        failed=failed[["release", "reason"]].drop_duplicates().to_dict("records"),
+        parity_ok=int((ok["parity"] == "pass").sum()), n_ok=len(ok))
+
+
+def fig_latency(frame: pd.DataFrame, machine: str | None = None):
+    """Latency (median, 95 % interval) per path across releases, one panel per model; oneDNN on, the Keras each
+    release installs. Returns (figure, alt text)."""
+    s = series(frame, "default")
+    s = s[s["onednn"] == "on"]
+    if machine is not None and machine in set(s["machine"]):
+        s = s[s["machine"] == machine]
+    elif len(s):
+        machine = sorted(s["machine"].unique())[0]
+        s = s[s["machine"] == machine]
+    models = list(dict.fromkeys(s.sort_values("median_us")["model"])) if len(s) else []
+    fig = plotkit._fig(max(6.0, 4.2 * max(1, len(models))), 4.2)
+    axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
+    rels = sorted(s["release"].astype(str).unique(), key=release_key) if len(s) else []
+    pos = {r: i for i, r in enumerate(rels)}
+    for ax, model in zip(axes, models):
+        g = s[s["model"] == model]
+        for path in PATH_LABELS:
+            p = g[g["path"] == path].assign(x=lambda d: d["release"].astype(str).map(pos)).sort_values("x")
+            if p.empty:
+                continue
+            lo = (p["median_us"] - p["ci_lo_us"]).clip(lower=0)
+            hi = (p["ci_hi_us"] - p["median_us"]).clip(lower=0)
+            ax.errorbar(p["x"], p["median_us"], yerr=[lo, hi], marker="o", ms=3, capsize=2,
+                        label=PATH_LABELS[path])
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(rels)), rels, rotation=45)
+        ax.set_title(model)
+        ax.set_xlabel("TensorFlow release")
+    axes[0].set_ylabel("latency per call, batch 1, 1 thread (µs)")
+    if models:
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small")
+    else:
+        axes[0].text(0.5, 0.5, "no version results", ha="center", va="center", transform=axes[0].transAxes)
+    alt = (f"Latency per inference path across TensorFlow releases {', '.join(rels) or 'none'} on {machine}, "
+           f"one panel per model ({', '.join(models) or 'none'}), log scale, median with 95 % interval")
+    return fig, alt
+
+
+def table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median latency per model x path (rows) and release (columns), the default Keras, oneDNN on."""
+    s = series(frame, "default")
+    s = s[s["onednn"] == "on"]
+    if s.empty:
+        return s
+    t = s.pivot_table(index=["machine", "model", "path"], columns="release", values="median_us", aggfunc="median")
+    return t[sorted(t.columns, key=release_key)].round(1)
