@@ -287,6 +287,22 @@ display(Markdown(reconcile.text(RC) or "*Only the timing sweep timed this call.*
 display(layout.details("The same call as each section times it", reconcile.table(RC)))
 
 # %% [markdown]
+# ## Across TensorFlow releases
+#
+# The same models rebuilt inside every tensorflow-cpu release from 2.12 to 2.21 (one environment each, `make versions`), checked against the NumPy engine, then timed at batch 1 on one thread (`versions.csv`).
+
+# %%
+from overhead.report import versions as vreport
+
+VERSIONS = vreport.read(DATA / "results")
+display(Markdown(vreport.finding(VERSIONS)))
+if len(VERSIONS) and (VERSIONS["status"] == "ok").any():
+    _fig, _alt = vreport.fig_latency(VERSIONS, HERE)
+    display(plots.publish(_fig, "versions", FIG, alt=_alt))
+    display(layout.details("Median latency per release (µs; oneDNN on, the Keras each release installs)",
+                           vreport.table(VERSIONS)))
+
+# %% [markdown]
 # ## The original claims, checked
 #
 # Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.claims`.
@@ -349,16 +365,3 @@ display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
 # %%
 display(layout.details("The timed code of every path",
                        advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [])))
-
-# %%
-# Across versions (issue 26): versions.csv of every machine -> the finding, the figure, the table per release
-from overhead.report import versions as vreport
-
-display(Markdown("## Across versions"))
-VERSIONS = vreport.read(DATA / "results")
-display(Markdown(vreport.finding(VERSIONS)))
-if len(VERSIONS) and (VERSIONS["status"] == "ok").any():
-    _fig, _alt = vreport.fig_latency(VERSIONS, HERE)
-    display(plots.publish(_fig, "versions", FIG, alt=_alt))
-    display(layout.details("Median latency per release (µs; oneDNN on, the Keras each release installs)",
-                           vreport.table(VERSIONS)))

@@ -57,3 +57,13 @@ def test_a_folder_with_only_a_side_experiment_is_not_a_machine(tmp_path):
     assert res["machines"] == ["ran"]
     assert loading.select_machine(res, preferred="side") == "ran"
     assert res["spread"] is not None and set(res["spread"]["machine"]) == {"side"}
+
+
+def test_release_labels_stay_text(tmp_path):
+    # "2.20" read as a number is 2.2: the versions section would merge two releases
+    from overhead.report import loading
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "bench.csv").write_text("machine,model,backend,batch,threads,median_s\nm,x,numpy,1,1,0.001\n")
+    (tmp_path / "m" / "versions.csv").write_text("machine,release,keras,status\nm,2.20,3,ok\nm,2.2,3,ok\n")
+    res = loading.load_results(tmp_path)
+    assert list(res["versions"]["release"]) == ["2.20", "2.2"]

@@ -47,6 +47,8 @@ TABLES = (
                 stage="05_loadgen"),
     ResultTable("spread", "How stable are the measurements? Why TF's fresh processes disagree",
                 "overhead.report.spread:section_text", False, stage="make spread"),
+    ResultTable("versions", "Across TensorFlow releases", "overhead.report.versions:section_text", False,
+                stage="07_versions"),
     ResultTable("models", "Appendix: the models", "overhead.report.optional:models_text", False,
                 loader="models", stage="02_benchmark"),
 )

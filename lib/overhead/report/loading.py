@@ -16,6 +16,8 @@ from overhead.ladder.models import DESCRIPTIONS as _DESCRIPTIONS
 RESULT_FILES = tables.MERGED
 REQUIRED_FILES = tuple(s for s in tables.REQUIRED if s in RESULT_FILES)
 OPTIONAL_FILES = tuple(s for s in tables.OPTIONAL if s in RESULT_FILES)
+# columns that look numeric but are labels: release "2.20" must not become 2.2
+TEXT_COLUMNS = {"release": str, "keras": str, "tensorflow": str}
 
 
 def _read_json(path: Path) -> dict:
@@ -44,7 +46,7 @@ def load_results(results_root) -> dict:
             csv = folder / f"{stem}.csv"
             if csv.is_file() and csv.stat().st_size > 0:
                 try:
-                    df = pd.read_csv(csv)
+                    df = pd.read_csv(csv, dtype=TEXT_COLUMNS)
                 except pd.errors.EmptyDataError:
                     continue
                 if "machine" not in df.columns:

@@ -152,6 +152,12 @@ def finding(frame: pd.DataFrame, top: int = 4) -> str:
         parity_ok=int((ok["parity"] == "pass").sum()), n_ok=len(ok))
 
 
+def section_text(R) -> str:
+    """The registry's renderer (``overhead.base.tables``): :func:`finding` over every machine's versions.csv."""
+    frame = R.raw.get("versions")
+    return finding(frame if frame is not None else pd.DataFrame())
+
+
 def fig_latency(frame: pd.DataFrame, machine: str | None = None):
     """Latency (median, 95 % interval) per path across releases, one panel per model; oneDNN on, the Keras each
     release installs. Returns (figure, alt text)."""
