@@ -32,7 +32,8 @@ def both(model, x, naive_out):
     net = from_keras(model)
     out = net(x)
     assert_close(out, model(x, training=False))
-    assert_close(out, naive_out)
+    # against the float64 definition, element by element at float32 resolution (a wrong constant fails)
+    np.testing.assert_allclose(out, np.asarray(naive_out, np.float64), rtol=2e-5, atol=2e-6)
     return out
 
 
@@ -62,10 +63,11 @@ def test_other_activations_still_refused_by_name():
 
 def test_layer_normalization():
     rng = np.random.default_rng(2)
-    model = randomize(seq((4, 5, 6), L.LayerNormalization(epsilon=1e-6)))
-    ln = model.layers[-1]
-    x = rand(rng, 2, 4, 5, 6, scale=3.0) + 5
-    both(model, x, naive.layer_norm(x, np.asarray(ln.gamma), np.asarray(ln.beta), 1e-6))
+    for eps, scale in ((1e-6, 3.0), (0.3, 0.5)):  # epsilon negligible, then epsilon that matters
+        model = randomize(seq((4, 5, 6), L.LayerNormalization(epsilon=eps)))
+        ln = model.layers[-1]
+        x = rand(rng, 2, 4, 5, 6, scale=scale) + 5
+        both(model, x, naive.layer_norm(x, np.asarray(ln.gamma), np.asarray(ln.beta), eps))
     with pytest.raises(UnsupportedLayerError, match="only the last"):
         from_keras(seq((4, 5, 6), L.LayerNormalization(axis=1, name="ln_h")))
 
