@@ -70,6 +70,7 @@ class _Converter:
             L.Minimum: self._merge, L.Concatenate: self._concat,
         }
         self.handlers.update(convert_apps.handlers(self))
+        self.act_spec = _act_spec
 
     def new_val(self) -> int:
         self.nvals += 1

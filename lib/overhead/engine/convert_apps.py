@@ -78,7 +78,6 @@ def layer_norm(conv, layer, ins):
 
 def separable(conv, layer, ins):
     """SeparableConv2D = DepthwiseConv2D (no bias) then a 1x1 Conv2D with the bias and activation."""
-    from overhead.engine.convert import _act_spec
     if tuple(layer.dilation_rate) != (1, 1):
         raise UnsupportedLayerError(layer, f"dilation_rate={tuple(layer.dilation_rate)} (dilated convolution)")
     dk, pk = _np(layer.depthwise_kernel), _np(layer.pointwise_kernel)  # (kh, kw, cin, mult), (1, 1, cin*mult, cout)
@@ -86,7 +85,7 @@ def separable(conv, layer, ins):
     mid = conv._emit("dwconv", layer, ins, {"kernel": dk, "kh": dk.shape[0], "kw": dk.shape[1], "sh": sh, "sw": sw,
                                             "padding": conv._padding(layer)})
     return conv._emit("conv", layer, [mid], {"kernel": pk, "kh": 1, "kw": 1, "sh": 1, "sw": 1, "padding": "valid"},
-                      conv._bias(layer), _act_spec(layer.activation, layer))
+                      conv._bias(layer), conv.act_spec(layer.activation, layer))
 
 
 def cropping(conv, layer, ins):
