@@ -27,7 +27,7 @@
 
 # %% tags=["parameters"]
 releases = None                # TensorFlow minors to build and measure; None -> all ten (versions_env.RELEASES)
-models = ['logreg', 'cnn_seed', 'resnet_mnist', 'resnet18_imagenet']   # softmax regression, seed CNN, a mid ResNet, ResNet-18
+models = ['logreg', 'cnn_seed', 'resnet_mnist', 'resnet18_224px']   # softmax regression, seed CNN, a mid ResNet, ResNet-18
 paths = None                   # None -> every path (versions.PATHS)
 onednn_off_paths = None        # None -> tf.function again with oneDNN off
 runs = 3                       # fresh processes per configuration

@@ -87,3 +87,48 @@ def every_plain_layer(seed=0):
     h = L.Add()([g, f])
     h = L.Dense(10, activation="softmax")(L.ReLU()(h))
     return randomize(keras.Model(inp, h, name="every_plain_layer"), seed)
+
+
+# ---- Keras Applications families, built offline (weights=None) at small inputs
+
+APPLICATIONS = {  # name -> (builder name in keras.applications, input size, extra arguments)
+    "MobileNetV2": ("MobileNetV2", 96, {"alpha": 0.35}),
+    "MobileNetV3Small": ("MobileNetV3Small", 96, {}),
+    "EfficientNetB0": ("EfficientNetB0", 64, {}),
+    "DenseNet121": ("DenseNet121", 64, {}),
+    "ResNet50": ("ResNet50", 64, {}),
+    "ConvNeXtTiny": ("ConvNeXtTiny", 64, {}),
+    "Xception": ("Xception", 72, {}),
+    "NASNetMobile": ("NASNetMobile", 64, {}),
+    "ResNet50V2": ("ResNet50V2", 64, {}),
+    "MobileNet": ("MobileNet", 64, {"alpha": 0.25}),
+    "EfficientNetV2B0": ("EfficientNetV2B0", 64, {}),
+}
+
+
+def calibrate_bn(model, x):
+    """BatchNorm statistics set from the batch `x` in one training-mode pass (momentum 0), so that
+    activations stay normalised through the depth and the outputs are not degenerate."""
+    import keras
+    bns = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.0
+    model(x, training=True)
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    return model
+
+
+def application(name, classes=10, seed=0, batch=8):
+    """(model, x): a Keras Applications family built offline with random weights at a small input,
+    BatchNorm statistics from a batch of random images, and that batch (0-255 pixels)."""
+    import keras
+    builder, size, extra = APPLICATIONS[name]
+    keras.utils.set_random_seed(seed)
+    model = getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3), classes=classes,
+                                                 classifier_activation=None, **extra)
+    x = np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    if name not in ("MobileNetV3Small", "EfficientNetB0", "ConvNeXtTiny", "EfficientNetV2B0"):
+        x = x / 127.5 - 1  # families without their preprocessing inside take [-1, 1]
+    return calibrate_bn(model, x), x

@@ -107,3 +107,50 @@ def relu(x):
 def softmax(x, axis=-1):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
+
+
+# ---- the layers of the Keras Applications families (float64, from their definitions)
+
+def gelu(x):
+    """0.5 x (1 + erf(x / sqrt 2)), erf from the standard library, one element at a time."""
+    x = np.asarray(x, np.float64)
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def hard_sigmoid(x):
+    return np.clip(np.asarray(x, np.float64) + 3, 0, 6) / 6
+
+
+def hard_silu(x):
+    return np.asarray(x, np.float64) * hard_sigmoid(x)
+
+
+def layer_norm(x, gamma, beta, eps):
+    """Normalised over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def normalization(x, mean, var, eps=1e-7):
+    return (np.asarray(x, np.float64) - mean) / np.maximum(np.sqrt(var), eps)
+
+
+def grouped_conv2d(x, kernel, groups, bias=None, strides=(1, 1), padding="valid"):
+    """Conv2D with `groups`: group g's input channels to group g's output channels only."""
+    cin, cout = x.shape[-1], kernel.shape[-1]
+    ci, co = cin // groups, cout // groups
+    parts = [conv2d(x[..., g * ci:(g + 1) * ci], kernel[..., g * co:(g + 1) * co], None, strides, padding)
+             for g in range(groups)]
+    out = np.concatenate(parts, axis=-1)
+    return out if bias is None else out + bias
+
+
+def separable_conv2d(x, depthwise_kernel, pointwise_kernel, bias=None, strides=(1, 1), padding="valid"):
+    return conv2d(depthwise_conv2d(x, depthwise_kernel, None, strides, padding), pointwise_kernel, bias)
+
+
+def crop2d(x, crops):
+    (t, b), (l, r) = crops
+    return np.asarray(x, np.float64)[:, t:x.shape[1] - b, l:x.shape[2] - r, :]

@@ -10,7 +10,9 @@
 Everything is validated before TensorFlow is imported (bench/check run it only in worker processes;
 export imports it in-process, with its log output silenced, to read the model). Bad
 input prints one line on stderr, `overhead: error: <problem>; <fix>`, and exits with status 2; no
-output file is left behind. `check` exits 1 when a backend disagrees with Keras beyond its tolerance.
+output file is left behind. `check` exits 1 when a backend disagrees with Keras beyond its tolerance,
+and 2 (one line, after the table) when Keras' own outputs carry no signal on the inputs (near-zero
+logits or the same output for every input: nothing can be judged); `bench` then warns in one line.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from overhead.base.atomic import UnwritableDirectoryError
 from overhead.experiments import loadgen, sweep
 from overhead.report.tables import format_bench
 from overhead.usermodel import args as userargs
-from overhead.usermodel import resources
+from overhead.usermodel import refsignal, resources
 
 EXIT_USAGE, EXIT_DISAGREE = 2, 1
 
@@ -189,6 +191,11 @@ def _fatal_model(rows: list[dict]) -> None:
         raise UsageError(message)
 
 
+def _no_signal(rows) -> str | None:
+    """The worker's one line when the Keras reference outputs carry no signal (first such row)."""
+    return next(filter(None, (refsignal.find(r.get("reason")) for r in rows)), None)
+
+
 def _bench(args) -> int:
     models = [_model(m) for m in args.models]
     names = _backend_list(args.backends)
@@ -205,6 +212,9 @@ def _bench(args) -> int:
                          parity_max_s=0.3 if args.quick else 1.0, model_inputs=extra)
         _fatal_model(rows.to_dict("records"))
         print(format_bench(rows))
+        no_signal = _no_signal(rows.to_dict("records"))
+        if no_signal:
+            print(f"overhead: warning: {no_signal}", file=sys.stderr)
         if out is not None:
             atomic.atomic_write_csv(rows, out)
             envinfo.write_meta(out, {"stage": "overhead bench", "models": [str(m) for m in models],
@@ -240,6 +250,9 @@ def _check(args) -> int:
                                                 "max_abs_err", "top1_agree", "accuracy", "ref_accuracy",
                                                 "tolerance", "reason"])
     print(table.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.3g}"))
+    no_signal = _no_signal(rows)
+    if no_signal:  # every path "disagrees" at rounding level: nothing can be judged; the input is at fault
+        raise UsageError(no_signal)
     bad = table[table["parity"] == "fail"]
     failed = table[(table["status"] == "failed") & (table["parity"] != "fail")]
     if len(failed):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.backends import onnx_export
 from overhead.base import config, data
 from overhead.usermodel import feed
 from overhead.usermodel.modelfile import file_sha, load_keras, model_sha  # noqa: F401  (the backends' keys)
@@ -76,7 +77,8 @@ def _cached_or_build(target: Path, build, kind: str) -> tuple[Path, dict]:
     try:
         t0 = time.perf_counter()
         with _quiet_stdout():
-            built = build(tmp)  # returns the path of the artifact inside tmp
+            built = build(tmp)  # the path of the artifact inside tmp, or (path, facts to record)
+        built, facts = built if isinstance(built, tuple) else (built, {})
         convert_s = time.perf_counter() - t0
         size = (sum(f.stat().st_size for f in built.rglob("*") if f.is_file())
                 if built.is_dir() else built.stat().st_size)
@@ -86,7 +88,7 @@ def _cached_or_build(target: Path, build, kind: str) -> tuple[Path, dict]:
             if not target.exists():
                 raise
         info = {"kind": kind, "convert_s": round(convert_s, 4), "bytes": int(size),
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts}
         _record(meta_path, info)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -119,10 +121,20 @@ def savedmodel(model_path, artifacts=None) -> tuple[Path, dict]:
 
 
 def onnx(model_path, artifacts=None) -> tuple[Path, dict]:
-    """Keras `model.export(path, format="onnx")` (tf2onnx underneath; dynamic batch dimension)."""
+    """Keras `model.export(path, format="onnx")` (tf2onnx underneath; dynamic batch dimension), or
+    tf2onnx on the SavedModel where that export leaves constants as inputs (see onnx_export)."""
     if Path(model_path).is_dir():  # a user's SavedModel folder: tf2onnx reads its serving_default
         return _savedmodel_onnx(model_path, artifacts)
-    return _keras_export(model_path, artifacts, "model.onnx", "onnx", "onnx")
+    target = artifact_dir(model_path, artifacts) / "model.onnx"
+
+    def build(tmp: Path):
+        out = tmp / "model.onnx"
+        model = load_keras(model_path)
+        if not getattr(model, "_called", True):  # a freshly loaded model: Keras's ONNX export wants one call
+            model(np.zeros((1, *input_shape(model)), np.float32), training=False)
+        return out, onnx_export.build(model, out)
+
+    return _cached_or_build(target, build, "onnx")
 
 
 def _savedmodel_onnx(sm_dir, artifacts=None) -> tuple[Path, dict]:

@@ -59,10 +59,15 @@ def _prep_openvino(path, batch, threads, artifacts):
     def run(x):
         return infer({0: x})[out_port].copy()  # a copy: the request's buffer is overwritten by the next call
 
-    if len(compiled.inputs) > 1 or len(compiled.outputs) > 1:  # several: by input order, all outputs
+    # several inputs: a list by input order; several outputs: all of them, as a list. One output is always
+    # an array (an ONNX file with more inputs than the model is refused by OpenVINO, naming them)
+    if len(compiled.inputs) > 1 or len(compiled.outputs) > 1:
+        ports = [compiled.output(k) for k in range(len(compiled.outputs))]
+
         def run(xs):  # noqa: F811
             res = infer(dict(enumerate(xs if isinstance(xs, list) else [xs])))
-            return [res[compiled.output(k)].copy() for k in range(len(compiled.outputs))]
+            outs = [res[p].copy() for p in ports]
+            return outs[0] if len(outs) == 1 else outs
 
     seen = [int(compiled.get_property("INFERENCE_NUM_THREADS"))]
     kernels = (f"OpenVINO {ov.get_version().split('-')[0]} CPU; hint {compiled.get_property('PERFORMANCE_HINT')}; "

@@ -5,9 +5,10 @@
     probs = net(x)                     # == model(x, training=False), as a fresh np.ndarray
     net.save("model.npz"); net2 = load("model.npz")   # load imports NumPy and the engine only
 
-Modules, one job each: ``convert`` (Keras graph -> program), ``passes`` (BN folding, activation
+Modules, one job each: ``convert`` (Keras graph -> program; ``convert_apps``: the layers the Keras
+Applications families add), ``passes`` (BN folding, activation
 and pool fusion), ``plan`` (buffers for one input shape), ``kernels`` / ``gemm`` / ``epilogue`` /
-``views`` (the steps), ``threadpool`` (the engine's threads), ``model`` (NumpyModel), ``format``
+``views`` / ``layerops`` (the steps), ``threadpool`` (the engine's threads), ``model`` (NumpyModel), ``format``
 (the .npz engine file), ``plain`` (``numpy.plain``: the NumPy a reader would write).
 Importing this package never imports TensorFlow or Keras; ``from_keras`` does, lazily.
 """

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.engine import convert_apps
 from overhead.engine.ops import F32, Op, UnsupportedLayerError
 
 
@@ -38,7 +39,8 @@ def _act_spec(fn, layer):
         return None
     table = {A.relu: ("relu", 0.0, None, 0.0), A.relu6: ("relu", 0.0, 6.0, 0.0),
              A.leaky_relu: ("relu", 0.2, None, 0.0), A.sigmoid: ("sigmoid",), A.tanh: ("tanh",),
-             A.silu: ("silu",), A.elu: ("elu", 1.0), A.softmax: ("softmax", -1)}
+             A.silu: ("silu",), A.elu: ("elu", 1.0), A.softmax: ("softmax", -1),
+             A.hard_sigmoid: ("hard_sigmoid",), A.hard_silu: ("hard_silu",), A.gelu: ("gelu", False)}
     for f, spec in table.items():
         if fn is f:
             return spec
@@ -67,6 +69,8 @@ class _Converter:
             L.Multiply: self._merge, L.Average: self._merge, L.Maximum: self._merge,
             L.Minimum: self._merge, L.Concatenate: self._concat,
         }
+        self.handlers.update(convert_apps.handlers(self))
+        self.act_spec = _act_spec
 
     def new_val(self) -> int:
         self.nvals += 1
@@ -105,8 +109,10 @@ class _Converter:
 
     def operation(self, layer, ins: list[int], node) -> list[int]:
         keras = self.keras
-        if node is not None:
+        if node is not None and isinstance(layer, keras.layers.Layer):
             self._check_call(layer, node)
+        if not isinstance(layer, keras.layers.Layer) and node is not None:  # x + 3.0 and the like
+            return [convert_apps.keras_op(self, layer, node, ins)]
         if isinstance(layer, keras.Model):
             return self.model(layer, ins)
         if type(layer) is keras.layers.InputLayer:
@@ -161,12 +167,13 @@ class _Converter:
     def _conv(self, layer, ins):
         if tuple(layer.dilation_rate) != (1, 1):
             raise UnsupportedLayerError(layer, f"dilation_rate={tuple(layer.dilation_rate)} (dilated convolution)")
-        if getattr(layer, "groups", 1) != 1:
-            raise UnsupportedLayerError(layer, f"groups={layer.groups} (grouped convolution)")
         kernel = _np(layer.kernel)  # (kh, kw, cin, cout)
+        kind = "conv"
+        if getattr(layer, "groups", 1) != 1:
+            kind, kernel = convert_apps.grouped_kernel(layer, kernel)
         kh, kw = kernel.shape[:2]
         sh, sw = layer.strides
-        return self._emit("conv", layer, ins, {"kernel": kernel, "kh": kh, "kw": kw, "sh": sh, "sw": sw,
+        return self._emit(kind, layer, ins, {"kernel": kernel, "kh": kh, "kw": kw, "sh": sh, "sw": sw,
                                                "padding": self._padding(layer)},
                           self._bias(layer), _act_spec(layer.activation, layer))
 

@@ -1,7 +1,9 @@
 """The one activation helper and the one bias + activation epilogue of every kernel.
 
 An activation spec is a tuple made by the converter: ("relu", negative_slope, max_value,
-threshold), ("elu", alpha), ("sigmoid",), ("tanh",), ("silu",), ("softmax", axis), ("linear",).
+threshold), ("elu", alpha), ("sigmoid",), ("tanh",), ("silu",), ("softmax", axis), ("linear",),
+("hard_sigmoid",), ("hard_silu",) (relu6(x + 3) / 6 and x times it, as TensorFlow computes them),
+("gelu", approximate) (the erf form through A&S 7.1.26: NumPy has no erf).
 Everything runs in place on preallocated float32 buffers (``out=``), so a call allocates nothing.
 """
 from __future__ import annotations
@@ -20,6 +22,74 @@ def sigmoid_inplace(v):
     _MUL(v, 0.5, out=v)
     _ADD(v, 0.5, out=v)
     return v
+
+
+# Abramowitz & Stegun 7.1.26: erf(x) = 1 - t (a1 + t (a2 + ... a5)) exp(-x^2), t = 1 / (1 + p x), x >= 0;
+# absolute error <= 1.5e-7 (float32 rounding of erf itself is 6e-8): gelu within ~1e-7 relative of tf.nn.gelu
+_ERF_P = F32(0.3275911)
+_ERF_A = tuple(F32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
+
+
+def _gelu(ctx, shape, approximate):
+    t, u, w = ctx.temp(shape), ctx.temp(shape), ctx.temp(shape)
+    if approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tf.nn.gelu(approximate=True)
+        c, k = F32(np.sqrt(2 / np.pi)), F32(0.044715)
+
+        def gelu_tanh(v):
+            np.multiply(v, v, out=t)
+            np.multiply(t, k, out=t)
+            np.add(t, 1, out=t)
+            np.multiply(t, v, out=t)
+            np.multiply(t, c, out=t)
+            np.tanh(t, out=t)
+            np.add(t, 1, out=t)
+            np.multiply(t, 0.5, out=t)
+            np.multiply(v, t, out=v)
+        return gelu_tanh
+    inv_sqrt2 = F32(1 / np.sqrt(2))
+    a1, a2, a3, a4, a5 = _ERF_A[4], _ERF_A[3], _ERF_A[2], _ERF_A[1], _ERF_A[0]
+
+    def gelu_erf(v):  # 0.5 x (1 + erf(x / sqrt 2))
+        np.multiply(v, inv_sqrt2, out=w)          # w = z
+        np.abs(w, out=t)
+        np.multiply(t, t, out=u)
+        np.negative(u, out=u)
+        np.exp(u, out=u)                          # u = exp(-z^2)
+        np.multiply(t, _ERF_P, out=t)
+        np.add(t, 1, out=t)
+        np.reciprocal(t, out=t)                   # t = 1 / (1 + p|z|)
+        np.sign(w, out=w)                         # w = sign(z)
+        np.multiply(u, w, out=u)                  # u = sign(z) exp(-z^2)
+        np.multiply(t, a5, out=w)                 # Horner: w = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+        for a in (a4, a3, a2, a1):
+            np.add(w, a, out=w)
+            np.multiply(w, t, out=w)
+        np.multiply(w, u, out=w)                  # w = sign(z) (1 - erf|z|) ... erf(z) = sign(z) - w
+        np.multiply(v, 0.5, out=t)                # t = x / 2
+        np.sign(v, out=u)
+        np.subtract(u, w, out=u)                  # u = erf(z)
+        np.add(u, 1, out=u)
+        np.multiply(t, u, out=v)
+    return gelu_erf
+
+
+def _hard(kind, ctx, shape):
+    """TensorFlow's hard_sigmoid = relu6(x + 3) / 6, hard_silu = x * hard_sigmoid(x)."""
+    lo, hi, three, six = F32(0), F32(6), F32(3), F32(6)
+    if kind == "hard_sigmoid":
+        def hard_sigmoid(v):
+            np.add(v, three, out=v)
+            np.clip(v, lo, hi, out=v)
+            np.divide(v, six, out=v)
+        return hard_sigmoid, True
+    t = ctx.temp(shape)
+
+    def hard_silu(v):
+        np.add(v, three, out=t)
+        np.clip(t, lo, hi, out=t)
+        np.divide(t, six, out=t)
+        np.multiply(v, t, out=v)
+    return hard_silu, False
 
 
 def activation(spec, ctx, shape):
@@ -61,6 +131,10 @@ def activation(spec, ctx, shape):
             _MAX(v, 0, out=v)
             _ADD(v, t, out=v)
         return elu, False
+    if kind in ("hard_sigmoid", "hard_silu"):
+        return _hard(kind, ctx, shape)
+    if kind == "gelu":
+        return _gelu(ctx, shape, bool(spec[1])), False
     if kind != "relu":
         raise ValueError(f"unknown activation {spec!r}")
     _, slope, max_value, threshold = spec  # Keras' relu, same case split as keras.activations

@@ -19,7 +19,7 @@ FORMAT = "overhead-engine"
 VERSION = 1
 _PLAN_KEY = "__plan__"
 _KINDS = ("conv", "dwconv", "dense", "scale_shift", "act", "merge", "concat", "zeropad", "pool",
-          "gpool", "reshape", "identity")
+          "gpool", "reshape", "identity", "layernorm", "crop")
 
 
 class EngineFileError(ValueError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from overhead.engine import layerops
 from overhead.engine import views as V
 from overhead.engine.epilogue import epilogue
 from overhead.engine.gemm import build_conv, build_dense
@@ -55,13 +56,23 @@ def build_dwconv(op, ins, out, ctx):
 
 
 def build_scale_shift(op, ins, out, ctx):
-    """BatchNormalization on its own (not folded) and Rescaling: x * scale + shift."""
+    """BatchNormalization on its own (not folded), Rescaling, Normalization, LayerScale and arithmetic
+    with constants: x * scale + shift, or x / divide (a factor of 1 or a shift of 0 is skipped: exact)."""
     k = ins[0].idx
-    scale, shift = op.p["scale"], op.p["shift"]
+    scale, shift, div = op.p["scale"], op.p["shift"], op.p.get("divide")
+    first = [(np.divide, div)] if div is not None else []
+    if not np.all(scale == 1):
+        first.append((_MUL, scale))
+    if not np.all(shift == 0):
+        first.append((_ADD, shift))
+    if not first:
+        first = [(_MUL, scale)]  # a copy
+    (f0, a0), rest = first[0], first[1:]
 
     def core(env):
-        _MUL(env[k], scale, out=out)
-        _ADD(out, shift, out=out)
+        f0(env[k], a0, out=out)
+        for f, a in rest:
+            f(out, a, out=out)
     return V.chain([core, _fin(op, out, ctx)])
 
 
@@ -270,5 +281,5 @@ def build_global_pool(op, ins, out, ctx):
 BUILDERS = {
     "conv": build_conv, "dwconv": build_dwconv, "dense": build_dense, "scale_shift": build_scale_shift,
     "act": build_act, "merge": build_merge, "concat": build_concat, "zeropad": build_zeropad,
-    "pool": build_pool, "gpool": build_global_pool,
+    "pool": build_pool, "gpool": build_global_pool, **layerops.BUILDERS,
 }

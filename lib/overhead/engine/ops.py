@@ -12,10 +12,12 @@ SUPPORTED = (
     "InputLayer; Conv2D (any kernel/strides, same/valid, no dilation, groups=1); DepthwiseConv2D "
     "(depth_multiplier >= 1, no dilation); BatchNormalization; Dense; Activation / ReLU / LeakyReLU / "
     "ELU / Softmax (activations: linear, relu, relu6, leaky_relu, elu, sigmoid, tanh, silu/swish, "
-    "softmax); MaxPooling2D / AveragePooling2D; GlobalAveragePooling2D / GlobalMaxPooling2D; Flatten; "
-    "Reshape; ZeroPadding2D; Rescaling; Add / Subtract / Multiply / Average / Maximum / Minimum; "
-    "Concatenate; Dropout-like training-only layers (identity); nested Sequential/functional models; "
-    "channels_last, float32 only"
+    "hard_sigmoid, hard_silu/hard_swish, gelu, softmax); grouped Conv2D; SeparableConv2D; "
+    "MaxPooling2D / AveragePooling2D; GlobalAveragePooling2D / GlobalMaxPooling2D; Flatten; "
+    "Reshape; ZeroPadding2D; Cropping2D; Rescaling; Normalization; LayerNormalization (last axis); "
+    "Add / Subtract / Multiply / Average / Maximum / Minimum; +, -, *, / of tensors and constants; "
+    "Concatenate; ConvNeXt's LayerScale / StochasticDepth; Dropout-like training-only layers (identity); "
+    "nested Sequential/functional models; channels_last, float32 only"
 )
 
 # ops whose output is a zero-copy view of their input

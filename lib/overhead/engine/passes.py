@@ -79,7 +79,8 @@ def fold_bn(ops, outputs):
     return keep
 
 
-_FUSE_INTO = ("conv", "dwconv", "dense", "scale_shift", "merge", "pool", "gpool", "concat", "bn")
+_FUSE_INTO = ("conv", "dwconv", "dense", "scale_shift", "merge", "pool", "gpool", "concat", "bn", "layernorm",
+              "crop")
 
 
 def fuse_act(ops, outputs):

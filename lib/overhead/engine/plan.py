@@ -41,8 +41,13 @@ def out_shape(op, shapes):
         if s[-1] != p["w"].shape[0]:
             raise ValueError(f"{op.cls} {op.name!r} expects {p['w'].shape[0]} features, got {s[-1]}")
         return s[:-1] + (p["w"].shape[1],)
-    if k in ("scale_shift", "act", "identity"):
+    if k in ("scale_shift", "act", "identity", "layernorm"):
         return s
+    if k == "crop":
+        (ct, cb), (cl, cr) = p["crops"]
+        if len(s) != 4 or s[1] - ct - cb < 1 or s[2] - cl - cr < 1:
+            raise ValueError(f"{op.cls} {op.name!r} cannot crop {p['crops']} from shape {s}")
+        return (s[0], s[1] - ct - cb, s[2] - cl - cr, s[3])
     if k == "gpool":
         if len(s) != 4:
             raise ValueError(f"{op.cls} {op.name!r} needs a 4-D NHWC input, got shape {s}")

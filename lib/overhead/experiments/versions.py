@@ -36,7 +36,7 @@ CHILD = "overhead.experiments.versions_child"
 PATHS = ("predict", "predict_on_batch", "call", "tf.function", "tf.function.xla", "savedmodel", "tf1.session",
          "tflite")
 ONEDNN_OFF_PATHS = ("tf.function",)  # oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): the paths measured again
-MODELS = ("logreg", "cnn_seed", "resnet_mnist", "resnet18_imagenet")
+MODELS = ("logreg", "cnn_seed", "resnet_mnist", "resnet18_224px")
 COLUMNS = ["machine", "release", "tensorflow", "keras", "keras_version", "numpy", "env", "model", "weights_sha",
            "path", "onednn", "threads", "batch", "status", "reason", "parity", "logit_rel_err", "logit_cos",
            "top1_decisive", "n_decisive", "n_parity", "runs", "n", "median_us", "ci_lo_us", "ci_hi_us", "p90_us",

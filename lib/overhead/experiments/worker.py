@@ -25,6 +25,7 @@ from overhead.harness.child import claim_stdout, error_text  # noqa: F401  (erro
 from overhead.ladder import models
 from overhead.usermodel import feed as userfeed
 from overhead.usermodel.feed import fatal_text
+from overhead.usermodel.refsignal import degenerate
 
 PARITY_FLOPS = 5e10  # parity inputs per batch size are capped so that big models stay affordable
 PARITY_MAX_S = 0.5  # slow paths compare fewer inputs (at least 8) rather than stall the sweep
@@ -171,9 +172,13 @@ def _run(job, model_path, model, desc, threads, mode, emit, io):
     reduced = {b for b, _ in keys if parity.tier_of(bk.get(b)) != "float32"}
     n_reduced = REDUCED_PARITY_INPUTS if reduced and run == 1 and runnable else 0
     need = max([math.ceil(n_par / n) * n for n in runnable] + [n_reduced] if runnable else [0])
+    no_signal = None
     if need:
         # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.backends.reference)
         x_all, y_all, ref = inputs_and_reference(model, model_path, job, need)
+        no_signal = degenerate(ref, inputs_given=bool(job.get("inputs")))  # said once, on every row
+        if no_signal:
+            emit(event="reference", note=no_signal)
     timer_ns = timing.timer_overhead_ns(budget_s=0.05)
     samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
 
@@ -207,6 +212,8 @@ def _run(job, model_path, model, desc, threads, mode, emit, io):
                 status, reason = userfeed.classify(name, exc, model.signature)
                 emit(event="row", row=dict(base, backend=name, batch=batch, status=status, reason=reason))
                 continue
+            if no_signal:
+                par = dict(par, reason="; ".join(filter(None, [no_signal, par["reason"]])))
             prepared[name] = (runner, par)
         if mode != "bench":
             for name, (runner, par) in prepared.items():
