@@ -265,7 +265,7 @@ display(layout.details("Stability and jitter per path", stability.table(R.mine("
 # %% [markdown]
 # ### Why do the TF paths' fresh processes disagree?
 #
-# First what the published sweeps' own runs say (their per-run samples, `overhead.report.spread_runs`), then fresh processes of the TF paths on the seed CNN at batch 1, each under one variant of its start-up, interleaved in time (`overhead.experiments.spread`; `spread.csv`).
+# First what the published sweeps' own runs say (their per-run samples, `overhead.report.spread_runs`), then fresh processes of the TF paths on the seed CNN, one image per call, each under one variant of its start-up, interleaved in time (`overhead.experiments.spread`; `spread.csv`).
 
 # %%
 from overhead.report import spread as spread_section, spread_runs
@@ -289,7 +289,7 @@ display(layout.details("The same call as each section times it", reconcile.table
 # %% [markdown]
 # ## Across TensorFlow releases
 #
-# The same models rebuilt inside every tensorflow-cpu release from 2.12 to 2.21 (one environment each, `make versions`), checked against the NumPy engine, then timed at batch 1 on one thread (`versions.csv`).
+# The same models rebuilt inside every tensorflow-cpu release the stage lists (`overhead.experiments.versions_env.RELEASES`, one environment each, `make versions`), checked against the NumPy engine, then timed one image per call on one thread (`versions.csv`).
 
 # %%
 from overhead.report import versions as vreport
