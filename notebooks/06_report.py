@@ -43,6 +43,7 @@ from overhead.report import (
     analysis,
     answer,
     claims,
+    effort,
     hero,
     layout,
     loading,
@@ -87,7 +88,7 @@ MISSING = [k for k in loading.REQUIRED_FILES if results.get(k) is None]
 ADVICE = advice.advice(R)
 TLDR = answer.tldr(R)
 SMALL = prose.small_model(R)
-LADDER = advice.effort_ladder(R, SMALL)
+LADDER = effort.effort_ladder(R, SMALL)
 CLAIMS = claims.by_machine(R)  # every winner question is asked before the stability section tallies them
 
 # %%
@@ -102,7 +103,7 @@ if EXTRA:  # `make report MODEL=…`: what ran on your model, what was skipped a
 # the TL;DR and the advice also go to the README (make report copies figures/findings.md into it)
 FIG.mkdir(parents=True, exist_ok=True)
 _ = (FIG / "findings.md").write_text(
-    TLDR + "\n\n**What should you do?** " + advice.ladder_lead(LADDER, SMALL) + "\n\n" + advice.summary(ADVICE) + "\n\n"
+    TLDR + "\n\n**What should you do?** " + effort.ladder_lead(LADDER, SMALL) + "\n\n" + advice.summary(ADVICE) + "\n\n"
     "![Measured latency and overhead share of predict, model(x) and tf.function](figures/hero.png)\n\n"
     "The whole report: [reports/report.html](reports/report.html) (self-contained; download and open it).\n")
 
@@ -112,8 +113,8 @@ _ = (FIG / "findings.md").write_text(
 # ## What should you do?
 
 # %%
-display(Markdown(advice.ladder_lead(LADDER, SMALL)))
-display(HTML(advice.ladder_markdown(LADDER)))
+display(Markdown(effort.ladder_lead(LADDER, SMALL)))
+display(HTML(effort.ladder_markdown(LADDER)))
 display(Markdown(advice.lead(ADVICE)))
 display(HTML(advice.advice_markdown(ADVICE)))
 display(Markdown(advice.flops_note(R)))
