@@ -272,7 +272,7 @@ display(layout.details("Stability and jitter per path", stability.table(R.mine("
 from overhead.report import spread as spread_section, spread_runs
 
 display(Markdown(spread_runs.text(DATA / "results")))
-SPREAD = spread_section.load(DATA / "results")
+SPREAD = R.raw.get("spread", pd.DataFrame())  # read once, by the registry (overhead.base.tables)
 display(Markdown(spread_section.text(spread_section.summary(SPREAD))))
 if len(SPREAD):
     _fig, _alt = spread_section.figure(SPREAD)
@@ -295,7 +295,7 @@ display(layout.details("The same call as each section times it", reconcile.table
 # %%
 from overhead.report import versions as vreport
 
-VERSIONS = vreport.read(DATA / "results")
+VERSIONS = R.raw.get("versions", pd.DataFrame())  # read once, by the registry
 display(Markdown(vreport.finding(VERSIONS)))
 if len(VERSIONS) and (VERSIONS["status"] == "ok").any():
     _fig, _alt = vreport.fig_latency(VERSIONS, HERE)

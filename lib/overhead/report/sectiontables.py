@@ -31,13 +31,18 @@ def _by_path(t: pd.DataFrame) -> pd.DataFrame:
     return t.set_index("backend").loc[order_backends(t["backend"])].reset_index()
 
 
+def _model_in(t: pd.DataFrame, model, R) -> str:
+    """``model`` when ``t`` has it, else the small model when it does, else ``t``'s first model."""
+    have = set(t["model"])
+    return model if model in have else (small_model(R) if small_model(R) in have else t["model"].iloc[0])
+
+
 def startup_table(R, model: str | None = None) -> pd.DataFrame:
     """Cold start of every path on one model (default: the small model)."""
     s = R.mine("startup")
     if not len(s):
         return pd.DataFrame()
-    model = model if model in set(s["model"]) else (small_model(R) if small_model(R) in set(s["model"])
-                                                   else s["model"].iloc[0])
+    model = _model_in(s, model, R)
     s = _by_path(s[s["model"] == model])
     out = pd.DataFrame({"path": s["backend"],
                         "to first prediction (s)": s["start_to_first_pred_s"].map(g3),
@@ -73,8 +78,7 @@ def pipeline_table(R, model: str | None = None) -> pd.DataFrame:
     p = R.mine("pipeline")
     if not len(p):
         return pd.DataFrame()
-    model = model if model in set(p["model"]) else (small_model(R) if small_model(R) in set(p["model"])
-                                                   else p["model"].iloc[0])
+    model = _model_in(p, model, R)
     p = _by_path(p[p["model"] == model])
     out = pd.DataFrame({"path": p["backend"]})
     for st in ("decode", "preprocess", "inference", "postprocess"):
