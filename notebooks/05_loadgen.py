@@ -49,7 +49,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from overhead.report import stages
 from overhead.experiments import loadgen
-from overhead.report import underload
+from overhead.report import underload, underload_http
 
 models = stages.present(list(models) + list(extra_models or []), data_dir)   # missing models are named and skipped
 pd.set_option('display.width', 200)
@@ -61,7 +61,7 @@ display(Markdown('**Method.** ' + loadgen.method_text(quick)))
 # %%
 frame = loadgen.run(models, paths, threads=threads, bounds_ms=bounds_ms, quick=quick, server_paths=server_paths,
                     http_paths=http_paths, data_dir=data_dir, machine=machine)
-display(Markdown('**Finding.** ' + underload.lead_sentence(frame)))
+display(Markdown('**Finding.** ' + underload_http.lead_sentence(frame)))
 frame[['scenario', 'model', 'path', 'transport', 'payload', 'strategy', 'workers', 'batching', 'threads', 'phase',
        'target_qps', 'achieved_qps', 'p50_us', 'p90_us', 'p99_us', 'validity', 'stationary', 'parity',
        'status']].round(1)
@@ -105,14 +105,14 @@ underload.batching_table(frame).round(1)
 # The no-op model behind uvicorn: LoadGen's Single-Stream p50/p99 and Server maximum (with the p50/p99 at the VALID run nearest half of it), and wrk's p50 with one connection and its requests/s, p50 and p99 with several (closed loop). LoadGen's client (threads with a keep-alive `http.client` connection each, bodies built before the run), wrk and the uvicorn server share this machine's cores; `client_cpu_us` and `server_cpu_us` are each process's CPU time per query.
 
 # %%
-underload.http_table(frame).round(1)
+underload_http.http_table(frame).round(1)
 
 # %% [markdown]
 # ## Behind HTTP: what share of a request is framework, model and HTTP stack (pydantic JSON)
 
 # %%
-shares = underload.http_share(frame)
-display(underload.fig_http_share(shares))
+shares = underload_http.http_share(frame)
+display(underload_http.fig_http_share(shares))
 shares.round(3)
 
 # %%

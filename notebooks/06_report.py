@@ -60,6 +60,7 @@ from overhead.report import (
     stability,
     tables,
     underload,
+    underload_http,
     whopays,
     wins,
 )
@@ -206,9 +207,14 @@ display(Markdown(optional.loadgen_text(R)))
 if len(LG):
     display(underload.mlperf_table(LG))
     display(plots.publish(underload.fig_hockey_stick(LG), "hockey_stick", FIG))
-    SHARE = underload.http_share(LG)
+    SHARE = underload_http.http_share(LG)
     if len(SHARE):
-        display(plots.publish(underload.fig_http_share(SHARE), "http_share", FIG))
+        display(plots.publish(underload_http.fig_http_share(SHARE), "http_share", FIG))
+    HTTP = underload_http.http_table(LG)
+    if len(HTTP):
+        display(Markdown("**The HTTP floor:** the no-op model behind FastAPI/uvicorn per payload and worker count, "
+                         "LoadGen's client beside wrk's."))
+        display(layout.table(underload_http.http_reader_table(LG)))
     display(layout.details("Concurrency strategies and dynamic batching", underload.strategy_table(LG),
                            underload.batching_table(LG)))
     LG_META = R.meta.get("loadgen", {})

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from overhead.experiments.loadgen import COLUMNS
-from overhead.report import underload
+from overhead.report import underload, underload_http
 
 
 def _row(**kw):
@@ -70,7 +70,7 @@ def test_sentence_says_the_fastest_path_changes_under_load(table):
 
 
 def test_http_share_from_the_noop_model(table):
-    s = underload.http_share(table).set_index("path")
+    s = underload_http.http_share(table).set_index("path")
     assert set(s.index) == {"litert", "numpy"}
     lit = s.loc["litert"]
     assert lit["loadgen_sut_us"] == 7.0 and lit["http_us"] == 893.0
@@ -79,7 +79,7 @@ def test_http_share_from_the_noop_model(table):
     shares = s[[c for c in s.columns if c.endswith("_share")]]
     assert np.allclose(shares.sum(axis=1), 1.0)
     assert lit["http_share"] > 0.9 and lit["measured_us"] == 950.0
-    assert underload.http_share(table[table["transport"] == "inproc"]).empty
+    assert underload_http.http_share(table[table["transport"] == "inproc"]).empty
 
 
 def test_strategy_and_batching_tables(table):
@@ -96,7 +96,7 @@ def test_figures_draw_and_say_when_empty(table):
     assert ax.get_xscale() == "log" and len(ax.lines) >= 6
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["numpy", "keras.predict", "litert"] or set(labels) == {"numpy", "keras.predict", "litert"}
-    bar = underload.fig_http_share(underload.http_share(table))
+    bar = underload_http.fig_http_share(underload_http.http_share(table))
     assert len(bar.axes[0].patches) == 2 * 4
     empty = underload.fig_hockey_stick(table[table["scenario"] == "SingleStream"])
     assert "no Server runs" in empty.axes[0].texts[0].get_text()
@@ -150,21 +150,26 @@ def test_http_table_and_the_lead_sentence(table):
             _row(scenario="Server", role="wrk", path="noop", transport="http", payload="json", server_workers=1,
                  client="wrk", status="skipped", reason="wrk is not installed")]
     frame = pd.concat([table, pd.DataFrame(rows)], ignore_index=True).reindex(columns=COLUMNS)
-    h = underload.http_table(frame).set_index("payload")
+    h = underload_http.http_table(frame).set_index("payload")
     assert set(h.index) == {"pydantic JSON", "plain JSON", "binary float32"}  # no payload column: pydantic JSON
     b = h.loc["binary float32"]
     assert b["max_qps"] == 1200 and b["half_qps"] == 600 and b["p99_at_half_us"] == 700.0
     assert b["wrk_c1_p50_us"] == 250.0 and b["wrk_qps"] == 1500.0 and b["loadgen_over_wrk"] == pytest.approx(0.8)
     assert "wrk is not installed" in h.loc["plain JSON", "wrk_note"]
-    text = underload.lead_sentence(frame)
+    page = underload_http.http_reader_table(frame).set_index("payload")
+    assert page.loc["binary float32", "LoadGen Server max (QPS)"] == "1,200"
+    assert page.loc["binary float32", "p99 at half the max (ms)"] == "0.7"
+    assert page.loc["binary float32", "LoadGen max / wrk max (×)"] == "0.8"
+    assert "wrk is not installed" in page.loc["plain JSON", "wrk note"]
+    text = underload_http.lead_sentence(frame)
     # pydantic JSON: 900 - 7 us over HTTP against litert's 20 us in process; binary: 293 us
     assert text.startswith("Behind a web service the payload, not the framework, sets the floor for m: a "
-                           "pydantic JSON request costs 893 µs over HTTP, 44.6x the fastest inference (`litert`")
+                           "pydantic JSON request costs 893 µs over HTTP, 44.6x the lowest single-query p50 measured in process (`litert`")
     assert "(binary float32: 293 µs)" in text
     assert text.endswith("(binary float32: 293 µs).")  # no tf.function measured: no claim about the framework
     tf = pd.concat([frame, pd.DataFrame([_ss("tf.function", 25.0)])], ignore_index=True).reindex(columns=COLUMNS)
-    assert "on no model measured does `tf.function`'s cost over the fastest path (at most 5 µs)" in \
-        underload.lead_sentence(tf)
+    assert "the lowest in-process p50 by more than the cheapest HTTP round trip (at most 5 µs)" in \
+        underload_http.lead_sentence(tf)
     big = pd.concat([frame, pd.DataFrame([_ss("litert", 5000.0, model="big"), _ss("tf.function", 9000.0, model="big"),
                                           _ss("tf.function", 25.0)])], ignore_index=True).reindex(columns=COLUMNS)
-    assert "the framework matters again from big on, where `tf.function` costs 4 ms more" in underload.lead_sentence(big)
+    assert "the framework matters again from big on, where `tf.function` costs 4 ms more" in underload_http.lead_sentence(big)

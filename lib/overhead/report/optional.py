@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from overhead.report import peak, underload
+from overhead.report import peak, underload_http
 from overhead.report.fmt import code, fmt_flops, fmt_x
 from overhead.report.idle import verdict
 
@@ -169,9 +169,11 @@ def blas_text(R) -> str:
 
 
 def loadgen_text(R) -> str:
-    """The under-load section's finding (``overhead.report.underload``), or that loadgen.csv is absent."""
+    """The under-load section's finding (``overhead.report.underload_http.lead_sentence``: the web payload
+    against the inference, or without HTTP runs whether the fastest path changes under load), or that
+    loadgen.csv is absent."""
     lg = _have(R, "loadgen")
-    return NOT_MEASURED.format("loadgen.csv") if lg is None else underload.under_load_sentence(lg)
+    return NOT_MEASURED.format("loadgen.csv") if lg is None else underload_http.lead_sentence(lg)
 
 
 def models_text(R) -> str:
