@@ -10,7 +10,7 @@ import pytest
 
 from overhead.experiments import spread as exp
 from overhead.harness.child import ChildResult
-from overhead.report import spread as sec
+from overhead.report import loading, spread as sec
 
 PATHS = ("tf.function", "tf1.session")
 
@@ -111,15 +111,15 @@ def test_machines_are_judged_separately():
 
 
 def test_no_table_says_not_measured(tmp_path):
-    assert sec.load(tmp_path).empty
-    assert "not measured" in sec.text(sec.summary(sec.load(tmp_path)))
+    assert loading.load_results(tmp_path)["spread"] is None
+    assert "not measured" in sec.text(sec.summary(pd.DataFrame()))
 
 
 def test_load_reads_every_machine(tmp_path):
     for m in ("a", "b"):
         (tmp_path / m).mkdir()
         planted({"as is": {"tf.function": TIGHT}}, machine=m).to_csv(tmp_path / m / "spread.csv", index=False)
-    assert set(sec.load(tmp_path)["machine"]) == {"a", "b"}
+    assert set(loading.load_results(tmp_path)["spread"]["machine"]) == {"a", "b"}
 
 
 def test_table_has_units_and_three_significant_figures():

@@ -12,7 +12,6 @@ Pure functions of the table; the figure shows every process's median.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,17 +25,6 @@ COLLAPSE = 0.5  # a variant's relative MAD at most this share of the as-is one, 
 NOISE = 0.05  # as-is MAD within this share of the median and max/min within 1 + 2 x this: the runs agree
 MIN_PROCESSES = 5  # a verdict on a variant needs at least this many processes per path (and as is)
 MIN_SHOWN = 2  # a spread is shown from this many processes
-
-
-def load(results_dir) -> pd.DataFrame:
-    """Every machine's ``spread.csv`` under `results_dir` (``<machine>/spread.csv``), one frame; empty when none."""
-    frames = []
-    for path in sorted(Path(results_dir).glob(f"*/{FILE}")):
-        f = pd.read_csv(path)
-        if "machine" not in f or f["machine"].isna().all():
-            f["machine"] = path.parent.name
-        frames.append(f)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _rel_mad(v: np.ndarray) -> float:

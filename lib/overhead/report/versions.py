@@ -9,7 +9,6 @@ Pure functions of the result tables (no experiment, no backend imported).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,13 +23,6 @@ PATH_LABELS = {"predict": "predict", "predict_on_batch": "predict_on_batch", "ca
                "tf.function": "tf.function", "tf.function.xla": "tf.function (XLA)", "savedmodel": "SavedModel",
                "tf1.session": "TF1 Session", "tflite": "tf.lite.Interpreter"}
 KEY_PATHS = ("predict", "tf.function")
-
-
-def read(results_root) -> pd.DataFrame:
-    """Every machine's versions.csv under `results_root` (empty frame when none)."""
-    frames = [pd.read_csv(p, dtype={"release": str, "keras": str, "tensorflow": str})
-              for p in sorted(Path(results_root).glob(f"*/{FILE}"))]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def release_key(label) -> tuple:
