@@ -27,11 +27,12 @@
 
 # %% tags=["parameters"]
 releases = None                # TensorFlow minors to build and measure; None -> all ten (versions_env.RELEASES)
-models = ['logreg', 'cnn_seed', 'resnet_mnist', 'resnet18_224px']   # softmax regression, seed CNN, a mid ResNet, ResNet-18
+models = ['logreg', 'cnn_seed', 'resnet_mnist', 'resnet18_32px']   # softmax regression, seed CNN, a mid ResNet, ResNet-18
 paths = None                   # None -> every path (versions.PATHS)
 onednn_off_paths = None        # None -> tf.function again with oneDNN off
+onednn_off_models = None       # None -> the seed CNN and ResNet-18 (versions.ONEDNN_OFF_MODELS)
 runs = 3                       # fresh processes per configuration
-budget_s = 0.5                 # timing budget per path and process
+budget_s = 0.3                 # timing budget per path and process
 rss_calls = [1, 1000]          # predict calls after which RSS is read (first run)
 quick = False
 data_dir = None
@@ -73,6 +74,7 @@ if not quick:   # every file once: uv hard-links the environments' files from it
 # %%
 df = versions.run(REL, models, runs=runs, paths=paths or versions.PATHS,
                   onednn_off_paths=versions.ONEDNN_OFF_PATHS if onednn_off_paths is None else onednn_off_paths,
+                  onednn_off_models=versions.ONEDNN_OFF_MODELS if onednn_off_models is None else onednn_off_models,
                   budget_s=budget_s, rss_calls=rss_calls, data_dir=data_dir, machine=machine)
 display(df[['release', 'keras', 'model', 'path', 'onednn', 'status', 'parity', 'median_us', 'ci_lo_us', 'ci_hi_us',
             'first_call_s', 'rss_1_mb', 'rss_1000_mb', 'reason']])

@@ -72,6 +72,16 @@ def test_a_failed_install_is_a_reason_not_a_crash(tmp_path):
     assert versions.plan_configs([rel], ["logreg"], ("tf.function",)) == []
 
 
+def test_onednn_off_only_for_the_chosen_models():
+    rel = versions.Release("2.16", python="py", kerases=("3", "2"))
+    got = [(k, m, on) for _r, k, m, on in versions.plan_configs([rel], ["logreg", "cnn_seed"], ("tf.function",),
+                                                               ("cnn_seed",))]
+    assert got == [("3", "logreg", True), ("3", "cnn_seed", True), ("3", "cnn_seed", False),
+                   ("2", "logreg", True), ("2", "cnn_seed", True), ("2", "cnn_seed", False)]
+    every = versions.plan_configs([rel], ["logreg"], ("tf.function",))
+    assert [on for *_x, on in every] == [True, False, True, False]
+
+
 def test_no_uv_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(versions_env, "uv_binary", lambda: None)
     got = versions_env.build("2.13", tmp_path)

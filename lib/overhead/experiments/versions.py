@@ -36,7 +36,10 @@ CHILD = "overhead.experiments.versions_child"
 PATHS = ("predict", "predict_on_batch", "call", "tf.function", "tf.function.xla", "savedmodel", "tf1.session",
          "tflite")
 ONEDNN_OFF_PATHS = ("tf.function",)  # oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): the paths measured again
-MODELS = ("logreg", "cnn_seed", "resnet_mnist", "resnet18_224px")
+MODELS = ("logreg", "cnn_seed", "resnet_mnist", "resnet18_32px")  # softmax regression, seed CNN, mid ResNet, ResNet-18
+# the models measured again with oneDNN off: the seed CNN and ResNet-18 (a 16-release x 2-Keras sweep of every model
+# twice would double the stage for two more points of the same comparison)
+ONEDNN_OFF_MODELS = ("cnn_seed", "resnet18_32px")
 COLUMNS = ["machine", "release", "tensorflow", "keras", "keras_version", "numpy", "env", "model", "weights_sha",
            "path", "onednn", "threads", "batch", "status", "reason", "parity", "logit_rel_err", "logit_cos",
            "top1_decisive", "n_decisive", "n_parity", "runs", "n", "median_us", "ci_lo_us", "ci_hi_us", "p90_us",
@@ -223,8 +226,9 @@ def rows_for(release: Release, keras: str, model: str, onednn: bool, recs: list[
     return out
 
 
-def plan_configs(releases, models, onednn_off_paths) -> list[tuple]:
-    """(release, keras, model, onednn) in the order children run within one round."""
+def plan_configs(releases, models, onednn_off_paths, onednn_off_models=None) -> list[tuple]:
+    """(release, keras, model, onednn) in the order children run within one round; oneDNN off only for the
+    models in `onednn_off_models` (None: every model)."""
     out = []
     for rel in releases:
         if rel.python is None:
@@ -232,13 +236,14 @@ def plan_configs(releases, models, onednn_off_paths) -> list[tuple]:
         for keras in rel.kerases:
             for model in models:
                 out.append((rel, keras, model, True))
-                if onednn_off_paths:
+                if onednn_off_paths and (onednn_off_models is None or model in onednn_off_models):
                     out.append((rel, keras, model, False))
     return out
 
 
-def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths=ONEDNN_OFF_PATHS, threads: int = 1,
-        budget_s: float = 0.5, rounds: int = 5, min_samples: int = 20, rss_calls=(1, 1000), n_parity: int = 32,
+def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths=ONEDNN_OFF_PATHS,
+        onednn_off_models=ONEDNN_OFF_MODELS, threads: int = 1,
+        budget_s: float = 0.3, rounds: int = 5, min_samples: int = 20, rss_calls=(1, 1000), n_parity: int = 32,
         out_dir=None, machine=None, data_dir=None, timeout_s: float = 1800, weights=None, progress=print) -> pd.DataFrame:
     """Measure `releases` (list of :class:`Release`) x models x paths into ``<results>/versions.csv``.
 
@@ -260,7 +265,7 @@ def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths
         if not inputs[m].exists():
             np.savez(inputs[m], x=x)
         refs[m] = ref
-    configs = plan_configs(releases, models, onednn_off_paths)
+    configs = plan_configs(releases, models, onednn_off_paths, onednn_off_models)
     t_stage = time.perf_counter()
     for r in range(runs):
         shift = r % max(1, len(configs))
@@ -294,7 +299,8 @@ def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths
     envinfo.write_meta(target, extra={
         "stage": "versions", "threads": threads, "batch": 1, "runs": runs, "budget_s": budget_s, "rounds": rounds,
         "min_samples": min_samples, "rss_calls": list(rss_calls), "n_parity": n_parity, "paths": list(paths),
-        "onednn_off_paths": list(onednn_off_paths), "models": list(models), "stage_s": round(time.perf_counter()
+        "onednn_off_paths": list(onednn_off_paths), "models": list(models),
+        "onednn_off_models": list(models if onednn_off_models is None else onednn_off_models), "stage_s": round(time.perf_counter()
                                                                                                 - t_stage, 1),
         "parity_rule": parity.criterion_text("float32"), "reference": "NumPy engine (.npz) logits",
         "ci_method": stats.CI_METHOD, "stability_rule": stats.STABILITY_RULE,
