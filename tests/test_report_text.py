@@ -195,10 +195,15 @@ def test_advice_best_path_follows_the_data():
     assert "TFLiteConverter" in a["one-line change"] and "Interpreter" in a["one-line change"]
 
 
-def test_code_appendix_comes_from_the_source_and_never_fails():
-    text = advice.code_appendix(["keras.call", "no.such.backend"])
-    assert "def _prep_keras" in text and "model(x, training=False)" in text
-    assert "The source of `no.such.backend` is not available in this installation" in text
+def test_code_appendix_shows_the_recorded_code_else_the_catalogue_snippet_and_never_fails():
+    recorded = {"keras.call": {"where": "overhead.backends.keras_tf._prep_keras",
+                               "source": "def _prep_keras(path, batch, threads, artifacts, how):\n    ..."}}
+    text = advice.code_appendix(["keras.call", "litert", "no.such.backend"], recorded)
+    assert "Timed code (`overhead.backends.keras_tf._prep_keras`)" in text and "def _prep_keras" in text
+    assert "the run whose metadata the report reads did not time it" in text and "Interpreter(" in text
+    assert "no runnable snippet for `no.such.backend`" in text
+    old = advice.code_appendix(["keras.call", "numpy.plain"])     # a run from before source recording
+    assert old.count(advice.PREDATES) == 2 and "y = model(x, training=False)" in old and "def " not in old
 
 
 def test_tables_for_display(R):
