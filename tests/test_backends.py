@@ -62,6 +62,15 @@ def test_a_catalogue_path_without_a_prepare_and_a_prepare_without_an_entry_are_n
         backends.core.catalogued("tf.magic", lambda *a: None)
 
 
+def test_timed_code_is_the_registered_prepare_with_its_settings():
+    from overhead.backends.source import timed_code
+
+    int8 = timed_code(backends.get("litert.int8"))
+    assert int8["where"] == "overhead.backends.litert._prep_litert"
+    assert 'variant="int8"' in int8["source"] and "def _prep_litert" in int8["source"]
+    assert timed_code(backends.get("numpy"))["source"].startswith("def _prep_numpy")
+
+
 _HOOK = r"""
 import json, sys
 from overhead import backends

@@ -294,31 +294,31 @@ def summary(table: pd.DataFrame, n: int = 3) -> str:
 
 
 # ---------------------------------------------------------------- code appendix ------------------------
-PREDATES = "this run predates source recording (its bench.meta.json has no `timed_code`)"
+PREDATES = ("This run predates source recording (its bench.meta.json has no `timed_code`): each path shows the "
+            "catalogue's user code, not the code that was timed.")
 
 
 def code_appendix(names, recorded=None) -> str:
     """Markdown: for each backend, its one-line change and the code that was timed, as the sweep recorded it
     (``recorded``: ``timed_code`` of the run's bench.meta.json); otherwise the catalogue's snippet, with one line
-    saying why (the run predates source recording, or did not record this path)."""
+    saying why (``PREDATES`` once, for a run from before source recording; per path when the run lacks it)."""
     recorded = recorded if isinstance(recorded, dict) else {}
-    out = []
+    out = [] if recorded or not names else [f"*{PREDATES}*\n"]
     for b in names:
-        out.append(f"#### {b}\n\nOne-line change: {one_line(b)}.\n")
-        rec = recorded.get(b) or {}
+        out.append(f"#### {b}\n")
+        rec, e = recorded.get(b) or {}, paths.entry(b)
         if rec.get("source"):
             where = ", ".join(f"`{w.strip()}`" for w in str(rec.get("where", "")).split(",") if w.strip())
-            out.append(f"Timed code ({where or 'as recorded'}):\n\n```python\n{rec['source'].rstrip()}\n```\n")
+            out.append(f"One-line change: {one_line(b)}.\n\nTimed code ({where or 'as recorded'}):\n\n"
+                       f"```python\n{rec['source'].rstrip()}\n```\n")
             continue
-        why = (PREDATES if not recorded else
-               f"the run recorded no source for it: {rec['reason']}" if rec.get("reason") else
-               "the run whose metadata the report reads did not time it")
-        e = paths.entry(b)
+        if recorded:
+            why = f"no source recorded: {rec['reason']}" if rec.get("reason") else "not timed by this run"
+            out.append(f"*Timed code not shown ({why}).*\n")
         if e is not None and e.snippet:
-            out.append(f"Timed code not shown ({why}); the user code of the catalogue instead:\n\n"
-                       f"```python\n{e.snippet}\n```\n")
+            out.append(f"User code (the catalogue's snippet):\n\n```python\n{e.snippet}\n```\n")
         else:
-            out.append(f"Timed code not shown ({why}); the catalogue has no runnable snippet for {code(b)}.\n")
+            out.append(f"One-line change: {in_words(b)} (no runnable snippet).\n")
     return "\n".join(out)
 
 
