@@ -4,7 +4,8 @@ A path is its entry here plus its ``prepare`` function, registered in one family
 ``overhead.backends`` (which checks at import that both sides name the same paths). Every per-path table of
 the package is derived from ``CATALOGUE``: the backend order (``NAMES``), the report's families, colours and
 "stays in TF" / "no TF at serving time" sets, the one-line changes and runnable snippets of the advice, the
-modules a cold start imports and the artifacts it loads, and how a path is shared between threads.
+modules a cold start imports and the artifacts it loads, how a path is shared between threads, and whether it
+needs the Keras model object (a SavedModel folder has none).
 This module imports nothing of the package, so every layer may read it.
 
 Snippets assume ``model`` (a Keras 3 model on TensorFlow), ``x`` (a float32 NumPy batch of 1), ``tf`` and ``np``
@@ -47,6 +48,7 @@ class Entry:
     note: str = ""     # what the snippet assumes beyond model, x, tf, np
     tf_free: bool = False  # runs without TensorFlow installed at serving time (conversion may need it once)
     per_thread: str = ""  # why N threads need one object each ("" = one object shared by all threads)
+    keras_object: bool = True  # prepared from the Keras model object (so not from a SavedModel folder)
     max_abs: float | None = 1e-4  # parity: max |out - ref| <= max_abs * max(1, max |ref|)
     min_top1: float | None = None  # parity: top-1 agreement with the reference (quantised paths)
     max_acc_drop: float | None = None  # parity: accuracy points (fraction) lost vs the reference
@@ -56,7 +58,7 @@ class Entry:
 def _litert(name, colour, description, change, variant, snippet=None, **kw) -> Entry:
     return Entry(name, "litert", LITERT, colour, description, change, _LITERT_RUNTIME, needs=_LITERT_NEEDS,
                  artifacts=("savedmodel", f"model.{variant}.tflite"), snippet=snippet, tf_free=True,
-                 per_thread=_PER_INTERPRETER, **kw)
+                 per_thread=_PER_INTERPRETER, keras_object=False, **kw)
 
 
 CATALOGUE: tuple[Entry, ...] = (
@@ -81,7 +83,7 @@ CATALOGUE: tuple[Entry, ...] = (
           "the same `tf.function(..., jit_compile=True)`", TF, snippet=_TF_FUNCTION + ", jit_compile=True); y = f(x)"),
     Entry("tf.savedmodel", "tf", KERAS3_TF, "#3f007d", "Keras export -> tf.saved_model.load -> serving_default",
           "`model.export('m/')`; `tf.saved_model.load('m/').signatures['serving_default']`", ("tensorflow",),
-          artifacts=("savedmodel",),
+          artifacts=("savedmodel",), keras_object=False,
           snippet="model.export('m_saved', verbose=False); m = tf.saved_model.load('m_saved'); y = m.serve(x)"),
     Entry("tf1.session", "tf", KERAS3_TF, "#2171b5",
           "frozen graph in a tf.compat.v1.Session (ConfigProto threads, make_callable)",
@@ -138,13 +140,13 @@ CATALOGUE: tuple[Entry, ...] = (
             max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True),
     Entry("onnxruntime", "onnxruntime", OTHER_RUNTIMES, "#7b4fa6", "Keras ONNX export, ORT CPU provider",
           "export to ONNX (`tf2onnx`), run `onnxruntime.InferenceSession('m.onnx').run(...)`", ("onnxruntime",),
-          needs=TF + ("onnxruntime", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True,
+          needs=TF + ("onnxruntime", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True, keras_object=False,
           snippet=("model.export('m.onnx', format='onnx', verbose=False); import onnxruntime as ort; "
                    "s = ort.InferenceSession('m.onnx'); y = s.run(None, {s.get_inputs()[0].name: x})[0]")),
     Entry("openvino", "openvino", OTHER_RUNTIMES, "#b15928",
           "Keras ONNX export, OpenVINO CPU plugin (latency hint, one infer request)",
           "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`", ("openvino",),
-          needs=TF + ("openvino", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True,
+          needs=TF + ("openvino", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True, keras_object=False,
           per_thread="an OpenVINO infer request is not thread-safe: one request per thread",
           snippet=("model.export('m.onnx', format='onnx', verbose=False); import openvino as ov; "
                    "y = ov.Core().compile_model('m.onnx', 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]")),
