@@ -367,8 +367,10 @@ display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
 # %% [markdown]
 # ### The code of each path
 #
-# Taken from the package's source when this report was rendered, so it is the code that was timed.
+# As the sweep recorded it with the results (`timed_code` in bench.meta.json), so it is the code that was timed;
+# a run from before source recording shows the catalogue's user code instead, and says so.
 
 # %%
 display(layout.details("The timed code of every path",
-                       advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [])))
+                       advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [],
+                                            (R.meta.get("bench") or {}).get("timed_code"))))

@@ -9,19 +9,13 @@ import pytest
 
 from overhead import backends
 from overhead.backends import converters
-from overhead.base import data
+from overhead.base import data, paths
 
-CONTRACT_NAMES = ["numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
-                  "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict",
-                  "tf_keras.predict_on_batch", "tf_keras.call", "keras.jax.predict", "keras.jax.call", "jax.jit",
-                  "keras.numpy.predict", "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8",
-                  "litert.int8", "onnxruntime", "openvino"]
-OTHER_PROCESS = {"keras.jax.predict": "jax", "keras.jax.call": "jax", "jax.jit": "jax",
-                 "keras.numpy.predict": "keras-numpy"}  # Keras 3 on JAX / NumPy: own processes (test_keras3_other)
-IN_PROCESS = [n for n in CONTRACT_NAMES if n not in OTHER_PROCESS]
-CONVERTED = {"tf.savedmodel", "tf1.session", "tf_keras.predict", "tf_keras.predict_on_batch", "tf_keras.call",
-             "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8", "onnxruntime",
-             "openvino"}
+# Keras 3 on JAX / NumPy run in processes of their own kind (test_keras3_other); the rest here
+IN_PROCESS = [e.name for e in paths.CATALOGUE if e.process == "tf"]
+# paths whose prepare converts the model: an artifact on disk, a tf_keras rebuild or a frozen graph in memory
+CONVERTED = ({e.name for e in paths.CATALOGUE if e.artifacts and e.name != "numpy"}
+             | set(paths.in_family(paths.KERAS2)) | {"tf1.session"})
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +35,40 @@ def reference(cnn, tiny_data_dir):
     return x, y, model.predict(x, verbose=0).astype(np.float64)
 
 
-def test_names_are_the_contract():
-    assert backends.NAMES == CONTRACT_NAMES
-    assert [n for n in backends.names() if not n.startswith("test.")] == CONTRACT_NAMES
+def test_names_are_the_catalogue():
+    assert backends.NAMES == list(paths.NAMES)
+    assert [n for n in backends.names() if not n.startswith("test.")] == list(paths.NAMES)
 
 
-def test_every_backend_names_its_worker_process_kind():
+def test_every_backend_is_its_catalogue_entry_and_names_its_worker_process_kind():
+    for e in paths.CATALOGUE:
+        b = backends.get(e.name)
+        assert (b.family, b.description, b.needs, b.process, b.runtime, b.artifacts, b.max_abs, b.quantized) == \
+            (e.family, e.description, e.needs, e.process, e.runtime, e.artifacts, e.max_abs, e.quantized), e.name
     kinds = {n: backends.get(n).process for n in backends.NAMES}
     assert set(kinds.values()) <= set(backends.PROCESS_KINDS)
-    assert {n: k for n, k in kinds.items() if k != "tf"} == OTHER_PROCESS
+    # only Keras 3 on JAX / NumPy and JAX itself need a process of another kind
+    assert {n for n, k in kinds.items() if k != "tf"} == set(paths.in_family(paths.JAX))
+
+
+def test_a_catalogue_path_without_a_prepare_and_a_prepare_without_an_entry_are_named():
+    registered = {n: None for n in paths.NAMES if n != "openvino"}
+    with pytest.raises(backends.CatalogueMismatch, match="no prepare registered .* openvino"):
+        backends.check_catalogue(registered)
+    with pytest.raises(backends.CatalogueMismatch, match="tf.magic have no entry in overhead.base.paths"):
+        backends.check_catalogue({**registered, "openvino": None, "tf.magic": None})
+    backends.check_catalogue(dict.fromkeys(paths.NAMES))
+    with pytest.raises(KeyError, match="tf.magic"):
+        backends.core.catalogued("tf.magic", lambda *a: None)
+
+
+def test_timed_code_is_the_registered_prepare_with_its_settings():
+    from overhead.backends.source import timed_code
+
+    int8 = timed_code(backends.get("litert.int8"))
+    assert int8["where"] == "overhead.backends.litert._prep_litert"
+    assert 'variant="int8"' in int8["source"] and "def _prep_litert" in int8["source"]
+    assert timed_code(backends.get("numpy"))["source"].startswith("def _prep_numpy")
 
 
 _HOOK = r"""

@@ -11,6 +11,7 @@ import pytest
 from cli_errors import one_line_error
 
 from overhead import cli
+from overhead.base import paths
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -123,9 +124,7 @@ def test_check_passes_and_fails(model, data_env):
 def test_backends_lists_every_backend_without_probing():
     done = run_cli("backends", "--no-probe")
     assert done.returncode == 0, done.stderr
-    for name in ["numpy", "keras.predict", "tf.function.xla", "litert.int8", "onnxruntime", "tf1.session",
-                 "tf_keras.predict", "tf_keras.predict_on_batch", "tf_keras.call", "keras.jax.predict",
-                 "keras.jax.call", "jax.jit", "keras.numpy.predict", "openvino"]:
+    for name in paths.NAMES:
         assert name in done.stdout
     lines = {ln.split()[0]: ln.split() for ln in done.stdout.splitlines()[1:]}
     assert lines["jax.jit"][2] == "jax" and lines["keras.numpy.predict"][2] == "keras-numpy"  # process column

@@ -10,6 +10,7 @@ import matplotlib.colors as mcolors  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from overhead.base import paths  # noqa: E402
 from overhead.report import analysis as A  # noqa: E402
 from overhead.report import loading, plotkit, whopays  # noqa: E402
 from overhead.report import plots as P  # noqa: E402
@@ -17,10 +18,7 @@ from overhead.report import plots_more as PM  # noqa: E402
 from overhead.report import style as S  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures"
-DESIGN_NAMES = ["numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
-                "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict", "tf_keras.predict_on_batch",
-                "tf_keras.call", "keras.jax.predict", "keras.jax.call", "jax.jit", "keras.numpy.predict", "litert",
-                "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8", "onnxruntime", "openvino"]
+DESIGN_NAMES = list(paths.NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from overhead.report import snippets
+from overhead.base import paths
 
 pytestmark = pytest.mark.slow          # imports TensorFlow and converts a model several times
 
@@ -25,13 +25,13 @@ def tiny():
     return tf, model, x_calib
 
 
-@pytest.mark.parametrize("backend", snippets.TESTED)
+@pytest.mark.parametrize("backend", [e.name for e in paths.CATALOGUE if e.snippet])
 def test_snippet_runs_and_matches_keras(backend, tiny, tmp_path, monkeypatch):
     tf, model, x_calib = tiny
     monkeypatch.chdir(tmp_path)
     x = x_calib[:1].copy()
     ns = {"tf": tf, "np": np, "model": model, "x": x, "x_calib": x_calib}
-    exec(snippets.snippet(backend), ns)                       # noqa: S102 - the code the report prints
+    exec(paths.entry(backend).snippet, ns)                       # noqa: S102 - the code the report prints
     y = np.asarray(ns["y"], dtype=np.float32).reshape(1, -1)
     ref = np.asarray(model.predict(x, verbose=0))
     tol = 0.1 if "int8" in backend or "fp16" in backend else 1e-4

@@ -195,10 +195,18 @@ def test_advice_best_path_follows_the_data():
     assert "TFLiteConverter" in a["one-line change"] and "Interpreter" in a["one-line change"]
 
 
-def test_code_appendix_comes_from_the_source_and_never_fails():
-    text = advice.code_appendix(["keras.call", "no.such.backend"])
-    assert "def _prep_keras" in text and "model(x, training=False)" in text
-    assert "The source of `no.such.backend` is not available in this installation" in text
+def test_code_appendix_shows_the_recorded_code_else_the_catalogue_snippet_and_never_fails():
+    recorded = {"keras.call": {"where": "overhead.backends.keras_tf._prep_keras",
+                               "source": "def _prep_keras(path, batch, threads, artifacts, how):\n    ..."},
+                "numpy": {"where": "", "source": "", "reason": "OSError: could not get source code"}}
+    text = advice.code_appendix(["keras.call", "litert", "numpy", "no.such.backend"], recorded)
+    assert "Timed code (`overhead.backends.keras_tf._prep_keras`)" in text and "def _prep_keras" in text
+    assert "not timed by this run" in text and "Interpreter(" in text            # litert: its snippet
+    assert "no source recorded: OSError" in text and advice.PREDATES not in text
+    assert "see the appendix for `no.such.backend` (no runnable snippet)" in text
+    old = advice.code_appendix(["keras.call", "numpy.plain"])     # a run from before source recording
+    assert old.count(advice.PREDATES) == 1 and "y = model(x, training=False)" in old and "def " not in old
+    assert "a page of NumPy" in old
 
 
 def test_tables_for_display(R):

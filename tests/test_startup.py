@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from overhead import backends
 from overhead.backends import converters
+from overhead.base import paths
 from overhead.experiments import pipeline, startup
 
 PROBE = """
@@ -39,6 +41,22 @@ def test_runtime_modules():
     assert startup.runtime_modules("keras.jax.predict") == ("jax", "keras") == startup.runtime_modules("jax.jit")
     assert startup.runtime_modules("keras.numpy.predict") == ("keras",)
     assert startup.runtime_modules("tf1.session") == ("tensorflow", "keras")
+    for e in paths.CATALOGUE:  # every catalogue path: its entry's runtime and artifacts
+        assert (startup.runtime_modules(e.name), startup.artifact_names(e.name)) == (e.runtime, e.artifacts)
+
+
+def test_a_path_outside_the_catalogue_is_not_timed_as_tensorflow(monkeypatch, tmp_path):
+    bare = backends.Backend("test.bare", "test", "declares no runtime", None)
+    declared = backends.Backend("test.declared", "test", "declares its runtime", None, runtime=("numpy",))
+    monkeypatch.setitem(backends.REGISTRY, "test.bare", bare)
+    monkeypatch.setitem(backends.REGISTRY, "test.declared", declared)
+    with pytest.raises(ValueError, match="'test.bare' has no catalogue entry and declares no runtime modules"):
+        startup.runtime_modules("test.bare")
+    assert startup.runtime_modules("test.declared") == ("numpy",) and startup.artifact_names("test.declared") == ()
+    with pytest.raises(ValueError, match="test.bare"):  # refused before any model is read or process started
+        startup.run([str(tmp_path / "missing.keras")], ["numpy", "test.bare"], repeats=1, progress=False,
+                    out_dir=tmp_path)
+    assert not (tmp_path / "startup.csv").exists()
 
 
 @pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not

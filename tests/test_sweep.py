@@ -145,6 +145,10 @@ def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file
     meta = json.loads((tmp_path / "bench.meta.json").read_text())
     assert len(meta["jobs"]) == 12 and meta["jobs"][0] == {**meta["jobs"][0], "model": "m", "run": 1, "threads": 1,
                                                            "process": "tf", "configs": 2}
+    # the code each path times, recorded with the results for the report's appendix
+    assert "def _prep_numpy" in meta["timed_code"]["numpy"]["source"]
+    assert meta["timed_code"]["numpy"]["where"] == "overhead.backends.numpy_paths._prep_numpy"
+    assert meta["timed_code"]["test.jaxlike"]["source"] == "" and meta["timed_code"]["test.jaxlike"]["reason"]
 
 
 def test_configurations_whose_runs_disagree_get_more_runs_and_keep_every_sample(tmp_path, model_file):

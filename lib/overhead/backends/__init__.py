@@ -5,8 +5,10 @@ exactly ``batch`` rows and it returns a NumPy array, so each path pays its own c
 does. Heavy objects (the Keras model, a loaded SavedModel, an ORT session) are shared between the
 runners of one process; conversions are cached on disk by :mod:`overhead.backends.converters`.
 
-One module per family registers its paths; ``Backend.process`` names the worker-process kind a path
-needs ("tf", or "jax" / "keras-numpy" for Keras 3 on those backends). Extra backends (the tests' fakes)
+The paths are the catalogue of :mod:`overhead.base.paths` (``NAMES`` is its order); one module per family
+registers each path's ``prepare`` (``core.catalogued``), and importing this package checks that every catalogue
+entry has exactly one registered prepare and nothing else is registered. ``Backend.process`` names the
+worker-process kind a path needs ("tf", or "jax" / "keras-numpy" for Keras 3 on those backends). Extra backends (the tests' fakes)
 come only through one hook: ``OVERHEAD_EXTRA_BACKENDS="module:function"`` (or ``/path/file.py:function``),
 read once, on the first ``names()`` / ``get()``.
 """
@@ -24,21 +26,35 @@ from overhead.backends.core import (KERAS_BACKEND_OF, REGISTRY, Backend, Runner,
                                     threads_readback)
 from overhead.backends import (numpy_paths, keras_tf, tf_graph, tf1, tf_keras, keras3_other,  # noqa: F401,E402
                                litert, runtimes)
+from overhead.base import paths
 from overhead.harness import parity as _parity
 
-NAMES = [
-    "numpy", "numpy.plain", "keras.predict", "keras.predict_on_batch", "keras.call", "tf.function",
-    "tf.function.xla", "tf.savedmodel", "tf1.session", "tf_keras.predict", "tf_keras.predict_on_batch",
-    "tf_keras.call", "keras.jax.predict", "keras.jax.call", "jax.jit", "keras.numpy.predict",
-    "litert", "litert.builtin", "litert.fp16", "litert.dynamic_int8", "litert.int8", "onnxruntime", "openvino",
-]
+NAMES = list(paths.NAMES)
 EXTRA_ENV = "OVERHEAD_EXTRA_BACKENDS"  # "module:function" registering extra backends (the tests' fakes)
 PROCESS_KINDS = tuple(KERAS_BACKEND_OF)  # Backend.process values: one worker kind each
 
-_registered = dict(REGISTRY)  # the fixed backends in NAMES order, then any a family module added
-assert set(NAMES) <= set(_registered), sorted(set(NAMES) - set(_registered))
+
+class CatalogueMismatch(RuntimeError):
+    """The family modules registered a different set of paths than the catalogue lists."""
+
+
+def check_catalogue(registered, names=paths.NAMES) -> None:
+    """Raise :class:`CatalogueMismatch` naming every catalogue path without a registered prepare and every
+    registered path without a catalogue entry."""
+    missing = [n for n in names if n not in registered]
+    unlisted = [n for n in registered if n not in names]
+    if missing or unlisted:
+        raise CatalogueMismatch("; ".join(
+            ([f"no prepare registered in overhead.backends for catalogue path(s) {', '.join(missing)}"]
+             if missing else []) +
+            ([f"registered path(s) {', '.join(unlisted)} have no entry in overhead.base.paths.CATALOGUE"]
+             if unlisted else [])))
+
+
+check_catalogue(REGISTRY)  # before the hook: extra backends never need an entry
+_registered = dict(REGISTRY)
 REGISTRY.clear()
-REGISTRY.update({n: _registered[n] for n in NAMES + [n for n in _registered if n not in NAMES]})
+REGISTRY.update({n: _registered[n] for n in NAMES})
 _EXTRA_LOADED = False
 
 

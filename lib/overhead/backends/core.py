@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from overhead.backends import converters
-from overhead.base import envinfo
+from overhead.base import envinfo, paths
 from overhead.harness.child import KERAS_BACKEND_OF, thread_env
 from overhead.harness.parity import QUANTIZED_FALLBACK_MAX_ABS
 
@@ -65,6 +65,10 @@ class Backend:
     process: str = "tf"
     # True when `prepare` takes io= (a user model's concrete shapes / input names: LiteRT, SavedModel)
     takes_io: bool = False
+    # modules a cold start imports before loading a model (None: not declared; the cold start refuses the
+    # path rather than guess) and the converters' artifact file names it loads
+    runtime: tuple[str, ...] | None = None
+    artifacts: tuple[str, ...] = ()
 
     def tolerance(self) -> str:
         parts = []
@@ -101,6 +105,17 @@ REGISTRY: dict[str, Backend] = {}
 def register(backend: Backend) -> Backend:
     REGISTRY[backend.name] = backend
     return backend
+
+
+def catalogued(name: str, prepare: Callable, *, takes_io: bool = False) -> Backend:
+    """The Backend of catalogue path `name` (:mod:`overhead.base.paths`) prepared by `prepare`."""
+    e = paths.entry(name)
+    if e is None:
+        raise KeyError(f"{name!r} has no entry in overhead.base.paths.CATALOGUE: a path is its entry there "
+                       "plus its prepare in overhead.backends")
+    return Backend(e.name, e.family, e.description, prepare, max_abs=e.max_abs, min_top1=e.min_top1,
+                   max_acc_drop=e.max_acc_drop, quantized=e.quantized, needs=e.needs, process=e.process,
+                   takes_io=takes_io, runtime=e.runtime, artifacts=e.artifacts)
 
 
 # --------------------------------------------------------------------------- threads

@@ -12,9 +12,7 @@ import os
 import time
 
 from overhead.backends import converters, core
-from overhead.backends.core import Backend, _cached, register
-
-NEEDS_JAX = ("keras", "jax")
+from overhead.backends.core import _cached, catalogued, register
 
 
 def _model(path, kind: str):
@@ -86,14 +84,7 @@ def _prep_keras_numpy(path, batch, threads, artifacts):
         "Keras 3 predict on its NumPy backend", load_s)
 
 
-for _b in [
-    Backend("keras.jax.predict", "jax", "Keras 3 on JAX: model.predict(x, verbose=0)",
-            lambda *a: _prep_keras_jax(*a, how="predict"), needs=NEEDS_JAX, process="jax"),
-    Backend("keras.jax.call", "jax", "Keras 3 on JAX: model(x, training=False)",
-            lambda *a: _prep_keras_jax(*a, how="call"), needs=NEEDS_JAX, process="jax"),
-    Backend("jax.jit", "jax", "jax.jit of the model's stateless_call, weights passed as arrays",
-            _prep_jax_jit, needs=NEEDS_JAX, process="jax"),
-    Backend("keras.numpy.predict", "keras", "Keras 3 on its NumPy backend: model.predict(x, verbose=0)",
-            _prep_keras_numpy, needs=("keras", "numpy"), process="keras-numpy"),
-]:
-    register(_b)
+register(catalogued("keras.jax.predict", lambda *a: _prep_keras_jax(*a, how="predict")))
+register(catalogued("keras.jax.call", lambda *a: _prep_keras_jax(*a, how="call")))
+register(catalogued("jax.jit", _prep_jax_jit))
+register(catalogued("keras.numpy.predict", _prep_keras_numpy))

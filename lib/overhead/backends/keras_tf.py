@@ -1,9 +1,7 @@
 """Keras 3 on TensorFlow: predict, predict_on_batch and the eager call."""
 from __future__ import annotations
 
-from overhead.backends.core import Backend, _keras, _tf_info, register
-
-TF = ("tensorflow", "keras")
+from overhead.backends.core import _keras, _tf_info, catalogued, register
 
 
 def _prep_keras(path, batch, threads, artifacts, how):
@@ -18,12 +16,6 @@ def _prep_keras(path, batch, threads, artifacts, how):
     return (lambda x: model(x, training=False).numpy()), _tf_info("TF eager ops", load_s)
 
 
-for _b in [
-    Backend("keras.predict", "keras", "model.predict(x, verbose=0)",
-            lambda *a: _prep_keras(*a, how="predict"), needs=TF),
-    Backend("keras.predict_on_batch", "keras", "model.predict_on_batch(x)",
-            lambda *a: _prep_keras(*a, how="predict_on_batch"), needs=TF),
-    Backend("keras.call", "keras", "eager model(x, training=False)", lambda *a: _prep_keras(*a, how="call"),
-            needs=TF),
-]:
-    register(_b)
+register(catalogued("keras.predict", lambda *a: _prep_keras(*a, how="predict")))
+register(catalogued("keras.predict_on_batch", lambda *a: _prep_keras(*a, how="predict_on_batch")))
+register(catalogued("keras.call", lambda *a: _prep_keras(*a, how="call")))

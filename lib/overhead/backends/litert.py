@@ -4,10 +4,7 @@ from __future__ import annotations
 import time
 
 from overhead.backends import converters
-from overhead.backends.core import Backend, register
-from overhead.backends.keras_tf import TF
-
-NEEDS = TF + ("ai_edge_litert",)
+from overhead.backends.core import catalogued, register
 
 
 def _prep_litert(path, batch, threads, artifacts, variant="float", xnnpack=True, io=None):
@@ -37,17 +34,9 @@ def _prep_litert(path, batch, threads, artifacts, variant="float", xnnpack=True,
                  "kernels": converters.tflite_kernels(interp), "threads_seen": [threads], "_interpreter": interp}
 
 
-for _b in [
-    Backend("litert", "litert", "LiteRT float32, XNNPACK on", _prep_litert, needs=NEEDS, takes_io=True),
-    Backend("litert.builtin", "litert", "LiteRT float32, XNNPACK off (builtin kernels)",
-            lambda *a, **k: _prep_litert(*a, xnnpack=False, **k), needs=NEEDS, takes_io=True),
-    Backend("litert.fp16", "litert", "LiteRT, float16 weights", lambda *a, **k: _prep_litert(*a, variant="fp16", **k),
-            max_abs=1e-2, needs=NEEDS, takes_io=True),
-    Backend("litert.dynamic_int8", "litert", "LiteRT, dynamic-range int8 weights",
-            lambda *a, **k: _prep_litert(*a, variant="dynamic_int8", **k), max_abs=None, min_top1=0.9,
-            max_acc_drop=0.03, quantized=True, needs=NEEDS, takes_io=True),
-    Backend("litert.int8", "litert", "LiteRT full-integer int8 (calibrated on 100 real digits), float I/O",
-            lambda *a, **k: _prep_litert(*a, variant="int8", **k), max_abs=None, min_top1=0.9, max_acc_drop=0.03,
-            quantized=True, needs=NEEDS, takes_io=True),
-]:
-    register(_b)
+register(catalogued("litert", _prep_litert, takes_io=True))
+register(catalogued("litert.builtin", lambda *a, **k: _prep_litert(*a, xnnpack=False, **k), takes_io=True))
+register(catalogued("litert.fp16", lambda *a, **k: _prep_litert(*a, variant="fp16", **k), takes_io=True))
+register(catalogued("litert.dynamic_int8", lambda *a, **k: _prep_litert(*a, variant="dynamic_int8", **k),
+                    takes_io=True))
+register(catalogued("litert.int8", lambda *a, **k: _prep_litert(*a, variant="int8", **k), takes_io=True))

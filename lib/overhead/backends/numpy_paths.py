@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from overhead import engine
 from overhead.backends import converters, core
-from overhead.backends.core import Backend, _cached, register
+from overhead.backends.core import _cached, catalogued, register
 from overhead.engine import plain
 
 
@@ -22,8 +22,7 @@ def _prep_numpy(path, batch, threads, artifacts):
                    "threads_seen": [p.get("num_threads") for p in blas]}
 
 
-register(Backend("numpy", "numpy", "the NumPy engine (overhead.engine), BLAS via threadpoolctl", _prep_numpy,
-                 needs=("numpy", "threadpoolctl")))
+register(catalogued("numpy", _prep_numpy))
 
 
 def _prep_numpy_plain(path, batch, threads, artifacts):
@@ -38,6 +37,5 @@ def _prep_numpy_plain(path, batch, threads, artifacts):
                    "threads_seen": [threads]}
 
 
-register(Backend("numpy.plain", "numpy", "plain NumPy as a reader would write it (overhead.engine.plain)",
-                 _prep_numpy_plain, needs=("numpy", "threadpoolctl")))
+register(catalogued("numpy.plain", _prep_numpy_plain))
 

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from overhead.backends import converters
-from overhead.backends.core import Backend, _cached, register
-from overhead.backends.keras_tf import TF
+from overhead.backends.core import _cached, catalogued, register
 
 
 def _ort_session(onnx_path, threads):
@@ -77,7 +76,5 @@ def _prep_openvino(path, batch, threads, artifacts):
                  "kernels": kernels, "threads_seen": seen, "_infer_request": request}
 
 
-register(Backend("onnxruntime", "onnxruntime", "Keras ONNX export, ORT CPU provider", _prep_onnxruntime,
-                 needs=TF + ("onnxruntime", "tf2onnx", "onnx")))
-register(Backend("openvino", "openvino", "Keras ONNX export, OpenVINO CPU plugin (latency hint, one infer request)",
-                 _prep_openvino, needs=TF + ("openvino", "tf2onnx", "onnx")))
+register(catalogued("onnxruntime", _prep_onnxruntime))
+register(catalogued("openvino", _prep_openvino))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from overhead.backends.core import Backend, _keras, _tf, _tf_info, register
-from overhead.backends.keras_tf import TF
+from overhead.backends.core import _keras, _tf, _tf_info, catalogued, register
 
 
 def frozen_graph_def(model, batch: int):
@@ -48,5 +47,4 @@ def _prep_tf1_session(path, batch, threads, artifacts):
     return call, info
 
 
-register(Backend("tf1.session", "tf", "frozen graph in a tf.compat.v1.Session (ConfigProto threads, make_callable)",
-                 _prep_tf1_session, needs=TF))
+register(catalogued("tf1.session", _prep_tf1_session))

@@ -4,8 +4,7 @@ from __future__ import annotations
 import time
 
 from overhead.backends import converters
-from overhead.backends.core import Backend, _cached, _keras, _tf, _tf_info, register
-from overhead.backends.keras_tf import TF
+from overhead.backends.core import _cached, _keras, _tf, _tf_info, catalogued, register
 from overhead.usermodel import feed
 
 
@@ -49,11 +48,6 @@ def _prep_savedmodel(path, batch, threads, artifacts, io=None):
                          artifact=str(sm_dir))
 
 
-for _b in [
-    Backend("tf.function", "tf", "tf.function with a fixed input signature", _prep_tf_function, needs=TF),
-    Backend("tf.function.xla", "tf", "tf.function(jit_compile=True): XLA-compiled",
-            lambda *a: _prep_tf_function(*a, jit=True), needs=TF),
-    Backend("tf.savedmodel", "tf", "Keras export -> tf.saved_model.load -> serving_default", _prep_savedmodel,
-            needs=TF, takes_io=True),
-]:
-    register(_b)
+register(catalogued("tf.function", _prep_tf_function))
+register(catalogued("tf.function.xla", lambda *a: _prep_tf_function(*a, jit=True)))
+register(catalogued("tf.savedmodel", _prep_savedmodel, takes_io=True))

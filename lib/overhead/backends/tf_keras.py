@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 
 from overhead.backends import converters
-from overhead.backends.core import Backend, _cached, _keras, _tf_info, register
-from overhead.backends.keras_tf import TF
+from overhead.backends.core import _cached, _keras, _tf_info, catalogued, register
 
-NEEDS = TF + ("tf_keras",)
 # Keras 3 config keys tf_keras does not know (training-only settings are dropped too: weights are copied)
 _DROP = {"dtype", "quantization_config", "lora_rank", "lora_alpha", "synchronized", "kernel_initializer",
          "bias_initializer", "beta_initializer", "gamma_initializer", "moving_mean_initializer",
@@ -119,12 +117,6 @@ def _prep_tf_keras(path, batch, threads, artifacts, how):
                                                                   round(time.perf_counter() - t0, 4), **extra)
 
 
-for _b in [
-    Backend("tf_keras.predict", "tf_keras", "Keras 2 (tf-keras) model.predict(x, verbose=0)",
-            lambda *a: _prep_tf_keras(*a, how="predict"), needs=NEEDS),
-    Backend("tf_keras.predict_on_batch", "tf_keras", "Keras 2 (tf-keras) model.predict_on_batch(x)",
-            lambda *a: _prep_tf_keras(*a, how="predict_on_batch"), needs=NEEDS),
-    Backend("tf_keras.call", "tf_keras", "Keras 2 (tf-keras) eager model(x, training=False)",
-            lambda *a: _prep_tf_keras(*a, how="call"), needs=NEEDS),
-]:
-    register(_b)
+register(catalogued("tf_keras.predict", lambda *a: _prep_tf_keras(*a, how="predict")))
+register(catalogued("tf_keras.predict_on_batch", lambda *a: _prep_tf_keras(*a, how="predict_on_batch")))
+register(catalogued("tf_keras.call", lambda *a: _prep_tf_keras(*a, how="call")))

@@ -14,17 +14,14 @@ import time
 import numpy as np
 
 from overhead import backends as bk
+from overhead.base import paths
 from overhead.harness.child import error_text
 
 BISECT = {"precision": 0.15, "max_points": 8}
 NOOP = "noop"  # a path that returns zeros at once: what LoadGen, the SUT and HTTP cost without a model
 STRATEGIES = ("thread", "threads", "processes", "batching")
-PER_THREAD = {"litert": "a LiteRT interpreter is not thread-safe: one interpreter per thread",
-              "litert.builtin": "a LiteRT interpreter is not thread-safe: one interpreter per thread",
-              "litert.fp16": "a LiteRT interpreter is not thread-safe: one interpreter per thread",
-              "litert.dynamic_int8": "a LiteRT interpreter is not thread-safe: one interpreter per thread",
-              "litert.int8": "a LiteRT interpreter is not thread-safe: one interpreter per thread",
-              "openvino": "an OpenVINO infer request is not thread-safe: one request per thread"}
+# paths whose runner is not thread-safe (a LiteRT interpreter, an OpenVINO infer request): one per thread
+PER_THREAD = {e.name: e.per_thread for e in paths.CATALOGUE if e.per_thread}
 # paths that cannot be driven from several threads at all (neither shared nor one object per thread)
 THREAD_UNSAFE = {"test.single_thread": "the test path refuses concurrent calls"}
 PARITY_EVERY, PARITY_MAX = 7, 64

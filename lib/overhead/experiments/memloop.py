@@ -126,7 +126,7 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
                 print(f"memory loop {model_name} {b} ({i + 1}/{len(names)})", file=sys.stderr, flush=True)
             # conversions are built in a throw-away child: their memory is not the loop's (the `numpy` runner
             # converts the .keras file in memory itself, as its sweep rows do)
-            if b in startup.ARTIFACTS and b != "numpy":
+            if startup.artifact_names(b) and b != "numpy":
                 built = startup.ensure_artifacts(b, mpath, inp, threads=threads, artifacts=artifacts,
                                                  timeout_s=timeout_s)
                 if built.get("status") != "ok":

@@ -3,8 +3,9 @@
 The parent (a notebook; it never imports TensorFlow) starts ``python -m overhead.experiments.startup child ...``
 once per model x backend x repetition. The child measures, in order:
 
-- ``import_s``: importing the backend's runtime (``RUNTIMES``: numpy + the NumPy engine, tensorflow +
-  keras, ai_edge_litert, onnxruntime). Nothing else heavy is imported before it, so numpy's own
+- ``import_s``: importing the backend's runtime (its catalogue entry's ``runtime``, :mod:`overhead.base.paths`:
+  numpy + the NumPy engine, tensorflow + keras, ai_edge_litert, onnxruntime, ...; an extra backend must
+  declare ``Backend.runtime``, else it is refused rather than timed as TensorFlow). Nothing else heavy is imported before it, so numpy's own
   import is part of every runtime's cost, as it would be in a user's script.
 - ``load_s``: ``backends.prepare`` from the *cached* artifact (the parent makes sure it exists first,
   so no conversion happens here): reading the .keras file, tracing a tf.function, loading a
@@ -51,28 +52,24 @@ COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_
            "start_to_first_pred_s", "steady_median_us", "rss_after_import_mb", "rss_after_load_mb",
            "rss_after_first_call_mb", "status", "reason"]
 
-_TF = ("tensorflow", "keras")
-RUNTIMES = {"numpy": ("numpy", "overhead.engine"), "tf.savedmodel": ("tensorflow",),
-            "onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter",), "openvino": ("openvino",),
-            "tf_keras": _TF + ("tf_keras",), "jax": ("jax", "keras"), "keras.numpy": ("keras",)}
-# backend -> artifacts it loads (converters' file names); the others run the .keras file itself
-ARTIFACTS = {"numpy": ("model.engine.npz",), "tf.savedmodel": ("savedmodel",), "onnxruntime": ("model.onnx",),
-             "openvino": ("model.onnx",),
-             **{b: ("savedmodel", f"model.{v}.tflite") for b, v in (
-                 ("litert", "float"), ("litert.builtin", "float"), ("litert.fp16", "fp16"),
-                 ("litert.dynamic_int8", "dynamic_int8"), ("litert.int8", "int8"))}}
 DEFAULT_TIMEOUT_S = 600.0
 
 
 def runtime_modules(backend: str) -> tuple:
-    """The modules a user of `backend` imports before loading a model."""
-    if backend in RUNTIMES:
-        return RUNTIMES[backend]
-    for prefix, key in (("litert", "litert"), ("tf_keras.", "tf_keras"), ("keras.jax.", "jax"), ("jax.", "jax"),
-                        ("keras.numpy.", "keras.numpy")):
-        if backend.startswith(prefix):
-            return RUNTIMES[key]
-    return _TF
+    """The modules a user of `backend` imports before loading a model: its catalogue entry's ``runtime``
+    (:mod:`overhead.base.paths`), or what an extra Backend declares. A path that declares none is refused
+    with the reason, never timed as if it imported TensorFlow."""
+    declared = registry.get(backend).runtime
+    if declared is None:
+        raise ValueError(f"backend {backend!r} has no catalogue entry and declares no runtime modules: give its "
+                         "Backend runtime=(...) (the modules a user imports before loading a model) to time "
+                         "its cold start")
+    return tuple(declared)
+
+
+def artifact_names(backend: str) -> tuple:
+    """The converters' file names `backend` loads (its catalogue entry's ``artifacts``); () = the .keras file."""
+    return tuple(registry.get(backend).artifacts)
 
 
 # --------------------------------------------------------------------------- memory probes
@@ -109,7 +106,7 @@ def memory() -> dict:
 
 def artifact_paths(backend: str, model_path, artifacts=None) -> list:
     """Where the cached artifacts of `backend` live (without converting, without TensorFlow)."""
-    names = ARTIFACTS.get(backend, ())
+    names = artifact_names(backend)
     if not names:
         return []
     folder = converters.artifact_dir(model_path, artifacts)
@@ -133,7 +130,7 @@ def numpy_artifact(model_path, artifacts=None):
     """The NumPy engine's file (``overhead export``'s .npz), built once and cached like the other
     conversions: converting needs Keras (and so TensorFlow), loading it needs NumPy alone, which is
     the NumPy user's cold start."""
-    target = converters.artifact_dir(model_path, artifacts) / ARTIFACTS["numpy"][0]
+    target = converters.artifact_dir(model_path, artifacts) / artifact_names("numpy")[0]
     if not artifacts_ready("numpy", model_path, artifacts):
         import keras  # noqa: F401  (imported before the clock starts, as the other converters do)
 
@@ -279,7 +276,7 @@ def row_from(result: dict, *, machine: str, model: str, backend: str, rep: int, 
     notes = []
     if not result.get("artifacts_cached", True):
         notes.append("artifact was not cached: load_s includes the conversion")
-    if convert_s is None and ARTIFACTS.get(backend):
+    if convert_s is None and artifact_names(backend):
         notes.append("conversion time not recorded")
     row["reason"] = "; ".join(notes)
     return row
@@ -330,7 +327,7 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
 
     names = list(backends or registry.NAMES)
     for n in names:
-        registry.get(n)  # unknown names fail early, listing the valid ones
+        runtime_modules(n)  # unknown names, or a path without runtime modules, fail early with the reason
     threads = int(threads or os.cpu_count() or 1)
     machine = machine or envinfo.machine_id()
     out_dir = Path(out_dir) if out_dir else config.results_dir(machine, data_dir)
@@ -346,7 +343,7 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
             x, _ = data.inputs_for(input_shape(mpath), batch, data_dir=data_dir)
             inputs[model] = Path(tmp) / f"{model}.npy"
             np.save(inputs[model], x)
-        prep = [(m, p, b) for m, p in todo for b in names if ARTIFACTS.get(b)]
+        prep = [(m, p, b) for m, p in todo for b in names if artifact_names(b)]
         for model, mpath, b in tqdm(prep, desc="artifacts", disable=not progress or not prep):
             res = ensure_artifacts(b, mpath, inputs[model], threads=threads, artifacts=artifacts,
                                    timeout_s=timeout_s)

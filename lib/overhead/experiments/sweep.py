@@ -26,6 +26,7 @@ from pathlib import Path
 
 from overhead import backends as bk
 from overhead.backends import converters
+from overhead.backends.source import timed_code
 from overhead.base import atomic, config, envinfo
 from overhead.experiments import runlog, sweepplan, worker
 from overhead.experiments.sweepplan import wanted  # noqa: F401  (re-exported)
@@ -222,7 +223,9 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
         "threads_readback": ex.readbacks, "jobs": ex.jobs,
-        "jobs_seconds": round(sum(j["seconds"] for j in ex.jobs), 1)}, threads=p.threads)
+        "jobs_seconds": round(sum(j["seconds"] for j in ex.jobs), 1),
+        # the source of each path's runner, for the report's appendix (what was timed, not what is installed)
+        "timed_code": {n: timed_code(bk.get(n)) for n in names}}, threads=p.threads)
     return rows
 
 

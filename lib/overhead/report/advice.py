@@ -1,51 +1,20 @@
 """What should you do? Per situation, the fastest path that passed parity in this run, its runner-up and the
-least-overhead path that keeps you in TensorFlow/Keras, with the one-line change that gets you there; and the
-code appendix, taken from the backends' own source with ``inspect`` so it cannot drift from what was timed.
+least-overhead path that keeps you in TensorFlow/Keras, with the one-line change that gets you there (from the
+catalogue, :mod:`overhead.base.paths`); and the code appendix, the source of each path's runner as the sweep
+recorded it with the results (``timed_code`` in bench.meta.json), so it cannot drift from what was timed.
 """
 from __future__ import annotations
-
-import ast
-import functools
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from overhead.base import paths
 from overhead.report import underload, wins
 from overhead.report.analysis import ACCURACY_MIN_REF
 from overhead.report.analysis import ok as ok_rows
 from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
-from overhead.report.snippets import NOTES, snippet
 from overhead.report.style import NO_TF, TF_KERAS
 
-ONE_LINE = {  # backend: the change from `model.predict(x)` that gets you onto this path
-    "numpy": "`overhead export model.keras model.npz`, then `overhead.engine.load('model.npz')(x)` (NumPy only)",
-    "numpy.plain": "write the forward pass as a page of NumPy (`np.matmul`, im2col) — see the appendix",
-    "keras.predict": "`model.predict(x, verbose=0)` (the default)",
-    "keras.predict_on_batch": "`model.predict_on_batch(x)` instead of `model.predict(x)`",
-    "keras.call": "`model(x, training=False)` instead of `model.predict(x)`",
-    "tf.function": "`f = tf.function(model, input_signature=[tf.TensorSpec(x.shape, tf.float32)])`; call `f(x)`",
-    "tf.function.xla": "the same `tf.function(..., jit_compile=True)`",
-    "tf.savedmodel": "`model.export('m/')`; `tf.saved_model.load('m/').signatures['serving_default']`",
-    "tf1.session": "freeze the graph (`convert_variables_to_constants_v2`) and run it with "
-                   "`tf.compat.v1.Session(...).make_callable(...)`",
-    "tf_keras.predict": "Keras 2 (`import tf_keras`) `model.predict(x)`",
-    "tf_keras.predict_on_batch": "Keras 2 `model.predict_on_batch(x)`",
-    "tf_keras.call": "Keras 2 `model(x, training=False)`",
-    "keras.jax.predict": "`KERAS_BACKEND=jax` before `import keras`, then `model.predict(x)`",
-    "keras.jax.call": "`KERAS_BACKEND=jax`, then `model(x, training=False)`",
-    "jax.jit": "`KERAS_BACKEND=jax`; `jax.jit(model.stateless_call)` with the weights passed as arrays",
-    "keras.numpy.predict": "`KERAS_BACKEND=numpy` before `import keras`, then `model.predict(x)`",
-    "litert": "`tf.lite.TFLiteConverter.from_keras_model(model).convert()`, run with "
-              "`ai_edge_litert.interpreter.Interpreter`",
-    "litert.builtin": "the LiteRT conversion with XNNPACK off (`BUILTIN_WITHOUT_DEFAULT_DELEGATES`)",
-    "litert.fp16": "the LiteRT conversion with float16 weights (`target_spec.supported_types=[tf.float16]`)",
-    "litert.dynamic_int8": "the LiteRT conversion with `optimizations=[tf.lite.Optimize.DEFAULT]`",
-    "litert.int8": "the LiteRT conversion, full-integer int8 with a representative dataset",
-    "onnxruntime": "export to ONNX (`tf2onnx`), run `onnxruntime.InferenceSession('m.onnx').run(...)`",
-    "openvino": "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`",
-}
 # "staying in TF/Keras" names TF2 paths only: a TF1-style session (compat.v1 + a private freezing API) is shown
 # as what it is in the effort ladder, never as the TF advice
 TF2 = tuple(b for b in TF_KERAS if b != "tf1.session")
@@ -54,10 +23,16 @@ SITUATIONS = ("small model, single requests", "large model, batch 1", "batch thr
               "a service under load")
 
 
+def in_words(backend: str) -> str:
+    """The change from ``model.predict(x)`` to ``backend`` in words (the catalogue's ``change``)."""
+    e = paths.entry(backend)
+    return e.change if e else f"see the appendix for {code(backend)}"
+
+
 def one_line(backend: str) -> str:
-    """The change as runnable code (``overhead.report.snippets``) when there is one, else in words."""
-    c = snippet(backend)
-    return code(c) if c else ONE_LINE.get(backend, f"see the appendix for {code(backend)}")
+    """The change as runnable code (the catalogue's ``snippet``) when there is one, else in words."""
+    e = paths.entry(backend)
+    return code(e.snippet) if e and e.snippet else in_words(backend)
 
 
 def _rank(values: pd.Series, higher_better=False) -> list:
@@ -295,8 +270,8 @@ def advice_markdown(table: pd.DataFrame) -> str:
     head = "".join(f'<th style="width:{w}%">{_html.escape(c)}</th>' for c, w in zip(COLUMNS, widths))
     body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in COLUMNS) + "</tr>"
                    for r in table.to_dict("records"))
-    notes = [f"<code>{_html.escape(b)}</code>: {cell(NOTES[b])}" for b in dict.fromkeys(table["_best"].dropna())
-             if b in NOTES]
+    notes = [f"<code>{_html.escape(b)}</code>: {cell(paths.entry(b).note)}"
+             for b in dict.fromkeys(table["_best"].dropna()) if paths.entry(b) and paths.entry(b).note]
     foot = ("<p><small>The changes run as written with <code>model</code> (Keras 3 on TensorFlow), <code>x</code> "
             "(a float32 batch of one), <code>tf</code> and <code>np</code> in scope; the prediction ends in "
             "<code>y</code>. " + " ".join(notes) + "</small></p>")
@@ -319,50 +294,31 @@ def summary(table: pd.DataFrame, n: int = 3) -> str:
 
 
 # ---------------------------------------------------------------- code appendix ------------------------
-BACKENDS_DIR = Path(__file__).resolve().parents[1] / "backends"
+PREDATES = ("This run predates source recording (its bench.meta.json has no `timed_code`): each path shows the "
+            "catalogue's user code, not the code that was timed.")
 
 
-@functools.lru_cache(maxsize=1)
-def _prepare_sources() -> dict:
-    """backend name -> [(qualified name, source)] of the functions that prepare it, read from the backends'
-    source files with ast (the report imports no backend: it shows the code, it runs none of it)."""
-    found = {}
-    for path in sorted(BACKENDS_DIR.glob("*.py")):
-        text = path.read_text()
-        tree = ast.parse(text)
-        funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-        module = f"overhead.backends.{path.stem}"
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Backend" and len(node.args) >= 4
-                    and isinstance(node.args[0], ast.Constant)):
-                continue
-            prep = node.args[3]
-            names = [prep.id] if isinstance(prep, ast.Name) else [
-                n.func.id for n in ast.walk(prep) if isinstance(n, ast.Call) and getattr(n.func, "id", None) in funcs]
-            found[node.args[0].value] = [(f"{module}.{n}", ast.get_source_segment(text, funcs[n]))
-                                         for n in names if n in funcs]
-    return found
-
-
-def source_of(backend: str) -> tuple[str, str]:
-    """``(where, source)`` of the function(s) that prepare ``backend``; a sentence saying why when unavailable."""
-    funcs = _prepare_sources().get(backend)
-    if not funcs:
-        return "", "not available in this installation (no registered preparing function found)"
-    where = ", ".join(f"`{q}`" for q, _ in funcs)
-    return where, "\n\n".join(textwrap.dedent(src) for _, src in funcs)
-
-
-def code_appendix(names) -> str:
-    """Markdown: for each backend, its one-line change and the code that was timed (from the package source)."""
-    out = []
+def code_appendix(names, recorded=None) -> str:
+    """Markdown: for each backend, its one-line change and the code that was timed, as the sweep recorded it
+    (``recorded``: ``timed_code`` of the run's bench.meta.json); otherwise the catalogue's snippet, with one line
+    saying why (``PREDATES`` once, for a run from before source recording; per path when the run lacks it)."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    out = [] if recorded or not names else [f"*{PREDATES}*\n"]
     for b in names:
-        where, src = source_of(b)
-        out.append(f"#### {b}\n\nOne-line change: {one_line(b)}.\n")
-        if where:
-            out.append(f"Timed code ({where}):\n\n```python\n{src.rstrip()}\n```\n")
+        out.append(f"#### {b}\n")
+        rec, e = recorded.get(b) or {}, paths.entry(b)
+        if rec.get("source"):
+            where = ", ".join(f"`{w.strip()}`" for w in str(rec.get("where", "")).split(",") if w.strip())
+            out.append(f"One-line change: {one_line(b)}.\n\nTimed code ({where or 'as recorded'}):\n\n"
+                       f"```python\n{rec['source'].rstrip()}\n```\n")
+            continue
+        if recorded:
+            why = f"no source recorded: {rec['reason']}" if rec.get("reason") else "not timed by this run"
+            out.append(f"*Timed code not shown ({why}).*\n")
+        if e is not None and e.snippet:
+            out.append(f"User code (the catalogue's snippet):\n\n```python\n{e.snippet}\n```\n")
         else:
-            out.append(f"The source of {code(b)} is {src}.\n")
+            out.append(f"One-line change: {in_words(b)} (no runnable snippet).\n")
     return "\n".join(out)
 
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from overhead.base import tables
+from overhead.base import paths, tables
 from overhead.report import latency
 from overhead.report.loading import load_models_meta, load_results, select_machine  # noqa: F401 (re-export)
 
-TF_PATHS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf.function.xla",
-            "tf.savedmodel", "tf1.session")
+TF_PATHS = paths.in_family(paths.KERAS3_TF)  # Keras 3 on TensorFlow and TF itself
 ACCURACY_MIN_REF = 0.5   # below this reference accuracy a model is untrained: its accuracy drop means nothing
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import wins
-from overhead.report.advice import ONE_LINE, one_line
+from overhead.report.advice import in_words
 from overhead.report.fmt import code, fmt_us, fmt_x, small_model
 
 EFFORT = (  # (step, backends): the smallest change first, then leaving TF, then reduced precision, then TF1
@@ -101,7 +101,7 @@ def effort_ladder(R, model=None) -> pd.DataFrame:
             if b not in set(here["backend"]):
                 continue
             d = wins.decide(wins.from_bench(here), f"advice: {b} against predict on {m}", R=R)
-            row = {"step": step, "path": code(b), "change": ONE_LINE.get(b, one_line(b))}
+            row = {"step": step, "path": code(b), "change": in_words(b)}
             for mach in ms:
                 v = d.values.get(mach, {})
                 row[mach] = (f"{fmt_us(v[b])} ({fmt_x(v['keras.predict'] / v[b])} faster)"

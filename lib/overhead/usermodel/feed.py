@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from overhead.base import paths
 from overhead.ladder import models
 from overhead.usermodel import inputs, modelfile, resources, signature
 
-KERAS_OBJECT_FAMILIES = ("numpy", "keras", "tf_keras", "jax")  # paths that run (or convert) a Keras object
-KERAS_OBJECT_BACKENDS = ("tf.function", "tf.function.xla", "tf1.session")  # TF paths that trace the Keras model
 CONVERSION_ERRORS = ("ConverterError", "NotRebuildable", "ConversionError")  # raised while converting a model
 
 
@@ -137,7 +136,8 @@ def reference(opened, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 def precheck(backend, opened) -> str | None:
     """A skip reason known before preparing: Keras-object paths on a SavedModel folder."""
-    if opened.keras_model is None and (backend.family in KERAS_OBJECT_FAMILIES or backend.name in KERAS_OBJECT_BACKENDS):
+    entry = paths.entry(backend.name)
+    if opened.keras_model is None and entry is not None and entry.keras_object:
         return (f"a SavedModel folder holds no Keras model and {backend.name} runs one; pass the .keras or "
                 ".h5 file to run it")
     if opened.loader == "tf_keras" and backend.family not in ("tf_keras",):
