@@ -16,19 +16,20 @@ OUT := build/quick
 DATA := $(OUT)/data
 FIG := $(OUT)/figures
 HTML := $(OUT)/report.html
-QUICK_PY := True
+PARAMS := params/quick.yaml
 README_FILE :=
 else
 OUT := build/full
 DATA := data
 FIG := figures
 HTML := reports/report.html
-QUICK_PY := False
+PARAMS := params/full.yaml
 README_FILE := README.md
 endif
 RUNS := $(OUT)/executed
 export OVERHEAD_DATA := $(abspath $(DATA))
-NB_COMMON := -p quick $(QUICK_PY) -p data_dir $(abspath $(DATA))
+# The study's design is data: $(PARAMS) (its key `study` becomes every notebook's `study` parameter).
+NB_COMMON := -f $(PARAMS) -p data_dir $(abspath $(DATA))
 ifneq ($(MODEL),)
 NB_COMMON += -y "extra_models: ['$(abspath $(MODEL))']"
 endif
@@ -96,7 +97,7 @@ requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 # Each stage: its notebook's .ipynb conversion, the stage(s) it reads from, and (from build/deps/*.d) the
 # package files it imports. The report stage is the render step: `make render` runs the same recipe on the
 # committed results alone.
-build/notebooks/%.ipynb: notebooks/%.py $(ENV_STAMP)
+build/notebooks/%.ipynb: notebooks/%.py $(PARAMS) $(ENV_STAMP)
 	@mkdir -p $(dir $@)
 	$(VPY) -m jupytext --quiet --to ipynb $< -o $@
 
