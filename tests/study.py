@@ -18,3 +18,20 @@ def run_sweep(models, backends, batches, threads, budget_s, **kw):
     """sweep.run on :func:`bench_settings`; the run's own keywords (out_dir, launch, ...) go to sweep.run."""
     run = {k: kw.pop(k) for k in list(kw) if k in RUN_KW}
     return sweep.run(bench_settings(models, backends, batches, threads, budget_s, **kw), **run)
+
+
+def loadgen_settings(models, paths=None, *, quick=False, machine=None, data_dir=None, settings=None, **lg) -> Settings:
+    """A Loadgen design given the old keyword way (`settings`: LoadGen run lengths over the study's)."""
+    lg = dict(lg, models=[str(m) for m in models], paths=None if paths is None else list(paths))
+    if settings is not None:
+        lg["runs"] = settings
+    lg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in lg.items()}
+    return Settings.from_dict({"quick": quick, "machine": machine, "data_dir": data_dir, "loadgen": lg})
+
+
+def run_loadgen(models, paths=None, *, out_dir=None, progress=False, max_items=None, resume=True, **kw):
+    """loadgen.run on :func:`loadgen_settings`."""
+    from overhead.experiments import loadgen
+
+    return loadgen.run(loadgen_settings(models, paths, **kw), out_dir=out_dir, progress=progress,
+                       max_items=max_items, resume=resume)

@@ -130,7 +130,7 @@ class Loadgen:
     server_paths: tuple | None = None    # None: loadgen.SERVER_PATHS
     threads: tuple = (1, None)           # None: all cores
     scenarios: tuple = ("SingleStream", "Server")
-    bounds_ms: dict | None = None        # {model: p99 bound}; None: 10 ms small, 100 ms large models
+    bounds_ms: float | dict | None = None  # ms, or {model: p99 bound}; None: 10 ms small, 100 ms large models
     qps: tuple | None = None             # fixed Server points instead of the bisection
     strategies: tuple = ("threads", "processes")
     strategy_paths: tuple | None = None
