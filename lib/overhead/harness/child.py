@@ -13,6 +13,7 @@ native libraries print cannot corrupt the protocol, :func:`error_text` for one-l
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -141,7 +142,8 @@ def run_child(module: str, args=(), *, job=None, threads: int | None = None, kin
     `python`: the interpreter (default: this one); another environment's, e.g. a TensorFlow release's
     own venv (experiments.versions), gets the same package path, protocol and timeouts.
 
-    `job`: a JSON-able value written to the child's stdin (then closed). `on_event(value)` is called for
+    `job`: a job dataclass (:mod:`overhead.harness.jobs`) or a JSON-able value, written to the child's stdin as
+    JSON (then closed). `on_event(value)` is called for
     every JSON line as it arrives; lines that are not JSON (a native library's stray print) are skipped.
     `stderr_path`: append the child's stderr to this file instead of keeping its last line only.
     `data_dir`: the data tree the child reads (its OVERHEAD_DATA); None keeps this process's.
@@ -163,7 +165,7 @@ def run_child(module: str, args=(), *, job=None, threads: int | None = None, kin
     try:
         if job is not None:
             try:
-                proc.stdin.write(json.dumps(job))
+                proc.stdin.write(json.dumps(dataclasses.asdict(job) if dataclasses.is_dataclass(job) else job))
                 proc.stdin.close()
             except BrokenPipeError:  # the child died at start; its status says why
                 pass
