@@ -152,8 +152,11 @@ render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report
 	$(RENDER_NB)
 	$(RENDER_HTML)
 
+# OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call before sleeping; the GEMM reference is
+# timed interleaved with the engines and its spinning threads slowed whichever engine ran next (ResNet-18 b1
+# numpy: 27 ms -> 41 ms after a 2048^3 GEMM), so they park at once. OpenBLAS reads the variable when it loads.
 bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
-	$(VPY) -m overhead.experiments.enginebench
+	OPENBLAS_THREAD_TIMEOUT=4 TF_CPP_MIN_LOG_LEVEL=3 $(VPY) -m overhead.experiments.enginebench
 
 spread: $(ENV_STAMP) ## Why TF paths' fresh processes disagree: TF paths under oneDNN off, pinned, jemalloc/tcmalloc, huge pages, no ASLR (~10 min; QUICK=1: 1 process each)
 	$(VPY) -m overhead.experiments.spread $(if $(filter 1,$(QUICK)),--quick)
