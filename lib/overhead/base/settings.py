@@ -191,7 +191,7 @@ class Settings:
 
     @classmethod
     def from_yaml(cls, path=FULL_YAML, **overrides) -> Settings:
-        import yaml
+        import yaml  # lazy: only reading a params file needs PyYAML (cold-start children import this module)
 
         path = Path(path)
         doc = yaml.safe_load(path.read_text()) or {}
