@@ -16,19 +16,20 @@ OUT := build/quick
 DATA := $(OUT)/data
 FIG := $(OUT)/figures
 HTML := $(OUT)/report.html
-QUICK_PY := True
+PARAMS := params/quick.yaml
 README_FILE :=
 else
 OUT := build/full
 DATA := data
 FIG := figures
 HTML := reports/report.html
-QUICK_PY := False
+PARAMS := params/full.yaml
 README_FILE := README.md
 endif
 RUNS := $(OUT)/executed
 export OVERHEAD_DATA := $(abspath $(DATA))
-NB_COMMON := -p quick $(QUICK_PY) -p data_dir $(abspath $(DATA))
+# The study's design is data: $(PARAMS) (its key `study` becomes every notebook's `study` parameter).
+NB_COMMON := -f $(PARAMS) -p data_dir $(abspath $(DATA))
 ifneq ($(MODEL),)
 NB_COMMON += -y "extra_models: ['$(abspath $(MODEL))']"
 endif
@@ -96,7 +97,7 @@ requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 # Each stage: its notebook's .ipynb conversion, the stage(s) it reads from, and (from build/deps/*.d) the
 # package files it imports. The report stage is the render step: `make render` runs the same recipe on the
 # committed results alone.
-build/notebooks/%.ipynb: notebooks/%.py $(ENV_STAMP)
+build/notebooks/%.ipynb: notebooks/%.py $(PARAMS) $(ENV_STAMP)
 	@mkdir -p $(dir $@)
 	$(VPY) -m jupytext --quiet --to ipynb $< -o $@
 
@@ -151,8 +152,11 @@ render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report
 	$(RENDER_NB)
 	$(RENDER_HTML)
 
+# OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call before sleeping; the GEMM reference is
+# timed interleaved with the engines and its spinning threads slowed whichever engine ran next (ResNet-18 b1
+# numpy: 27 ms -> 41 ms after a 2048^3 GEMM), so they park at once. OpenBLAS reads the variable when it loads.
 bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
-	$(VPY) -m overhead.experiments.enginebench
+	OPENBLAS_THREAD_TIMEOUT=4 TF_CPP_MIN_LOG_LEVEL=3 $(VPY) -m overhead.experiments.enginebench
 
 spread: $(ENV_STAMP) ## Why TF paths' fresh processes disagree: TF paths under oneDNN off, pinned, jemalloc/tcmalloc, huge pages, no ASLR (~10 min; QUICK=1: 1 process each)
 	$(VPY) -m overhead.experiments.spread $(if $(filter 1,$(QUICK)),--quick)

@@ -24,19 +24,8 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-# parameters
-models = None            # None -> the whole ladder
-epochs = 6               # epochs for the MNIST-sized plain models
-resnet_epochs = 2        # epochs for the ResNets
-batch_size = 64
-seed = 0
-max_train_flops = None   # forward FLOPs per image above which a model keeps its seeded init (None: train all)
-max_train_samples = 10000
-train_flops_budget = 6e12  # training FLOPs per model; large models see fewer digits
-min_train_samples = 256
-augment_max_flops = 2e6  # models up to this size also see one-pixel shifts of the digits (9x data)
-quick = False
-data_dir = None
+study = {}               # the study design: params/full.yaml (make; quick.yaml with QUICK=1); {} -> the defaults
+data_dir = None          # None -> overhead.base.config.data_dir()
 extra_models = []        # user models are used as given, never trained here
 
 # %%
@@ -44,15 +33,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from overhead.base import config, data
+from overhead.base.settings import Settings
 from overhead.ladder import models as zoo
 from overhead.ladder import train
 from overhead.report import stages
 
-if quick:
-    models = models or ['logreg', 'mlp_tiny', 'cnn_seed']
-    epochs, resnet_epochs = min(epochs, 2), min(resnet_epochs, 1)
-    max_train_flops = max_train_flops or 3e8
-names = list(models or zoo.LADDER)
+S = Settings.from_dict(study, data_dir=data_dir, extra_models=extra_models)
+T = S.train              # this stage's settings: models, epochs, training budgets
+names = list(T.models or zoo.LADDER)
 splits = data.load_mnist(data_dir)
 print(f'MNIST source: {splits.source}; train {splits.x_train.shape}, test {splits.x_test.shape}')
 print(f'models go to {config.models_dir(data_dir)}')
@@ -60,11 +48,11 @@ print(f'models go to {config.models_dir(data_dir)}')
 # %%
 rows = []
 for name in tqdm(names, desc='train'):
-    n_epochs = resnet_epochs if name.startswith('resnet') else epochs
-    rows.append(train.train_one(name, splits, epochs=n_epochs, batch_size=batch_size, seed=seed,
-                                max_train_flops=max_train_flops, max_train_samples=max_train_samples,
-                                augment_max_flops=augment_max_flops, train_flops_budget=train_flops_budget,
-                                min_train_samples=min_train_samples, data_dir=data_dir))
+    n_epochs = T.resnet_epochs if name.startswith('resnet') else T.epochs
+    rows.append(train.train_one(name, splits, epochs=n_epochs, batch_size=T.batch_size, seed=T.seed,
+                                max_train_flops=T.max_train_flops, max_train_samples=T.max_train_samples,
+                                augment_max_flops=T.augment_max_flops, train_flops_budget=T.train_flops_budget,
+                                min_train_samples=T.min_train_samples, data_dir=data_dir))
 columns = ['name', 'params', 'flops', 'input_shape', 'weights', 'epochs', 'train_samples', 'augmentation',
            'accuracy', 'decisive_share', 'median_logit_margin', 'train_s', 'eval_s', 'training_note', 'data_source']
 table = pd.DataFrame(rows).reindex(columns=columns)

@@ -43,71 +43,46 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-# parameters
-models = None             # None -> overhead.ladder.models.LADDER (plus extra_models)
-extra_models = []         # paths of your own .keras models
-backends = None           # None -> every backend
-batch_sizes = [1, 8, 64]  # batch 1 everywhere; larger batches on big_batch_models x big_batch_backends
-threads = None            # None -> [1, all cores]
-budget_s = 0.05           # timing budget per configuration and run (at least 20 values slow, 200 or 0.5 s fast)
-runs = 3                  # fresh worker processes per configuration
-max_runs = 5              # more runs (all kept, up to this many) while a configuration's runs disagree
-max_flops_per_call = 8e9  # skip (and say why) configurations above this many FLOPs per call
-quick = False             # 3 small models, batch 1 and 8, one thread, one run, tiny budget
-data_dir = None
+study = {}                # the study design: params/full.yaml (make; quick.yaml with QUICK=1); {} -> the defaults
+data_dir = None           # None -> overhead.base.config.data_dir()
 machine = None            # None -> envinfo.machine_id()
-distortion_check = True   # each backend timed alone vs interleaved with the NumPy engine
-idle_gap = True           # batch-1 latency after 0/1/10/100 ms of idleness
-ceilings = True           # best GEMM per library and the CPU's theoretical peak
-blas_ab = True            # NumPy's GEMM with and without OPENBLAS_CORETYPE (fresh processes)
+extra_models = []         # paths of your own .keras models (make MODEL=...)
 
 # %%
-import os
-
 import pandas as pd
 from IPython.display import display
 
 from overhead import backends as bk
 from overhead.base import atomic, config, envinfo
+from overhead.base.settings import Settings
 from overhead.experiments import blasab, ceilings as ceil
 from overhead.experiments import distortion, idlegap, sweep
-from overhead.ladder import models as zoo
 from overhead.report import loading, stages, tables
 from overhead.report.idle import verdict as idle_verdict
 from overhead.report.style import order_backends
 
-if data_dir:
-    os.environ['OVERHEAD_DATA'] = str(data_dir)
-parity_max_s, gemm_n = 0.5, 2048
-if quick:
-    models = models or list(zoo.LADDER[:3])
-    batch_sizes, threads = [1, 8], threads or [1]
-    budget_s, parity_max_s, gemm_n = min(budget_s, 0.03), 0.3, 512
-    runs = max_runs = 1
-threads = threads or sorted({1, os.cpu_count()})
-machine = machine or envinfo.machine_id()
-out_dir = config.results_dir(machine)
-plan = sweep.resolve_models(models, extra_models)
+S = Settings.from_dict(study, data_dir=data_dir, machine=machine, extra_models=extra_models)
+B = S.bench  # this stage's settings (batches, threads, budget, runs, ...)
+S = S.replace(machine=S.machine or envinfo.machine_id())
+threads = sweep.thread_settings(B.threads)
+out_dir = config.results_dir(S.machine, S.data_dir)
+plan = sweep.resolve_models(B.models, S.extra_models, S.data_dir)
 pd.set_option('display.width', 200, 'display.max_columns', 30)
 
-print(f'machine {machine}; results in {out_dir}')
-print(f'backends: {backends or "all"}; batch sizes {batch_sizes}; threads {threads}; budget {budget_s} s per configuration')
+print(f'machine {S.machine}; results in {out_dir}')
+print(f'backends: {B.backends or "all"}; batch sizes {list(B.batches)}; threads {threads}; budget {B.budget_s} s per configuration')
 pd.DataFrame([{'model': name, **stages.describe(path)} for name, path in plan])
 
 # %% [markdown]
 # ## The sweep
 #
 # Rows already in `bench.csv` for the same model content are kept and skipped (delete the file, or call
-# `sweep.run(..., resume=False)`, to start over). Worker logs go to `logs/` beside it.
+# `sweep.run(S, resume=False)`, to start over). Worker logs go to `logs/` beside it.
 
 # %%
-bench = sweep.run(models, backends, batch_sizes, threads, budget_s, extra_models=extra_models,
-                  out_dir=out_dir, machine=machine, max_flops_per_call=max_flops_per_call,
-                  parity_max_s=parity_max_s, gemm_n=gemm_n, runs=runs, max_runs=max_runs,
-                  big_batch_models=sweep.BIG_BATCH_MODELS, big_batch_backends=sweep.BIG_BATCH_BACKENDS,
-                  models_for=sweep.FULL_MODELS_FOR, threads_models=None if quick else sweep.THREADS_MODELS)
+bench = sweep.run(S, out_dir=out_dir)
 print(f'{len(bench)} rows in {out_dir / "bench.csv"}')
-loading.save_models_meta(config.models_dir(), out_dir)  # the report re-renders without the trained models
+loading.save_models_meta(config.models_dir(S.data_dir), out_dir)  # the report re-renders without the trained models
 
 # %% [markdown]
 # ## What ran
@@ -134,20 +109,20 @@ tables.parity_summary(bench)
 
 # %%
 # which kernels ran for the LiteRT variants, per model
-lit = bench[bench.backend.str.startswith('litert') & (bench.batch == min(batch_sizes)) & (bench.threads == min(threads))]
+lit = bench[bench.backend.str.startswith('litert') & (bench.batch == min(B.batches)) & (bench.threads == min(threads))]
 lit.pivot_table(index='model', columns='backend', values='kernels', aggfunc='first').reindex(columns=order_backends(lit.backend))
 
 # %% [markdown]
 # ## Latency per call at batch 1, one thread (median, µs)
 
 # %%
-tables.latency_pivot(bench, batch=min(batch_sizes), threads=min(threads)).style.format('{:.4g}', na_rep='')
+tables.latency_pivot(bench, batch=min(B.batches), threads=min(threads)).style.format('{:.4g}', na_rep='')
 
 # %% [markdown]
 # The same, as a multiple of the NumPy engine's latency (above 1: slower than NumPy):
 
 # %%
-tables.ratio_to(bench, 'numpy', batch=min(batch_sizes), threads=min(threads)).style.format('{:.3g}', na_rep='')
+tables.ratio_to(bench, 'numpy', batch=min(B.batches), threads=min(threads)).style.format('{:.3g}', na_rep='')
 
 # %%
 # the largest batch that ran, all threads: throughput in inferences per second
@@ -179,8 +154,8 @@ pd.read_csv(out_dir / 'gemm.csv')
 # CPU's vector ISA, core count and clock (the derivation, and which parts of it are assumptions, are printed).
 
 # %%
-if ceilings:
-    ceil_frame, ceil_summary = ceil.run(out_dir, quick=quick)
+if B.ceilings:
+    ceil_frame, ceil_summary = ceil.run(out_dir, quick=S.quick)
     display(ceil_frame.pivot_table(index=['library', 'threads'], columns='n', values='gflops').round(1))
     display(ceil_summary)
 
@@ -193,8 +168,8 @@ if ceilings:
 # with the variable as set and unset, each in fresh processes (this process's environment is never changed).
 
 # %%
-if blas_ab:
-    blas = blasab.run(out_dir, quick=quick, machine=machine, threads=threads)
+if B.blas_ab:
+    blas = blasab.run(out_dir, quick=S.quick, machine=S.machine, threads=threads)
     display(blas)
 
 # %% [markdown]
@@ -205,10 +180,10 @@ if blas_ab:
 # behind that slows the next path down.
 
 # %%
-if distortion_check:
-    dist = distortion.measure(quick=quick, data_dir=data_dir)
+if B.distortion:
+    dist = distortion.measure(quick=S.quick, data_dir=S.data_dir)
     atomic.atomic_write_csv(dist, out_dir / 'distortion.csv', index=False)
-    envinfo.write_meta(out_dir / 'distortion.csv', {'machine': machine, 'stage': 'distortion'})
+    envinfo.write_meta(out_dir / 'distortion.csv', {'machine': S.machine, 'stage': 'distortion'})
     display(dist)
 
 # %% [markdown]
@@ -219,11 +194,10 @@ if distortion_check:
 # larger model, each in fresh processes. The secondary paths (variants measured on four models only) are left out.
 
 # %%
-if idle_gap:
-    idle_backends = [b for b in (backends or bk.NAMES) if b not in sweep.SECONDARY_BACKENDS]
-    idle_models = ('cnn_seed',) if quick else ('cnn_seed', 'resnet_mnist')
-    idle = idlegap.run(idle_models, idle_backends, threads=threads, quick=quick, data_dir=data_dir, out_dir=out_dir,
-                       machine=machine)
+if B.idle_gap:
+    idle_backends = [b for b in (B.backends or bk.NAMES) if b not in B.secondary_backends]
+    idle = idlegap.run(B.idle_models, idle_backends, threads=threads, quick=S.quick, data_dir=S.data_dir,
+                       out_dir=out_dir, machine=S.machine)
     display(idle.pivot_table(index=['model', 'backend'], columns=['threads', 'gap_ms'], values='median_us').round(1))
     display(idle_verdict(idle))
 

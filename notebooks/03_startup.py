@@ -34,39 +34,28 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-models = ['cnn_seed', 'resnet18_224px']
-backends = ['numpy', 'numpy.plain', 'keras.predict', 'tf.function', 'tf.savedmodel', 'tf1.session',
-            'tf_keras.predict', 'keras.jax.predict', 'litert', 'onnxruntime', 'openvino']  # one per family
-                                                                # and path kind; None -> every backend
-repeats = 3              # fresh processes per model x backend
-memory_loop = True       # resident memory after each of memory_loop_calls calls on the seed CNN
-memory_loop_calls = [1, 1000, 2000]  # 5000 is memloop's default; the published run stops at 2000 for its budget
-steady_calls = 200       # calls for the steady-state median (at most ~0.5 s per child)
-threads = None           # None -> all cores
-timeout_s = 600
-quick = False
-data_dir = None
-machine = None
-extra_models = []
-spread_runs = 10         # fresh processes per variant in the between-run spread experiment (1 when quick)
-spread_budget_s = 0.5    # s of timed calls per path and process there (0.1 when quick)
+study = {}               # the study design: params/full.yaml (make; quick.yaml with QUICK=1); {} -> the defaults
+data_dir = None          # None -> overhead.base.config.data_dir()
+machine = None           # None -> envinfo.machine_id()
+extra_models = []        # paths of your own .keras models (make MODEL=...)
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
+from overhead.base.settings import Settings
 from overhead.experiments import memloop, startup
 from overhead.report import analysis, stages, stagetext
 
-if quick:
-    repeats, steady_calls = min(repeats, 2), min(steady_calls, 20)
-models = stages.present(models, data_dir)          # missing models are named and skipped
-extra_models = stages.present(extra_models, data_dir) if extra_models else []
+S = Settings.from_dict(study, data_dir=data_dir, machine=machine, extra_models=extra_models)
+T = S.startup            # this stage's settings: models, backends, repeats, calls, spread runs
+models = stages.present(list(T.models), S.data_dir)          # missing models are named and skipped
+extra_models = stages.present(list(S.extra_models), S.data_dir) if S.extra_models else []
 pd.set_option('display.width', 200)
 
 # %%
-df = startup.run(models, backends, repeats=repeats, steady_calls=steady_calls, threads=threads,
-                 extra_models=extra_models, data_dir=data_dir, machine=machine, timeout_s=timeout_s)
+df = startup.run(models, T.backends, repeats=T.repeats, steady_calls=T.steady_calls, threads=T.threads,
+                 extra_models=extra_models, data_dir=S.data_dir, machine=S.machine, timeout_s=T.timeout_s)
 print(f"{(df.status == 'ok').sum()} of {len(df)} cold starts ok")
 
 # %% [markdown]
@@ -104,13 +93,13 @@ for model in df['model'].unique():
 # %% [markdown]
 # ## Memory in a loop
 #
-# Users report `predict` in a loop growing without bound. Resident memory after 1, 1 000 and 2 000 calls (the `memory_loop_calls` parameter) of each
+# Users report `predict` in a loop growing without bound. Resident memory after 1, 1 000 and 2 000 calls (`startup.memory_loop_calls` in params/full.yaml) of each
 # path on the seed CNN at batch 1, each path in a fresh process (`overhead.experiments.memloop`).
 
 # %%
-if memory_loop:
-    mem = memloop.run('cnn_seed', quick=quick, calls=None if quick else memory_loop_calls, threads=1,
-                      data_dir=data_dir, machine=machine)
+if T.memory_loop:
+    mem = memloop.run('cnn_seed', quick=S.quick, calls=T.memory_loop_calls, threads=1,
+                      data_dir=S.data_dir, machine=S.machine)
     display(mem.pivot_table(index='backend', columns='calls', values='rss_mb').round(1))
 
 # %% [markdown]
@@ -125,7 +114,7 @@ if memory_loop:
 from overhead.experiments import spread as spread_exp
 from overhead.report import spread as spread_section
 
-spread_df = spread_exp.run(quick=quick, runs=spread_runs, budget_s=spread_budget_s, data_dir=data_dir,
-                           machine=machine)
+spread_df = spread_exp.run(quick=S.quick, runs=T.spread_runs, budget_s=T.spread_budget_s, data_dir=S.data_dir,
+                           machine=S.machine)
 display(Markdown(spread_section.text(spread_section.summary(spread_df))))
 display(spread_section.table(spread_section.summary(spread_df)))

@@ -26,18 +26,10 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-models = ['cnn_seed', 'resnet18_32px', 'resnet18_224px']
-backends = None                # None -> every registered backend
-calls = 200                    # pipeline calls per model x backend (at most)
-budget_s = 1.5                 # ... and at most this many seconds each
-breakdown_models = ['cnn_seed', 'resnet18_224px']
-breakdown_backends = None      # None -> keras.predict, keras.predict_on_batch, keras.call, tf.function
-breakdown_budget_s = 4.0       # sampled seconds per model x backend
-threads = None                 # None -> all cores
-quick = False
-data_dir = None
-machine = None
-extra_models = []
+study = {}               # the study design: params/full.yaml (make; quick.yaml with QUICK=1); {} -> the defaults
+data_dir = None          # None -> overhead.base.config.data_dir()
+machine = None           # None -> envinfo.machine_id()
+extra_models = []        # paths of your own .keras models (make MODEL=...)
 
 # %%
 import os
@@ -47,31 +39,31 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from overhead import backends as registry
+from overhead.base.settings import Settings, cores
 from overhead.experiments import breakdown, pipeline
 from overhead.report import stages, stagetext
 
-threads = int(threads or os.cpu_count())
+S = Settings.from_dict(study, data_dir=data_dir, machine=machine, extra_models=extra_models)
+P = S.pipeline           # this stage's settings: models, backends, calls, budgets, the breakdown's models
+threads = int(P.threads or cores())
 registry.set_threads(threads)  # before TensorFlow starts
 import tensorflow as tf  # noqa: E402,F401  (imported here so TF starts after the thread setting)
 
 registry.set_threads(threads)  # and TF's own pools, before its first op
-if quick:
-    calls, budget_s = min(calls, 20), min(budget_s, 0.3)
-    breakdown_budget_s = min(breakdown_budget_s, 1.0)
-breakdown_backends = list(breakdown_backends or breakdown.DEFAULT_BACKENDS)
-models = stages.present(models, data_dir)          # missing models are named and skipped
-breakdown_models = stages.present(breakdown_models, data_dir)
-extra_models = stages.present(extra_models, data_dir) if extra_models else []
+breakdown_backends = list(P.breakdown_backends or breakdown.DEFAULT_BACKENDS)
+models = stages.present(list(P.models), S.data_dir)          # missing models are named and skipped
+breakdown_models = stages.present(list(P.breakdown_models), S.data_dir)
+extra_models = stages.present(list(S.extra_models), S.data_dir) if S.extra_models else []
 pd.set_option('display.width', 200)
 
 # %% [markdown]
 # ## From PNG bytes to a label
 
 # %%
-prow, pstatus = pipeline.run(models, backends, calls=calls, budget_s=budget_s, threads=threads,
-                             extra_models=extra_models, data_dir=data_dir, machine=machine)
+prow, pstatus = pipeline.run(models, P.backends, calls=P.calls, budget_s=P.budget_s, threads=threads,
+                             extra_models=extra_models, data_dir=S.data_dir, machine=S.machine)
 # label accuracy means nothing for seeded-init weights, so say which models have them
-pstatus['weights'] = pstatus['model'].map(lambda m: stages.weights(m, data_dir))
+pstatus['weights'] = pstatus['model'].map(lambda m: stages.weights(m, S.data_dir))
 pstatus
 
 # %%
@@ -94,7 +86,7 @@ for model in ptab['model'].unique():
 
 # %%
 brow, bsummary, btop = breakdown.run(breakdown_models, breakdown_backends, threads=threads,
-                                     budget_s=breakdown_budget_s, data_dir=data_dir, machine=machine)
+                                     budget_s=P.breakdown_budget_s, data_dir=S.data_dir, machine=S.machine)
 bsummary.round(2)
 
 # %%

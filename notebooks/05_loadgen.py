@@ -31,36 +31,33 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-models = ['cnn_seed', 'cnn_medium', 'resnet18_32px']   # the seed CNN, a mid-size CNN, ResNet-18 at 32 px
-paths = None                   # Single-Stream paths; None -> every registered path
-server_paths = None            # Server bisection; None -> the paths people serve with (loadgen.SERVER_PATHS)
-threads = [1, None]            # threads one inference may use; None -> all cores
-bounds_ms = None               # {model: p99 bound}; None -> 10 ms small models, 100 ms ResNet-18
-http_paths = None              # None -> noop, numpy, litert, onnxruntime, keras.predict (noop in 3 payloads x 1, 2 workers)
-quick = False
-data_dir = None
-machine = None
-extra_models = []
+study = {}                     # the study design: params/full.yaml (make; quick.yaml with QUICK=1); {} -> the defaults
+data_dir = None                # None -> overhead.base.config.data_dir()
+machine = None                 # None -> envinfo.machine_id()
+extra_models = []              # paths of your own .keras models (make MODEL=...)
 
 # %%
-import os
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from dataclasses import replace
+
 import pandas as pd
 from IPython.display import Markdown, display
+from overhead.base.settings import Settings
 from overhead.report import stages
 from overhead.experiments import loadgen
 from overhead.report import underload, underload_http
 
-models = stages.present(list(models) + list(extra_models or []), data_dir)   # missing models are named and skipped
+S = Settings.from_dict(study, data_dir=data_dir, machine=machine, extra_models=extra_models)
+L = S.loadgen                  # this stage's settings: models, paths, threads, bounds, LoadGen run lengths
+models = stages.present(list(L.models) + list(S.extra_models), S.data_dir)   # missing models are named and skipped
+S = S.replace(loadgen=replace(L, models=tuple(models)))
 pd.set_option('display.width', 200)
-display(Markdown('**Method.** ' + loadgen.method_text(quick)))
+display(Markdown('**Method.** ' + loadgen.method_text(S.quick, L.runs)))
 
 # %% [markdown]
 # ## The runs
 
 # %%
-frame = loadgen.run(models, paths, threads=threads, bounds_ms=bounds_ms, quick=quick, server_paths=server_paths,
-                    http_paths=http_paths, data_dir=data_dir, machine=machine)
+frame = loadgen.run(S)
 display(Markdown('**Finding.** ' + underload_http.lead_sentence(frame)))
 frame[['scenario', 'model', 'path', 'transport', 'payload', 'strategy', 'workers', 'batching', 'threads', 'phase',
        'target_qps', 'achieved_qps', 'p50_us', 'p90_us', 'p99_us', 'validity', 'stationary', 'parity',

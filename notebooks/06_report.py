@@ -17,11 +17,11 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-# Parameters (papermill): full-size defaults
+# Parameters (papermill): the study design (params/full.yaml; quick.yaml: fewer bootstrap resamples) and paths
+study = {}             # {} -> overhead.base.settings.Settings' defaults
 data_dir = None        # None -> overhead.base.config.data_dir() ($OVERHEAD_DATA or <repo>/data)
 figures_dir = None     # None -> overhead.base.config.FIGURES
 machine = None         # None -> all machines; figures for this machine (envinfo.machine_id()) if present
-quick = False          # fewer bootstrap resamples
 extra_models = []      # paths of your own .keras models (make MODEL)
 
 # %% [markdown]
@@ -38,6 +38,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from overhead.base import config
+from overhead.base.settings import Settings
 from overhead.report import (
     advice,
     analysis,
@@ -67,7 +68,7 @@ from overhead.report import (
 
 DATA = config.data_dir(data_dir)
 FIG = Path(figures_dir) if figures_dir else config.FIGURES
-N_BOOT = 50 if quick else 400
+N_BOOT = 50 if Settings.from_dict(study).quick else 400
 pd.set_option("display.max_columns", 40)
 pd.set_option("display.precision", 3)
 pd.set_option("display.max_colwidth", None)

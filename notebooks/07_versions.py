@@ -26,31 +26,24 @@
 # %autoreload 2
 
 # %% tags=["parameters"]
-releases = None                # TensorFlow minors to build and measure; None -> all ten (versions_env.RELEASES)
-models = ['logreg', 'cnn_seed', 'resnet_mnist', 'resnet18_32px']   # softmax regression, seed CNN, a mid ResNet, ResNet-18
-paths = None                   # None -> every path (versions.PATHS)
-onednn_off_paths = None        # None -> tf.function again with oneDNN off
-onednn_off_models = None       # None -> the seed CNN and ResNet-18 (versions.ONEDNN_OFF_MODELS)
-runs = 3                       # fresh processes per configuration
-budget_s = 0.3                 # timing budget per path and process
-rss_calls = [1, 1000]          # predict calls after which RSS is read (first run)
-quick = False
-data_dir = None
-machine = None
-extra_models = []
+study = {}                     # the study design: params/full.yaml (make; quick.yaml with QUICK=1); {} -> the defaults
+data_dir = None                # None -> overhead.base.config.data_dir()
+machine = None                 # None -> envinfo.machine_id()
+extra_models = []              # paths of your own .keras models (make MODEL=...)
 
 # %%
 import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import pandas as pd
 from IPython.display import Markdown, display
+from overhead.base.settings import Settings
 from overhead.experiments import versions, versions_env
 from overhead.report import stages
 from overhead.report import versions as vreport
 
-if quick:   # the current environment as the only release, one model, one run: no download
-    models, runs, budget_s, rss_calls = ['cnn_seed'], 1, 0.1, [1, 20]
-models = stages.present(list(models), data_dir)   # missing models are named and skipped
+S = Settings.from_dict(study, data_dir=data_dir, machine=machine, extra_models=extra_models)
+V, quick = S.versions, S.quick   # this stage's settings; quick: the current environment only, no download
+models = stages.present(list(V.models), S.data_dir)   # missing models are named and skipped
 pd.set_option('display.width', 200)
 
 # %% [markdown]
@@ -61,21 +54,21 @@ if quick:   # the Keras the release installs (3), to keep QUICK short; the full 
     REL = [versions.study_release()]
     REL[0].kerases = REL[0].kerases[:1]
 else:
-    REL = [versions.built_release(m, versions_env.envs_dir(data_dir)) for m in (releases or versions_env.RELEASES)]
+    REL = [versions.built_release(m, versions_env.envs_dir(S.data_dir)) for m in (V.releases or versions_env.RELEASES)]
 display(pd.DataFrame([{'release': r.label, 'env': r.env, 'tensorflow': r.info.get('tensorflow', ''),
                        'keras': ', '.join(r.kerases), 'install_s': r.info.get('install_s'),
                        'GB': (r.info.get('bytes') or 0) / 1e9, 'reason': r.reason} for r in REL]))
 if not quick:   # every file once: uv hard-links the environments' files from its cache beside them
-    print(f"data/envs/ holds {versions_env.dir_bytes(versions_env.envs_dir(data_dir)) / 1e9:.3g} GB")
+    print(f"data/envs/ holds {versions_env.dir_bytes(versions_env.envs_dir(S.data_dir)) / 1e9:.3g} GB")
 
 # %% [markdown]
 # ## The runs
 
 # %%
-df = versions.run(REL, models, runs=runs, paths=paths or versions.PATHS,
-                  onednn_off_paths=versions.ONEDNN_OFF_PATHS if onednn_off_paths is None else onednn_off_paths,
-                  onednn_off_models=versions.ONEDNN_OFF_MODELS if onednn_off_models is None else onednn_off_models,
-                  budget_s=budget_s, rss_calls=rss_calls, data_dir=data_dir, machine=machine)
+df = versions.run(REL, models, runs=V.runs, paths=V.paths or versions.PATHS,
+                  onednn_off_paths=versions.ONEDNN_OFF_PATHS if V.onednn_off_paths is None else V.onednn_off_paths,
+                  onednn_off_models=versions.ONEDNN_OFF_MODELS if V.onednn_off_models is None else V.onednn_off_models,
+                  budget_s=V.budget_s, rss_calls=V.rss_calls, data_dir=S.data_dir, machine=S.machine)
 display(df[['release', 'keras', 'model', 'path', 'onednn', 'status', 'parity', 'median_us', 'ci_lo_us', 'ci_hi_us',
             'first_call_s', 'rss_1_mb', 'rss_1000_mb', 'reason']])
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from nbrun import outputs_text, run_notebook
 
+from overhead.base.settings import Settings
 from overhead.experiments import sweep
 
 BACKENDS = ["numpy", "keras.predict", "tf.function", "litert", "litert.int8", "onnxruntime"]
@@ -18,14 +19,14 @@ def test_benchmark_notebook_quick(tmp_path, tiny_data_dir):
     shutil.copytree(tiny_data_dir / "models", data_dir / "models")
     if (tiny_data_dir / "artifacts").exists():  # conversions other tests already made (content-keyed)
         shutil.copytree(tiny_data_dir / "artifacts", data_dir / "artifacts")
-    nb = run_notebook("02_benchmark.py", tmp_path, quick=True, data_dir=str(data_dir), machine="nbtest",
-                      models=["logreg", "cnn_seed"], backends=BACKENDS)
+    nb = run_notebook("02_benchmark.py", tmp_path, {"bench": {"models": ["logreg", "cnn_seed"], "backends": BACKENDS}},
+                      data_dir=str(data_dir), machine="nbtest")
     res = data_dir / "results" / "nbtest"
     bench = pd.read_csv(res / "bench.csv")
     assert list(bench.columns) == sweep.COLUMNS
     # batch 1 on every model and backend; batch 8 only on the big-batch models x backends (cnn_seed, not logreg)
     expected = {(m, b, n) for m in ("logreg", "cnn_seed") for b in BACKENDS for n in (1, 8)
-                if sweep.wanted(m, b, n, 1, sweep.BIG_BATCH_MODELS, sweep.BIG_BATCH_BACKENDS)}
+                if sweep.wanted(m, b, n, 1, Settings().bench.big_batch_models, Settings().bench.big_batch_backends)}
     assert set(zip(bench.model, bench.backend, bench.batch)) == expected and len(bench) == len(expected)
     assert set(bench.status) == {"ok"}, bench[bench.status != "ok"][["backend", "reason"]]
     assert set(bench.batch[bench.model == "logreg"]) == {1} and set(bench.threads) == {1}

@@ -28,7 +28,7 @@ def test_measure_interleaves_settings_and_takes_the_median():
         rate = 100.0 if env.get("OPENBLAS_CORETYPE") else 150.0
         return {"kernel": env.get("OPENBLAS_CORETYPE") or "SkylakeX", "library": "x.so",
                 "env": {"OPENBLAS_CORETYPE": env.get("OPENBLAS_CORETYPE"), "OPENBLAS_L2_SIZE": None},
-                "gflops": {str(t): rate * t + len(seen) for t in job["threads"]}}
+                "gflops": {str(t): rate * t + len(seen) for t in job.threads}}
 
     table = blasab.measure(n=64, threads=(1, 2), reps=3, env={"OPENBLAS_CORETYPE": "Haswell"}, launch=launch)
     assert seen == ["Haswell", None] * 3  # A, B, A, B, ...: settings interleaved in time
@@ -40,7 +40,7 @@ def test_measure_interleaves_settings_and_takes_the_median():
 
 def test_a_real_child_reports_numpy_kernel_and_rate():
     before = {k: os.environ.get(k) for k in envinfo.OPENBLAS_ENV}
-    out = blasab.run_child({"n": 64, "threads": [1], "repeats": 2}, blasab.child_env(os.environ.get("OPENBLAS_CORETYPE")))
+    out = blasab.gemm_in_child(blasab.GemmJob(64, (1,), 2), blasab.child_env(os.environ.get("OPENBLAS_CORETYPE")))
     assert out["gflops"]["1"] > 0 and out["env"] == before and out["kernel"]
     assert {k: os.environ.get(k) for k in envinfo.OPENBLAS_ENV} == before
 

@@ -56,7 +56,7 @@ def test_measure_each_library_in_a_fresh_process_and_summary():
     assert list(frame.columns) == ceilings.COLUMNS
     assert (frame["status"] == "ok").all(), frame["reason"].tolist()
     assert sorted(frame["library"]) == ["numpy", "onnxruntime"] and (frame["gflops"] > 0).all()
-    bad = ceilings.run_child({"library": "nosuchlib", "threads": 1, "sizes": [8]})
+    bad = ceilings.time_in_child(ceilings.LibraryGemmJob("nosuchlib", 1, (8,)))
     assert bad[0]["status"] == "failed" and "nosuchlib" in bad[0]["reason"]
     summ = ceilings.summary(frame, {"fp32_peak_gflops_1core": 1e6, "fp32_peak_gflops": 2e6})
     best = summ["measured_best"][1]

@@ -1,5 +1,6 @@
 """The one child-process runner: protocol lines, thread environment, failures, stalls and timeouts."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,22 @@ def test_bad_settings_are_refused():
         child.child_env(threads=0)
     with pytest.raises(ValueError, match="unknown process kind 'torch'"):
         child.child_env(kind="torch")
+
+
+def test_typed_jobs_round_trip_and_refuse_what_does_not_fit():
+    from dataclasses import dataclass
+
+    from overhead.harness import jobs
+
+    @dataclass(frozen=True)
+    class Job:
+        path: str
+        sizes: tuple = (1, 2)
+
+    assert jobs.from_json(Job, jobs.to_json(Job("x", (3,)))) == Job("x", (3,))
+    for text, words in (('{"pat": "x"}', "unknown field(s) pat"), ("{}", "missing field(s) path"), ("[1]", "object"),
+                        ("nope", "not JSON")):
+        with pytest.raises(jobs.JobError, match=re.escape(words)):
+            jobs.from_json(Job, text)
+    with pytest.raises(TypeError):
+        jobs.to_json({"path": "x"})

@@ -74,11 +74,11 @@ def test_run_quick_in_fresh_processes(data_env, tmp_path):
 
 @pytest.mark.slow  # fresh worker processes with TensorFlow
 def test_failures_are_rows_not_crashes(data_env, tmp_path):
-    rows = idlegap.run_child({"model_path": str(tmp_path / "missing.keras"), "threads": 1, "backends": ["numpy"],
-                              "gaps_ms": [0, 10], "calls": 1, "rounds": 1})
+    rows = idlegap.measure_in_children(idlegap.IdleGapJob(str(tmp_path / "missing.keras"), 1, ("numpy",),
+                                                          gaps_ms=(0, 10), calls=1, rounds=1))
     assert [r["status"] for r in rows] == ["failed", "failed"] and "child died" in rows[0]["reason"]
-    rows = idlegap.run_child({"model_path": str(data_env / "models" / "cnn_seed.keras"), "threads": 1,
-                              "backends": ["no.such.path"], "gaps_ms": [0], "calls": 1, "rounds": 1})
+    rows = idlegap.measure_in_children(idlegap.IdleGapJob(str(data_env / "models" / "cnn_seed.keras"), 1,
+                                                          ("no.such.path",), gaps_ms=(0,), calls=1, rounds=1))
     assert rows[0]["status"] == "failed" and "no.such.path" in rows[0]["reason"]
 
 

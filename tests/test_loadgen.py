@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from study import run_loadgen
 
 from loadgen_helpers import lg_fakes  # noqa: F401  (a fixture)
 from overhead.experiments import loadgen, loadgen_core, loadgen_sut
@@ -72,9 +73,9 @@ def test_bad_input_raises_one_line_value_error(kw, words, lg_fakes):
 
 def test_run_rejects_bad_input_before_writing_anything(tmp_path, lg_fakes):
     with pytest.raises(loadgen.LoadgenInputError):
-        loadgen.run(["cnn_seed"], ["numpy"], bounds_ms=-1, out_dir=tmp_path / "out")
+        run_loadgen(["cnn_seed"], ["numpy"], bounds_ms=-1, out_dir=tmp_path / "out")
     with pytest.raises(loadgen.LoadgenInputError):
-        loadgen.run(["cnn_seed"], ["numpy"], scenarios=("Server", "MultiStream"), out_dir=tmp_path / "out")
+        run_loadgen(["cnn_seed"], ["numpy"], scenarios=("Server", "MultiStream"), out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

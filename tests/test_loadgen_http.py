@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+from study import run_loadgen
 
 from loadgen_helpers import FAST
 from overhead.experiments import loadgen, loadgen_http, loadgen_wrk
@@ -68,7 +69,7 @@ def test_without_wrk_the_cross_check_is_a_row_saying_so(monkeypatch):
 
 @pytest.mark.slow
 def test_noop_model_through_the_http_stack_under_loadgen(data_env, tmp_path):
-    frame = loadgen.run(["cnn_seed"], [], server_paths=[], threads=(1,), strategies=(), strategy_paths=(),
+    frame = run_loadgen(["cnn_seed"], [], server_paths=[], threads=(1,), strategies=(), strategy_paths=(),
                         batching_paths=(), http_paths=["noop"], scenarios=("SingleStream",), settings=FAST,
                         out_dir=tmp_path, progress=False, data_dir=data_env, machine="testbox")
     inproc = frame[(frame.path == "noop") & (frame.transport == "inproc")].iloc[0]
@@ -85,7 +86,7 @@ def test_noop_model_through_the_http_stack_under_loadgen(data_env, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (Debian package wrk)")
 def test_wrk_cross_checks_two_server_processes(data_env, tmp_path):
-    frame = loadgen.run(["cnn_seed"], [], server_paths=[], threads=(1,), strategies=(), strategy_paths=(),
+    frame = run_loadgen(["cnn_seed"], [], server_paths=[], threads=(1,), strategies=(), strategy_paths=(),
                         batching_paths=(), http_paths=["noop"], scenarios=("Server",), out_dir=tmp_path,
                         settings=dict(FAST, server_min_queries=300, wrk_duration_s=1), qps=[200.0], progress=False,
                         data_dir=data_env, machine="testbox")

@@ -8,9 +8,9 @@ from overhead.experiments import loadgen
 
 @pytest.mark.slow
 def test_loadgen_notebook(data_env, tmp_path):
-    nb = run_notebook("05_loadgen.py", tmp_path, models=["cnn_seed", "not_a_model"], paths=["numpy"],
-                      server_paths=["numpy"], http_paths=["noop", "numpy"], threads=[1], quick=True,
-                      data_dir=str(data_env), machine="smoke")
+    lg = {"models": ["cnn_seed", "not_a_model"], "paths": ["numpy"], "server_paths": ["numpy"],
+          "http_paths": ["noop", "numpy"], "threads": [1]}
+    nb = run_notebook("05_loadgen.py", tmp_path, {"loadgen": lg}, data_dir=str(data_env), machine="smoke")
     out = data_env / "results" / "smoke"
     df = pd.read_csv(out / "loadgen.csv")
     assert list(df.columns) == loadgen.COLUMNS

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from study import run_loadgen
 
 from loadgen_helpers import FAST, lg_fakes  # noqa: F401  (a fixture)
 from overhead.experiments import loadgen
@@ -14,7 +15,7 @@ def _run(data_env, out, **kw):
     args = dict(paths=[], server_paths=[], threads=(1,), strategies=(), strategy_paths=(), batching_paths=(),
                 http_paths=[], bounds_ms={"cnn_seed": BOUND_MS}, settings=FAST, out_dir=out, progress=False,
                 data_dir=data_env, machine="testbox")
-    return loadgen.run(["cnn_seed"], **{**args, **kw})
+    return run_loadgen(["cnn_seed"], **{**args, **kw})
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ def _copy_tree(tmp: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(ROOT / "lib", tree / "lib", ignore=ignore)
     shutil.copytree(ROOT / "notebooks", tree / "notebooks", ignore=ignore)
+    shutil.copytree(ROOT / "params", tree / "params")
     (tree / ".venv" / "bin").mkdir(parents=True)
     (tree / ".venv" / "bin" / "python").symlink_to(sys.executable)
     (tree / ".venv" / ".installed").touch()
@@ -44,7 +45,8 @@ def _mark_up_to_date(tree: Path) -> None:
     """Sources old, then every generated file newer than what it is made from, in DAG order."""
     assert _make(tree, "-n", "report").returncode == 0      # writes build/deps/*.d (makefiles are remade)
     t0 = time.time() - 1000
-    for p in [q for q in (tree / "lib").rglob("*") if q.is_file()] + list((tree / "notebooks").glob("*.py")):
+    for p in ([q for q in (tree / "lib").rglob("*") if q.is_file()] + list((tree / "notebooks").glob("*.py"))
+              + list((tree / "params").glob("*.yaml"))):
         os.utime(p, (t0, t0))
     for f in ("Makefile", "requirements.txt", "requirements-nodeps.txt", "pyproject.toml"):
         os.utime(tree / f, (t0, t0))
@@ -85,6 +87,13 @@ def test_touching_a_shared_module_reruns_every_stage_that_imports_it(tree):
     # the decomposition only: the pipeline stage and the report after it
     assert _reruns(tree, "lib/overhead/experiments/breakdown.py") == {"04_pipeline", "06_report", "render"}
     assert _reruns(tree, "lib/overhead/report/stagetext.py") == {"03_startup", "04_pipeline", "06_report", "render"}
+
+
+def test_the_study_design_is_passed_as_data_and_reruns_every_stage(tree):
+    out = _make(tree, "-n", "-B", "report").stdout
+    assert out.count("-f params/full.yaml") == len(STAGES) and "-p quick" not in out
+    assert "-f params/quick.yaml" in _make(tree, "-n", "-B", "report", "QUICK=1").stdout
+    assert _reruns(tree, "params/full.yaml") == set(STAGES) | {"render"}
 
 
 def test_the_dependencies_come_from_the_imports():

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from study import run_sweep
 
 from overhead.experiments import sweep, worker
 from overhead.harness import parity
@@ -31,7 +32,7 @@ def confident_logreg(tiny_data_dir, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_int8_path_is_judged_on_200_decisive_inputs_float32_on_fewer(confident_logreg, tmp_path):
-    rows = sweep.run([str(confident_logreg)], ["numpy", "litert.int8"], [1], [1], 0.01, out_dir=tmp_path / "out",
+    rows = run_sweep([str(confident_logreg)], ["numpy", "litert.int8"], [1], [1], 0.01, out_dir=tmp_path / "out",
                      machine="testbox", parity_n=32, gemm_n=None, progress=False, runs=1, max_runs=1)
     by = rows.set_index("backend")
     assert by.loc["litert.int8", "status"] == "ok", by.loc["litert.int8", "reason"]

@@ -36,7 +36,7 @@ def _data_tree(tmp: Path, drop=()) -> Path:
 def _run(tmp: Path, data: Path, monkeypatch, **params) -> Path:
     from nbrun import run_notebook
     monkeypatch.setenv("OVERHEAD_MACHINE", "report-test-runner")   # the kernel skips the CPU probe
-    run_notebook(NOTEBOOK.name, tmp, data_dir=str(data), figures_dir=str(tmp / "figures"), quick=True, **params)
+    run_notebook(NOTEBOOK.name, tmp, data_dir=str(data), figures_dir=str(tmp / "figures"), **params)
     return tmp / f"{NOTEBOOK.stem}.ipynb"
 
 
@@ -51,7 +51,7 @@ def test_committed_notebook_is_clean_and_parameterised():
     assert "%load_ext autoreload" in nb.cells[0].source and "%autoreload 2" in nb.cells[0].source
     params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1
-    for name in ("data_dir = None", "figures_dir = None", "machine = None", "quick = False", "extra_models = []"):
+    for name in ("study = {}", "data_dir = None", "figures_dir = None", "machine = None", "extra_models = []"):
         assert name in params[0].source
     # no number typed by hand in the narrative: markdown cells carry no numbers (names like float32 are fine)
     for c in nb.cells:

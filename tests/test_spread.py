@@ -166,7 +166,7 @@ def test_measure_records_rows_failures_and_unavailable_variants(monkeypatch, tmp
             return ChildResult(returncode=1, stderr_tail="boom")
         rows = [{"event": "row", "backend": b, "status": "ok", "median_us": 10.0, "first_us": 11.0, "n": 200,
                  "load1": 99.0}
-                for b in job["backends"]]
+                for b in job.backends]
         return ChildResult(returncode=0, events=[*rows, {"event": "done"}])
 
     f = exp.measure(names=["as is", "oneDNN off", "jemalloc", "tcmalloc"], runs=2, machine="m",
@@ -185,16 +185,16 @@ def test_launch_gives_the_child_its_variant_and_restores_this_process(monkeypatc
     got = {}
 
     def fake_run_child(module, args, **kw):
-        got.update(kw, job=json.loads(args[1]), personality=exp._personality())
+        got.update(kw, personality=exp._personality())
         return ChildResult(returncode=0)
 
     monkeypatch.setattr(exp.child, "run_child", fake_run_child)
     before = exp._personality()
     v = exp.Variant("no ASLR", env={"PYTHONHASHSEED": "0"}, no_aslr=True, pin=True)
-    exp.launch({"threads": 1, "backends": []}, v)
+    exp.launch(exp.SpreadJob("m.keras", (), 1, 0.1), v)
     assert got["personality"] & exp.ADDR_NO_RANDOMIZE
     assert exp._personality() == before
-    assert got["env"]["PYTHONHASHSEED"] == "0" and got["job"]["pin"] in __import__("os").sched_getaffinity(0)
+    assert got["env"]["PYTHONHASHSEED"] == "0" and got["job"].pin in __import__("os").sched_getaffinity(0)
 
 
 def test_cli_refuses_bad_input_with_one_line(capsys):

@@ -8,8 +8,9 @@ from overhead.experiments import breakdown, pipeline, startup
 
 @pytest.mark.slow
 def test_startup_notebook(data_env, tmp_path):
-    nb = run_notebook("03_startup.py", tmp_path, models=["cnn_seed", "not_a_model"], backends=["numpy", "keras.call"],
-                      repeats=2, steady_calls=5, quick=True, data_dir=str(data_env), machine="smoke")
+    startup_ = {"models": ["cnn_seed", "not_a_model"], "backends": ["numpy", "keras.call"], "repeats": 2,
+                "steady_calls": 5}
+    nb = run_notebook("03_startup.py", tmp_path, {"startup": startup_}, data_dir=str(data_env), machine="smoke")
     df = pd.read_csv(data_env / "results" / "smoke" / "startup.csv")
     assert list(df.columns) == startup.COLUMNS
     assert len(df) == 4 and set(df.backend) == {"numpy", "keras.call"} and set(df.rep) == {0, 1}
@@ -22,9 +23,9 @@ def test_startup_notebook(data_env, tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_notebook(data_env, tmp_path):
-    nb = run_notebook("04_pipeline.py", tmp_path, models=["cnn_seed"], backends=["numpy", "keras.call"],
-                      calls=10, breakdown_models=["cnn_seed"], breakdown_backends=["keras.predict", "tf.function"],
-                      quick=True, data_dir=str(data_env), machine="smoke")
+    pipeline_ = {"models": ["cnn_seed"], "backends": ["numpy", "keras.call"], "calls": 10,
+                 "breakdown_models": ["cnn_seed"], "breakdown_backends": ["keras.predict", "tf.function"]}
+    nb = run_notebook("04_pipeline.py", tmp_path, {"pipeline": pipeline_}, data_dir=str(data_env), machine="smoke")
     out = data_env / "results" / "smoke"
     p = pd.read_csv(out / "pipeline.csv")
     assert list(p.columns) == pipeline.COLUMNS

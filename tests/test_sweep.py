@@ -10,9 +10,11 @@ import fake_backends
 import numpy as np
 import pandas as pd
 import pytest
+from study import run_sweep
 
 from overhead import backends
 from overhead.base import atomic
+from overhead.base.settings import Settings
 from overhead.experiments import sweep, worker
 from overhead.harness import stats
 
@@ -126,7 +128,7 @@ def jax_kind(monkeypatch):
 def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file, jax_kind):
     steady = np.full(30, 2_000_000, dtype=np.int64)
     fake = FakeWorkers(tmp_path, lambda b, n, t, r: steady + r)
-    rows = sweep.run([str(model_file)], ["numpy", "test.jaxlike"], [1, 4], [1, 2], 0.01, runs=3, max_runs=5,
+    rows = run_sweep([str(model_file)], ["numpy", "test.jaxlike"], [1, 4], [1, 2], 0.01, runs=3, max_runs=5,
                      big_batch_backends=["numpy"], out_dir=tmp_path, machine="box", gemm_n=None,
                      progress=False, launch=fake)
     # run 1 t=1 (tf, jax), run 1 t=2, run 2 t=1, ...: thread settings and process kinds interleaved in time
@@ -161,7 +163,7 @@ def test_configurations_whose_runs_disagree_get_more_runs_and_keep_every_sample(
         return (2_000_000 * (1.2 if run == 2 else 1.0) * rng.lognormal(0, 0.01, 30)).astype(np.int64)
 
     fake = FakeWorkers(tmp_path, samples)
-    rows = sweep.run([str(model_file)], ["numpy", "litert"], [1], [1], 0.01, runs=3, max_runs=5,
+    rows = run_sweep([str(model_file)], ["numpy", "litert"], [1], [1], 0.01, runs=3, max_runs=5,
                      out_dir=tmp_path, machine="box", gemm_n=None, progress=False, launch=fake)
     by = rows.set_index("backend")
     assert by.loc["numpy", "runs"] == 3 and by.loc["numpy", "remeasured"] == 0
@@ -176,7 +178,7 @@ def test_configurations_whose_runs_disagree_get_more_runs_and_keep_every_sample(
 
 def test_a_path_that_failed_before_timing_is_not_run_again(tmp_path, model_file):
     fake = FakeWorkers(tmp_path, lambda b, n, t, r: None if b == "litert" else np.full(30, 2_000_000))
-    rows = sweep.run([str(model_file)], ["numpy", "litert"], [1], [1], 0.01, runs=3, max_runs=5,
+    rows = run_sweep([str(model_file)], ["numpy", "litert"], [1], [1], 0.01, runs=3, max_runs=5,
                      out_dir=tmp_path, machine="box", gemm_n=None, progress=False, launch=fake)
     by = rows.set_index("backend")
     assert by.loc["litert", "status"] == "failed" and by.loc["litert", "runs"] == 1
@@ -185,7 +187,7 @@ def test_a_path_that_failed_before_timing_is_not_run_again(tmp_path, model_file)
 
 def test_a_run_that_fails_parity_fails_the_row(tmp_path, model_file):
     fake = FakeWorkers(tmp_path, lambda b, n, t, r: np.full(30, 2_000_000), parity_fails_in_run=2)
-    rows = sweep.run([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, max_runs=3, out_dir=tmp_path,
+    rows = run_sweep([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, max_runs=3, out_dir=tmp_path,
                      machine="box", gemm_n=None, progress=False, launch=fake)
     row = rows.iloc[0]
     assert row.status == "failed" and row.parity == "fail" and row.logit_rel_err == 0.5
@@ -202,11 +204,11 @@ def test_finished_runs_survive_and_are_not_redone(tmp_path, model_file):
         return np.full(25, 3_000_000 + run, dtype=np.int64)
 
     with pytest.raises(KeyboardInterrupt):
-        sweep.run([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, out_dir=tmp_path, machine="box",
+        run_sweep([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, out_dir=tmp_path, machine="box",
                   gemm_n=None, progress=False, launch=FakeWorkers(tmp_path, dies_in_run_two))
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 0
     again = FakeWorkers(tmp_path, lambda b, n, t, r: np.full(25, 3_000_000 + r, dtype=np.int64))
-    rows = sweep.run([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, out_dir=tmp_path, machine="box",
+    rows = run_sweep([str(model_file)], ["numpy"], [1], [1], 0.01, runs=3, out_dir=tmp_path, machine="box",
                      gemm_n=None, progress=False, launch=again)
     assert [j[0] for j in again.jobs] == [2, 3]  # run 1 was kept
     assert rows.runs.iloc[0] == 3 and rows.n.iloc[0] == 75 and rows.min_us.iloc[0] == pytest.approx(3000.001)
@@ -230,7 +232,7 @@ def test_crashes_and_failures_are_rows_and_the_sweep_goes_on(data_env, fakes, tm
     model = data_env / "models" / "cnn_seed.keras"
     flops = json.loads(model.with_suffix(".json").read_text())["flops"]
     names = ["numpy", "test.crash", "test.crash_timing", "test.raise", "test.wrong", "litert"]
-    rows = sweep.run([str(model)], names, [1, 2], [1], 0.02, out_dir=tmp_path, machine="testbox",
+    rows = run_sweep([str(model)], names, [1, 2], [1], 0.02, out_dir=tmp_path, machine="testbox",
                      parity_n=8, max_flops_per_call=1.5 * flops, gemm_n=128, progress=False, runs=1, max_runs=1)
     by = {(r.backend, r.batch): r for r in rows.itertuples()}
     assert len(rows) == 12 and set(rows.machine) == {"testbox"}
@@ -260,9 +262,12 @@ def test_crashes_and_failures_are_rows_and_the_sweep_goes_on(data_env, fakes, tm
 
 _SWEEP = """
 import sys
+from overhead.base.settings import Settings
 from overhead.experiments import sweep
-sweep.run([sys.argv[1]], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.3, out_dir=sys.argv[2],
-          machine="testbox", parity_n=8, gemm_n=None, progress=False, runs=2, max_runs=2)
+bench = {"models": [sys.argv[1]], "backends": ["numpy", "test.slow", "litert"], "batches": [1, 2, 3], "threads": [1],
+         "budget_s": 0.3, "parity_n": 8, "gemm_n": None, "runs": 2, "max_runs": 2, "big_batch_models": None,
+         "big_batch_backends": None, "secondary_backends": [], "threads_models": None}
+sweep.run(Settings.from_dict({"machine": "testbox", "bench": bench}), out_dir=sys.argv[2], progress=False)
 """
 
 
@@ -289,7 +294,7 @@ def test_killed_sweep_keeps_finished_runs_and_resumes(data_env, fakes, tmp_path)
         fh.write('{"model": "logreg", "backend": "nu')  # and a torn line, as a kill in mid-write leaves
     with open(out / "bench.csv", "a") as fh:
         fh.write("testbox,logreg,abc,1")
-    rows = sweep.run([str(model)], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.05, out_dir=out,
+    rows = run_sweep([str(model)], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.05, out_dir=out,
                      machine="testbox", parity_n=8, gemm_n=None, progress=False, runs=2, max_runs=2)
     assert len(rows) == 9 and not rows.duplicated(list(sweep.KEY)).any()
     assert set(rows.status) == {"ok"} and (rows.runs == 2).all() and (rows.n >= 40).all()
@@ -298,7 +303,7 @@ def test_killed_sweep_keeps_finished_runs_and_resumes(data_env, fakes, tmp_path)
     kept = {(r["backend"], r["batch"], r["run"]): r["date"] for r in after}
     assert all(kept[r["backend"], r["batch"], r["run"]] == r["date"] for r in before)
     # nothing left to do: a re-run starts no worker and keeps every row
-    again = sweep.run([str(model)], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.05, out_dir=out,
+    again = run_sweep([str(model)], ["numpy", "test.slow", "litert"], [1, 2, 3], [1], 0.05, out_dir=out,
                       machine="testbox", parity_n=8, gemm_n=None, progress=False, runs=2, max_runs=2,
                       launch=lambda *a: pytest.fail("no run should be left"))
     assert (again.date.values == rows.date.values).all()
@@ -306,7 +311,7 @@ def test_killed_sweep_keeps_finished_runs_and_resumes(data_env, fakes, tmp_path)
     moved = tmp_path / "models" / "logreg.keras"
     moved.parent.mkdir()
     moved.write_bytes((data_env / "models" / "mlp_tiny.keras").read_bytes())
-    rows = sweep.run([str(moved)], ["numpy", "litert"], [1], [1], 0.02, out_dir=out, machine="testbox",
+    rows = run_sweep([str(moved)], ["numpy", "litert"], [1], [1], 0.02, out_dir=out, machine="testbox",
                      parity_n=8, gemm_n=None, progress=False, max_rows=1, runs=1, max_runs=1)
     assert len(rows) == 1 and rows.model_sha.iloc[0] != again.model_sha.iloc[0]
 
@@ -319,16 +324,17 @@ def test_models_for_limits_a_backend_to_its_models_at_every_batch():
     assert not sweep.wanted("resnet_mnist", "jax.jit", 1, 1, models_for=only)
     assert not sweep.wanted("resnet_mnist", "jax.jit", 8, 1, ("resnet_mnist",), ("jax.jit",), only)
     assert sweep.wanted("resnet_mnist", "numpy", 1, 1, models_for=only)  # not listed: every model
-    assert set(sweep.FULL_MODELS_FOR) == set(sweep.SECONDARY_BACKENDS)
+    study = Settings().bench
+    assert set(study.models_for) == set(study.secondary_backends)
 
 
 def test_threads_models_run_the_other_thread_settings_on_the_listed_models_only(tmp_path, model_file):
     steady = np.full(30, 2_000_000, dtype=np.int64)
     fake = FakeWorkers(tmp_path, lambda b, n, t, r: steady)
-    rows = sweep.run([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path,
+    rows = run_sweep([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path,
                      machine="box", gemm_n=None, progress=False, launch=fake, threads_models=("other",))
     assert {j[1] for j in fake.jobs} == {1} and list(rows.threads) == [1]  # "m" is not listed: one thread only
     fake = FakeWorkers(tmp_path / "b", lambda b, n, t, r: steady)
-    rows = sweep.run([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path / "b",
+    rows = run_sweep([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path / "b",
                      machine="box", gemm_n=None, progress=False, launch=fake, threads_models=("m",))
     assert sorted(rows.threads) == [1, 2]

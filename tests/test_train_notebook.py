@@ -10,8 +10,8 @@ from nbrun import outputs_text, run_notebook
 def test_train_notebook_writes_every_model_with_metadata(tmp_path, tiny_data_dir):
     data_dir = tmp_path / "data"
     shutil.copytree(tiny_data_dir / "raw", data_dir / "raw")
-    nb = run_notebook("01_train.py", tmp_path, quick=True, data_dir=str(data_dir),
-                      models=["mlp_tiny", "cnn_seed", "resnet18_224px"], max_train_samples=500)
+    nb = run_notebook("01_train.py", tmp_path, {"train": {"models": ["mlp_tiny", "cnn_seed", "resnet18_224px"],
+                                                          "max_train_samples": 500}}, data_dir=str(data_dir))
     for name in ("mlp_tiny", "cnn_seed", "resnet18_224px"):
         assert (data_dir / "models" / f"{name}.keras").exists()
         meta = json.loads((data_dir / "models" / f"{name}.json").read_text())

@@ -20,10 +20,11 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from overhead import backends, engine
-from overhead.base import atomic, envinfo
+from overhead.base import atomic, envinfo, quiet, settings
 from overhead.base.atomic import UnwritableDirectoryError
 from overhead.experiments import loadgen, sweep
 from overhead.report.tables import format_bench
@@ -128,11 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time every backend on your Keras model(s) and print a table")
     b.add_argument("models", nargs="+", metavar="MODEL", help=".keras file(s) or ladder model names")
     b.add_argument("--backends", help="comma-separated backend names (default: all)")
-    b.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default 1,32; quick: 1)")
+    b.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes (default: the study's, "
+                   "params/full.yaml; --quick: params/quick.yaml)")
     b.add_argument("--threads", default="1", help="comma-separated thread counts, one fresh process each")
-    b.add_argument("--budget", default=None, help="timing budget per configuration in seconds (default 0.5)")
+    b.add_argument("--budget", default=None, help="timing budget per configuration in seconds (default: the study's)")
     b.add_argument("--out", help="write the results table to this .csv (with a .meta.json beside it)")
-    b.add_argument("--quick", action="store_true", help="tiny budget, batch 1 unless given: a smoke test")
+    b.add_argument("--quick", action="store_true", help="params/quick.yaml's budget, batches and one run: a smoke test")
     userargs.add_arguments(b)
     c = sub.add_parser("check", help="compare every backend's outputs with Keras; exit 1 on disagreement")
     c.add_argument("models", nargs="+", metavar="MODEL")
@@ -198,18 +200,20 @@ def _no_signal(rows) -> str | None:
 
 def _bench(args) -> int:
     models = [_model(m) for m in args.models]
-    names = _backend_list(args.backends)
-    batches = _ints(args.batch_sizes or ("1" if args.quick else "1,32"), "batch sizes", "--batch-sizes 1,32")
+    study = settings.Settings.from_yaml(settings.QUICK_YAML) if args.quick else settings.Settings()
+    batches = _ints(args.batch_sizes, "batch sizes", "--batch-sizes 1,32") if args.batch_sizes else study.bench.batches
     threads = _ints(args.threads, "threads", "--threads 1,2")
     extra = _user_args(args, threads)
-    budget = _positive_float(args.budget) if args.budget is not None else (0.05 if args.quick else 0.5)
+    budget = _positive_float(args.budget) if args.budget is not None else study.bench.budget_s
     out = _out_path(args.out)
+    # the user's models: every batch on every backend, no FLOPs cap, no GEMM rate
+    bench = replace(study.bench, models=tuple(str(m) for m in models), backends=tuple(_backend_list(args.backends)),
+                    batches=tuple(batches), threads=tuple(threads), budget_s=budget, max_flops_per_call=float("inf"),
+                    gemm_n=None, big_batch_models=None, big_batch_backends=None, secondary_backends=(),
+                    threads_models=None)
     with tempfile.TemporaryDirectory(prefix="overhead-bench-") as tmp:
-        rows = sweep.run([str(m) for m in models], names, batches, threads, budget, out_dir=tmp,
-                         machine=envinfo.machine_id(), resume=False, gemm_n=None, progress=sys.stderr.isatty(),
-                         max_flops_per_call=float("inf"), runs=1 if args.quick else sweep.RUNS,
-                         max_runs=1 if args.quick else sweep.MAX_RUNS,
-                         parity_max_s=0.3 if args.quick else 1.0, model_inputs=extra)
+        rows = sweep.run(study.replace(bench=bench, machine=envinfo.machine_id()), out_dir=tmp, resume=False,
+                         progress=sys.stderr.isatty(), model_inputs=extra)
         _fatal_model(rows.to_dict("records"))
         print(format_bench(rows))
         no_signal = _no_signal(rows.to_dict("records"))
@@ -304,8 +308,7 @@ def _export(args) -> int:
         os.unlink(probe)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}; choose a writable location") from None
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _stderr_silenced(), redirect_stdout(sys.stderr):
+    with quiet.stderr_silenced(), redirect_stdout(sys.stderr):
         try:
             import keras
             keras_model = keras.models.load_model(model, compile=False)
@@ -363,12 +366,14 @@ def _loadgen(args) -> int:
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out} is a file; name a folder (loadgen.csv is written inside it)")
     with tempfile.TemporaryDirectory(prefix="overhead-loadgen-") as tmp:
-        frame = loadgen.run([str(model)], paths, threads=threads, scenarios=scenarios,
-                            bounds_ms=None if bound is None else {model.stem: bound}, quick=args.quick,
-                            out_dir=out or tmp, qps=qps, server_paths=paths,
-                            strategies=() if strategy == "thread" else (strategy,),
-                            strategy_paths=() if strategy == "thread" else paths, workers=workers,
-                            batching_paths=(), http_paths=["noop", *paths] if args.http else [],
+        lg = replace(settings.Settings().loadgen, models=(str(model),), paths=tuple(paths), threads=tuple(threads),
+                     scenarios=tuple(scenarios), bounds_ms=None if bound is None else {model.stem: bound},
+                     qps=None if qps is None else tuple(qps), server_paths=tuple(paths), workers=workers,
+                     strategies=() if strategy == "thread" else (strategy,), batching_paths=(),
+                     strategy_paths=() if strategy == "thread" else tuple(paths),
+                     http_paths=("noop", *paths) if args.http else ())
+        study = settings.Settings.from_yaml(settings.QUICK_YAML) if args.quick else settings.Settings()
+        frame = loadgen.run(study.replace(loadgen=replace(lg, runs=study.loadgen.runs)), out_dir=out or tmp,
                             progress=sys.stderr.isatty())
         if strategy != "thread":
             frame = frame[(frame["strategy"] == strategy) | (frame["scenario"] == "SingleStream")]
@@ -378,22 +383,3 @@ def _loadgen(args) -> int:
         if out is not None:
             print(f"wrote {out / 'loadgen.csv'}", file=sys.stderr)
     return 0
-
-
-class _stderr_silenced:
-    """Native libraries (TensorFlow's C++ logging) write to fd 2 directly: point it at /dev/null
-    while the model is read, so bad input still gets exactly one line."""
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
-
-    def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        return False
-

@@ -2,7 +2,7 @@
 
 A "tf" worker computes them in-process (``model.predict``). Workers of other kinds (Keras 3 on JAX or
 NumPy) must not judge themselves with their own Keras, so they get the TensorFlow reference from a
-fresh ``python -m overhead.backends.reference`` process (KERAS_BACKEND=tensorflow), cached on disk beside the
+fresh ``python -m overhead.backends.reference child`` process (a :class:`ReferenceJob` on stdin) (KERAS_BACKEND=tensorflow), cached on disk beside the
 model's artifacts, keyed on the model's content and the inputs' bytes.
 """
 from __future__ import annotations
@@ -11,15 +11,25 @@ import hashlib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from overhead import backends
 from overhead.backends import converters, core
-from overhead.harness import child
+from overhead.harness import child, jobs
 
 TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class ReferenceJob:
+    """Keras-on-TF outputs of the model for the inputs in `inputs` (.npy), saved to `out` (.npy)."""
+    model_path: str
+    inputs: str
+    out: str
+    batch_size: int = 64
 
 
 def _in_tf_process() -> bool:
@@ -41,8 +51,8 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "x.npy", Path(tmp) / "ref.npy"
         np.save(inp, x)
-        done = child.run_child("overhead.backends.reference", [model_path, inp, out, batch_size], kind="tf",
-                               timeout_s=TIMEOUT_S)
+        job = ReferenceJob(str(model_path), str(inp), str(out), int(batch_size))
+        done = child.run_child("overhead.backends.reference", ["child"], job=job, kind="tf", timeout_s=TIMEOUT_S)
         if not done.ok or not out.exists():
             raise RuntimeError(f"the TensorFlow reference process failed ({done.failure() or 'no output'})")
         ref = np.load(out)
@@ -52,17 +62,15 @@ def keras_reference(model_path, x: np.ndarray, *, batch_size: int = 64, artifact
     return ref
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 4:
-        print("usage: python -m overhead.backends.reference MODEL.keras X.npy OUT.npy BATCH_SIZE", file=sys.stderr)
-        return 2
-
+def compute(job: ReferenceJob, proto) -> int:
     backends.enter_process("tf")
     backends.configure_tf()
-    ref = keras_reference(argv[0], np.load(argv[1]), batch_size=int(argv[3]))
-    np.save(argv[2], ref)
+    np.save(job.out, keras_reference(job.model_path, np.load(job.inputs), batch_size=int(job.batch_size)))
     return 0
+
+
+def main(argv=None) -> int:
+    return jobs.child_entry(ReferenceJob, compute, argv)  # a ReferenceJob on stdin
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from overhead.base import atomic, envinfo
-from overhead.harness import child, timing
+from overhead.base.settings import thread_settings
+from overhead.harness import child, jobs, timing
 
 COLUMNS = ["setting", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "kernel", "threads", "n", "gflops", "reps"]
 VAR = "OPENBLAS_CORETYPE"
@@ -38,19 +40,28 @@ def child_env(value: str | None, base=None) -> dict:
     return env  # the package path, TF quietness etc. are added by harness.child.child_env
 
 
-def child_main(job: dict) -> dict:
-    """In the child: NumPy's kernel and its GEMM rate at each thread count (threadpoolctl limits)."""
+@dataclass(frozen=True)
+class GemmJob:
+    """One child's job: NumPy's n x n float32 GEMM rate at each thread count."""
+    n: int
+    threads: tuple
+    repeats: int = 5
+
+
+def measure_job(job: GemmJob, proto) -> int:
+    """In the child: NumPy's kernel and its GEMM rate at each thread count (threadpoolctl limits), one JSON line."""
 
     blas = envinfo.numpy_blas() or {}
-    rates = {str(int(t)): timing.gemm_gflops(n=int(job["n"]), threads=int(t), repeats=int(job.get("repeats", 5)))
-             for t in job["threads"]}
-    return {"kernel": blas.get("architecture"), "library": blas.get("library"),
-            "env": envinfo.openblas_env(), "gflops": rates}
+    rates = {str(int(t)): timing.gemm_gflops(n=int(job.n), threads=int(t), repeats=int(job.repeats))
+             for t in job.threads}
+    proto.write(json.dumps({"kernel": blas.get("architecture"), "library": blas.get("library"),
+                            "env": envinfo.openblas_env(), "gflops": rates}) + "\n")
+    return 0
 
 
-def run_child(job: dict, env: dict, timeout_s: float = 300) -> dict:
+def gemm_in_child(job: GemmJob, env: dict, timeout_s: float = 300) -> dict:
     """One measuring child with `env` (the A or the B environment), through :func:`overhead.harness.child.run_child`."""
-    done = child.run_child("overhead.experiments.blasab", ["child", json.dumps(job)], env=env, timeout_s=timeout_s)
+    done = child.run_child("overhead.experiments.blasab", ["child"], job=job, env=env, timeout_s=timeout_s)
     report = done.last()
     if not done.ok or not isinstance(report, dict):
         raise RuntimeError(f"blasab child {done.failure() or 'wrote no result'}")
@@ -64,14 +75,13 @@ def measure(n: int = 2048, threads=(1, 2), reps: int = 3, repeats: int = 5, env=
     import numpy as np
     import pandas as pd
 
-    launch = launch or run_child
+    launch = launch or gemm_in_child
     base = os.environ if env is None else env
     plan = settings(base)
     got = {label: [] for label, _ in plan}
     for _ in range(max(1, reps)):
         for label, value in plan:
-            got[label].append(launch({"n": int(n), "threads": [int(t) for t in threads], "repeats": repeats},
-                                     child_env(value, base)))
+            got[label].append(launch(GemmJob(int(n), tuple(int(t) for t in threads), repeats), child_env(value, base)))
     rows = []
     for label, value in plan:
         outs = got[label]
@@ -85,7 +95,7 @@ def measure(n: int = 2048, threads=(1, 2), reps: int = 3, repeats: int = 5, env=
 
 def run(out_dir, *, quick: bool = False, machine=None, threads=None):
     """Measure the A/B (fewer, smaller products when quick) and write ``blas_ab.csv`` + its .meta.json."""
-    threads = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
+    threads = thread_settings(threads)
     frame = measure(n=1024 if quick else 2048, threads=threads, reps=1 if quick else 3)
     frame.insert(0, "machine", machine or envinfo.machine_id())
     path = Path(out_dir) / "blas_ab.csv"
@@ -101,11 +111,7 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["child"]:
-        if len(argv) != 2:
-            print("usage: python -m overhead.experiments.blasab child JOB_JSON", file=sys.stderr)
-            return 2
-        print(json.dumps(child_main(json.loads(argv[1]))), flush=True)
-        return 0
+        return jobs.child_entry(GemmJob, measure_job, argv)  # a GemmJob on stdin
     ap = argparse.ArgumentParser(prog="python -m overhead.experiments.blasab", description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2048, help="matrix size (n x n float32)")
     ap.add_argument("--reps", type=int, default=3, help="fresh processes per setting")

@@ -23,13 +23,15 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from overhead.base import atomic, envinfo
+from overhead.base.settings import thread_settings
 from overhead.experiments import fmaloop
-from overhead.harness import child
+from overhead.harness import child, jobs
 from overhead.harness.child import thread_env
 
 LIBRARIES = ("numpy", "tensorflow", "onnxruntime")
@@ -160,10 +162,6 @@ def theoretical(cpuinfo_text: str | None = None, cores: int | None = None, clock
 
 # --------------------------------------------------------------------------- measured GEMM (child side)
 
-def _limit_threads(threads: int) -> None:
-    thread_env(threads)
-
-
 def _matmul_fn(library: str, n: int, threads: int):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
@@ -211,31 +209,42 @@ def time_gemm(fn, n: int, *, min_reps: int = 5, min_s: float = 0.3, max_reps: in
             "median_s": med / 1e9}
 
 
-def child_main(job: dict) -> list[dict]:
-    """In a fresh process: fix threads, import one library, time every size."""
-    threads, library = int(job["threads"]), job["library"]
-    _limit_threads(threads)
+@dataclass(frozen=True)
+class LibraryGemmJob:
+    """One child's job: `library`'s float32 GEMM at each of `sizes` with `threads` threads."""
+    library: str
+    threads: int
+    sizes: tuple
+    min_reps: int = 5
+    min_s: float = 0.3
+
+
+def measure_job(job: LibraryGemmJob, proto) -> int:
+    """In a fresh process: fix threads, import one library, time every size; the rows as one JSON line."""
+    threads, library = int(job.threads), job.library
+    thread_env(threads)
     rows = []
-    for n in job["sizes"]:
+    for n in job.sizes:
         base = {"library": library, "n": int(n), "threads": threads}
         try:
-            res = time_gemm(_matmul_fn(library, int(n), threads), int(n), min_reps=int(job.get("min_reps", 5)),
-                            min_s=float(job.get("min_s", 0.3)))
+            res = time_gemm(_matmul_fn(library, int(n), threads), int(n), min_reps=int(job.min_reps),
+                            min_s=float(job.min_s))
             rows.append({**base, **res, "status": "ok", "reason": ""})
         except Exception as exc:  # a library missing or failing here is reported, not fatal
             rows.append({**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]})
-    return rows
+    proto.write(json.dumps(rows, default=float) + "\n")
+    return 0
 
 
 # --------------------------------------------------------------------------- parent side
 
-def run_child(job: dict, timeout_s: float = 600) -> list[dict]:
+def time_in_child(job: LibraryGemmJob, timeout_s: float = 600) -> list[dict]:
     """One `python -m overhead.experiments.ceilings child` process; its last stdout line is the JSON rows."""
-    done = child.run_child("overhead.experiments.ceilings", ["child", json.dumps(job)], timeout_s=timeout_s)
+    done = child.run_child("overhead.experiments.ceilings", ["child"], job=job, timeout_s=timeout_s)
     rows = [e for e in done.events if isinstance(e, list)]
     if not done.ok or not rows:
-        return [{"library": job["library"], "n": int(n), "threads": int(job["threads"]), "status": "failed",
-                 "reason": f"child {done.failure() or 'wrote no rows'}"} for n in job["sizes"]]
+        return [{"library": job.library, "n": int(n), "threads": int(job.threads), "status": "failed",
+                 "reason": f"child {done.failure() or 'wrote no rows'}"} for n in job.sizes]
     return rows[-1]
 
 
@@ -245,13 +254,10 @@ def measure(libraries=LIBRARIES, sizes=None, threads=None, *, quick: bool = Fals
     import pandas as pd
 
     sizes = tuple(sizes or (QUICK_SIZES if quick else SIZES))
-    allt = os.cpu_count() or 1
-    threads = tuple(threads or sorted({1, allt}))
     rows = []
     for lib in libraries:
-        for t in threads:
-            rows += run_child({"library": lib, "threads": int(t), "sizes": list(sizes),
-                               "min_reps": 3 if quick else 5, "min_s": 0.05 if quick else 0.3})
+        for t in thread_settings(threads):
+            rows += time_in_child(LibraryGemmJob(lib, int(t), sizes, 3 if quick else 5, 0.05 if quick else 0.3))
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
@@ -387,13 +393,7 @@ def run(out_dir, *, quick: bool = False, libraries=LIBRARIES, sizes=None, thread
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["child"] or len(argv) != 2:
-        print("usage: python -m overhead.experiments.ceilings child JOB_JSON", file=sys.stderr)
-        return 2
-    rows = child_main(json.loads(argv[1]))
-    print(json.dumps(rows, default=float), flush=True)
-    return 0
+    return jobs.child_entry(LibraryGemmJob, measure_job, argv)  # a LibraryGemmJob on stdin
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ does: its idle workers block). The ratio is interleaved / alone median; 1.0 mean
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
+from overhead.base import settings
 from overhead.experiments import sweep
 
 COLUMNS = ["model", "backend", "threads", "batch", "alone_us", "interleaved_us", "ratio", "alone_n",
@@ -56,7 +56,7 @@ def measure(models=MODELS, backends=BACKENDS, threads=None, *, batch: int = 1, b
 
     if quick:
         models, threads, budget_s = tuple(models)[:1], (1,), min(budget_s, 0.05)
-    threads = tuple(threads or sorted({1, os.cpu_count() or 1}))
+    threads = tuple(settings.thread_settings(threads))
     frames = []
     with tempfile.TemporaryDirectory(prefix="overhead-distortion-") as tmp:
         for name, path in sweep.resolve_models(list(models), data_dir=data_dir):
@@ -67,7 +67,8 @@ def measure(models=MODELS, backends=BACKENDS, threads=None, *, batch: int = 1, b
                 for label, names in (("alone", list(backends)), ("with", [*backends, "numpy"])):
                     job = sweep._job_for(name, path, t, [(b, batch) for b in names],
                                          {"budget_s": budget_s, "parity_n": 32, "max_flops_per_call": 1e13,
-                                          "samples_dir": tmp, "artifacts": None, "mode": "bench"})
+                                          "samples_dir": tmp, "artifacts": None, "mode": "bench",
+                                          "data_dir": str(data_dir) if data_dir else None})
                     got[label], _ = sweep.collect_rows(job)
                 frames.append(tidy(name, t, batch, got["alone"], got["with"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)

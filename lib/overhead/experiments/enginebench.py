@@ -21,20 +21,14 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from overhead.base import atomic, config, envinfo
+from overhead.base.settings import cores
 from overhead.engine import UnsupportedLayerError, from_keras, load, plain
 from overhead.harness import timing
 from overhead.harness.child import thread_env
 from overhead.ladder import models
-
-# OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call (2^28 cycles) before
-# sleeping. The GEMM reference below is timed interleaved with the engines, and its spinning
-# threads measurably slowed whichever engine ran next (ResNet-18 b1 numpy: 27 ms -> 41 ms right
-# after a 2048^3 GEMM). Park them at once instead; a no-op if NumPy was imported before us.
-if "numpy" not in sys.modules:
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
-import numpy as np  # noqa: E402
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
 CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_224px", 1), ("resnet18_224px", 32)]
@@ -189,10 +183,9 @@ def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
 # --------------------------------------------------------------------------- the run
 
 def run(quick=False, threads=None, profile=False, cases=None, log=print):
-    threads = int(threads or os.cpu_count() or 1)
+    threads = int(threads or cores())
 
     thread_env(threads, override=False)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from threadpoolctl import threadpool_limits
     limit = threadpool_limits(limits=threads, user_api="blas")
     import tensorflow as tf
@@ -368,7 +361,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only-apps", action="store_true", help="only the Keras Applications families")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or os.cpu_count()}, "
+    print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or cores()}, "
           f"load average {os.getloadavg()[0]:.2f} (the machine is shared: other jobs slow every engine)")
     cases = APP_CASES if args.only_apps else CASES + (APP_CASES if args.apps else [])
     rows = run(quick=args.quick, threads=args.threads, profile=args.profile, cases=cases)

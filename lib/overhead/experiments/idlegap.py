@@ -1,7 +1,7 @@
 """Idle gaps: what a single request costs after the process sat idle for 0, 1, 10 or 100 ms.
 
 Back-to-back calls keep thread pools spinning and caches warm; a server answering sparse requests
-does not. Per (model, threads, process kind) one fresh child (``python -m overhead.experiments.idlegap child``)
+does not. Per (model, threads, process kind) one fresh child (``python -m overhead.experiments.idlegap child``, an :class:`IdleGapJob` on stdin)
 sets the threads, prepares every path at batch 1 and measures in rounds: in each round every backend
 (rotated order) gets, per gap (rotated order), one untimed call and then `calls` times
 "sleep gap, then time the call alone". So the call before each timed one is the same path's, and the
@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from overhead import backends as bk
 from overhead.base import atomic, config, data, envinfo
+from overhead.base.settings import thread_settings
 from overhead.experiments import sweep
 from overhead.experiments.pipeline import input_shape
-from overhead.harness import child, stats
-from overhead.harness.child import claim_stdout, error_text
+from overhead.harness import child, jobs, stats
+from overhead.harness.child import error_text
 
 GAPS_MS = (0, 1, 10, 100)
 MODELS = ("cnn_seed", "resnet_mnist")
@@ -71,52 +72,65 @@ def measure_gaps(fns: dict, gaps_ms=GAPS_MS, *, calls: int = 6, rounds: int = 3,
     return {k: np.asarray(v, dtype=np.int64) for k, v in out.items() if k[0] not in errors}
 
 
+@dataclass(frozen=True)
+class IdleGapJob:
+    """One child's job: every backend of one process kind on one model at one thread setting."""
+    model_path: str
+    threads: int
+    backends: tuple
+    gaps_ms: tuple = GAPS_MS
+    calls: int = 6
+    rounds: int = 3
+    kind: str = "tf"
+    artifacts: str | None = None
+
+
 def _emit(proto, **event):
     proto.write(json.dumps(event, default=float) + "\n")
     proto.flush()
 
 
-def child_main(job: dict, proto) -> int:
+def measure_job(job: IdleGapJob, proto) -> int:
     """Prepare the job's backends at batch 1 with fixed threads, measure the gaps, emit rows."""
 
-    threads = int(job["threads"])
+    threads = int(job.threads)
     bk.set_threads(threads)
-    if job.get("kind", "tf") == "tf":
+    if job.kind == "tf":
         bk.configure_tf()
-    model_path = Path(job["model_path"])
+    model_path = Path(job.model_path)
     x, _ = data.inputs_for(input_shape(model_path), 1, split="test")
     x = np.ascontiguousarray(x)
     fns, failed = {}, []
-    for name in job["backends"]:
+    for name in job.backends:
         _emit(proto, event="start", backend=name)
         try:
-            runner = bk.prepare(name, model_path, 1, threads, artifacts=job.get("artifacts"))
+            runner = bk.prepare(name, model_path, 1, threads, artifacts=job.artifacts)
             runner(x), runner(x)
             fns[name] = (lambda r=runner: r(x))
         except Exception as exc:  # a path that cannot run here is reported, not fatal
             failed.append({"backend": name, "reason": error_text(exc)})
     _emit(proto, event="start", backend=None, phase="timing", backends=list(fns))
     errors: dict = {}
-    got = measure_gaps(fns, job["gaps_ms"], calls=int(job["calls"]), rounds=int(job["rounds"]),
+    got = measure_gaps(fns, job.gaps_ms, calls=int(job.calls), rounds=int(job.rounds),
                        errors=errors) if fns else {}
     failed += [{"backend": b, "reason": f"while timed: {error_text(e)}"} for b, e in errors.items()]
     rows = [{"backend": b, "gap_ms": g, "status": "ok", "reason": "", **summarize(v)} for (b, g), v in got.items()]
     rows += [{"backend": f["backend"], "gap_ms": g, "status": "failed", "reason": f["reason"], "n": 0}
-             for f in failed for g in job["gaps_ms"]]
+             for f in failed for g in job.gaps_ms]
     _emit(proto, event="rows", rows=rows, readback=bk.threads_readback())
     return 0
 
 
 # --------------------------------------------------------------------------- parent side
 
-def run_child(job: dict, timeout_s: float = 900) -> list[dict]:
-    """Run one child to the end; a crash marks the path it was in as failed and restarts without it."""
-    todo, rows = list(job["backends"]), []
+def measure_in_children(job: IdleGapJob, timeout_s: float = 900, data_dir=None) -> list[dict]:
+    """Run the job in a child to the end; a crash marks the path it was in as failed and restarts without it."""
+    todo, rows = list(job.backends), []
     for _ in range(len(todo) + 1):
         if not todo:
             break
-        done = child.run_child("overhead.experiments.idlegap", ["child", json.dumps(dict(job, backends=todo))],
-                               kind=job.get("kind", "tf"), timeout_s=timeout_s)
+        done = child.run_child("overhead.experiments.idlegap", ["child"], job=replace(job, backends=tuple(todo)),
+                               kind=job.kind, timeout_s=timeout_s, data_dir=data_dir)
         final = done.last("rows")
         if final is not None:
             return rows + final["rows"]
@@ -124,7 +138,7 @@ def run_child(job: dict, timeout_s: float = 900) -> list[dict]:
         why = f"child died ({done.failure(200)})"
         culprits = [started[-1]["backend"]] if started and started[-1].get("backend") else list(todo)
         rows += [{"backend": b, "gap_ms": g, "status": "failed", "reason": why, "n": 0}
-                 for b in culprits for g in job["gaps_ms"]]
+                 for b in culprits for g in job.gaps_ms]
         todo = [b for b in todo if b not in culprits]
     return rows
 
@@ -137,11 +151,8 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
     from tqdm.auto import tqdm
 
 
-    if data_dir is not None:
-        os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # children read the same tree
     names = list(backends or bk.names())
-    allt = os.cpu_count() or 1
-    threads = list(threads or sorted({1, allt}))
+    threads = thread_settings(threads)
     calls = int(calls or (3 if quick else 6))
     rounds = int(rounds or (2 if quick else 3))
     machine = machine or envinfo.machine_id()
@@ -153,9 +164,10 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
     jobs = [(m, p, t, k, ns) for m, p in todo for k, ns in kinds.items() for t in threads]
     t_start = time.perf_counter()
     for model, path, t, kind, ns in tqdm(jobs, desc="idle gap", disable=not progress):
-        job = {"model_path": str(path), "threads": t, "kind": kind, "backends": ns, "gaps_ms": list(gaps_ms),
-               "calls": calls, "rounds": rounds, "artifacts": artifacts}
-        rows += [{"machine": machine, "model": model, "threads": t, **r} for r in run_child(job)]
+        job = IdleGapJob(model_path=str(path), threads=t, kind=kind, backends=tuple(ns), gaps_ms=tuple(gaps_ms),
+                         calls=calls, rounds=rounds, artifacts=str(artifacts) if artifacts else None)
+        rows += [{"machine": machine, "model": model, "threads": t, **r}
+                 for r in measure_in_children(job, data_dir=data_dir)]
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
     ok = frame["status"] == "ok"
     base = frame[ok & (frame["gap_ms"] == 0)].set_index(["model", "backend", "threads"])["median_us"]
@@ -178,13 +190,7 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
 # --------------------------------------------------------------------------- what changes (pure)
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["child"] or len(argv) != 2:
-        print("usage: python -m overhead.experiments.idlegap child JOB_JSON", file=sys.stderr)
-        return 2
-
-    proto = claim_stdout()  # native libraries' prints go to stderr, never into the protocol
-    return child_main(json.loads(argv[1]), proto)
+    return jobs.child_entry(IdleGapJob, measure_job, argv)  # an IdleGapJob on stdin
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ VALID, then bisect geometrically until the bracket is within ``precision``.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
 from overhead import backends
 from overhead.backends import converters
 from overhead.base import atomic, config, envinfo
+from overhead.base.settings import QUICK_YAML, Settings, cores, thread_settings
 from overhead.experiments import loadgen_rules as rules
 from overhead.experiments import loadgen_wrk
 from overhead.experiments import sweep
@@ -59,10 +59,7 @@ QUICK_PATHS = ("numpy", "keras.predict", "tf.function", "tf_keras.predict", "jax
 QUICK_SERVER = ("litert", 500.0)
 QUICK_HTTP = ("noop", "litert")
 
-SETTINGS = {"ss_min_duration_ms": 500, "ss_min_queries": 64, "server_min_duration_ms": 500,
-            "server_min_queries": 1024, "server_max_duration_ms": 12000, **rules.CONFIRM_SETTINGS, "wrk_duration_s": 4}
-QUICK_SETTINGS = {"ss_min_duration_ms": 250, "ss_min_queries": 64, "server_min_duration_ms": 300,
-                  "server_min_queries": 1024, "server_max_duration_ms": 4000, **rules.CONFIRM_SETTINGS, "wrk_duration_s": 1}
+SETTINGS = {**rules.CONFIRM_SETTINGS, **Settings().loadgen.runs}  # LoadGen run lengths (params/*.yaml loadgen.runs)
 
 METHOD = (
     "MLPerf Inference LoadGen (mlcommons-loadgen, PerformanceOnly mode) drives each path through a System Under "
@@ -86,8 +83,11 @@ METHOD = (
     "machine's cores with the path they measure.")
 
 
-def method_text(quick: bool = False) -> str:
-    s = QUICK_SETTINGS if quick else SETTINGS
+def method_text(quick: bool = False, runs: dict | None = None) -> str:
+    """The method paragraph for these LoadGen run lengths (default: the study's; quick: params/quick.yaml's)."""
+    if runs is None and quick:
+        runs = Settings.from_yaml(QUICK_YAML).loadgen.runs
+    s = {**SETTINGS, **(runs or {})}
 
     c = {**rules.CONFIRM_SETTINGS, **{k: v for k, v in s.items() if k.startswith("confirm_")}}
     return METHOD.format(ss=s["ss_min_duration_ms"], srv=s["server_min_duration_ms"], ssq=s["ss_min_queries"],
@@ -175,9 +175,8 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
     """Every item of the experiment, small models and the Server bisection first."""
 
     server_given, strategy_given, http_given = server_paths, strategy_paths, http_paths
-    cores = os.cpu_count() or 1
-    workers = int(workers or cores)
-    tset = sorted({cores if t is None else int(t) for t in threads})
+    workers = int(workers or cores())
+    tset = thread_settings(threads)
     shas, flops = shas or {}, flops or {}
     if quick:
         paths = list(paths if paths is not None else QUICK_PATHS)
@@ -236,8 +235,8 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
 
 # --------------------------------------------------------------------------- children
 
-def run_child(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.0) -> None:
-    """Run the job's items in fresh children until each ended; a dead child fails the item it was in."""
+def serve_items(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.0, data_dir=None) -> None:
+    """Serve the job's items in fresh SUT children until each ended; a dead child fails the item it was in."""
     todo = [it["key"] for it in job["items"]]
     by_key = {it["key"]: it for it in job["items"]}
     for _attempt in range(len(todo) + 1):
@@ -261,7 +260,7 @@ def run_child(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 90
 
         done = child.run_child("overhead.experiments.loadgen_sut", job=dict(job, items=[by_key[k] for k in todo]),
                                kind=job["process"], on_event=handle, stall_timeout_s=stall_timeout_s,
-                               stderr_path=log_path)
+                               stderr_path=log_path, data_dir=data_dir)
         if not todo:
             return
         if state["fatal"] is not None:
@@ -277,45 +276,41 @@ def run_child(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 90
 
 # --------------------------------------------------------------------------- the experiment
 
-def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bounds_ms=None, quick=False,
-        out_dir=None, qps=None, server_paths=None, strategies=("threads", "processes"), strategy_paths=None,
-        workers=None, batching_paths=None, http_paths=None, settings=None, data_dir=None, machine=None,
-        artifacts=None, resume=True, progress=True, max_items=None, bisect=None):
-    """Run the experiment; write ``loadgen.csv`` (+ ``.meta.json``, ``loadgen.points.jsonl``) in `out_dir`
+def run(settings: Settings, *, out_dir=None, artifacts=None, resume=True, progress=True, max_items=None):
+    """Run ``settings.loadgen``; write ``loadgen.csv`` (+ ``.meta.json``, ``loadgen.points.jsonl``) in `out_dir`
     (default: the machine's results folder) and return the table (:data:`COLUMNS`).
 
     `paths` run in Single-Stream (default: every registered path; quick: :data:`QUICK_PATHS`),
     `server_paths` in the Server bisection (default :data:`SERVER_PATHS`), `qps` gives fixed Server
     points instead of the bisection. Raises :class:`LoadgenInputError` on bad input before anything runs.
     """
-
-    scenarios = tuple(scenarios)
+    lg, quick, data_dir, machine = settings.loadgen, settings.quick, settings.data_dir, settings.machine
+    models, scenarios, bounds_ms = list(lg.models), tuple(lg.scenarios), lg.bounds_ms
     if isinstance(bounds_ms, (int, float)) and not isinstance(bounds_ms, bool):
         bounds_ms = {m: bounds_ms for m in models}
-    check_inputs(scenarios=scenarios, bounds_ms=bounds_ms, qps=qps,
-                 paths=[*(paths or ()), *(server_paths or ()), *(strategy_paths or ()), *(http_paths or ())],
-                 strategies=("thread", *strategies), workers=workers)
-    if data_dir is not None:
-        os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())
+    check_inputs(scenarios=scenarios, bounds_ms=bounds_ms, qps=lg.qps,
+                 paths=[*(lg.paths or ()), *(lg.server_paths or ()), *(lg.strategy_paths or ()), *(lg.http_paths or ())],
+                 strategies=("thread", *lg.strategies), workers=lg.workers)
     machine = machine or envinfo.machine_id()
     out = Path(out_dir) if out_dir else config.results_dir(machine, data_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, log_path = out / "loadgen.csv", out / "loadgen.points.jsonl"
     if not resume and log_path.exists():
         log_path.unlink()
-    resolved = sweep.resolve_models(list(models), (), data_dir)
+    resolved = sweep.resolve_models(models, (), data_dir)
     for name, p in resolved:
         if not p.exists():
             raise LoadgenInputError(f"model {name} not found at {p}; train it first (make models) or pass a .keras path")
     shas = {name: converters.model_sha(p) for name, p in resolved}
-    items = plan([n for n, _ in resolved], paths=paths, threads=threads, scenarios=scenarios, bounds_ms=bounds_ms,
-                 quick=quick, server_paths=server_paths, strategies=strategies, strategy_paths=strategy_paths,
-                 workers=workers, batching_paths=batching_paths, http_paths=http_paths, qps=qps, shas=shas)
+    items = plan([n for n, _ in resolved], paths=lg.paths, threads=lg.threads, scenarios=scenarios,
+                 bounds_ms=bounds_ms, quick=quick, server_paths=lg.server_paths, strategies=lg.strategies,
+                 strategy_paths=lg.strategy_paths, workers=lg.workers, batching_paths=lg.batching_paths,
+                 http_paths=lg.http_paths, qps=lg.qps, shas=shas)
     if max_items is not None:
         items = items[:int(max_items)]
     for it in items:
-        it["bisect"] = {**BISECT, **(bisect or {})}
-    settings = {**(QUICK_SETTINGS if quick else SETTINGS), **(settings or {})}
+        it["bisect"] = {**BISECT, **(lg.bisect or {})}
+    runs = {**SETTINGS, **lg.runs}
     log = PointLog(log_path)
     base = {"machine": machine}
     paths_of = dict(resolved)
@@ -345,25 +340,25 @@ def run(models=MODELS, paths=None, *, threads=(1, None), scenarios=SCENARIOS, bo
 
     for (model, t, kind), its in groups.items():
         job = {"model": model, "model_path": str(paths_of[model]), "threads": t, "process": kind, "items": its,
-               "settings": settings, "artifacts": artifacts, "wrk": wrk, "wrk_reason": wrk_how}
-        run_child(job, on_event, log_path=out / "loadgen.children.log")
+               "settings": runs, "artifacts": artifacts, "wrk": wrk, "wrk_reason": wrk_how}
+        serve_items(job, on_event, log_path=out / "loadgen.children.log", data_dir=data_dir)
     bar.close()
     frame = table(items, log, base)
     atomic.atomic_write_csv(frame, csv_path)
     envinfo.write_meta(csv_path, extra={
         "stage": "loadgen", "models": [n for n, _ in resolved], "scenarios": list(scenarios), "quick": quick,
-        "settings": settings, "bisection": BISECT,
+        "settings": runs, "bisection": BISECT,
         "stationarity": {"growth_ratio": rules.GROWTH_RATIO, "growth_bound_share": rules.GROWTH_BOUND_SHARE,
                          "growth_service_times": rules.GROWTH_SERVICE_TIMES},
         "capacity_slack": rules.CAPACITY_SLACK,
-        "deviations_from_mlperf": (f"published Server runs last >= {settings['confirm_min_duration_ms'] / 1e3:g} s "
+        "deviations_from_mlperf": (f"published Server runs last >= {runs['confirm_min_duration_ms'] / 1e3:g} s "
                                    "(MLPerf: 600 s), "
-                                   f"steering runs {settings['server_min_duration_ms']} ms; at least "
-                                   f"{settings['confirm_min_queries']} queries per published Server "
+                                   f"steering runs {runs['server_min_duration_ms']} ms; at least "
+                                   f"{runs['confirm_min_queries']} queries per published Server "
                                    "run (MLPerf: 270,336); no accuracy run; client and SUT share the cores"), "bounds_ms": {n: bound_for(n, bounds_ms) for n, _ in resolved},
-        "threads_settings": sorted({it["threads"] for it in items}), "method": method_text(quick),
+        "threads_settings": sorted({it["threads"] for it in items}), "method": method_text(quick, runs),
         "client_and_server": "the HTTP client (LoadGen + http.client threads, bodies built before the run, or wrk) "
-                             f"and the uvicorn server share this machine's {os.cpu_count()} cores; client_cpu_us / "
+                             f"and the uvicorn server share this machine's {cores()} cores; client_cpu_us / "
                              "server_cpu_us are their CPU time per query",
         "wrk": wrk_how,
         "run_s": round(time.perf_counter() - t0, 1)})

@@ -1,7 +1,7 @@
 """Memory in a loop: resident memory after 1, 1 000 and 5 000 calls of one path, each in a fresh process.
 
 Users report ``model.predict`` in a loop growing without bound. :func:`run` starts one child per backend
-(``python -m overhead.experiments.memloop child JOB``; Keras 3 on JAX gets a "jax" process, as in the sweep), which
+(``python -m overhead.experiments.memloop child``, a :class:`MemLoopJob` on stdin; Keras 3 on JAX gets a "jax" process, as in the sweep), which
 prepares the runner, calls it on one real digit batch in a plain loop (GC as users run it, no forced
 collection) and reads its resident set size (psutil; VmHWM for the peak) after each checkpoint. Artifacts
 (SavedModel, .tflite, engine file) are built beforehand in throw-away children, so conversion memory does
@@ -10,10 +10,10 @@ not count. Rows go to ``memory_loop.csv``: one per model × backend × checkpoin
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from overhead import backends as bk
@@ -22,8 +22,8 @@ from overhead.base import atomic, config, data, envinfo
 from overhead.experiments import startup, sweep
 from overhead.experiments.pipeline import input_shape
 from overhead.experiments.startup import peak_rss_mb
-from overhead.harness import child
-from overhead.harness.child import claim_stdout, error_text
+from overhead.harness import child, jobs
+from overhead.harness.child import error_text
 
 BACKENDS = ("numpy", "keras.predict", "keras.jax.predict", "tf_keras.predict", "tf.function", "litert")
 CALLS = (1, 1000, 5000)
@@ -35,7 +35,18 @@ DEFAULT_TIMEOUT_S = 900.0
 
 # --------------------------------------------------------------------------- child
 
-def child_main(job: dict, proto) -> int:
+@dataclass(frozen=True)
+class MemLoopJob:
+    """One child's job: `backend` on the model, called on the batch in `input` (.npy) up to each of `calls`."""
+    backend: str
+    model_path: str
+    input: str
+    threads: int
+    calls: tuple
+    artifacts: str | None = None
+
+
+def measure_job(job: MemLoopJob, proto) -> int:
     import psutil
 
 
@@ -45,18 +56,18 @@ def child_main(job: dict, proto) -> int:
         return proc.memory_info().rss / 2**20
 
     try:
-        name = job["backend"]
+        name = job.backend
         bk.enter_process(bk.get(name).process)
-        bk.set_threads(int(job["threads"]))
+        bk.set_threads(int(job.threads))
         if bk.get(name).process == "tf":
             bk.configure_tf()
         import numpy as np
 
-        x = np.ascontiguousarray(np.load(job["input"]))
-        runner = bk.prepare(name, job["model_path"], len(x), int(job["threads"]), artifacts=job.get("artifacts"))
+        x = np.ascontiguousarray(np.load(job.input))
+        runner = bk.prepare(name, job.model_path, len(x), int(job.threads), artifacts=job.artifacts)
         out = {"status": "ok", "rss_after_load_mb": rss(), "points": []}
         done, t0 = 0, time.perf_counter()
-        for target in sorted(int(c) for c in job["calls"]):
+        for target in sorted(int(c) for c in job.calls):
             while done < target:
                 y = runner(x)
                 done += 1
@@ -72,11 +83,12 @@ def child_main(job: dict, proto) -> int:
 
 
 def spawn(backend: str, model_path, input_path, *, calls, threads: int = 1, artifacts=None,
-          timeout_s: float = DEFAULT_TIMEOUT_S, env=None) -> dict:
+          timeout_s: float = DEFAULT_TIMEOUT_S, data_dir=None) -> dict:
     """One fresh child process for `backend`; its JSON report, or {status: failed, reason}."""
-    job = {"backend": backend, "model_path": str(model_path), "input": str(input_path), "threads": int(threads),
-           "calls": [int(c) for c in calls], "artifacts": None if artifacts is None else str(artifacts)}
-    done = child.run_child("overhead.experiments.memloop", ["child", json.dumps(job)], env=env, timeout_s=timeout_s)
+    job = MemLoopJob(backend, str(model_path), str(input_path), int(threads), tuple(int(c) for c in calls),
+                     None if artifacts is None else str(artifacts))
+    done = child.run_child("overhead.experiments.memloop", ["child"], job=job, kind=bk.get(backend).process,
+                           data_dir=data_dir, timeout_s=timeout_s)
     report = done.last()
     if isinstance(report, dict) and not done.timed_out:
         return report
@@ -113,9 +125,6 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
         raise ValueError(f"calls must be positive integers, got {calls}")
     machine = machine or envinfo.machine_id()
     ((model_name, mpath),) = sweep.resolve_models([model], (), data_dir)
-    child_env = dict(os.environ)
-    if data_dir is not None:
-        child_env["OVERHEAD_DATA"] = str(config.data_dir(data_dir))
     rows = []
     with tempfile.TemporaryDirectory(prefix="memloop-") as tmp:
         x, _ = data.inputs_for(input_shape(mpath), batch, data_dir=data_dir)
@@ -135,7 +144,7 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
                                       batch=batch, calls=calls)
                     continue
             res = spawn(b, mpath, inp, calls=calls, threads=threads, artifacts=artifacts, timeout_s=timeout_s,
-                        env=child_env)
+                        data_dir=data_dir)
             rows += rows_from(res, machine=machine, model=model_name, backend=b, threads=threads, batch=batch,
                               calls=calls)
     df = pd.DataFrame(rows, columns=COLUMNS)
@@ -153,13 +162,7 @@ def run(model: str = "cnn_seed", backends=BACKENDS, *, quick: bool = False, call
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["child"] or len(argv) != 2:
-        print("usage: python -m overhead.experiments.memloop child JOB_JSON", file=sys.stderr)
-        return 2
-
-    proto = claim_stdout()  # native libraries' prints go to stderr, never into the report line
-    return child_main(json.loads(argv[1]), proto)
+    return jobs.child_entry(MemLoopJob, measure_job, argv)  # a MemLoopJob on stdin
 
 
 if __name__ == "__main__":

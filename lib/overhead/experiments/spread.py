@@ -36,11 +36,11 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from overhead.base import atomic, config, envinfo
-from overhead.harness import child
+from overhead.harness import child, jobs
 
 MODEL = "cnn_seed"
 BACKENDS = ("tf.function", "keras.predict_on_batch", "tf1.session")
@@ -185,15 +185,28 @@ def _process_facts(x_addr: int) -> dict:
             "input_offset": x_addr % 4096}
 
 
-def child_main(job: dict, proto) -> int:
+@dataclass(frozen=True)
+class SpreadJob:
+    """One child's job: `backends` timed interleaved on the model at batch 1; `pin`: the one CPU to run on."""
+    model_path: str
+    backends: tuple
+    threads: int
+    budget_s: float
+    data_dir: str | None = None
+    artifacts: str | None = None
+    parity_n: int = 32
+    pin: int | None = None
+
+
+def measure_job(job: SpreadJob, proto) -> int:
     import numpy as np  # lazy: the parent's import stays light (numpy only where it measures)
 
     def emit(**event):
         proto.write(json.dumps(event) + "\n")
         proto.flush()
 
-    if job.get("pin") is not None:
-        os.sched_setaffinity(0, {int(job["pin"])})  # before TF creates its threads: they inherit it
+    if job.pin is not None:
+        os.sched_setaffinity(0, {int(job.pin)})  # before TF creates its threads: they inherit it
     # lazy: the child pins itself before anything starts a thread; TF comes with these imports
     from overhead import backends as bk
     from overhead.backends import converters  # lazy: as above
@@ -203,18 +216,18 @@ def child_main(job: dict, proto) -> int:
     from overhead.harness import timing  # lazy: as above
 
     bk.enter_process("tf")
-    threads = int(job["threads"])
+    threads = int(job.threads)
     bk.set_threads(threads)
     bk.configure_tf()
-    model_path = Path(job["model_path"])
+    model_path = Path(job.model_path)
     shape = list(converters.input_shape(converters.load_keras(model_path)))
-    x_all, y_all = data.inputs_for(shape, int(job.get("parity_n", 32)), data_dir=job.get("data_dir"))
-    ref = keras_reference(model_path, x_all, artifacts=job.get("artifacts"))
+    x_all, y_all = data.inputs_for(shape, int(job.parity_n), data_dir=job.data_dir)
+    ref = keras_reference(model_path, x_all, artifacts=job.artifacts)
     x = np.ascontiguousarray(x_all[:1])
     fns, costs = {}, {}
-    for name in job["backends"]:
+    for name in job.backends:
         try:
-            runner = bk.prepare(name, model_path, 1, threads, artifacts=job.get("artifacts"))
+            runner = bk.prepare(name, model_path, 1, threads, artifacts=job.artifacts)
             par = bk.parity(runner, ref, x_all, y_all, max_s=0.5)
         except Exception as exc:  # an unavailable path is a row with its reason, not a dead child
             emit(event="row", backend=name, status="skipped", reason=child.error_text(exc))
@@ -225,7 +238,7 @@ def child_main(job: dict, proto) -> int:
         fns[name] = (lambda r=runner: r(x))
         costs[name] = par.get("call_s") or 0.0
     if fns:
-        plan = worker._timing_plan(costs, float(job["budget_s"]))
+        plan = worker._timing_plan(costs, float(job.budget_s))
         samples = timing.interleaved(fns, **plan)
         facts = _process_facts(x.ctypes.data)
         for name, s in samples.items():
@@ -238,22 +251,30 @@ def child_main(job: dict, proto) -> int:
     return 0
 
 
+def _measure_or_say_why(job: SpreadJob, proto) -> int:
+    try:
+        return measure_job(job, proto)
+    except Exception as exc:  # the parent records this line as the row's reason
+        proto.write(json.dumps({"event": "error", "error": child.error_text(exc)}) + "\n")
+        raise
+
+
 # --------------------------------------------------------------------------- the parent
 
-def launch(job: dict, variant: Variant, *, timeout_s: float = DEFAULT_TIMEOUT_S):
+def launch(job: SpreadJob, variant: Variant, *, timeout_s: float = DEFAULT_TIMEOUT_S):
     """One child under `variant` (through :func:`overhead.harness.child.run_child`); its personality is
     set here for the fork and restored at once (it is inherited across exec, like setarch -R does)."""
     env = dict(os.environ)
     env.update(variant.env)
     if variant.pin:
-        job = dict(job, pin=max(os.sched_getaffinity(0)))
+        job = replace(job, pin=max(os.sched_getaffinity(0)))
     before = None
     if variant.no_aslr:
         before = _personality()
         _personality(before | ADDR_NO_RANDOMIZE)
     try:
-        return child.run_child("overhead.experiments.spread", ["child", json.dumps(job)], threads=job["threads"],
-                               kind="tf", env=env, timeout_s=timeout_s)
+        return child.run_child("overhead.experiments.spread", ["child"], job=job, threads=job.threads,
+                               kind="tf", env=env, data_dir=job.data_dir, timeout_s=timeout_s)
     finally:
         if before is not None:
             _personality(before)
@@ -291,15 +312,14 @@ def measure(*, model: str = MODEL, backends=BACKENDS, names=VARIANTS, runs: int 
     rows = [dict(base, variant=v.name, backend=None, run=None, order=None, status="not available", reason=v.reason)
             for v in vs if not v.available]
     todo = {v.name: v for v in vs if v.available}
-    job = {"model_path": str(path), "backends": list(backends), "threads": int(threads),
-           "budget_s": float(budget_s), "data_dir": None if data_dir is None else str(data_dir),
-           "artifacts": str(config.artifacts_dir(data_dir))}
+    job = SpreadJob(str(path), tuple(backends), int(threads), float(budget_s),
+                    data_dir=None if data_dir is None else str(data_dir), artifacts=str(config.artifacts_dir(data_dir)))
     plan = schedule(todo, runs)
     for order, (run, name) in enumerate(plan, start=1):
         v = todo[name]
         load1 = round(os.getloadavg()[0], 2)  # what else ran on the machine as this process started
         t0 = time.perf_counter()
-        done = launch_fn(dict(job), v)
+        done = launch_fn(job, v)
         wall = time.perf_counter() - t0
         got = [e for e in done.events if isinstance(e, dict) and e.get("event") == "row"]
         common = dict(base, variant=name, run=run, order=order, onednn=v.env.get("TF_ENABLE_ONEDNN_OPTS", "default"),
@@ -347,15 +367,7 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["child"]:
-        if len(argv) != 2:
-            print("usage: python -m overhead.experiments.spread child JOB_JSON", file=sys.stderr)
-            return 2
-        proto = child.claim_stdout()
-        try:
-            return child_main(json.loads(argv[1]), proto)
-        except Exception as exc:  # the parent records this line as the row's reason
-            proto.write(json.dumps({"event": "error", "error": child.error_text(exc)}) + "\n")
-            raise
+        return jobs.child_entry(SpreadJob, _measure_or_say_why, argv)  # a SpreadJob on stdin
     ap = argparse.ArgumentParser(prog="python -m overhead.experiments.spread", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10, help="fresh processes per variant")
     ap.add_argument("--budget", type=float, default=0.5, help="seconds of timed calls per path and process")

@@ -1,6 +1,6 @@
 """Cold start and memory of every backend, each repetition in a fresh process.
 
-The parent (a notebook; it never imports TensorFlow) starts ``python -m overhead.experiments.startup child ...``
+The parent (a notebook; it never imports TensorFlow) starts ``python -m overhead.experiments.startup child`` (a :class:`ColdStartJob` on stdin)
 once per model x backend x repetition. The child measures, in order:
 
 - ``import_s``: importing the backend's runtime (its catalogue entry's ``runtime``, :mod:`overhead.base.paths`:
@@ -31,10 +31,10 @@ import time
 
 from overhead import backends as registry
 from overhead.backends import converters
-from overhead.base import atomic, config, data, envinfo
+from overhead.base import atomic, config, data, envinfo, settings
 from overhead.experiments import sweep
 from overhead.experiments.pipeline import input_shape, save_rows
-from overhead.harness import timing
+from overhead.harness import jobs, timing
 from overhead.harness.child import error_text, run_child
 
 _T_TOP = time.perf_counter()  # before any other import of the child
@@ -44,9 +44,10 @@ import json  # noqa: E402  (stdlib, cheap: the runtime imports are what is measu
 import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from overhead.harness.child import KERAS_BACKEND_OF, claim_stdout, thread_env  # noqa: E402  (os/sys only: cheap)
+from overhead.harness.child import thread_env  # noqa: E402  (os/sys only: cheap)
 
 COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_s", "first_call_s",
            "start_to_first_pred_s", "steady_median_us", "rss_after_import_mb", "rss_after_load_mb",
@@ -157,12 +158,33 @@ def artifacts_ready(backend: str, model_path, artifacts=None) -> bool:
 
 # --------------------------------------------------------------------------- child
 
-def child(args) -> dict:
+@dataclass(frozen=True)
+class ColdStartJob:
+    """One cold start: `backend` on `model`, one batch from `input` (.npy), in a child of kind `process`."""
+    backend: str
+    model: str
+    input: str
+    batch: int = 1
+    threads: int = 1
+    artifacts: str | None = None
+    steady: int = 200
+    steady_budget: float = 1.0
+    spawn_wall: float | None = None
+    process: str = "tf"
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Build the NumPy engine's .npz of `model` into the artifacts cache (this needs Keras, so TF)."""
+    model: str
+    artifacts: str | None = None
+
+
+def child(args: ColdStartJob) -> dict:
     """One cold start (see the module docstring); returns the measurements as a dict."""
     import importlib
 
     thread_env(args.threads)
-    os.environ["KERAS_BACKEND"] = KERAS_BACKEND_OF[args.process]  # before keras is imported (jax / numpy kinds)
     out = {"backend": args.backend, "threads": args.threads, "spawn_wall": args.spawn_wall}
     t0 = time.perf_counter()
     for mod in runtime_modules(args.backend):
@@ -214,22 +236,7 @@ def child(args) -> dict:
     return out
 
 
-def _child_main(argv) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m overhead.experiments.startup child")
-    p.add_argument("--backend", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--input", required=True, help=".npy file with one input batch")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--artifacts", default=None)
-    p.add_argument("--steady", type=int, default=200)
-    p.add_argument("--steady-budget", type=float, default=1.0)
-    p.add_argument("--spawn-wall", type=float, default=None)
-    p.add_argument("--process", default="tf", choices=sorted(KERAS_BACKEND_OF))
-    args = p.parse_args(argv)
-    proto = claim_stdout()
+def measure_job(args: ColdStartJob, proto) -> int:
     try:
         result = child(args)
         result["status"] = "ok"
@@ -244,16 +251,14 @@ def _child_main(argv) -> int:
 
 def spawn(backend: str, model_path, input_path, *, threads: int = 1, batch: int = 1, artifacts=None,
           steady: int = 200, steady_budget_s: float = 1.0, timeout_s: float = DEFAULT_TIMEOUT_S,
-          env=None, process: str = "tf") -> dict:
+          data_dir=None, process: str = "tf") -> dict:
     """Run one child (of worker kind `process`, see Backend.process); returns its JSON dict, or
     {status: failed, reason} on crash / timeout."""
-    args = ["child", "--backend", backend, "--model", str(model_path), "--input", str(input_path),
-            "--batch", str(batch), "--threads", str(threads), "--steady", str(steady), "--steady-budget", str(steady_budget_s)]
-    if artifacts is not None:
-        args += ["--artifacts", str(artifacts)]
-    spawn_wall = time.time()
-    args += ["--spawn-wall", repr(spawn_wall), "--process", process]
-    done = run_child("overhead.experiments.startup", args, env=env, timeout_s=timeout_s)
+    job = ColdStartJob(backend, str(model_path), str(input_path), batch=int(batch), threads=int(threads),
+                       artifacts=None if artifacts is None else str(artifacts), steady=int(steady),
+                       steady_budget=float(steady_budget_s), spawn_wall=time.time(), process=process)
+    done = run_child("overhead.experiments.startup", ["child"], job=job, kind=process, data_dir=data_dir,
+                     timeout_s=timeout_s)
     result = done.last()
     if not isinstance(result, dict) or done.timed_out:
         return {"status": "failed", "reason": f"child {done.failure(200)}"}
@@ -292,20 +297,21 @@ def _touch(paths) -> None:
 
 
 def ensure_artifacts(backend: str, model_path, input_path, *, threads: int, artifacts=None,
-                     timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+                     timeout_s: float = DEFAULT_TIMEOUT_S, data_dir=None) -> dict:
     """Build a backend's cached artifact in a throw-away child when it is missing."""
     if artifacts_ready(backend, model_path, artifacts):
         return {"status": "ok"}
     if backend == "numpy":  # the cold-start child loads the .npz with NumPy alone: export it beforehand
         return _export_engine_file(model_path, artifacts, timeout_s)
     return spawn(backend, model_path, input_path, threads=threads, artifacts=artifacts, steady=0,
-                 timeout_s=timeout_s)
+                 timeout_s=timeout_s, data_dir=data_dir)
 
 
 def _export_engine_file(model_path, artifacts, timeout_s) -> dict:
     """Build the NumPy engine's .npz (this needs Keras, so TF) in a throw-away child process."""
-    done = run_child("overhead.experiments.startup", ["export", model_path, artifacts or ""],
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout_s=timeout_s)
+    job = ExportJob(str(model_path), None if artifacts is None else str(artifacts))
+    done = run_child("overhead.experiments.startup", ["export"], job=job,
+                     env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout_s=timeout_s)
     return {"status": "ok"} if done.ok else {"status": "failed", "reason": done.failure()}
 
 
@@ -328,14 +334,11 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
     names = list(backends or registry.NAMES)
     for n in names:
         runtime_modules(n)  # unknown names, or a path without runtime modules, fail early with the reason
-    threads = int(threads or os.cpu_count() or 1)
+    threads = int(threads or settings.cores())
     machine = machine or envinfo.machine_id()
     out_dir = Path(out_dir) if out_dir else config.results_dir(machine, data_dir)
     path = out_dir / "startup.csv"
     todo = sweep.resolve_models(list(models), extra_models, data_dir)
-    child_env = dict(os.environ)
-    if data_dir is not None:
-        child_env["OVERHEAD_DATA"] = str(config.data_dir(data_dir))
     rows, raw = [], []
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
         inputs, convert = {}, {}
@@ -346,7 +349,7 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
         prep = [(m, p, b) for m, p in todo for b in names if artifact_names(b)]
         for model, mpath, b in tqdm(prep, desc="artifacts", disable=not progress or not prep):
             res = ensure_artifacts(b, mpath, inputs[model], threads=threads, artifacts=artifacts,
-                                   timeout_s=timeout_s)
+                                   timeout_s=timeout_s, data_dir=data_dir)
             if res.get("status") != "ok":
                 convert[(model, b)] = res
         for model, mpath in todo:
@@ -361,7 +364,7 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
             else:
                 res = spawn(b, mpath, inputs[model], threads=threads, batch=batch, artifacts=artifacts,
                             steady=steady_calls, steady_budget_s=steady_budget_s, timeout_s=timeout_s,
-                            env=child_env, process=registry.get(b).process)
+                            data_dir=data_dir, process=registry.get(b).process)
             raw.append({"model": model, "backend": b, "rep": rep, **res})
             rows.append(row_from(res, machine=machine, model=model, backend=b, rep=rep,
                                  convert_s=recorded_convert_s(b, mpath, artifacts)))
@@ -377,16 +380,15 @@ def run(models, backends=None, repeats: int = 5, steady_calls: int = 200, *, thr
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _export(job: ExportJob, proto) -> int:
+    return 0 if numpy_artifact(job.model, job.artifacts) else 1
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["child"]:
-        return _child_main(argv[1:])
-    if argv[:1] == ["export"] and len(argv) == 3:  # the engine's .npz, built in a throw-away process
-        numpy_artifact(argv[1], argv[2] or None)
-        return 0
-    print("usage: python -m overhead.experiments.startup child --backend B --model PATH --input X.npy [...]\n"
-          "       python -m overhead.experiments.startup export MODEL ARTIFACTS_DIR", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export"]:  # the engine's .npz, built in a throw-away process: an ExportJob on stdin
+        return jobs.child_entry(ExportJob, _export, argv, command="export")
+    return jobs.child_entry(ColdStartJob, measure_job, argv)  # a ColdStartJob on stdin
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ recorded as failed, and is restarted without it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,32 +27,16 @@ from overhead import backends as bk
 from overhead.backends import converters
 from overhead.backends.source import timed_code
 from overhead.base import atomic, config, envinfo
+from overhead.base.settings import Settings
 from overhead.experiments import runlog, sweepplan, worker
-from overhead.experiments.sweepplan import wanted  # noqa: F401  (re-exported)
+from overhead.experiments.sweepplan import thread_settings, wanted  # noqa: F401  (re-exported)
 from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
 from overhead.harness import child, stats, timing
 from overhead.ladder import models as ladder
 
-DEFAULT_BATCHES = (1, 4, 16, 64, 256)
-RUNS, MAX_RUNS = 3, 5  # fresh processes per configuration; more (up to MAX_RUNS) while its runs disagree
 LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
-# The published full run spends its time where it buys certainty: batch 1 on every model and backend, the
-# batch-size curve on two models (the seed CNN and the MNIST CNN) and the paths that
-# represent each family. Pass these to run() (see the benchmark notebook); None means "all".
-FULL_BATCHES = (1, 8, 64)
-BIG_BATCH_MODELS = ("cnn_seed", "cnn_mnist")
-BIG_BATCH_BACKENDS = ("numpy", "keras.predict", "keras.predict_on_batch", "tf.function", "tf.function.xla",
-                      "tf_keras.predict", "jax.jit", "litert", "litert.int8", "onnxruntime", "openvino")
-# Paths that answer "who pays?" or are variants of a family run on four models spanning the ladder (enough
-# for a per-backend latency model), not on all eleven: each costs a fresh process per model x run x thread.
-SECONDARY_BACKENDS = ("numpy.plain", "tf1.session", "tf_keras.predict_on_batch", "tf_keras.call",
-                      "keras.jax.predict", "keras.jax.call", "jax.jit", "keras.numpy.predict",
-                      "litert.builtin", "litert.fp16")
-SECONDARY_MODELS = ("mlp_tiny", "cnn_seed", "cnn_mnist", "resnet_mnist")
-FULL_MODELS_FOR = {b: SECONDARY_MODELS for b in SECONDARY_BACKENDS}
-# Every model runs at one thread (the fits and ratios use it); the other thread settings on three models
-# spanning 5e4-9e7 FLOPs, enough for the thread-scaling figure within the full run's hour. None means "every model at every setting".
-THREADS_MODELS = ("mlp_tiny", "cnn_seed", "resnet_mnist")
+# What runs (batches, threads, runs, which models the big batches and the secondary paths cover) is the
+# study's design: overhead.base.settings.Bench (params/full.yaml).
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -91,6 +74,7 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
                 on_event(event)
 
         done = child.run_child("overhead.experiments.sweep", ["worker"], job=spec, on_event=handle,
+                               kind=job.get("process", "tf"), data_dir=job.get("data_dir"),
                                stall_timeout_s=stall_timeout_s, stderr_path=log_path)
         rc, stalled = done.returncode, done.stalled
         inflight, finished, fatal, crash_error = state["inflight"], state["finished"], state["fatal"], state["error"]
@@ -148,31 +132,26 @@ def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[st
     return out
 
 
-def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, budget_s: float = 0.1, *,
-        runs: int = RUNS, max_runs: int = MAX_RUNS, big_batch_models=None, big_batch_backends=None,
-        models_for=None, threads_models=None,
-        extra_models=(), data_dir=None, out_dir=None, machine=None, resume: bool = True,
-        max_rows: int | None = None, parity_n: int = 128, parity_max_s: float = 0.5,
-        max_flops_per_call: float = 8e9, gemm_n: int | None = 2048, progress: bool = True,
-        stall_timeout_s: float = 900.0, artifacts=None, launch=None, model_inputs=None):
-    """Benchmark models x backends x batch sizes x threads into `<out_dir>/bench.csv`; returns its rows.
+def run(settings: Settings, *, out_dir=None, resume: bool = True, max_rows: int | None = None,
+        progress: bool = True, stall_timeout_s: float = 900.0, artifacts=None, launch=None, model_inputs=None):
+    """Benchmark ``settings.bench`` (models x backends x batches x threads) into `<out_dir>/bench.csv`; returns its rows.
 
     Every configuration is measured in `runs` fresh processes (more, up to `max_runs`, while its runs
     disagree: the between-runs rule of :mod:`overhead.harness.stats`); batches above the smallest only for
     `big_batch_models` x `big_batch_backends` (None: all); what runs is :func:`overhead.experiments.sweepplan.plan`.
-    out_dir defaults to results_dir(machine). Rows already there (same model content) are kept and skipped,
-    finished runs in runs.jsonl too; `max_rows` stops after that many new rows (tests, dry runs). Also writes
-    gemm.csv (float32 GEMM rate per thread setting, measured now) and both .meta.json.
+    out_dir defaults to the machine's results folder under ``settings.data_dir``. Rows already there (same model
+    content) are kept and skipped, finished runs in runs.jsonl too; `max_rows` stops after that many new rows
+    (tests, dry runs). Also writes gemm.csv (float32 GEMM rate per thread setting, measured now) and both .meta.json.
     `launch(job, on_event, log_path)` replaces the worker processes (tests).
     """
-    if data_dir is not None:
-        os.environ["OVERHEAD_DATA"] = str(Path(data_dir).resolve())  # the workers read the same tree
+    b, data_dir = settings.bench, settings.data_dir
+    runs, max_runs = b.runs, b.max_runs
     if not 1 <= runs <= max_runs:
         raise ValueError(f"need 1 <= runs <= max_runs, got {runs}, {max_runs}")
-    machine = machine or envinfo.machine_id()
-    out_dir = Path(out_dir) if out_dir is not None else config.results_dir(machine)
+    machine = settings.machine or envinfo.machine_id()
+    out_dir = Path(out_dir) if out_dir is not None else config.results_dir(machine, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo_models = resolve_models(models, extra_models, data_dir)
+    todo_models = resolve_models(b.models, settings.extra_models, data_dir)
     for name, path in todo_models:
         if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
@@ -184,22 +163,23 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
     shas = {name: converters.model_sha(path) for name, path in todo_models}
     current = results.rows["model"].map(shas)  # rows of a retrained model (other content) are stale
     results.drop(current.notna() & (current != results.rows["model_sha"].astype(str)))
-    names = list(backends) if backends else list(bk.NAMES)
-    p = sweepplan.plan([m for m, _ in todo_models], names, {n: bk.get(n).process for n in names}, batch_sizes,
-                       threads, done=results.done_keys(), kind_order=bk.PROCESS_KINDS,
-                       big_batch_models=big_batch_models, big_batch_backends=big_batch_backends,
-                       models_for=models_for, threads_models=threads_models)
-    job_args = {"budget_s": budget_s, "parity_n": parity_n, "parity_max_s": parity_max_s,
-                "max_flops_per_call": max_flops_per_call, "samples_dir": str(out_dir),
-                "artifacts": str(artifacts) if artifacts else None, "mode": "bench", **(model_inputs or {})}
-    ex = _Executor(p, out_dir, machine, log, shas, job_args, parity_n,
+    names = list(b.backends) if b.backends else list(bk.NAMES)
+    p = sweepplan.plan([m for m, _ in todo_models], names, {n: bk.get(n).process for n in names}, b.batches,
+                       b.threads, done=results.done_keys(), kind_order=bk.PROCESS_KINDS,
+                       big_batch_models=b.big_batch_models, big_batch_backends=b.big_batch_backends,
+                       models_for=b.models_for, threads_models=b.threads_models)
+    job_args = {"budget_s": b.budget_s, "parity_n": b.parity_n, "parity_max_s": b.parity_max_s,
+                "max_flops_per_call": b.max_flops_per_call, "samples_dir": str(out_dir),
+                "artifacts": str(artifacts) if artifacts else None, "mode": "bench",
+                "data_dir": str(data_dir) if data_dir else None, **(model_inputs or {})}
+    ex = _Executor(p, out_dir, machine, log, shas, job_args, b.parity_n,
                    launch or (lambda job, on_event, log_path: run_job(job, on_event, log_path=log_path,
                                                                       stall_timeout_s=stall_timeout_s)),
                    progress=progress, total_runs=p.total() * runs)
     gemm_rows, written = [], 0
     try:
-        if gemm_n:
-            gemm_rows = [{"machine": machine, "threads": t, "n": gemm_n, "gflops": timing.gemm_gflops(n=gemm_n, threads=t)}
+        if b.gemm_n:
+            gemm_rows = [{"machine": machine, "threads": t, "n": b.gemm_n, "gflops": timing.gemm_gflops(n=b.gemm_n, threads=t)}
                          for t in p.threads]
         for name, path in todo_models:
             for row in ex.measure_model(name, path, runs, max_runs):
@@ -217,16 +197,19 @@ def run(models=None, backends=None, batch_sizes=DEFAULT_BATCHES, threads=None, b
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": p.batches,
         "threads_settings": p.threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
         "stability_rule": stats.STABILITY_RULE,
-        "big_batch_models": big_batch_models, "big_batch_backends": big_batch_backends,
-        "models_for": {b: list(m) for b, m in (models_for or {}).items()},
-        "threads_models": list(threads_models) if threads_models is not None else None,
-        "budget_s": budget_s, "parity_n": parity_n, "max_flops_per_call": max_flops_per_call,
+        "big_batch_models": _listed(b.big_batch_models), "big_batch_backends": _listed(b.big_batch_backends),
+        "models_for": {k: list(m) for k, m in b.models_for.items()}, "threads_models": _listed(b.threads_models),
+        "budget_s": b.budget_s, "parity_n": b.parity_n, "max_flops_per_call": b.max_flops_per_call,
         "models": {n: str(p) for n, p in todo_models}, "model_sha": shas,
         "threads_readback": ex.readbacks, "jobs": ex.jobs,
         "jobs_seconds": round(sum(j["seconds"] for j in ex.jobs), 1),
         # the source of each path's runner, for the report's appendix (what was timed, not what is installed)
         "timed_code": {n: timed_code(bk.get(n)) for n in names}}, threads=p.threads)
     return rows
+
+
+def _listed(values):
+    return list(values) if values is not None else None
 
 
 class _Executor:

@@ -1,21 +1,14 @@
 """The sweep's plan: which configurations to measure, computed from the parameters alone (no process, no file).
 
 :func:`plan` turns the parameters of :func:`overhead.experiments.sweep.run` into a :class:`Plan`: the backends
-and the worker-process kind of each, the thread settings (computed here, once), the batch sizes, and per
+and the worker-process kind of each, the thread settings (:func:`overhead.base.settings.thread_settings`), the batch sizes, and per
 model the (backend, batch, threads) keys still to measure. The sweep's executor only runs it.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-
-def thread_settings(threads=None) -> list[int]:
-    """The thread counts a sweep runs: as given, else one thread and all cores (interleaved in time)."""
-    out = sorted({int(t) for t in threads}) if threads else sorted({1, os.cpu_count() or 1})
-    if out[0] < 1:
-        raise ValueError(f"thread counts must be positive integers, got {out}")
-    return out
+from overhead.base.settings import thread_settings
 
 
 def wanted(model: str, backend: str, batch: int, smallest: int, big_batch_models=None,

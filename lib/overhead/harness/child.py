@@ -13,6 +13,7 @@ native libraries print cannot corrupt the protocol, :func:`error_text` for one-l
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -64,10 +65,13 @@ def error_text(exc: BaseException, limit: int = 300) -> str:
 LIB = str(Path(__file__).resolve().parents[2])  # lib/, put first on the child's PYTHONPATH
 
 
-def child_env(*, threads: int | None = None, kind: str = "tf", env: dict | None = None) -> dict:
+def child_env(*, threads: int | None = None, kind: str = "tf", env: dict | None = None, data_dir=None) -> dict:
     """The environment of a child: the package importable, TF quiet, unbuffered, Keras backend of `kind`,
-    and (when `threads` is given) the thread variables of :func:`thread_env`."""
+    (when `threads` is given) the thread variables of :func:`thread_env`, and (when `data_dir` is given) the
+    data tree the child reads (OVERHEAD_DATA, read by :func:`overhead.base.config.data_dir`)."""
     out = dict(os.environ if env is None else env)
+    if data_dir is not None:
+        out["OVERHEAD_DATA"] = str(Path(data_dir).resolve())
     out["PYTHONPATH"] = os.pathsep.join([LIB, *[p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p and p != LIB]])
     out.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out["PYTHONUNBUFFERED"] = "1"
@@ -132,15 +136,17 @@ def _tail(text: str, limit: int = 300) -> str:
 
 def run_child(module: str, args=(), *, job=None, threads: int | None = None, kind: str = "tf",
               env: dict | None = None, timeout_s: float | None = None, stall_timeout_s: float | None = None,
-              on_event=None, stderr_path=None, python: str | None = None) -> ChildResult:
+              on_event=None, stderr_path=None, python: str | None = None, data_dir=None) -> ChildResult:
     """Run ``python -m module *args`` to the end and return what it said (see the module docstring).
 
     `python`: the interpreter (default: this one); another environment's, e.g. a TensorFlow release's
     own venv (experiments.versions), gets the same package path, protocol and timeouts.
 
-    `job`: a JSON-able value written to the child's stdin (then closed). `on_event(value)` is called for
+    `job`: a job dataclass (:mod:`overhead.harness.jobs`) or a JSON-able value, written to the child's stdin as
+    JSON (then closed). `on_event(value)` is called for
     every JSON line as it arrives; lines that are not JSON (a native library's stray print) are skipped.
     `stderr_path`: append the child's stderr to this file instead of keeping its last line only.
+    `data_dir`: the data tree the child reads (its OVERHEAD_DATA); None keeps this process's.
     """
     cmd = [python or sys.executable, "-m", module, *[str(a) for a in args]]
     log = open(stderr_path, "a") if stderr_path else None
@@ -148,7 +154,7 @@ def run_child(module: str, args=(), *, job=None, threads: int | None = None, kin
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if job is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=log or subprocess.PIPE,
-                            env=child_env(threads=threads, kind=kind, env=env), text=True)
+                            env=child_env(threads=threads, kind=kind, env=env, data_dir=data_dir), text=True)
     lines: queue.Queue = queue.Queue()
     readers = [threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True)]
     if log is None:
@@ -159,7 +165,7 @@ def run_child(module: str, args=(), *, job=None, threads: int | None = None, kin
     try:
         if job is not None:
             try:
-                proc.stdin.write(json.dumps(job))
+                proc.stdin.write(json.dumps(dataclasses.asdict(job) if dataclasses.is_dataclass(job) else job))
                 proc.stdin.close()
             except BrokenPipeError:  # the child died at start; its status says why
                 pass
