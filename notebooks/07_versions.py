@@ -70,7 +70,7 @@ df = versions.run(REL, models, runs=V.runs, paths=V.paths or versions.PATHS,
                   onednn_off_models=versions.ONEDNN_OFF_MODELS if V.onednn_off_models is None else V.onednn_off_models,
                   budget_s=V.budget_s, rss_calls=V.rss_calls, data_dir=S.data_dir, machine=S.machine)
 display(df[['release', 'keras', 'model', 'path', 'onednn', 'status', 'parity', 'median_us', 'ci_lo_us', 'ci_hi_us',
-            'first_call_s', 'rss_1_mb', 'rss_1000_mb', 'reason']])
+            'first_call_s', 'rss_1_mb', 'rss_n_mb', 'reason']])
 
 # %% [markdown]
 # ## What changed

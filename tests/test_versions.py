@@ -74,12 +74,12 @@ def test_a_failed_install_is_a_reason_not_a_crash(tmp_path):
 
 def test_onednn_off_only_for_the_chosen_models():
     rel = versions.Release("2.16", python="py", kerases=("3", "2"))
-    got = [(k, m, on) for _r, k, m, on in versions.plan_configs([rel], ["logreg", "cnn_seed"], ("tf.function",),
-                                                               ("cnn_seed",))]
-    assert got == [("3", "logreg", True), ("3", "cnn_seed", True), ("3", "cnn_seed", False),
-                   ("2", "logreg", True), ("2", "cnn_seed", True), ("2", "cnn_seed", False)]
+    got = [(k, on, ms) for _r, k, on, ms in versions.plan_configs([rel], ["logreg", "cnn_seed"], ("tf.function",),
+                                                                 ("cnn_seed",))]
+    assert got == [("3", True, ["logreg", "cnn_seed"]), ("3", False, ["cnn_seed"]),
+                   ("2", True, ["logreg", "cnn_seed"]), ("2", False, ["cnn_seed"])]
     every = versions.plan_configs([rel], ["logreg"], ("tf.function",))
-    assert [on for *_x, on in every] == [True, False, True, False]
+    assert [on for _r, _k, on, _m in every] == [True, False, True, False]
 
 
 def test_no_uv_is_one_line(tmp_path, monkeypatch):
@@ -181,11 +181,11 @@ def test_a_change_counts_only_beyond_intervals_and_spread():
 
 
 def test_faster_is_said_as_a_factor_and_memory_growth_is_stated():
-    frame = pd.DataFrame([dict(_row("2.12", 300, 297, 303), rss_1_mb=500.0, rss_1000_mb=713.0),
-                          dict(_row("2.13", 100, 98, 102), rss_1_mb=560.0, rss_1000_mb=562.0)])
+    frame = pd.DataFrame([dict(_row("2.12", 300, 297, 303), rss_1_mb=500.0, rss_n_mb=713.0, rss_n_calls=200),
+                          dict(_row("2.13", 100, 98, 102), rss_1_mb=560.0, rss_n_mb=562.0, rss_n_calls=200)])
     text = vreport.finding(frame)
     assert "3× faster from 2.12 to 2.13" in text
-    assert "grew by 213 MB on 2.12, 2 MB on 2.13" in text
+    assert "over 200 `predict` calls of `cnn_seed`" in text and "grew by 213 MB on 2.12, 2 MB on 2.13." in text
 
 
 def test_keras_3_against_keras_2_in_the_same_release():
@@ -224,17 +224,21 @@ def test_stage_with_the_current_environment_and_a_fake_second_release(data_env, 
     cur.kerases = ("3",)
     fake = versions.Release("2.99", sys.executable, "study", info={"tensorflow": "2.99.0"}, kerases=("3",))
     broken = versions.Release("2.98", None, "built", reason="install failed: no wheel")
-    kw = dict(runs=1, paths=("call", "tf.function", "tflite"), onednn_off_paths=(), budget_s=0.05, rss_calls=(),
-              n_parity=8, out_dir=tmp_path / "res", machine="smoke", data_dir=data_env, progress=None)
-    df = versions.run([cur, fake, broken], ["logreg"], **kw)
+    kw = dict(runs=1, paths=("predict", "call", "tf.function", "tflite"), onednn_off_paths=(), budget_s=0.05,
+              rss_calls=(1, 3), n_parity=8, out_dir=tmp_path / "res", machine="smoke", data_dir=data_env,
+              progress=None)
+    df = versions.run([cur, fake, broken], ["logreg", "cnn_seed"], **kw)  # one child per release, both models
     assert list(df.columns) == versions.COLUMNS
     assert df[df.release == "2.98"].reason.iloc[0] == "install failed: no wheel"
     ok = df[df.release != "2.98"]
-    assert len(ok) == 6 and (ok.status == "ok").all(), ok[["release", "path", "reason"]]
+    assert len(ok) == 16 and (ok.status == "ok").all(), ok[["release", "model", "path", "reason"]]
+    rss = ok.dropna(subset=["rss_n_mb"])
+    assert set(rss.model) == {"logreg"} and set(rss.path) == {"predict"} and set(rss.rss_n_calls) == {3}, \
+        "RSS is read on the first model of each process only"
     assert (ok.parity == "pass").all() and (ok.median_us > 0).all()
     assert all((tmp_path / "res" / f).exists() for f in ok.samples_file)
     log = (tmp_path / "res" / "versions.runs.jsonl").read_text()
-    again = versions.run([cur, fake, broken], ["logreg"], **kw)
+    again = versions.run([cur, fake, broken], ["logreg", "cnn_seed"], **kw)
     assert (tmp_path / "res" / "versions.runs.jsonl").read_text() == log, "a finished child is not run again"
     pd.testing.assert_frame_equal(again.drop(columns="date"), df.drop(columns="date"))
     meta = json.loads((tmp_path / "res" / "versions.meta.json").read_text())

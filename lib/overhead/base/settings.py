@@ -153,7 +153,7 @@ class Versions:
     onednn_off_models: tuple | None = None  # None: versions.ONEDNN_OFF_MODELS
     runs: int = 3
     budget_s: float = 0.3
-    rss_calls: tuple = (1, 1000)
+    rss_calls: tuple = (1, 200)
 
 
 SECTIONS = {"train": Train, "bench": Bench, "startup": Startup, "pipeline": Pipeline, "loadgen": Loadgen,

@@ -44,7 +44,7 @@ COLUMNS = ["machine", "release", "tensorflow", "keras", "keras_version", "numpy"
            "path", "onednn", "threads", "batch", "status", "reason", "parity", "logit_rel_err", "logit_cos",
            "top1_decisive", "n_decisive", "n_parity", "runs", "n", "median_us", "ci_lo_us", "ci_hi_us", "p90_us",
            "min_us", "run_spread", "unstable", "unstable_reason", "import_s", "prepare_s", "first_call_s",
-           "rss_1_mb", "rss_1000_mb", "samples_file", "date"]
+           "rss_1_mb", "rss_n_mb", "rss_n_calls", "samples_file", "date"]
 
 
 @dataclass
@@ -136,33 +136,47 @@ def load_log(path: Path) -> dict:
     return done
 
 
-def run_one(release: Release, keras: str, model: str, onednn: bool, run: int, *, weights: Path, inputs: Path,
+def run_one(release: Release, keras: str, onednn: bool, run: int, *, models: list[str], weights: dict, inputs: dict,
             work: Path, paths, threads: int, budget_s: float, rounds: int, min_samples: int, rss_calls,
-            timeout_s: float) -> dict:
-    """One fresh child; returns its log record (events, the .npz with outputs and samples)."""
-    key = config_key(release.label, keras, model, onednn, sha12(weights))
-    safe = key.replace("|", "__")
-    out = work / f"{safe}__r{run}.npz"
-    scratch = work / f"{safe}__r{run}.scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    job = {"weights": str(weights), "inputs": str(inputs), "out": str(out), "scratch": str(scratch),
-           "paths": list(paths), "threads": threads, "budget_s": budget_s, "rounds": rounds,
-           "min_samples": min_samples, "rss_calls": list(rss_calls)}
+            timeout_s: float) -> list[dict]:
+    """One fresh child for every model of one (release, Keras, oneDNN) configuration -- TensorFlow is imported
+    once per process, not once per model (the import is 10 s of a 2-core machine's time in the older releases).
+    Returns one log record per model (events, the .npz with outputs and samples). RSS after `rss_calls` predict
+    calls is read on the first model only, before any other model ran in the process."""
+    jobs = []
+    for model in models:
+        key = config_key(release.label, keras, model, onednn, sha12(weights[model]))
+        safe = key.replace("|", "__")
+        scratch = work / f"{safe}__r{run}.scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        jobs.append({"model": model, "key": key, "weights": str(weights[model]), "inputs": str(inputs[model]),
+                     "out": str(work / f"{safe}__r{run}.npz"), "scratch": str(scratch)})
+    job = {"models": [{k: v for k, v in j.items() if k != "key"} for j in jobs], "paths": list(paths),
+           "threads": threads, "budget_s": budget_s, "rounds": rounds, "min_samples": min_samples,
+           "rss_calls": list(rss_calls)}
     done = child.run_child(CHILD, job=job, threads=threads, env=_env_for(release, keras, onednn, threads),
                            timeout_s=timeout_s, stall_timeout_s=timeout_s, python=release.python)
     imp = done.last("import") or {}
-    reason = ""
-    if imp.get("status") == "failed":
-        reason = imp.get("reason", "")
-    elif (done.last("model") or {}).get("status") == "failed":
-        reason = done.last("model")["reason"]
-    elif not done.ok or done.last("done") is None:
-        reason = f"child failed: {done.failure()}"
-    return {"key": key, "run": run, "release": release.label, "keras": keras, "model": model, "onednn": onednn,
-            "ok": not reason, "reason": reason, "seconds": round(done.seconds, 2),
-            "cpu_s": (done.last("done") or {}).get("cpu_s"), "import": imp,
-            "paths": {e["path"]: e for e in done.events if isinstance(e, dict) and e.get("event") == "path"},
-            "rss": (done.last("rss") or {}).get("calls", {}), "npz": str(out) if not reason else ""}
+    events = [e for e in done.events if isinstance(e, dict)]
+    recs = []
+    for j in jobs:
+        mine = [e for e in events if e.get("model") == j["model"]]
+        failed = next((e for e in mine if e.get("event") == "model" and e.get("status") == "failed"), None)
+        finished = any(e.get("event") == "model_done" for e in mine)
+        reason = ""
+        if imp.get("status") == "failed":
+            reason = imp.get("reason", "")
+        elif failed is not None:
+            reason = failed["reason"]
+        elif not finished:
+            reason = f"child failed: {done.failure()}" if not done.ok else "child ended before this model"
+        rss = next((e.get("calls", {}) for e in mine if e.get("event") == "rss"), {})
+        recs.append({"key": j["key"], "run": run, "release": release.label, "keras": keras, "model": j["model"],
+                     "onednn": onednn, "ok": not reason, "reason": reason, "seconds": round(done.seconds, 2),
+                     "cpu_s": (done.last("done") or {}).get("cpu_s"), "import": imp,
+                     "paths": {e["path"]: e for e in mine if e.get("event") == "path"},
+                     "rss": rss, "npz": j["out"] if not reason else ""})
+    return recs
 
 
 def _median(values):
@@ -221,29 +235,31 @@ def rows_for(release: Release, keras: str, model: str, onednn: bool, recs: list[
         rel = f"samples/versions/{release.label}-keras{keras}/{model}/{path}__onednn-{base['onednn']}.npz"
         row = dict(base, path=path, **pool(recs, path, ref, results, rel, min_runs))
         if path == "predict":
-            row.update(rss_1_mb=rss.get("1", np.nan), rss_1000_mb=rss.get("1000", np.nan))
+            calls = sorted(rss, key=int)
+            if calls:
+                row.update(rss_1_mb=rss[calls[0]], rss_n_mb=rss[calls[-1]], rss_n_calls=int(calls[-1]))
         out.append(row)
     return out
 
 
 def plan_configs(releases, models, onednn_off_paths, onednn_off_models=None) -> list[tuple]:
-    """(release, keras, model, onednn) in the order children run within one round; oneDNN off only for the
-    models in `onednn_off_models` (None: every model)."""
+    """(release, keras, onednn, models) in the order children run within one round: one child per tuple, all its
+    models in one process; oneDNN off only for the models in `onednn_off_models` (None: every model)."""
+    off = [m for m in models if onednn_off_models is None or m in onednn_off_models] if onednn_off_paths else []
     out = []
     for rel in releases:
         if rel.python is None:
             continue
         for keras in rel.kerases:
-            for model in models:
-                out.append((rel, keras, model, True))
-                if onednn_off_paths and (onednn_off_models is None or model in onednn_off_models):
-                    out.append((rel, keras, model, False))
+            out.append((rel, keras, True, list(models)))
+            if off:
+                out.append((rel, keras, False, off))
     return out
 
 
 def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths=ONEDNN_OFF_PATHS,
         onednn_off_models=ONEDNN_OFF_MODELS, threads: int = 1,
-        budget_s: float = 0.3, rounds: int = 5, min_samples: int = 20, rss_calls=(1, 1000), n_parity: int = 32,
+        budget_s: float = 0.3, rounds: int = 5, min_samples: int = 20, rss_calls=(1, 200), n_parity: int = 32,
         out_dir=None, machine=None, data_dir=None, timeout_s: float = 1800, weights=None, progress=print) -> pd.DataFrame:
     """Measure `releases` (list of :class:`Release`) x models x paths into ``<results>/versions.csv``.
 
@@ -269,30 +285,34 @@ def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths
     t_stage = time.perf_counter()
     for r in range(runs):
         shift = r % max(1, len(configs))
-        for rel, keras, model, onednn in configs[shift:] + configs[:shift]:
-            key = config_key(rel.label, keras, model, onednn, sha12(weights[model]))
-            if (key, r) in done:
+        for rel, keras, onednn, ms in configs[shift:] + configs[:shift]:
+            todo = [m for m in ms if (config_key(rel.label, keras, m, onednn, sha12(weights[m])), r) not in done]
+            if not todo:
                 continue
-            rec = run_one(rel, keras, model, onednn, r, weights=Path(weights[model]), inputs=inputs[model], work=work,
-                          paths=paths if onednn else onednn_off_paths, threads=threads, budget_s=budget_s,
-                          rounds=rounds, min_samples=min_samples, rss_calls=rss_calls if (r == 0 and onednn) else (),
-                          timeout_s=timeout_s)
+            recs = run_one(rel, keras, onednn, r, models=todo, weights=weights, inputs=inputs, work=work,
+                           paths=paths if onednn else onednn_off_paths, threads=threads, budget_s=budget_s,
+                           rounds=rounds, min_samples=min_samples, rss_calls=rss_calls if (r == 0 and onednn) else (),
+                           timeout_s=timeout_s)
             with open(log_path, "a") as f:
-                f.write(json.dumps(rec, default=float) + "\n")
-            done[(key, r)] = rec
+                for rec in recs:
+                    f.write(json.dumps(rec, default=float) + "\n")
+            for rec in recs:
+                done[(rec["key"], r)] = rec
             if progress:
-                progress(f"{rel.label} keras {keras} {model} oneDNN {'on' if onednn else 'off'} run {r + 1}/{runs}: "
-                         f"{'ok' if rec['ok'] else rec['reason']} ({rec['seconds']:.0f} s)")
+                bad = [f"{rec['model']}: {rec['reason']}" for rec in recs if not rec["ok"]]
+                progress(f"{rel.label} keras {keras} oneDNN {'on' if onednn else 'off'} run {r + 1}/{runs}, "
+                         f"{len(recs)} models: {'; '.join(bad) or 'ok'} ({recs[0]['seconds']:.0f} s)")
     rows = []
     for rel in releases:
         if rel.python is None:
             rows.append({"machine": machine, "release": rel.label, "env": rel.env, "status": "failed",
                          "reason": rel.reason, "date": time.strftime("%Y-%m-%d")})
-    for rel, keras, model, onednn in configs:
-        key = config_key(rel.label, keras, model, onednn, sha12(weights[model]))
-        recs = [done[(key, r)] for r in range(runs) if (key, r) in done]
-        rows += rows_for(rel, keras, model, onednn, recs, paths if onednn else onednn_off_paths, refs[model],
-                         results, machine, threads, min_runs=min(runs, stats.MIN_RUNS))
+    for rel, keras, onednn, ms in configs:
+        for model in ms:
+            key = config_key(rel.label, keras, model, onednn, sha12(weights[model]))
+            recs = [done[(key, r)] for r in range(runs) if (key, r) in done]
+            rows += rows_for(rel, keras, model, onednn, recs, paths if onednn else onednn_off_paths, refs[model],
+                             results, machine, threads, min_runs=min(runs, stats.MIN_RUNS))
     df = pd.DataFrame(rows, columns=COLUMNS)
     target = results / "versions.csv"
     atomic_write_text(target, df.to_csv(index=False))

@@ -1,4 +1,5 @@
-"""The version stage's child: one TensorFlow release (any of 2.12 ... 2.21), one model, every path, timed.
+"""The version stage's child: one TensorFlow release (any of 2.12 ... 2.21), its models one after the other,
+every path, timed.
 
 Runs inside a release's own environment (``data/envs/tf-<minor>/bin/python``, started by
 :func:`overhead.harness.child.run_child` with ``python=``), so it imports nothing of the study but the
@@ -10,10 +11,12 @@ engine has folded BatchNormalization into the convolutions, so the rebuilt model
 with fewer layers, the same in every release. The parent judges parity on the outputs written here against
 the NumPy engine's logits (the study's rule, :mod:`overhead.harness.parity`) and computes the statistics.
 
-Job (JSON on stdin): ``weights``, ``inputs`` (.npz with ``x``: parity inputs, batch 1 each), ``out`` (.npz to
-write), ``scratch`` (a folder for the SavedModel), ``paths``, ``threads``, ``budget_s``, ``rounds``,
-``min_samples``, ``max_samples``, ``rss_calls`` (predict calls after which RSS is read, e.g. [1, 1000]; [] for none).
-Protocol lines: ``import``, ``path`` (per path: status, reason, prepare_s, first_call_s), ``rss``, ``done``.
+Job (JSON on stdin): ``models`` (a list of {``model``, ``weights``, ``inputs`` (.npz with ``x``: parity inputs,
+batch 1 each), ``out`` (.npz to write), ``scratch`` (a folder for the SavedModel)}), ``paths``, ``threads``,
+``budget_s``, ``rounds``, ``min_samples``, ``max_samples``, ``rss_calls`` (predict calls after which RSS is read on
+the first model, e.g. [1, 200]; [] for none). TensorFlow is imported once for all models.
+Protocol lines: ``import``, then per model ``model`` (only when it cannot be rebuilt), ``path`` (per path: status,
+reason, prepare_s, first_call_s), ``rss``, ``model_done`` -- each with ``model`` --, and ``done``.
 """
 from __future__ import annotations
 
@@ -248,6 +251,57 @@ def _keras_version(tf) -> str:
     return getattr(tf.keras, "__version__", "")
 
 
+def measure_model(tf, keras, spec: dict, job: dict, threads: int, emit, rss_calls=()) -> None:
+    """One model of the job: rebuild it, prepare every path, keep its parity outputs, time the paths interleaved,
+    write ``spec["out"]``. Events carry ``model``; a model that cannot be rebuilt is one ``model`` event with its
+    reason, and the next model still runs."""
+    name = spec["model"]
+    try:
+        model = build_model(keras, read_plan(spec["weights"]))
+    except Exception as exc:  # noqa: BLE001
+        emit(event="model", model=name, status="failed", reason=f"rebuilding the model failed: {error_text(exc)}")
+        return
+    with np.load(spec["inputs"]) as npz:
+        x = np.ascontiguousarray(npz["x"], dtype=np.float32)
+    x1 = np.ascontiguousarray(x[:1])
+    outputs, runners = {}, {}
+    for path in job["paths"]:
+        t0 = time.perf_counter()
+        try:
+            fn = prepare(tf, keras, model, path, x1, spec["scratch"], threads)
+            prepare_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            first = fn(x1)
+            first_call_s = time.perf_counter() - t1
+            if path == "predict" and rss_calls:
+                done, marks = 1, {}
+                for n in sorted(rss_calls):
+                    while done < n:
+                        fn(x1)
+                        done += 1
+                    marks[str(n)] = rss_mb()
+                emit(event="rss", model=name, calls=marks)
+            outs = [first] + [fn(np.ascontiguousarray(x[i:i + 1])) for i in range(1, len(x))]
+            outputs[path] = np.concatenate([np.asarray(o, dtype=np.float32).reshape(1, -1) for o in outs])
+            runners[path] = fn
+            emit(event="path", model=name, path=path, status="ok", reason="", prepare_s=prepare_s,
+                 first_call_s=first_call_s)
+        except Exception as exc:  # noqa: BLE001 - a path a release lacks is a row with its reason
+            emit(event="path", model=name, path=path, status="failed", reason=error_text(exc),
+                 prepare_s=time.perf_counter() - t0, first_call_s=None)
+    samples = {}
+    if runners and job.get("budget_s", 0) > 0:
+        samples = interleaved({p: (lambda f=f: f(x1)) for p, f in runners.items()}, budget_s=job["budget_s"],
+                              rounds=int(job.get("rounds", 5)), min_samples=int(job.get("min_samples", 20)),
+                              max_samples=int(job.get("max_samples", 20_000)))
+    arrays = {f"out__{p}": o for p, o in outputs.items()}
+    arrays.update({f"samples__{p}": np.asarray(s, dtype=np.int64) for p, s in samples.items()})
+    tmp = spec["out"] + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, spec["out"])
+    emit(event="model_done", model=name)
+
+
 def main() -> int:
     job = json.loads(sys.stdin.read())
     threads = int(job.get("threads", 1))
@@ -269,48 +323,8 @@ def main() -> int:
     keras = tf.keras
     emit(event="import", status="ok", import_s=import_s, tensorflow=tf.__version__, keras=_keras_version(tf),
          numpy=np.__version__, onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""), rss_mb=rss_mb())
-    try:
-        model = build_model(keras, read_plan(job["weights"]))
-    except Exception as exc:  # noqa: BLE001
-        emit(event="model", status="failed", reason=f"rebuilding the model failed: {error_text(exc)}")
-        return 1
-    with np.load(job["inputs"]) as npz:
-        x = np.ascontiguousarray(npz["x"], dtype=np.float32)
-    x1 = np.ascontiguousarray(x[:1])
-    outputs, runners = {}, {}
-    for path in job["paths"]:
-        t0 = time.perf_counter()
-        try:
-            fn = prepare(tf, keras, model, path, x1, job["scratch"], threads)
-            prepare_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            first = fn(x1)
-            first_call_s = time.perf_counter() - t1
-            if path == "predict" and job.get("rss_calls"):
-                done, marks = 1, {}
-                for n in sorted(job["rss_calls"]):
-                    while done < n:
-                        fn(x1)
-                        done += 1
-                    marks[str(n)] = rss_mb()
-                emit(event="rss", calls=marks)
-            outs = [first] + [fn(np.ascontiguousarray(x[i:i + 1])) for i in range(1, len(x))]
-            outputs[path] = np.concatenate([np.asarray(o, dtype=np.float32).reshape(1, -1) for o in outs])
-            runners[path] = fn
-            emit(event="path", path=path, status="ok", reason="", prepare_s=prepare_s, first_call_s=first_call_s)
-        except Exception as exc:  # noqa: BLE001 - a path a release lacks is a row with its reason
-            emit(event="path", path=path, status="failed", reason=error_text(exc),
-                 prepare_s=time.perf_counter() - t0, first_call_s=None)
-    samples = {}
-    if runners and job.get("budget_s", 0) > 0:
-        samples = interleaved({p: (lambda f=f: f(x1)) for p, f in runners.items()}, budget_s=job["budget_s"],
-                              rounds=int(job.get("rounds", 5)), min_samples=int(job.get("min_samples", 20)),
-                              max_samples=int(job.get("max_samples", 20_000)))
-    arrays = {f"out__{p}": o for p, o in outputs.items()}
-    arrays.update({f"samples__{p}": np.asarray(s, dtype=np.int64) for p, s in samples.items()})
-    tmp = job["out"] + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, job["out"])
+    for i, spec in enumerate(job["models"]):
+        measure_model(tf, keras, spec, job, threads, emit, rss_calls=job.get("rss_calls") if i == 0 else ())
     emit(event="done", rss_mb=rss_mb(), cpu_s=time.process_time())  # CPU seconds: the cost on a quiet machine
     return 0
 

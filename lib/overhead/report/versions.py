@@ -80,14 +80,20 @@ def changes(frame: pd.DataFrame, name: str = "default") -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-def rss_growth(frame: pd.DataFrame, model: str, name: str = "default") -> list:
-    """[(release, MB the process grew from 1 to 1,000 predict calls)] (one process per release: a measurement,
-    not an interval)."""
+def rss_growth(frame: pd.DataFrame, name: str = "default") -> dict:
+    """How much resident memory grew over repeated `predict` calls, per release (one process each: a measurement,
+    not an interval): {model, calls, at: [(release, MB)]} for the model the stage read RSS on (empty when none)."""
     s = series(frame, name)
-    s = s[(s["model"] == model) & (s["path"] == "predict") & (s["onednn"] == "on")]
-    s = s.assign(growth=s["rss_1000_mb"] - s["rss_1_mb"]).dropna(subset=["growth"]) if "rss_1_mb" in s else s.iloc[0:0]
-    return [(r, float(g["growth"].median())) for r, g in sorted(s.groupby(s["release"].astype(str)),
-                                                                 key=lambda kv: release_key(kv[0]))]
+    if "rss_n_mb" not in s:
+        return {}
+    s = s[(s["path"] == "predict") & (s["onednn"] == "on")].dropna(subset=["rss_1_mb", "rss_n_mb"])
+    if s.empty:
+        return {}
+    model = s["model"].iloc[0]
+    s = s[s["model"] == model].assign(growth=lambda d: d["rss_n_mb"] - d["rss_1_mb"])
+    at = [(r, float(g["growth"].median())) for r, g in sorted(s.groupby(s["release"].astype(str)),
+                                                              key=lambda kv: release_key(kv[0]))]
+    return {"model": model, "calls": int(s["rss_n_calls"].max()), "at": at}
 
 
 def keras_gap(frame: pd.DataFrame, model: str) -> list[dict]:
@@ -135,11 +141,10 @@ def finding(frame: pd.DataFrame, top: int = 4) -> str:
             at = [(r, latency_at(frame, model, path, r)) for r in rels]
             at = [(r, v) for r, v in at if np.isfinite(v)]
             if at:
-                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "at": at,
-                               "rss": rss_growth(frame, model) if path == "predict" else []})
+                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "at": at})
     return render("versions", releases=rels, machines=sorted(ok["machine"].unique()), steps=steps.head(top).to_dict(
         "records"), n_steps=len(steps), spans=spans.head(top).to_dict("records"), n_spans=len(spans),
-        labels=PATH_LABELS, series=SERIES["default"], advice=advice, gap=keras_gap(frame, model) if model else [],
+        labels=PATH_LABELS, series=SERIES["default"], advice=advice, rss=rss_growth(frame), gap=keras_gap(frame, model) if model else [],
         failed=failed[["release", "reason"]].drop_duplicates().to_dict("records"),
         parity_ok=int((ok["parity"] == "pass").sum()), n_ok=len(ok))
 
