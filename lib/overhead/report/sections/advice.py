@@ -1,7 +1,7 @@
 """What should you do? Per situation, the fastest path that passed parity in this run, its runner-up and the
 least-overhead path that keeps you in TensorFlow/Keras, with the one-line change that gets you there (from the
-catalogue, :mod:`overhead.base.paths`); and the code appendix, the source of each path's runner as the sweep
-recorded it with the results (``timed_code`` in bench.meta.json), so it cannot drift from what was timed.
+catalogue, :mod:`overhead.base.paths`), and the note on FLOPs. The section's effort ladder is
+:mod:`overhead.report.sections.advice_effort`.
 """
 from __future__ import annotations
 
@@ -294,32 +294,6 @@ def summary(table: pd.DataFrame, n: int = 3) -> str:
 
 
 # ---------------------------------------------------------------- code appendix ------------------------
-PREDATES = ("This run predates source recording (its bench.meta.json has no `timed_code`): each path shows the "
-            "catalogue's user code, not the code that was timed.")
-
-
-def code_appendix(names, recorded=None) -> str:
-    """Markdown: for each backend, its one-line change and the code that was timed, as the sweep recorded it
-    (``recorded``: ``timed_code`` of the run's bench.meta.json); otherwise the catalogue's snippet, with one line
-    saying why (``PREDATES`` once, for a run from before source recording; per path when the run lacks it)."""
-    recorded = recorded if isinstance(recorded, dict) else {}
-    out = [] if recorded or not names else [f"*{PREDATES}*\n"]
-    for b in names:
-        out.append(f"#### {b}\n")
-        rec, e = recorded.get(b) or {}, paths.entry(b)
-        if rec.get("source"):
-            where = ", ".join(f"`{w.strip()}`" for w in str(rec.get("where", "")).split(",") if w.strip())
-            out.append(f"One-line change: {one_line(b)}.\n\nTimed code ({where or 'as recorded'}):\n\n"
-                       f"```python\n{rec['source'].rstrip()}\n```\n")
-            continue
-        if recorded:
-            why = f"no source recorded: {rec['reason']}" if rec.get("reason") else "not timed by this run"
-            out.append(f"*Timed code not shown ({why}).*\n")
-        if e is not None and e.snippet:
-            out.append(f"User code (the catalogue's snippet):\n\n```python\n{e.snippet}\n```\n")
-        else:
-            out.append(f"One-line change: {in_words(b)} (no runnable snippet).\n")
-    return "\n".join(out)
 
 
 def flops_note(R) -> str:

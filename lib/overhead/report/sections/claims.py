@@ -15,7 +15,6 @@ from overhead.report import crossing, wins
 from overhead.report.fmt import (
     SIGNIFICANT_X,  # "noticeably slower" = at least this many times the latency
     code,
-    fit_of,
     fmt_pct,
     fmt_us,
     fmt_x,
@@ -38,17 +37,6 @@ VERDICTS = ("supported", "partly", "not supported", "not measured")
 
 def _claim(claim, verdict, numbers, evidence):
     return {"claim (our paraphrase)": claim, "verdict": verdict, "numbers": numbers, "evidence": evidence}
-
-
-def fixed_at(R, backend, model) -> float:
-    """The fitted fixed cost of a call of ``backend`` on ``model``: overhead (+ layers × per-layer cost)."""
-    f = fit_of(R, backend)
-    if f is None:
-        return np.nan
-    sw = primary(R, "sweep")
-    lay = sw.loc[sw["model"] == model, "layers"] if "layers" in sw else []
-    n = float(lay.iloc[0]) if len(lay) and np.isfinite(lay.iloc[0]) else 0.0
-    return float(f["overhead_us"] + (f["per_layer_us"] * n if np.isfinite(f["per_layer_us"]) else 0.0))
 
 
 def _beats(sw, model, a, b) -> bool:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import wins
-from overhead.report.advice import in_words
 from overhead.report.fmt import code, fmt_us, fmt_x, small_model
+from overhead.report.sections.advice import in_words
 
 EFFORT = (  # (step, backends): the smallest change first, then leaving TF, then reduced precision, then TF1
     ("1. one call changed, still Keras 3 on TensorFlow", ("keras.predict_on_batch", "keras.call")),
