@@ -313,7 +313,7 @@ if len(VERSIONS) and (VERSIONS["status"] == "ok").any():
 # %% [markdown]
 # ## The original claims, checked
 #
-# Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.claims`.
+# Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.sections.claims`.
 
 # %%
 display(Markdown(f"Article: {claims.ARTICLE}"))

@@ -167,7 +167,7 @@ def verdict_all(R, m) -> str:
 
 
 def smallest_fix(R, m):
-    """The first of the smallest TF2 changes (``effort.EFFORT`` order) that beats ``predict`` on every machine by
+    """The first of the smallest TF2 changes (``advice_effort.EFFORT`` order) that beats ``predict`` on every machine by
     the rule (``overhead.report.wins``): (backend, {machine: × faster than predict})."""
     sw = R.sweep
     for b in ("keras.predict_on_batch", "keras.call", "tf.function", "tf.function.xla"):
