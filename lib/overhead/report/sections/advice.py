@@ -52,7 +52,7 @@ def _startup_mem(R, model):
 
 def int8_units(R) -> str:
     """The CPU's int8 units as the ceilings summary names them ('' when unknown)."""
-    summ = (R.meta.get("ceilings", {}) or {}) if isinstance(R.meta, dict) else {}
+    summ = R.meta.get("ceilings", {}) or {}
     summ = summ.get("ceilings") or summ.get("summary") or summ
     der = str(summ.get("int8_derivation", "") or "") if isinstance(summ, dict) else ""
     return der.split(":")[0].strip()
@@ -177,7 +177,7 @@ def advice(R) -> pd.DataFrame:
 
 def _decisions(R, what, model, among=None) -> dict:
     """``d`` (the fastest path on ``model``) and ``d_tf`` (the fastest TF/Keras path) over every machine."""
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    sw = R.sweep
     if model is None or not len(sw):
         return {"d": None, "d_tf": None}
     rows = sw[sw["model"] == model]
@@ -208,7 +208,7 @@ def _throughput_decisions(R, model) -> dict:
 
 def _startup_decisions(R, model, column, what) -> dict:
     """Cold start / memory over every machine: the repetitions' range is the interval (``wins.from_repetitions``)."""
-    raw = (getattr(R, "raw", None) or {}).get("startup")
+    raw = R.raw.get("startup")
     if raw is None or not len(raw) or model is None:
         return {"d": None, "d_tf": None}
     s = raw[(raw["model"] == model) & (raw["status"].astype(str) == "ok")] if "status" in raw else raw[raw["model"] == model]
@@ -220,7 +220,7 @@ def _startup_decisions(R, model, column, what) -> dict:
 def _under_load_row(R) -> dict:
     """A service under load: the path with the highest Server capacity (LoadGen, p99 under the bound, one
     worker thread, in process) on the smallest model that had a bisection."""
-    lg = R.mine("loadgen") if hasattr(R, "mine") else pd.DataFrame()
+    lg = R.mine("loadgen")
     cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
     if not len(cap):
         return _row("a service under load (no `loadgen.csv` in the results)", "queries/s at the p99 bound", [], None, str)

@@ -6,7 +6,6 @@ import html
 import os
 from pathlib import Path
 
-import pandas as pd
 
 from overhead.base import paths
 from overhead.report.fmt import (
@@ -70,7 +69,7 @@ def raw_links(results_root, report_dir, machines=None) -> str:
 
 def models_text(R) -> str:
     """How many ladder models the results describe (models.csv), smallest to largest."""
-    m = R.models if isinstance(R.models, pd.DataFrame) else pd.DataFrame()
+    m = R.models
     if not len(m) or "flops" not in m:
         return NOT_MEASURED.format("models.csv")
     m = m.sort_values("flops")

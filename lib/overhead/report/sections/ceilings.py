@@ -25,7 +25,7 @@ BASIS_KEYS = ("fp32_peak_kind", "clock_basis", "clock_kind", "peak_basis", "peak
 
 def summary(R) -> dict:
     """The ceilings summary of ``ceilings.meta.json`` for the report's machine ({} when absent)."""
-    meta = R.meta.get("ceilings", {}) if isinstance(R.meta, dict) else {}
+    meta = R.meta.get("ceilings", {})
     s = (meta.get("ceilings") or meta.get("summary") or meta) if isinstance(meta, dict) else {}
     return s if isinstance(s, dict) else {}
 
@@ -112,7 +112,7 @@ def blas_setting(R, machine) -> dict:
     """The BLAS setting ``machine``'s NumPy numbers ran with: ``coretype`` (OPENBLAS_CORETYPE as set, or None),
     ``kernel`` (the kernel OpenBLAS ran), ``source`` (which file says so) and, where blas_ab.csv measured it,
     ``rates``: [(threads, GFLOP/s as set, GFLOP/s unset)]."""
-    meta = (getattr(R, "meta_all", {}) or {}).get(machine, {}) or {}
+    meta = R.meta_all.get(machine, {}) or {}
     bm = meta.get("bench", {}) or {}
     env = bm.get("openblas_env") or {k: v for k, v in (bm.get("env") or {}).items() if k.startswith("OPENBLAS_")}
     kernel = (bm.get("numpy_blas") or {}).get("architecture")
@@ -121,7 +121,7 @@ def blas_setting(R, machine) -> dict:
     out = {"machine": machine, "coretype": None if _blank(env.get("OPENBLAS_CORETYPE")) else
            str(env.get("OPENBLAS_CORETYPE")), "kernel": kernel, "unset_kernel": None,
            "source": "bench.meta.json" if bm else "not recorded", "rates": []}
-    ab = R.extra.get("blas_ab") if isinstance(getattr(R, "extra", None), dict) else None
+    ab = R.extra.get("blas_ab")
     ab = ab[ab["machine"] == machine] if ab is not None and len(ab) else None
     if ab is not None and len(ab):
         is_set = ~ab["OPENBLAS_CORETYPE"].map(_blank)
@@ -161,7 +161,7 @@ def _blas_line(s) -> str:
 def blas_text(R) -> str:
     """The BLAS setting of every machine's NumPy numbers (bench.meta.json, blas_ab.csv); where
     OPENBLAS_CORETYPE was set, both GEMM rates and which one the headline uses."""
-    machines = list(getattr(R, "machines", []) or []) or [R.machine]
+    machines = list(R.machines) or [R.machine]
     lines = [_blas_line(blas_setting(R, m)) for m in machines if m is not None]
     if not lines:
         return NOT_MEASURED.format("bench.meta.json")

@@ -183,13 +183,13 @@ def claims(R) -> pd.DataFrame:
 def by_machine(R) -> pd.DataFrame:
     """The claims × machines table: one row per claim, its verdict on each machine (each machine's own
     results, ``claims`` on a view of ``R``), and where it holds; ``attrs["numbers"]``: {machine: claims table}."""
-    ms = [m for m in (getattr(R, "machines", None) or [R.machine]) if m is not None]
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    ms = [m for m in (R.machines or [R.machine]) if m is not None]
+    sw = R.sweep
     if len(sw):
         ms = sorted(set(sw["machine"].astype(str)), key=lambda m: (m != R.machine, m))
     per = {}
     for m in ms:
-        view = replace(R, machine=m, meta=(getattr(R, "meta_all", {}) or {}).get(m, R.meta if m == R.machine else {}))
+        view = replace(R, machine=m, meta=R.meta_all.get(m, R.meta if m == R.machine else {}))
         per[m] = claims(view)
     if not per:
         return pd.DataFrame()

@@ -47,7 +47,7 @@ def idle_gap_text(R) -> str:
         ch = v["best_threads_changes_clearly"] or v["best_threads_changes"]
         out.append(f"The best thread count changes for {', '.join(code(b) for b in ch)}." if ch else
                    "The best thread count does not change.")
-    except (ImportError, KeyError, ValueError) as exc:
+    except (KeyError, ValueError) as exc:
         out.append(f"(No ranking verdict: {type(exc).__name__}.)")
     return " ".join(out)
 

@@ -32,7 +32,7 @@ def startup_text(R) -> str:
     if "rss_after_first_call_mb" in s:
         out += (f"; resident memory after the first call ranges from {s['rss_after_first_call_mb'].min():.3g} to "
                 f"{s['rss_after_first_call_mb'].max():.3g} MB")
-    raw = (getattr(R, "raw", None) or {}).get("startup")
+    raw = R.raw.get("startup")
     if raw is not None and len(raw):
         ok = raw[raw["status"].astype(str) == "ok"] if "status" in raw else raw
         model = lo["model"]

@@ -76,7 +76,7 @@ def fastest(R, model, among=None):
 
 def machines(R) -> list:
     """The machines with batch-1 results, the report's machine first."""
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    sw = R.sweep
     have = list(dict.fromkeys(sw["machine"].astype(str))) if len(sw) else []
     return sorted(have, key=lambda m: (m != R.machine, m))
 
@@ -142,7 +142,7 @@ def lead(R, m, ms) -> str:
 
 def machine_verdicts(R, m) -> dict:
     """{machine: (slowdown of predict vs the NumPy engine on ``m``, separated intervals)}."""
-    vs = R.vs_numpy if isinstance(R.vs_numpy, pd.DataFrame) else pd.DataFrame()
+    vs = R.vs_numpy
     out = {}
     for mach in machines(R):
         g = vs[(vs["machine"].astype(str) == mach) & (vs["model"] == m) & (vs["backend"] == "keras.predict")] \
