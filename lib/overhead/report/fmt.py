@@ -1,4 +1,4 @@
-"""Number formatting and look-ups shared by the report's prose, tables and claims (pure functions of ``R``,
+"""Number formatting and look-ups shared by the report's sections (pure functions of ``R``,
 an ``analysis.Results``)."""
 from __future__ import annotations
 
@@ -167,18 +167,20 @@ def g3(v) -> str:
 
 
 def by_path(t: pd.DataFrame) -> pd.DataFrame:
+    """``t``'s rows in the one backend order (``style.order_backends``)."""
     return t.set_index("backend").loc[order_backends(t["backend"])].reset_index()
 
 
 def model_in(t: pd.DataFrame, model, R) -> str:
     """``model`` when ``t`` has it, else the small model when it does, else ``t``'s first model."""
-    have = set(t["model"])
-    return model if model in have else (small_model(R) if small_model(R) in have else t["model"].iloc[0])
+    present = set(t["model"])
+    return model if model in present else (small_model(R) if small_model(R) in present else t["model"].iloc[0])
 
 
-NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."
+NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."   # .format(the missing file)
 
 
 def have(R, name) -> pd.DataFrame | None:
+    """The report machine's rows of an optional result table, or None when the run has none."""
     t = R.mine(name)
     return t if len(t) else None

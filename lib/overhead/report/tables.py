@@ -1,5 +1,5 @@
-"""Tables for display: over bench.csv rows (the benchmark notebook and the `overhead` command) and over the
-report's analysis (``R``, formatted with units and intervals). Pure pandas."""
+"""Tables for display over bench.csv rows, for the benchmark notebook and the `overhead` command. Pure pandas.
+The report's own tables live in their section modules (``overhead.report.sections``)."""
 from __future__ import annotations
 
 import pandas as pd
