@@ -39,31 +39,32 @@ from IPython.display import HTML, Markdown, display
 
 from overhead.base import config
 from overhead.base.settings import Settings
-from overhead.report import (
+from overhead.report import analysis, layout, loading, plotkit, plots, style, underload, underload_http, wins
+from overhead.report.fmt import fmt_pct, small_model
+from overhead.report.sections import (
     advice,
-    analysis,
-    answer,
+    advice_effort,
+    appendix,
+    batch,
+    breakdown,
+    ceilings,
     claims,
-    effort,
-    hero,
-    layout,
-    loading,
+    distortion,
+    fits,
+    idle_gap,
+    key_numbers,
+    loadgen,
+    memory_loop,
     method,
-    optional,
-    peak,
-    plots,
-    plots_more,
-    prose,
+    parity,
+    pipeline,
     reconcile,
-    roofline,
-    sections,
-    sectiontables,
+    slowdown,
     stability,
-    tables,
-    underload,
-    underload_http,
+    startup,
+    threads,
+    tldr,
     whopays,
-    wins,
 )
 
 DATA = config.data_dir(data_dir)
@@ -88,24 +89,24 @@ M = R.machine
 EXTRA = [Path(p).stem for p in extra_models]
 MISSING = [k for k in loading.REQUIRED_FILES if results.get(k) is None]
 ADVICE = advice.advice(R)
-TLDR = answer.tldr(R)
-SMALL = prose.small_model(R)
-LADDER = effort.effort_ladder(R, SMALL)
+TLDR = tldr.tldr(R)
+SMALL = small_model(R)
+LADDER = advice_effort.effort_ladder(R, SMALL)
 CLAIMS = claims.by_machine(R)  # every winner question is asked before the stability section tallies them
 
 # %%
 display(Markdown(TLDR))
 if len(R.sweep):
-    display(plots.publish(hero.fig_hero(R.sweep, R.fits, answer.fastest(R, SMALL)[0], machine=M), "hero", FIG))
+    display(plotkit.publish(tldr.fig_hero(R.sweep, R.fits, tldr.fastest(R, SMALL)[0], machine=M), "hero", FIG))
 if EXTRA:  # `make report MODEL=…`: what ran on your model, what was skipped and why
-    display(Markdown(prose.extra_models_text(R, EXTRA)))
-    display(tables.user_model_outcomes(results.get("bench"), EXTRA, machine=M))
+    display(Markdown(tldr.extra_models_text(R, EXTRA)))
+    display(tldr.user_model_outcomes(results.get("bench"), EXTRA, machine=M))
 
 # %%
 # the TL;DR and the advice also go to the README (make report copies figures/findings.md into it)
 FIG.mkdir(parents=True, exist_ok=True)
 _ = (FIG / "findings.md").write_text(
-    TLDR + "\n\n**What should you do?** " + effort.ladder_lead(LADDER, SMALL) + "\n\n" + advice.summary(ADVICE) + "\n\n"
+    TLDR + "\n\n**What should you do?** " + advice_effort.ladder_lead(LADDER, SMALL) + "\n\n" + advice.summary(ADVICE) + "\n\n"
     "![Measured latency and overhead share of predict, model(x) and tf.function](figures/hero.png)\n\n"
     "The whole report: [reports/report.html](reports/report.html) (self-contained; download and open it).\n")
 
@@ -115,8 +116,8 @@ _ = (FIG / "findings.md").write_text(
 # ## What should you do?
 
 # %%
-display(Markdown(effort.ladder_lead(LADDER, SMALL)))
-display(HTML(effort.ladder_markdown(LADDER)))
+display(Markdown(advice_effort.ladder_lead(LADDER, SMALL)))
+display(HTML(advice_effort.ladder_markdown(LADDER)))
 display(Markdown(advice.lead(ADVICE)))
 display(HTML(advice.advice_markdown(ADVICE)))
 display(Markdown(advice.flops_note(R)))
@@ -129,88 +130,88 @@ WALK = whopays.walk(R)
 display(Markdown(whopays.text(R)))
 if len(WALK) >= 2:
     display(layout.table(whopays.table(WALK)))
-    display(plots.publish(plots_more.fig_who_pays(WALK, branches=whopays.branches(R)), "who_pays", FIG))
+    display(plotkit.publish(whopays.fig_who_pays(WALK, branches=whopays.branches(R)), "who_pays", FIG))
     display(layout.details("Side branches: Keras 2, a TF1 session, JAX, eager model(x)", whopays.branches_text(R)))
 
 # %% [markdown]
 # ## Where does overhead stop mattering?
 
 # %%
-display(Markdown(prose.fits_lead(R)))
+display(Markdown(fits.fits_lead(R)))
 if len(R.sweep):
-    display(plots.publish(plots.fig_overhead_vs_compute(R.sweep, R.fits, peak.ceiling(R, R.threads.get(M, 1))["gflops"],
+    display(plotkit.publish(fits.fig_overhead_vs_compute(R.sweep, R.fits, ceilings.ceiling(R, R.threads.get(M, 1))["gflops"],
                                                         machine=M), "overhead_vs_compute", FIG))
-display(layout.details("The fitted latency models, path by path", prose.overhead_text(R), tables.fit_table(R)))
-display(Markdown(prose.misses_text(R)))
-display(layout.details("Every measured point a fitted model misses by more than 25 %", prose.misses_table(R)))
+display(layout.details("The fitted latency models, path by path", fits.overhead_text(R), fits.fit_table(R)))
+display(Markdown(fits.misses_text(R)))
+display(layout.details("Every measured point a fitted model misses by more than 25 %", fits.misses_table(R)))
 
 # %% [markdown]
 # ## How much slower than NumPy?
 
 # %%
-display(Markdown(sections.slowdown_text(R)))
+display(Markdown(slowdown.slowdown_text(R)))
 if len(R.vs_numpy):
     vs = R.mine("vs_numpy")
-    display(plots.publish(plots.fig_slowdown(analysis.pivot(vs, "slowdown", plots.order_backends(vs["backend"]))),
+    display(plotkit.publish(slowdown.fig_slowdown(analysis.pivot(vs, "slowdown", style.order_backends(vs["backend"]))),
                           "slowdown_vs_numpy", FIG))
-    display(layout.details("Times slower than the NumPy engine, every path and model", tables.ratio_table(R, "vs_numpy", "slowdown")))
+    display(layout.details("Times slower than the NumPy engine, every path and model", slowdown.ratio_table(R, "vs_numpy", "slowdown")))
 if len(R.vs_predict):
-    display(layout.details("Times faster than keras.predict, every path and model", tables.ratio_table(R, "vs_predict", "speedup")))
+    display(layout.details("Times faster than keras.predict, every path and model", slowdown.ratio_table(R, "vs_predict", "speedup")))
 
 # %% [markdown]
 # ## Batch size
 
 # %%
-display(Markdown(sections.batch_text(R)))
+display(Markdown(batch.batch_text(R)))
 if len(R.batch) and R.batch["batch"].nunique() > 1:
-    display(plots.publish(plots.fig_batch(R.batch, tables.batch_models(R), machine=M), "batch_size", FIG))
-display(layout.details("Throughput gain per path", sections.batch_table(R)))
+    display(plotkit.publish(batch.fig_batch(R.batch, batch.batch_models(R), machine=M), "batch_size", FIG))
+display(layout.details("Throughput gain per path", batch.batch_table(R)))
 
 # %% [markdown]
 # ## Threads
 
 # %%
-display(Markdown(sections.threads_text(R)))
+display(Markdown(threads.threads_text(R)))
 if len(R.scaling):
-    display(plots.publish(plots.fig_threads(R.scaling, machine=M), "threads", FIG))
+    display(plotkit.publish(threads.fig_threads(R.scaling, machine=M), "threads", FIG))
 
 # %% [markdown]
 # ### Sparse traffic: calls after an idle gap
 
 # %%
-display(Markdown(optional.idle_gap_text(R)))
+display(Markdown(idle_gap.idle_gap_text(R)))
 if len(R.mine("idle_gap")):
-    display(plots.publish(plots_more.fig_idle_gap(R.mine("idle_gap")), "idle_gap", FIG))
+    display(plotkit.publish(idle_gap.fig_idle_gap(R.mine("idle_gap")), "idle_gap", FIG))
 
 # %% [markdown]
 # ## Cold start and memory
 
 # %%
-display(Markdown(sections.startup_text(R)))
+display(Markdown(startup.startup_text(R)))
 if len(R.startup):
-    display(plots.publish(plots_more.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
-    ST = sectiontables.startup_table(R)
-    display(layout.details("Start-up and memory, every path", sectiontables.startup_finding(R, ST), ST))
+    display(plotkit.publish(plots.fig_cold_start(R.startup, SMALL, machine=M), "cold_start", FIG))
+    ST = startup.startup_table(R)
+    display(layout.details("Start-up and memory, every path", startup.startup_finding(R, ST), ST))
 
 # %% [markdown]
 # ### Memory in a loop
 
 # %%
-display(Markdown(optional.memory_loop_text(R)))
-display(layout.table(optional.memory_loop_table(R)))
+display(Markdown(memory_loop.memory_loop_text(R)))
+display(layout.table(memory_loop.memory_loop_table(R)))
 
 # %% [markdown]
 # ## Under load: MLPerf LoadGen, in process and over HTTP
 
 # %%
 LG = R.mine("loadgen")
-display(Markdown(optional.loadgen_text(R)))
+display(Markdown(loadgen.loadgen_text(R)))
 if len(LG):
     display(underload.mlperf_table(LG))
-    display(plots.publish(underload.fig_hockey_stick(LG), "hockey_stick", FIG))
+    display(plotkit.publish(underload.fig_hockey_stick(LG), "hockey_stick", FIG))
     SHARE = underload_http.http_share(LG)
     if len(SHARE):
-        display(plots.publish(underload_http.fig_http_share(SHARE), "http_share", FIG))
+        display(plotkit.publish(underload_http.fig_http_share(SHARE), "http_share", FIG))
     HTTP = underload_http.http_table(LG)
     if len(HTTP):
         display(Markdown("**The HTTP floor:** the no-op model behind FastAPI/uvicorn per payload and worker count, "
@@ -226,38 +227,38 @@ if len(LG):
 # ## Pipeline: from PNG to label
 
 # %%
-display(Markdown(sections.pipeline_text(R)))
+display(Markdown(pipeline.pipeline_text(R)))
 if len(R.pipeline):
-    display(plots.publish(plots_more.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
-    PT = sectiontables.pipeline_table(R)
-    display(layout.details("Stage times, every path", sectiontables.pipeline_finding(R, PT), PT))
+    display(plotkit.publish(plots.fig_pipeline(R.pipeline, SMALL, machine=M), "pipeline", FIG))
+    PT = pipeline.pipeline_table(R)
+    display(layout.details("Stage times, every path", pipeline.pipeline_finding(R, PT), PT))
 
 # %% [markdown]
 # ## Where the time goes: the per-call decomposition
 
 # %%
-display(Markdown(sections.breakdown_text(R)))
+display(Markdown(breakdown.breakdown_text(R)))
 if len(R.breakdown):
-    display(plots.publish(plots_more.fig_breakdown(R.breakdown, SMALL, machine=M), "breakdown", FIG))
-display(layout.details("The largest bucket of each decomposition", sections.breakdown_table(R)))
+    display(plotkit.publish(plots.fig_breakdown(R.breakdown, SMALL, machine=M), "breakdown", FIG))
+display(layout.details("The largest bucket of each decomposition", breakdown.breakdown_table(R)))
 
 # %% [markdown]
 # ## Ceilings
 
 # %%
-display(Markdown(peak.text(R)))
-display(Markdown(optional.blas_text(R)))
+display(Markdown(ceilings.text(R)))
+display(Markdown(ceilings.blas_text(R)))
 if len(R.sweep):
-    display(plots.publish(roofline.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
-                                                optional.ceilings(R)["summary"] or None, machine=M),
+    display(plotkit.publish(ceilings.fig_roofline(R.bench, R.mine("ceilings") if len(R.mine("ceilings")) else None,
+                                                ceilings.summary(R) or None, machine=M),
                           "roofline", FIG))
-display(layout.table(peak.table(R)))
+display(layout.table(ceilings.table(R)))
 pk = R.mine("peak")
-pk = pk[~pk["backend"].map(roofline.is_reduced_precision)] if len(pk) else pk  # int8/fp16: not bounded by it
+pk = pk[~pk["backend"].map(ceilings.is_reduced_precision)] if len(pk) else pk  # int8/fp16: not bounded by it
 if len(pk):
     display(layout.details("Share of the float32 ceiling reached by the float32 paths on "
                            + " and ".join(pk.drop_duplicates("model")["model"]),
-                           analysis.pivot(pk, "peak_share", backends=plots.order_backends(pk["backend"])).map(prose.fmt_pct)))
+                           analysis.pivot(pk, "peak_share", backends=style.order_backends(pk["backend"])).map(fmt_pct)))
 
 # %% [markdown]
 # ## How stable are the measurements?
@@ -283,7 +284,7 @@ SPREAD = R.raw.get("spread", pd.DataFrame())  # read once, by the registry (over
 display(Markdown(spread_section.text(spread_section.summary(SPREAD))))
 if len(SPREAD):
     _fig, _alt = spread_section.figure(SPREAD)
-    display(plots.publish(_fig, "spread", FIG, alt=_alt))
+    display(plotkit.publish(_fig, "spread", FIG, alt=_alt))
     display(layout.details("Between-run spread per variant and path", spread_section.table(spread_section.summary(SPREAD))))
 
 # %% [markdown]
@@ -306,14 +307,14 @@ VERSIONS = R.raw.get("versions", pd.DataFrame())  # read once, by the registry
 display(Markdown(vreport.finding(VERSIONS)))
 if len(VERSIONS) and (VERSIONS["status"] == "ok").any():
     _fig, _alt = vreport.fig_latency(VERSIONS, HERE)
-    display(plots.publish(_fig, "versions", FIG, alt=_alt))
+    display(plotkit.publish(_fig, "versions", FIG, alt=_alt))
     display(layout.details("Median latency per release (µs; oneDNN on, the Keras each release installs)",
                            vreport.table(VERSIONS)))
 
 # %% [markdown]
 # ## The original claims, checked
 #
-# Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.claims`.
+# Each testable claim of the article that prompted the question, in our own words, with a verdict computed from this run by the thresholds in `overhead.report.sections.claims`.
 
 # %%
 display(Markdown(f"Article: {claims.ARTICLE}"))
@@ -341,29 +342,29 @@ display(layout.details("Machine and software metadata", method.meta_table(result
 # ### Parity: does every path compute the same answer?
 
 # %%
-display(Markdown(prose.parity_text(R)))
-display(layout.details("Failed or skipped combinations, and parity per path", prose.failed_paths_text(R),
-                       tables.status_view(R), R.mine("problems") if len(R.problems) else None))
+display(Markdown(parity.parity_text(R)))
+display(layout.details("Failed or skipped combinations, and parity per path", parity.failed_paths_text(R),
+                       parity.status_view(R), R.mine("problems") if len(R.problems) else None))
 
 # %% [markdown]
 # ### Key numbers per path
 
 # %%
-display(layout.details("Key numbers per path", tables.key_numbers_finding(R), tables.key_numbers(R)))
+display(layout.details("Key numbers per path", key_numbers.key_numbers_finding(R), key_numbers.key_numbers(R)))
 
 # %% [markdown]
 # ### Distortion check
 
 # %%
-display(Markdown(optional.distortion_text(R)))
+display(Markdown(distortion.distortion_text(R)))
 if len(R.mine("distortion")):
-    display(layout.details("Distortion measurements", sectiontables.distortion_finding(R), sectiontables.distortion_table(R)))
+    display(layout.details("Distortion measurements", distortion.distortion_finding(R), distortion.distortion_table(R)))
 
 # %% [markdown]
 # ### Raw tables
 
 # %%
-display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
+display(Markdown(appendix.raw_links(DATA / "results", config.REPORTS)))
 
 # %% [markdown]
 # ### The code of each path
@@ -373,5 +374,5 @@ display(Markdown(sectiontables.raw_links(DATA / "results", config.REPORTS)))
 
 # %%
 display(layout.details("The timed code of every path",
-                       advice.code_appendix(plots.order_backends(R.sweep["backend"]) if len(R.sweep) else [],
+                       appendix.code_appendix(style.order_backends(R.sweep["backend"]) if len(R.sweep) else [],
                                             (R.meta.get("bench") or {}).get("timed_code"))))

@@ -4,7 +4,7 @@ import types
 
 import pandas as pd
 
-from overhead.report import optional
+from overhead.report.sections import ceilings
 
 
 def _R(ab, meta=None, machines=("m",)):
@@ -18,7 +18,7 @@ AB = pd.DataFrame({"machine": "m", "setting": ["OPENBLAS_CORETYPE=Haswell", "OPE
 
 
 def test_the_cost_of_a_forced_kernel_is_stated_from_the_table():
-    text = optional.blas_text(_R(AB))
+    text = ceilings.blas_text(_R(AB))
     assert "OPENBLAS_CORETYPE=Haswell" in text and "`Haswell`" in text and "`SkylakeX`" in text
     assert "1 thread 117 vs 221 GFLOP/s (1.9×)" in text
     assert "the headline included" in text           # which rate the headline numbers ran with
@@ -27,7 +27,7 @@ def test_the_cost_of_a_forced_kernel_is_stated_from_the_table():
 def test_every_machine_is_named_with_its_setting_from_the_metadata():
     meta = {"intel": {"bench": {"openblas_env": {"OPENBLAS_CORETYPE": None}, "numpy_blas": {"architecture": "SkylakeX"}}},
             "old": {"bench": {"env": {"OPENBLAS_CORETYPE": "Haswell"}, "blas": [{"architecture": "Haswell"}]}}}
-    text = optional.blas_text(_R(pd.DataFrame(columns=AB.columns), meta, machines=("intel", "old")))
+    text = ceilings.blas_text(_R(pd.DataFrame(columns=AB.columns), meta, machines=("intel", "old")))
     intel, old = [x for x in text.splitlines() if x.startswith("- ")]
     assert "`intel`" in intel and "not set" in intel and "`SkylakeX`" in intel
     assert "`old`" in old and "OPENBLAS_CORETYPE=Haswell" in old and "not measured" in old
@@ -35,4 +35,4 @@ def test_every_machine_is_named_with_its_setting_from_the_metadata():
 
 def test_unset_says_so():
     ab = AB.iloc[[1]]
-    assert "`OPENBLAS_CORETYPE` not set" in optional.blas_text(_R(ab))
+    assert "`OPENBLAS_CORETYPE` not set" in ceilings.blas_text(_R(ab))

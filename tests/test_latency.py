@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from overhead.report import analysis as A
-from overhead.report import fmt, prose
+from overhead.report import fmt
+from overhead.report.sections import fits, tldr
 from overhead.report import latency as L
 
 FLOPS = np.array([1.5e4, 5e4, 1.2e6, 1.8e6, 5e6, 2.5e7, 1.1e8, 1.1e9, 3.6e9])
@@ -40,7 +41,7 @@ def test_per_layer_cost_the_two_term_model_cannot_fit_is_named_and_the_richer_mo
     # the two-term model misses keras.call by > 25 %: the text names the backend, the model and the size
     two = L.misses(R.resid[R.resid["backend"] == "keras.call"], column="two_term_rel_err")
     assert len(two) and two["two_term_rel_err"].abs().max() > L.MISS
-    text = prose.overhead_text(R)
+    text = fits.overhead_text(R)
     assert "1 take the per-layer model" in text and "fitted" in text
 
 
@@ -53,8 +54,8 @@ def test_a_miss_of_the_chosen_model_is_named_with_its_size():
     assert list(bad["model"]) == ["m5"]
     r = bad.iloc[0]
     assert f"worst: `numpy` on `m5`, fitted {fmt.fmt_us(r['fitted_us'])}, measured {fmt.fmt_us(r['measured_us'])}" \
-        in prose.misses_text(R)
-    assert list(prose.misses_table(R)["model"]) == ["m5"]
+        in fits.misses_text(R)
+    assert list(fits.misses_table(R)["model"]) == ["m5"]
 
 
 def test_crossover_beyond_the_largest_model_is_labelled_never_a_bare_number():
@@ -68,7 +69,7 @@ def test_crossover_beyond_the_largest_model_is_labelled_never_a_bare_number():
     inside = fmt.crossover_of(R, "tf.function", 10)                       # 120 µs × 42 × 9 = 45 MFLOP: inside
     assert f.loc["tf.function", "cross10_where"] == "inside"
     assert "95 % interval" in inside and "between `m5` and `m6`" in inside
-    assert "not reached: still" in prose.tldr(R) and "at m8 |" in prose.tldr(R)
+    assert "not reached: still" in tldr.tldr(R) and "at m8 |" in tldr.tldr(R)
 
 
 def test_per_layer_crossover_is_placed_on_the_measured_ladder():

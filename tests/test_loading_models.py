@@ -24,7 +24,7 @@ def test_models_from_results_is_empty_without_any_models_csv(tmp_path):
 def test_user_model_outcomes_show_what_ran_and_why_the_rest_did_not():
     import pandas as pd
 
-    from overhead.report import tables
+    from overhead.report.sections import tldr
 
     bench = pd.DataFrame([
         {"machine": "m", "model": "mine", "backend": "numpy", "batch": 1, "threads": 1, "status": "skipped",
@@ -36,14 +36,14 @@ def test_user_model_outcomes_show_what_ran_and_why_the_rest_did_not():
         {"machine": "m", "model": "cnn_seed", "backend": "numpy", "batch": 1, "threads": 1, "status": "ok",
          "median_us": 20.0, "logit_rel_err": 0.0, "reason": None},
     ])
-    t = tables.user_model_outcomes(bench, ["mine"], machine="m")
+    t = tldr.user_model_outcomes(bench, ["mine"], machine="m")
     from overhead.report.style import order_backends
 
     assert list(t.backend) == order_backends(["numpy", "keras.predict"])  # the study's order, batch 1 only
     t = t.set_index("backend")
     assert t.status["numpy"] == "skipped" and t.reason["numpy"] == "unsupported layer LSTM 'lstm'"
     assert t.status["keras.predict"] == "ok" and t.median_us["keras.predict"] == 900.0
-    assert tables.user_model_outcomes(bench, ["absent"]).empty
+    assert tldr.user_model_outcomes(bench, ["absent"]).empty
 
 
 def test_a_folder_with_only_a_side_experiment_is_not_a_machine(tmp_path):

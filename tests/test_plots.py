@@ -1,4 +1,4 @@
-"""overhead.report.plots / plots_more / style: one colour per backend for all of DESIGN.md's names, PNG + SVG
+"""The report's figures (overhead.report.plots and the section modules) and style: one colour per backend for all of DESIGN.md's names, PNG + SVG
 output, labelled axes, small multiples by family, legends clear of the data (Agg backend)."""
 from pathlib import Path
 
@@ -12,10 +12,10 @@ import pytest  # noqa: E402
 
 from overhead.base import paths  # noqa: E402
 from overhead.report import analysis as A  # noqa: E402
-from overhead.report import loading, plotkit, whopays  # noqa: E402
+from overhead.report import loading, plotkit  # noqa: E402
 from overhead.report import plots as P  # noqa: E402
-from overhead.report import plots_more as PM  # noqa: E402
 from overhead.report import style as S  # noqa: E402
+from overhead.report.sections import batch, fits, idle_gap, slowdown, threads, whopays  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures"
 DESIGN_NAMES = list(paths.NAMES)
@@ -43,8 +43,6 @@ def test_every_backend_of_the_design_has_its_own_colour_in_its_family_hue():
     for b, _ in S.FAMILIES["Keras 2 (tf_keras)"]:
         r, g, bl = rgb[b]
         assert r > g > bl, b                         # oranges
-    # the plots module uses the one map (no second copy)
-    assert P.BACKEND_COLORS is S.BACKEND_COLORS and P.order_backends is S.order_backends
 
 
 def test_unknown_backend_gets_a_stable_fallback_colour_and_sorts_last():
@@ -69,18 +67,15 @@ def figures(R, tmp_path_factory):
     M = R.machine
     vs = R.vs_numpy
     return d, {
-        "overhead_vs_compute": P.fig_overhead_vs_compute(R.sweep, R.fits, 90.0, machine=M, figures_dir=d),
-        "overhead_share": P.fig_overhead_share(R.sweep, R.fits, machine=M, figures_dir=d),
-        "residuals": PM.fig_residuals(R.resid, machine=M, figures_dir=d),
-        "who_pays": PM.fig_who_pays(whopays.walk(R), figures_dir=d),
-        "batch_size": P.fig_batch(R.batch, machine=M, figures_dir=d),
-        "threads": P.fig_threads(R.scaling, machine=M, figures_dir=d),
-        "idle_gap": PM.fig_idle_gap(R.extra["idle_gap"], machine=M, figures_dir=d),
-        "memory_loop": PM.fig_memory_loop(R.extra["memory_loop"], machine=M, figures_dir=d),
-        "cold_start": PM.fig_cold_start(R.startup, "cnn_seed", machine=M, figures_dir=d),
-        "pipeline": PM.fig_pipeline(R.pipeline, "cnn_seed", machine=M, figures_dir=d),
-        "breakdown": PM.fig_breakdown(R.breakdown, "cnn_seed", machine=M, figures_dir=d),
-        "slowdown_vs_numpy": P.fig_slowdown(A.pivot(vs, "slowdown", S.order_backends(vs["backend"]), M),
+        "overhead_vs_compute": fits.fig_overhead_vs_compute(R.sweep, R.fits, 90.0, machine=M, figures_dir=d),
+        "who_pays": whopays.fig_who_pays(whopays.walk(R), figures_dir=d),
+        "batch_size": batch.fig_batch(R.batch, machine=M, figures_dir=d),
+        "threads": threads.fig_threads(R.scaling, machine=M, figures_dir=d),
+        "idle_gap": idle_gap.fig_idle_gap(R.extra["idle_gap"], machine=M, figures_dir=d),
+        "cold_start": P.fig_cold_start(R.startup, "cnn_seed", machine=M, figures_dir=d),
+        "pipeline": P.fig_pipeline(R.pipeline, "cnn_seed", machine=M, figures_dir=d),
+        "breakdown": P.fig_breakdown(R.breakdown, "cnn_seed", machine=M, figures_dir=d),
+        "slowdown_vs_numpy": slowdown.fig_slowdown(A.pivot(vs, "slowdown", S.order_backends(vs["backend"]), M),
                                             figures_dir=d),
     }
 
@@ -105,19 +100,12 @@ def test_main_figure_is_small_multiples_by_family_with_every_backend(figures, R)
     assert "FLOP" in fig._supxlabel.get_text() and "latency" in fig._supylabel.get_text()
 
 
-def test_overhead_share_keeps_points_above_one_hundred_percent(R, tmp_path):
-    fits = R.fits.copy()
-    fits.loc[fits["backend"] == "numpy", "overhead_us"] *= 5          # a fit that overshoots the measurement
-    fig = P.fig_overhead_share(R.sweep, fits, machine=R.machine)
-    assert max(ax.get_ylim()[1] for ax in fig.axes if ax.get_visible()) > 1.5
-
-
 def _overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
 def test_figure_legends_sit_outside_the_plotting_area(figures):
-    for name in ("pipeline", "breakdown", "idle_gap", "memory_loop"):
+    for name in ("pipeline", "breakdown", "idle_gap"):
         fig = figures[1][name]
         fig.canvas.draw()
         r = fig.canvas.get_renderer()
@@ -131,15 +119,15 @@ def test_figure_legends_sit_outside_the_plotting_area(figures):
 
 def test_figure_functions_survive_missing_data(tmp_path):
     empty = pd.DataFrame()
-    for fig in (PM.fig_cold_start(empty), PM.fig_pipeline(empty), PM.fig_breakdown(empty), P.fig_threads(empty),
-                P.fig_batch(empty), P.fig_slowdown(empty), PM.fig_residuals(empty), PM.fig_who_pays(empty),
-                PM.fig_idle_gap(None), PM.fig_memory_loop(None), P.fig_overhead_vs_compute(empty, empty)):
+    for fig in (P.fig_cold_start(empty), P.fig_pipeline(empty), P.fig_breakdown(empty), threads.fig_threads(empty),
+                batch.fig_batch(empty), slowdown.fig_slowdown(empty), whopays.fig_who_pays(empty),
+                idle_gap.fig_idle_gap(None), fits.fig_overhead_vs_compute(empty, empty)):
         assert fig.axes[0].texts
-    plotkit.save(PM.fig_pipeline(empty), "empty", tmp_path)
+    plotkit.save(P.fig_pipeline(empty), "empty", tmp_path)
     assert (tmp_path / "empty.png").exists()
 
 
-# figures the report publishes (residuals, overhead share and memory loop are not in the page)
+# figures the report publishes
 PUBLISHED = ("overhead_vs_compute", "who_pays", "batch_size", "threads", "idle_gap", "cold_start", "pipeline",
              "breakdown", "slowdown_vs_numpy")
 

@@ -7,19 +7,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overhead.report import (
+from overhead.report import crossing, fmt, identify, loading, sentences
+from overhead.report.sections import (
     advice,
-    answer,
-    crossing,
-    fmt,
-    identify,
-    loading,
-    peak,
-    prose,
-    sections,
+    advice_effort,
+    appendix,
+    batch,
+    breakdown,
+    ceilings,
+    claims,
+    distortion,
+    fits,
+    idle_gap,
+    key_numbers,
+    loadgen,
+    memory_loop,
+    method,
+    parity,
+    pipeline,
+    reconcile,
+    slowdown,
     stability,
-    tables,
-    text,
+    startup,
+    threads,
+    tldr,
     whopays,
 )
 from overhead.report import analysis as A
@@ -55,17 +66,17 @@ def test_a_fit_on_fewer_than_five_models_or_with_a_wide_interval_is_not_identifi
 
 def test_not_identifiable_fits_show_as_such_and_no_sentence_uses_them(R):
     R2 = A.analyse(loading.load_results(FIXTURE / "results"), loading.load_models_meta(FIXTURE / "models"), n_boot=20)
-    fits = R2.fits.copy()
-    i = fits.index[fits["backend"] == "tf1.session"][0]
-    fits.loc[i, "n_models"] = 4                                # planted: as in the published run
-    R2.fits = fits
-    row = tables.fit_table(R2).loc["tf1.session"]
+    planted = R2.fits.copy()
+    i = planted.index[planted["backend"] == "tf1.session"][0]
+    planted.loc[i, "n_models"] = 4                             # planted: as in the published run
+    R2.fits = planted
+    row = fits.fit_table(R2).loc["tf1.session"]
     assert row["identifiable"].startswith(identify.NOT_IDENTIFIABLE)
     assert row["fitted overhead per call [95 % CI]"] == "—" and row["fitted: overhead 10 % at"] == "—"
     assert fmt.crossover_of(R2, "tf1.session", 10) == identify.NOT_IDENTIFIABLE
-    lead = prose.fits_lead(R2)
+    lead = fits.fits_lead(R2)
     assert "`tf1.session`" not in lead
-    assert fmt.fmt_us(R2.fits.loc[i, "overhead_us"]) not in answer.tldr(R2).replace(
+    assert fmt.fmt_us(R2.fits.loc[i, "overhead_us"]) not in tldr.tldr(R2).replace(
         fmt.fmt_us(fmt.latency(R2, "cnn_seed", "tf1.session")), "")
 
 
@@ -88,7 +99,7 @@ def test_measured_crossover_is_interpolated_between_the_bracketing_models():
     assert 1e5 < c["flops"] < 1e6
     c10 = crossing.crossover(sw, "p", 0.1)
     assert (c10["below_model"], c10["above_model"]) == ("m3", "m4")
-    assert answer.cell(c10).endswith("(m3–m4)")
+    assert tldr.cell(c10).endswith("(m3–m4)")
 
 
 def test_beyond_names_the_largest_model_the_path_ran_on_not_the_ladder():
@@ -96,7 +107,7 @@ def test_beyond_names_the_largest_model_the_path_ran_on_not_the_ladder():
                  "q": {f"m{i}": 10.0 for i in range(6)}})
     c = crossing.crossover(sw, "p", 0.1)
     assert c["where"] == "beyond" and c["largest_model"] == "m3"
-    assert answer.cell(c).startswith("beyond m3 (1 MFLOP")
+    assert tldr.cell(c).startswith("beyond m3 (1 MFLOP")
 
 
 def test_overhead_against_a_reference_keeps_a_cost_that_grows_with_depth():
@@ -112,8 +123,8 @@ def test_overhead_against_a_reference_keeps_a_cost_that_grows_with_depth():
 
 # ---------------------------------------------------------------- TL;DR --------------------------------
 def test_tldr_answers_in_at_most_120_words_from_the_data(R):
-    t = answer.tldr(R)
-    assert answer.prose_words(t) <= answer.MAX_WORDS
+    t = tldr.tldr(R)
+    assert tldr.prose_words(t) <= tldr.MAX_WORDS
     assert len([x for x in t.splitlines() if x.strip() and not x.startswith("|")]) == 1   # one paragraph + a table
     assert t.startswith("**Yes")
     assert fmt.fmt_us(fmt.latency(R, "cnn_seed", "keras.predict")) in t
@@ -128,13 +139,13 @@ def test_tldr_of_the_published_run_is_short_and_brackets_tf_function():
     intel = PUBLISHED / "intel-xeon-processor-2c"  # the run the 0.3-0.4 GFLOP was read from
     res = loading.load_results(intel)
     R = A.analyse(res, loading.models_from_results(PUBLISHED, prefer=intel.name), n_boot=10)
-    t = answer.tldr(R)
-    assert answer.prose_words(t) <= answer.MAX_WORDS
-    row = next(r for r in answer.crossover_rows(R) if r["backend"] == "tf.function")
-    c10 = row["raw"][0.1]
+    t = tldr.tldr(R)
+    assert tldr.prose_words(t) <= tldr.MAX_WORDS
+    sw = fmt.primary(R, "sweep")
+    c10 = crossing.crossover(sw, "tf.function", 0.1, compute_ref=tldr.COMPUTE_REF)
     assert c10["where"] == "inside" and 2e8 < c10["flops"] < 5e8          # the 0.3–0.4 GFLOP
     assert f"(between {c10['below_model']} and {c10['above_model']})" in t
-    kp = next(r for r in answer.crossover_rows(R) if r["backend"] == "keras.predict")["raw"][0.5]
+    kp = crossing.crossover(sw, "keras.predict", 0.5, compute_ref=tldr.COMPUTE_REF)
     assert kp["where"] == "beyond" and f"not reached: still {fmt.fmt_pct(kp['share_at_largest'])}" in t
 
 
@@ -145,7 +156,7 @@ def test_tldr_puts_every_machine_side_by_side():
                                 ci_hi_us=res["bench"]["ci_hi_us"] * 2)
     res = {**res, "bench": pd.concat([res["bench"], other], ignore_index=True)}
     R = A.analyse(res, loading.load_models_meta(FIXTURE / "models"), n_boot=5)
-    t = answer.tldr(R)
+    t = tldr.tldr(R)
     head = next(x for x in t.splitlines() if x.startswith("| measured"))
     assert head.count("`") == 4 and "`second-machine-2c`" in head
     kp = fmt.latency(R, "cnn_seed", "keras.predict")
@@ -153,7 +164,7 @@ def test_tldr_puts_every_machine_side_by_side():
 
 
 def test_word_count_ignores_markup():
-    assert text.words("**Yes.** | `a` | b |\n|---|---|") == 3
+    assert sentences.words("**Yes.** | `a` | b |\n|---|---|") == 3
 
 
 # ---------------------------------------------------------------- advice -------------------------------
@@ -197,12 +208,12 @@ def test_large_model_row_names_the_tf_paths_not_measured_there(R):
 def test_threads_sentence_names_the_largest_model_swept_over_threads(R):
     t = R.scaling
     big = t.loc[t["flops"].idxmax(), "model"]
-    assert f"largest model swept over threads (`{big}`" in sections.threads_text(R)
+    assert f"largest model swept over threads (`{big}`" in threads.threads_text(R)
 
 
 def test_threads_sentence_names_the_paths_that_get_slower(R):
-    facts, big = sections.thread_split(R, R.machine)
-    text = sections.threads_text(R)
+    facts, big = threads.thread_split(R, R.machine)
+    text = threads.threads_text(R)
     for b in big.loc[big["verdict"] == "slower", "backend"]:
         assert f"`{b}` " in text.split("get slower")[1].split(";")[0]
     assert " 1× " not in text
@@ -248,13 +259,13 @@ def test_stability_reads_the_new_columns_and_tolerates_old_files():
 
 # ---------------------------------------------------------------- one float32 ceiling ------------------
 def test_the_float32_ceiling_is_the_best_measured_gemm_and_a_peak_below_it_is_no_bound(R):
-    c = peak.ceiling(R, 2)
-    g = peak.gemm_table(R)
+    c = ceilings.ceiling(R, 2)
+    g = ceilings.gemm_table(R)
     assert c["gflops"] == g[g["threads"] == 2]["gflops"].max()
     R.meta = {**R.meta, "ceilings": {"ceilings": {"fp32_peak_gflops_1core": c["gflops"] / 2 * 0.9,
                                                   "clock_is_assumption": True, "clock_source": "cpu MHz"}}}
-    t = peak.text(R)
+    t = ceilings.text(R)
     assert "no bound" in t and "nominal" in t
-    assert peak.table(R).loc[2, "GEMM above the stated peak"].startswith("yes")
+    assert ceilings.table(R).loc[2, "GEMM above the stated peak"].startswith("yes")
     f = R.fits.dropna(subset=["peak_gflops"])
     assert (f["peak_gflops"] >= c["gflops"] - 1e-9).all()          # shares are taken against that ceiling

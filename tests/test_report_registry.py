@@ -8,11 +8,12 @@ import pytest
 
 from overhead.base import tables
 from overhead.report import analysis as A
-from overhead.report import loading, optional
+from overhead.report import loading
+from overhead.report.sections import loadgen
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "results"
 MACHINES = sorted(p.name for p in PUBLISHED.iterdir() if (p / "bench.csv").is_file()) if PUBLISHED.is_dir() else []
-NOT_MEASURED = "*Not measured"       # the start of optional.NOT_MEASURED and fmt.not_measured
+NOT_MEASURED = "*Not measured"       # the start of fmt.NOT_MEASURED and fmt.not_measured
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +59,13 @@ def test_the_check_fails_when_loading_drops_a_table(monkeypatch):
     # the bug of issue 22: a hand-kept list that left loadgen.csv out of the results object
     monkeypatch.setattr(loading, "RESULT_FILES", tuple(s for s in loading.RESULT_FILES if s != "loadgen"))
     R = A.analyse(loading.load_results(PUBLISHED), None, n_boot=5, preferred_machine="amd-epyc-zen5-2c")
-    assert NOT_MEASURED in optional.loadgen_text(R)
+    assert NOT_MEASURED in loadgen.loadgen_text(R)
 
 
 @pytest.mark.skipif("amd-epyc-zen5-2c" not in MACHINES, reason="the run with loadgen.csv is not committed")
 def test_short_run_server_points_reach_the_advice_as_upper_bounds(results):
     # its Server points ran 0.5 s: no maximum is published, and the advice says what the runs do show
-    from overhead.report import advice
+    from overhead.report.sections import advice
     R = A.analyse(results, None, n_boot=5, preferred_machine="amd-epyc-zen5-2c")
     rows = advice.advice(R)
     row = rows[rows["situation"].str.contains("under load")].iloc[0]

@@ -6,19 +6,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overhead.report import (
+from overhead.report import analysis as A
+from overhead.report import fmt, loading
+from overhead.report.sections import (
     advice,
-    fmt,
-    loading,
+    advice_effort,
+    appendix,
+    batch,
+    breakdown,
+    ceilings,
+    claims,
+    distortion,
+    fits,
+    idle_gap,
+    key_numbers,
+    loadgen,
+    memory_loop,
     method,
-    optional,
-    prose,
-    sections,
-    tables,
+    parity,
+    pipeline,
+    reconcile,
+    slowdown,
+    stability,
+    startup,
+    threads,
+    tldr,
     whopays,
 )
-from overhead.report import analysis as A
-from overhead.report import claims as C
+from overhead.report.sections import claims as C
 
 FIXTURE = Path(__file__).parent / "fixtures"
 
@@ -45,24 +60,19 @@ def _latency(R, model, backend):
 
 # ---------------------------------------------------------------- TL;DR -------------------------------
 def test_tldr_numbers_come_from_the_results_and_are_labelled(R):
-    text = prose.tldr(R)
-    kp, npy, plain = (_latency(R, "cnn_seed", b) for b in ("keras.predict", "numpy", "numpy.plain"))
+    text = tldr.tldr(R)
+    kp, npy = (_latency(R, "cnn_seed", b) for b in ("keras.predict", "numpy"))
     assert text.startswith("**Yes")
     assert fmt.fmt_x(kp / npy) in text and fmt.fmt_us(kp) in text
     assert "measured" in text and "fitted" not in text      # the TL;DR uses measured points only
     assert "the seed's small CNN (`cnn_seed`" in text
-    # numpy.plain beside numpy: how much of the advantage is NumPy itself, how much the engine
-    split = prose.numpy_split(R, "cnn_seed")
-    share = np.log(kp / plain) / np.log(kp / npy)
-    assert "`numpy.plain`" in split and f"{fmt.fmt_pct(share)} (on a log scale" in split
-    assert fmt.fmt_x(plain / npy) in split
 
 
 def test_seed_cnn_is_named_only_when_it_is_the_model_shown(res, models):
     r = dict(res)
     r["bench"] = res["bench"][res["bench"]["model"] != "cnn_seed"]
     R2 = A.analyse(r, models, n_boot=5)
-    text = prose.tldr(R2)
+    text = tldr.tldr(R2)
     assert "the seed's small CNN" not in text and "`logreg`" in text
     assert "smallest model measured" in text
 
@@ -73,26 +83,26 @@ def test_report_text_survives_missing_backends_and_stages(res, models):
         ["numpy", "litert", "keras.predict", "tf1.session", "keras.jax.predict", "numpy.plain"])]
     r["startup"] = r["pipeline"] = r["breakdown"] = r["idle_gap"] = r["memory_loop"] = None
     R2 = A.analyse(r, models, n_boot=5)
-    assert "n/a" not in prose.tldr(R2).split("\n")[0]
-    for text in (prose.overhead_text(R2), prose.parity_text(R2), whopays.text(R2), sections.batch_text(R2),
-                 sections.threads_text(R2), method.method(R2, r, 5), method.limitations(R2, r, models, ["startup"])):
+    assert "n/a" not in tldr.tldr(R2).split("\n")[0]
+    for text in (fits.overhead_text(R2), parity.parity_text(R2), whopays.text(R2), batch.batch_text(R2),
+                 threads.threads_text(R2), method.method(R2, r, 5), method.limitations(R2, r, models, ["startup"])):
         assert isinstance(text, str) and text
     assert set(C.claims(R2)["verdict"]) <= set(C.VERDICTS)
     adv = advice.advice(R2)
     assert len(adv) == len(advice.SITUATIONS)
     assert adv.iloc[3]["situation"].startswith("cold start") and adv.iloc[3]["fastest (measured)"] == \
         "not measured in this run"
-    for text in (optional.idle_gap_text(R2), optional.memory_loop_text(R2)):
+    for text in (idle_gap.idle_gap_text(R2), memory_loop.memory_loop_text(R2)):
         assert text.startswith("*Not measured in this run:*")
     empty = A.analyse({"machines": []}, n_boot=5)
-    assert prose.tldr(empty).startswith("*Not measured:*")
+    assert tldr.tldr(empty).startswith("*Not measured:*")
     assert C.claims(empty)["verdict"].eq("not measured").all()
     assert whopays.text(empty).startswith("*Not measured:*")
 
 
 # ---------------------------------------------------------------- prose fixes -------------------------
 def test_parity_text_counts_combinations_and_rows_separately(R):
-    text = prose.parity_text(R)
+    text = parity.parity_text(R)
     b = R.bench
     combos = b.drop_duplicates(["model", "backend"])
     assert f"of {len(combos)} model × backend combinations" in text
@@ -110,9 +120,9 @@ def test_limitations_count_combinations_and_rows(R, res, models):
 
 
 def test_breakdown_sentence_names_each_model_and_backend_once(R):
-    text = sections.breakdown_text(R)
+    text = breakdown.breakdown_text(R)
     assert "`keras.predict` call on `cnn_seed`" in text
-    t = sections.breakdown_table(R)
+    t = breakdown.breakdown_table(R)
     assert len(t) == len(t.drop_duplicates(["model", "backend"]))
     assert set(R.breakdown["backend"]) == set(t["backend"])
 
@@ -199,21 +209,21 @@ def test_code_appendix_shows_the_recorded_code_else_the_catalogue_snippet_and_ne
     recorded = {"keras.call": {"where": "overhead.backends.keras_tf._prep_keras",
                                "source": "def _prep_keras(path, batch, threads, artifacts, how):\n    ..."},
                 "numpy": {"where": "", "source": "", "reason": "OSError: could not get source code"}}
-    text = advice.code_appendix(["keras.call", "litert", "numpy", "no.such.backend"], recorded)
+    text = appendix.code_appendix(["keras.call", "litert", "numpy", "no.such.backend"], recorded)
     assert "Timed code (`overhead.backends.keras_tf._prep_keras`)" in text and "def _prep_keras" in text
     assert "not timed by this run" in text and "Interpreter(" in text            # litert: its snippet
-    assert "no source recorded: OSError" in text and advice.PREDATES not in text
+    assert "no source recorded: OSError" in text and appendix.PREDATES not in text
     assert "see the appendix for `no.such.backend` (no runnable snippet)" in text
-    old = advice.code_appendix(["keras.call", "numpy.plain"])     # a run from before source recording
-    assert old.count(advice.PREDATES) == 1 and "y = model(x, training=False)" in old and "def " not in old
+    old = appendix.code_appendix(["keras.call", "numpy.plain"])     # a run from before source recording
+    assert old.count(appendix.PREDATES) == 1 and "y = model(x, training=False)" in old and "def " not in old
     assert "a page of NumPy" in old
 
 
 def test_tables_for_display(R):
-    ft = tables.fit_table(R)
+    ft = fits.fit_table(R)
     assert ft.loc["keras.call", "model"] == "per-layer" and ft.loc["numpy", "fitted cost per layer"] == "—"
     assert ft.loc["keras.predict", "fitted: overhead 10 % at"].startswith("beyond")
-    kn = tables.key_numbers(R)
+    kn = key_numbers.key_numbers(R)
     assert kn.loc["numpy", "measured latency, cnn_seed"] == fmt.fmt_us(_latency(R, "cnn_seed", "numpy"))
 
 
@@ -226,14 +236,14 @@ def test_formatting_helpers():
 
 
 def test_optional_sections_render_from_the_files(R):
-    idle = optional.idle_gap_text(R)
+    idle = idle_gap.idle_gap_text(R)
     assert "After 100 ms of idleness" in idle and "thread count" in idle
-    mem = optional.memory_loop_text(R)
+    mem = memory_loop.memory_loop_text(R)
     assert "grows most for `keras.predict`" in mem
-    ceil = optional.ceilings_text(R)
+    ceil = ceilings.text(R)
     assert "best GEMM measured in this run, 90 GFLOP/s (`numpy`, n = 1024)" in ceil      # planted
     assert "theoretical peak of 160 GFLOP/s" in ceil and "56 % of" in ceil
-    assert optional.distortion_text(R).startswith("*Not measured in this run:*")
+    assert distortion.distortion_text(R).startswith("*Not measured in this run:*")
 
 
 def test_meta_table_shows_the_isa_flags():

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from overhead.report import advice, claims, effort, sections, wins
+from overhead.report import wins
+from overhead.report.sections import advice, advice_effort, claims, startup
 from overhead.report import analysis as A
 from overhead.report import loading
 
@@ -37,7 +38,7 @@ def R2():
 
 
 def test_the_effort_ladder_puts_the_smallest_change_first_and_the_tf1_session_last(R2):
-    t = effort.effort_ladder(R2, "cnn_seed")
+    t = advice_effort.effort_ladder(R2, "cnn_seed")
     steps = list(t["step"])
     assert steps[0].startswith("1.") and steps[-1].startswith("TF1-style")
     assert list(t["path"]).index("`keras.predict_on_batch`") < list(t["path"]).index("`tf.function`") \
@@ -50,7 +51,7 @@ def test_reduced_precision_shows_its_accuracy_cost_over_all_inputs(R2):
     b = R2.bench
     m = (b["model"] == "cnn_seed") & (b["backend"] == "litert.int8")
     b.loc[m, ["top1_agree", "accuracy", "ref_accuracy"]] = [0.984, 0.7556, 0.7683]   # the numbers
-    cost = effort.accuracy_all(R2, "cnn_seed", "litert.int8")
+    cost = advice_effort.accuracy_all(R2, "cnn_seed", "litert.int8")
     assert "top-1 agreement 98.4 % of all checked inputs" in cost and "1.27 points lower" in cost
     assert "`other-2c`" in cost
 
@@ -62,7 +63,7 @@ def test_reduced_precision_names_where_it_reverses():
     lit = b[(b["machine"] == "other-2c") & (b["model"] == "cnn_seed") & (b["backend"] == "litert")].iloc[0]
     for c in ("median_us", "ci_lo_us", "ci_hi_us"):
         b.loc[m, c] = lit[c] * 4                       # int8 4x slower than float LiteRT there (as on the Intel run)
-    rev = effort.reversals(R, "cnn_seed", "litert.int8")
+    rev = advice_effort.reversals(R, "cnn_seed", "litert.int8")
     assert any("not faster than float `litert` on `other-2c`" in x for x in rev)
     assert not any("`synthetic-fixture-2c`" in x and "not faster" in x for x in rev)
 
@@ -82,7 +83,7 @@ def test_claims_by_machine_names_the_machines_where_a_verdict_holds():
 
 def test_cold_start_and_memory_winners_tie_within_the_repetitions(R2):
     raw = R2.raw["startup"]
-    text = sections.startup_text(R2)
+    text = startup.startup_text(R2)
     ok = raw[(raw["status"].astype(str) == "ok") & (raw["model"] == "cnn_seed")]
     d = wins.decide(wins.from_repetitions(ok, "start_to_first_pred_s"))
     assert ("a tie between" in text.split("Quickest start")[1].split(";")[0]) == d.tie

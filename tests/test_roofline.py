@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from overhead.base.config import ROOT
-from overhead.report import roofline
+from overhead.report.sections import ceilings
 
 BENCH = ROOT / "tests" / "fixtures" / "results" / "bench.csv"
 
@@ -25,33 +25,30 @@ SUMMARY = {"fp32_peak_gflops_1core": 200.0, "clock_is_assumption": True, "int8_p
 
 
 def test_achieved_rate_is_flops_times_batch_over_median():
-    a = roofline.achieved(_bench())
+    a = ceilings.achieved(_bench())
     assert "keras.call" not in set(a["backend"])  # failed rows never count
     numpy = a[a["backend"] == "numpy"].iloc[0]
     assert numpy["batch"] == 4 and numpy["gflops"] == pytest.approx(2e6 * 4 / (200.0 * 1e3))  # best batch
-    one = roofline.achieved(_bench(), batch=1)
+    one = ceilings.achieved(_bench(), batch=1)
     assert one.set_index("backend").loc["onnxruntime", "gflops"] == pytest.approx(2e6 / 50e3)
     assert a.set_index("backend")["reduced_precision"].to_dict() == {
         "numpy": False, "onnxruntime": False, "litert.int8": True}
 
 
 def test_ceiling_lines_and_shares():
-    lines = roofline.ceiling_lines(CEIL, SUMMARY, 1)
+    lines = ceilings.ceiling_lines(CEIL, SUMMARY, 1)
     assert lines["measured"][0] == 150.0 and "onnxruntime" in lines["measured"][1]
     assert lines["theoretical"][0] == 200.0 and "nominal clock" in lines["theoretical"][1]
     assert "no bound" not in lines["theoretical"][1]                  # 150 measured < 200 stated
-    above = roofline.ceiling_lines(CEIL, {**SUMMARY, "fp32_peak_gflops_1core": 100.0}, 1)
+    above = ceilings.ceiling_lines(CEIL, {**SUMMARY, "fp32_peak_gflops_1core": 100.0}, 1)
     assert "below the measured GEMM: no bound" in above["theoretical"][1]
-    assert roofline.ceiling_lines(CEIL, SUMMARY, 2)["theoretical"][0] == 400.0
-    assert roofline.ceiling_lines(None, None, 1) == {"measured": None, "theoretical": None}
-    s = roofline.share_of_ceiling(_bench(), CEIL, SUMMARY).set_index("backend")
-    assert s.loc["numpy", "share_of_measured"] == pytest.approx(40.0 / 150.0)
-    assert pd.isna(s.loc["litert.int8", "share_of_measured"])  # int8 is not judged against fp32
-    assert "5000 GOP/s" in roofline.reduced_note(SUMMARY) and "no int8 ceiling" in roofline.reduced_note({})
+    assert ceilings.ceiling_lines(CEIL, SUMMARY, 2)["theoretical"][0] == 400.0
+    assert ceilings.ceiling_lines(None, None, 1) == {"measured": None, "theoretical": None}
+    assert "5000 GOP/s" in ceilings.reduced_note(SUMMARY) and "no int8 ceiling" in ceilings.reduced_note({})
 
 
 def test_figure_draws_both_ceilings_and_hollow_reduced_precision(tmp_path):
-    fig = roofline.fig_roofline(_bench(), CEIL, SUMMARY, figures_dir=tmp_path)
+    fig = ceilings.fig_roofline(_bench(), CEIL, SUMMARY, figures_dir=tmp_path)
     ax = fig.axes[0]
     flat = {tuple(line.get_ydata())[0] for line in ax.get_lines() if len(set(line.get_ydata())) == 1}
     assert {150.0, 200.0} <= flat
@@ -62,6 +59,6 @@ def test_figure_draws_both_ceilings_and_hollow_reduced_precision(tmp_path):
 
 def test_figure_from_the_fixture_bench_without_ceilings():
     bench = pd.read_csv(BENCH)
-    fig = roofline.fig_roofline(bench)
+    fig = ceilings.fig_roofline(bench)
     assert len(fig.axes) == bench["threads"].nunique()
     assert all(len(ax.get_lines()) > 0 for ax in fig.axes)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from overhead.base import config
-from overhead.report import analysis, layout, loading, reconcile, sectiontables
+from overhead.report import analysis, layout, loading
+from overhead.report.sections import appendix, distortion, pipeline, reconcile, startup
 
 RAW_NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")     # import_s, cold_over_steady, median_us_a, ...
 
@@ -27,8 +28,8 @@ def test_part_html_drops_the_pandas_index_column():
     assert named.count("<tr") == 2 and "<th>backend</th>" in named       # one header row, the index as a column
 
 
-@pytest.mark.parametrize("make", [sectiontables.startup_table, sectiontables.pipeline_table,
-                                  sectiontables.distortion_table])
+@pytest.mark.parametrize("make", [startup.startup_table, pipeline.pipeline_table,
+                                  distortion.distortion_table])
 def test_section_tables_have_readable_labels(R, make):
     t = make(R)
     assert len(t)
@@ -36,14 +37,8 @@ def test_section_tables_have_readable_labels(R, make):
     assert isinstance(t.index, pd.RangeIndex)
 
 
-def test_agreement_table_is_short_and_has_a_finding(R):
-    for other in R.agreement:
-        assert len(sectiontables.agreement_table(R, other)) <= sectiontables.SUMMARY_ROWS
-        assert other in sectiontables.agreement_finding(R, other)
-
-
 def test_raw_links_point_at_the_committed_csvs_from_the_report():
-    md = sectiontables.raw_links(config.data_dir(None) / "results", config.REPORTS)
+    md = appendix.raw_links(config.data_dir(None) / "results", config.REPORTS)
     links = re.findall(r"\]\(([^)]+)\)", md)
     assert links and all(not Path(x).is_absolute() for x in links)
     assert all((config.REPORTS / x).resolve().is_file() for x in links)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from overhead.base import paths, tables
 from overhead.report import latency
-from overhead.report.loading import load_models_meta, load_results, select_machine  # noqa: F401 (re-export)
+from overhead.report.loading import select_machine
 
 TF_PATHS = paths.in_family(paths.KERAS3_TF)  # Keras 3 on TensorFlow and TF itself
 ACCURACY_MIN_REF = 0.5   # below this reference accuracy a model is untrained: its accuracy drop means nothing
@@ -229,13 +229,6 @@ def problems(bench: pd.DataFrame) -> pd.DataFrame:
     return bad.groupby(keys, sort=False).size().rename("rows").reset_index()
 
 
-def unstable_share(sweep: pd.DataFrame) -> float:
-    """Share of ok batch-1 rows flagged unstable (NaN without the column)."""
-    if sweep is None or not len(sweep) or "unstable" not in sweep:
-        return np.nan
-    return float(sweep["unstable"].astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes")).mean())
-
-
 STARTUP_COLS = ("import_s", "convert_s", "load_s", "first_call_s", "start_to_first_pred_s", "steady_median_us",
                 "rss_after_import_mb", "rss_after_load_mb", "rss_after_first_call_mb")
 
@@ -276,8 +269,6 @@ def breakdown_table(breakdown: pd.DataFrame | None) -> pd.DataFrame:
     p.columns.name = None
     p["measured_median_us"] = breakdown.groupby(keys)["measured_median_us"].median()
     return p.reset_index()
-
-
 
 
 # ---------------------------------------------------------------- everything the report needs ---------

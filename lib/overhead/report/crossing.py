@@ -97,11 +97,3 @@ def crossover(sweep: pd.DataFrame, backend: str, share: float, fit=None, compute
     return out
 
 
-def crossovers(sweep: pd.DataFrame, backends, shares=SHARES, fits=None) -> pd.DataFrame:
-    """One row per backend × share (see ``crossover``); ``fits``: ``latency.fit_all`` rows (per-layer paths)."""
-    def fit_of(b):
-        if fits is None or not len(fits):
-            return None
-        f = fits[fits["backend"] == b]
-        return f.iloc[0] if len(f) else None
-    return pd.DataFrame([crossover(sweep, b, s, fit_of(b)) for b in backends for s in shares])

@@ -1,4 +1,4 @@
-"""Number formatting and look-ups shared by the report's prose, tables and claims (pure functions of ``R``,
+"""Number formatting and look-ups shared by the report's sections (pure functions of ``R``,
 an ``analysis.Results``)."""
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import analysis, identify
+from overhead.report.style import order_backends
 
 SMALL_MODEL = "cnn_seed"                # "the small CNN" of the seed article
 SIGNIFICANT_X = 2.0                     # "markedly slower" = at least this many times the latency
@@ -152,3 +153,34 @@ def crossover_of(R, backend, share=10) -> str:
     k = f"cross{share}_flops"
     return where_text(R, f[k], f[f"cross{share}_where"], f.get(f"{k}_lo", np.nan), f.get(f"{k}_hi", np.nan),
                       backend=backend)
+
+
+def g3(v) -> str:
+    """A number with three significant figures ('' for missing)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if not np.isfinite(v):
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def by_path(t: pd.DataFrame) -> pd.DataFrame:
+    """``t``'s rows in the one backend order (``style.order_backends``)."""
+    return t.set_index("backend").loc[order_backends(t["backend"])].reset_index()
+
+
+def model_in(t: pd.DataFrame, model, R) -> str:
+    """``model`` when ``t`` has it, else the small model when it does, else ``t``'s first model."""
+    present = set(t["model"])
+    return model if model in present else (small_model(R) if small_model(R) in present else t["model"].iloc[0])
+
+
+NOT_MEASURED = "*Not measured in this run:* no `{}` in the results."   # .format(the missing file)
+
+
+def have(R, name) -> pd.DataFrame | None:
+    """The report machine's rows of an optional result table, or None when the run has none."""
+    t = R.mine(name)
+    return t if len(t) else None

@@ -15,7 +15,6 @@ from overhead.ladder.models import DESCRIPTIONS as _DESCRIPTIONS
 # the result files merged over machines, from the one registry (overhead.base.tables)
 RESULT_FILES = tables.MERGED
 REQUIRED_FILES = tuple(s for s in tables.REQUIRED if s in RESULT_FILES)
-OPTIONAL_FILES = tuple(s for s in tables.OPTIONAL if s in RESULT_FILES)
 # columns that look numeric but are labels: release "2.20" must not become 2.2
 TEXT_COLUMNS = {"release": str, "keras": str, "tensorflow": str}
 

@@ -12,14 +12,12 @@ Pure functions of the table; the figure shows every process's median.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
-from overhead.report import text as T
+from overhead.report import sentences as T
 from overhead.report.fmt import fmt_pct, fmt_us, fmt_x
 
-FILE = "spread.csv"
 BASELINE = "as is"
 COLLAPSE = 0.5  # a variant's relative MAD at most this share of the as-is one, on every path
 NOISE = 0.05  # as-is MAD within this share of the median and max/min within 1 + 2 x this: the runs agree

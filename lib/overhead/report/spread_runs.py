@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.base import atomic
-from overhead.report import text as T
+from overhead.report import sentences as T
 
 GRAPH = ("tf.function", "tf.savedmodel", "tf1.session", "keras.predict_on_batch")
 XLA = ("tf.function.xla",)

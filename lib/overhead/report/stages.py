@@ -49,11 +49,6 @@ def weights(name, data_dir=None) -> str:
         return "unknown"
 
 
-def smallest(plan):
-    """The (name, path) of a sweep plan with the fewest FLOPs per image (unknown FLOPs count as 0)."""
-    return min(plan, key=lambda p: describe(p[1]).get("flops") or 0)
-
-
 def flops_span(flops: pd.Series) -> str:
     """'5.12 decades of FLOPs, 7.84e+03 to 3.63e+09' for a column of FLOPs per image."""
     import numpy as np

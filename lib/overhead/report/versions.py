@@ -9,14 +9,12 @@ Pure functions of the result tables (no experiment, no backend imported).
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
 from overhead.report import plotkit
-from overhead.report.text import render
+from overhead.report.sentences import render
 
-FILE = "versions.csv"
 SERIES = {"default": "the Keras each release installs: Keras 2 to 2.15, Keras 3 from 2.16",
           "2": "Keras 2 (tf.keras to 2.15, tf_keras from 2.16)", "3": "Keras 3"}
 PATH_LABELS = {"predict": "predict", "predict_on_batch": "predict_on_batch", "call": "model(x)",

@@ -3,13 +3,16 @@
 Yes or no; the seed CNN's ``predict`` against the NumPy engine and the fastest path; the measured model size at
 which the overhead of ``predict``, ``model(x)`` and a ``tf.function`` falls below 50 % and 10 % of a call,
 bracketed by the ladder models either side (``overhead.report.crossing``); and the one-line advice.
+Also the hero figure under it and, for ``make report MODEL=...``, what ran on the user's own models.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from overhead.report import crossing, text, wins
+from overhead.report import captions, crossing, sentences, wins
 from overhead.report.fmt import (
     SIGNIFICANT_X,
     SMALL_MODEL,
@@ -20,9 +23,11 @@ from overhead.report.fmt import (
     fmt_x,
     not_measured,
     primary,
+    ratio,
     small_model,
 )
-from overhead.report.style import TF_KERAS
+from overhead.report.plotkit import _empty, _fig, _us, describe, flops_axis, save
+from overhead.report.style import TF_KERAS, color_for, marker_for, order_backends
 
 MAX_WORDS = 120
 CALLS = (("`predict`", "keras.predict"), ("`model(x)`", "keras.call"), ("`tf.function`", "tf.function"))
@@ -58,15 +63,6 @@ def cell(c: dict) -> str:
     return "not measured"
 
 
-def crossover_rows(R) -> list:
-    sw = primary(R, "sweep")
-    rows = []
-    for call, b in CALLS:
-        cs = {s: crossing.crossover(sw, b, s, compute_ref=COMPUTE_REF) for s in crossing.SHARES}
-        rows.append({"call": call, "backend": b, "c50": cell(cs[0.5]), "c10": cell(cs[0.1]), "raw": cs})
-    return rows
-
-
 def fastest(R, model, among=None):
     sw = primary(R, "sweep")
     g = sw[sw["model"] == model] if len(sw) else sw
@@ -80,7 +76,7 @@ def fastest(R, model, among=None):
 
 def machines(R) -> list:
     """The machines with batch-1 results, the report's machine first."""
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    sw = R.sweep
     have = list(dict.fromkeys(sw["machine"].astype(str))) if len(sw) else []
     return sorted(have, key=lambda m: (m != R.machine, m))
 
@@ -146,7 +142,7 @@ def lead(R, m, ms) -> str:
 
 def machine_verdicts(R, m) -> dict:
     """{machine: (slowdown of predict vs the NumPy engine on ``m``, separated intervals)}."""
-    vs = R.vs_numpy if isinstance(R.vs_numpy, pd.DataFrame) else pd.DataFrame()
+    vs = R.vs_numpy
     out = {}
     for mach in machines(R):
         g = vs[(vs["machine"].astype(str) == mach) & (vs["model"] == m) & (vs["backend"] == "keras.predict")] \
@@ -171,7 +167,7 @@ def verdict_all(R, m) -> str:
 
 
 def smallest_fix(R, m):
-    """The first of the smallest TF2 changes (``effort.EFFORT`` order) that beats ``predict`` on every machine by
+    """The first of the smallest TF2 changes (``advice_effort.EFFORT`` order) that beats ``predict`` on every machine by
     the rule (``overhead.report.wins``): (backend, {machine: × faster than predict})."""
     sw = R.sweep
     for b in ("keras.predict_on_batch", "keras.call", "tf.function", "tf.function.xla"):
@@ -213,7 +209,7 @@ def facts(R) -> dict | None:
 
 def prose_words(md: str) -> int:
     """Words of the TL;DR's sentences (its table rows not counted): at most ``MAX_WORDS``."""
-    return text.words("\n".join(x for x in md.splitlines() if not x.lstrip().startswith("|")))
+    return sentences.words("\n".join(x for x in md.splitlines() if not x.lstrip().startswith("|")))
 
 
 def tldr(R) -> str:
@@ -222,7 +218,90 @@ def tldr(R) -> str:
     f = facts(R)
     if f is None:
         return not_measured("benchmark (bench.csv)")
-    md = text.render("tldr", **f)
+    md = sentences.render("tldr", **f)
     if not f["seed"]:
         md = md.replace("the seed's small CNN", "the smallest model measured (the seed's CNN is absent)")
     return md
+
+
+HERO_CALLS = {"keras.predict": "model.predict", "keras.call": "model(x)", "tf.function": "tf.function"}
+
+
+def fig_hero(sweep: pd.DataFrame, fits: pd.DataFrame | None = None, fastest: str | None = None,
+             machine: str | None = None, figures_dir=None) -> Figure:
+    if machine is not None and len(sweep):
+        sweep = sweep[sweep["machine"] == machine]
+        fits = fits[fits["machine"] == machine] if fits is not None and len(fits) else fits
+    if not len(sweep):
+        return _empty("no benchmark results")
+    fig = _fig(12, 4.2)
+    left, right = fig.subplots(1, 2)
+    shown = [b for b in (*HERO_CALLS, "numpy", fastest) if b and b in set(sweep["backend"])]
+    for b in dict.fromkeys(shown):
+        g = sweep[sweep["backend"] == b].drop_duplicates("model").sort_values("flops")
+        left.plot(g["flops"], g["median_us"], color=color_for(b), marker=marker_for(b), ms=4, lw=1.5,
+                  label=HERO_CALLS.get(b, b) + ("" if b in HERO_CALLS else " (measured)"))
+    left.set(xscale="log", yscale="log", title="Measured latency per call (batch 1)")
+    left.yaxis.set_major_formatter(FuncFormatter(_us))
+    flops_axis(left)
+    left.set_xlabel("work per call (FLOPs)")
+    left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)  # below: no curve hidden
+    top, last_share = 1.05, {}
+    for b, name in HERO_CALLS.items():
+        c = crossing.share_curve(sweep, b, compute_ref="tf.function")
+        if not len(c):
+            continue
+        top = max(top, 1.05 * float(c["share"].max()))
+        end = c.sort_values("flops").iloc[-1]
+        last_share[name] = (end["model"] if "model" in c else f"{end['flops']:.3g} FLOP", float(end["share"]))
+        right.plot(c["flops"], c["share"], color=color_for(b), marker=marker_for(b), ms=4, lw=1.5,
+                   label=name)
+        for s in crossing.SHARES:
+            x = crossing.crossover(sweep, b, s, compute_ref="tf.function")
+            if x["where"] == "inside":
+                right.plot([x["flops"]], [s], marker="o", ms=9, mfc="none", mec=color_for(b), mew=1.6)
+    for s in crossing.SHARES:
+        right.axhline(s, color="0.5", ls=":", lw=1)
+    right.set(xscale="log", ylim=(0, top), title="Overhead share of a call (circles: crossings)")
+    right.set_ylabel("(latency − tf.function's compute) / latency", fontsize="small")
+    right.yaxis.set_major_formatter(PercentFormatter(1.0))
+    flops_axis(right)
+    right.set_xlabel("work per call (FLOPs)")
+    right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, frameon=False)
+    describe(fig, *captions.hero(sweep, list(dict.fromkeys(shown)), last_share, machine, HERO_CALLS))
+    if figures_dir is not None:
+        save(fig, "hero", figures_dir)
+    return fig
+
+
+def extra_models_text(R, names) -> str:
+    s = primary(R, "sweep")
+    out = []
+    for n in names:
+        if not len(s) or n not in set(s["model"]):
+            out.append(f"- Your model {code(n)}: no ok result at batch 1 in this run.")
+            continue
+        row = s[s["model"] == n]
+        best = row.loc[row["median_us"].idxmin()]
+        out.append(f"- Your model {code(n)} ({fmt_flops(best['flops'])}): fastest path {code(best['backend'])} at "
+                   f"{fmt_us(best['median_us'])} (measured); `keras.predict` takes "
+                   f"{fmt_x(ratio(R, n, 'keras.predict', 'numpy'))} the NumPy engine's time.")
+    return "\n".join(out)
+
+
+def user_model_outcomes(bench: pd.DataFrame, names, machine=None) -> pd.DataFrame:
+    """For the user's own models: every path at the smallest batch and thread setting, ok with its measured
+    median, or skipped / failed with the reason the run recorded."""
+    cols = ["model", "backend", "status", "median_us", "logit_rel_err", "reason"]
+    rows = bench if bench is not None else pd.DataFrame(columns=cols)
+    rows = rows[rows["model"].isin(list(names))]
+    if machine is not None and "machine" in rows:
+        rows = rows[rows["machine"] == machine]
+    if not len(rows):
+        return pd.DataFrame(columns=cols)
+    first = rows[(rows["batch"] == rows["batch"].min()) & (rows["threads"] == rows["threads"].min())]
+    out = first.reindex(columns=cols).copy()
+    out["reason"] = out["reason"].fillna("")
+    order = {b: i for i, b in enumerate(order_backends(out["backend"].unique()))}
+    return out.sort_values(["model", "backend"], key=lambda s: s.map(order) if s.name == "backend" else s,
+                           kind="stable").reset_index(drop=True)

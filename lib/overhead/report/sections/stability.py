@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from overhead.harness import stats
-from overhead.report import text as T
+from overhead.report import sentences as T
 from overhead.report.fmt import fmt_pct
-from overhead.report.wins import RULE
 from overhead.report.style import order_backends
+from overhead.report.wins import RULE
 
 RUN_TOL = stats.MAX_RUN_DIFF  # the one rule: overhead.harness.stats.disagreement
 JITTER_COLUMNS = ("jitter", "jitter_p99", "jitter_p99_over_median", "jitter_ratio")

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from overhead.report import text as T
+from overhead.report import captions
+from overhead.report import sentences as T
 from overhead.report.fmt import code, fmt_pct, fmt_us, latency, small_model
+from overhead.report.plotkit import _empty, _fig, _us, describe, save
+from overhead.report.style import color_for
 
 CHAIN = ("numpy", "tf.function", "keras.predict_on_batch", "keras.predict")
-WALK = CHAIN                                  # the old name, kept for callers
 LAYER = {  # what the step from the previous path of the chain to this one adds
     "numpy": "the model's arithmetic (the NumPy engine)",
     "tf.function": "TensorFlow's runtime: a graph call with TF's kernels instead of the NumPy engine",
@@ -100,3 +104,45 @@ def text(R) -> str:
                 + " ran ok at batch 1 in this run.")
     missing = [b for b in CHAIN if b not in set(w["backend"])]
     return T.render("whopays", headline=headline(w), missing=missing)
+
+
+def fig_who_pays(walk: pd.DataFrame, figures_dir=None, branches: pd.DataFrame | None = None) -> Figure:
+    """The chain from the NumPy engine to ``keras.predict`` (solid bars, log scale, with what each step adds)
+    and the side branches (hatched bars, each under the chain path it is compared with, with its ratio)."""
+    if walk is None or len(walk) < 2:
+        return _empty("fewer than two paths of the walk were measured")
+    labels, values, colors, notes, hatch = [], [], [], [], []
+    br = branches if branches is not None and len(branches) else pd.DataFrame(columns=["anchor"])
+    for r in walk.itertuples():
+        labels.append(r.backend)
+        values.append(r.median_us)
+        colors.append(color_for(r.backend))
+        notes.append("" if not np.isfinite(r.delta_us) else
+                     f"{'+' if r.delta_us > 0 else '−'}{_us(float(f'{abs(r.delta_us):.3g}'))}")
+        hatch.append("")
+        for b in br[br["anchor"] == r.backend].itertuples():
+            labels.append(f"  ↳ {b.backend}")
+            values.append(b.median_us)
+            colors.append(color_for(b.backend))
+            notes.append(f"{b.ratio:.2g}× {r.backend}")
+            hatch.append("//")
+    fig = _fig(11, 0.42 * len(labels) + 1.6)
+    ax = fig.add_subplot()
+    y = np.arange(len(labels))[::-1]
+    bars = ax.barh(y, values, color=colors, alpha=0.9)
+    for bar, h in zip(bars, hatch):
+        if h:
+            bar.set_hatch(h)
+            bar.set_alpha(0.55)
+    ax.set_yticks(y, labels)
+    ax.set_xscale("log")
+    for yy, v, t in zip(y, values, notes):
+        if t:
+            ax.annotate(t, (v, yy), xytext=(4, 0), textcoords="offset points", va="center", fontsize="small")
+    ax.xaxis.set_major_formatter(FuncFormatter(_us))
+    ax.set(xlabel=f"measured latency per call ({walk['model'].iloc[0]}, batch 1; log scale)",
+           title="Who pays for predict? Solid: the chain, each step adds one layer; hatched: side branches")
+    describe(fig, *captions.who_pays(walk))
+    if figures_dir is not None:
+        save(fig, "who_pays", figures_dir)
+    return fig

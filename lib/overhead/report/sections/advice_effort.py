@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import wins
-from overhead.report.advice import in_words
 from overhead.report.fmt import code, fmt_us, fmt_x, small_model
+from overhead.report.sections.advice import in_words
 
 EFFORT = (  # (step, backends): the smallest change first, then leaving TF, then reduced precision, then TF1
     ("1. one call changed, still Keras 3 on TensorFlow", ("keras.predict_on_batch", "keras.call")),
@@ -21,7 +21,7 @@ REDUCED = ("litert.fp16", "litert.dynamic_int8", "litert.int8")
 
 
 def _machines(R) -> list:
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    sw = R.sweep
     have = list(dict.fromkeys(sw["machine"].astype(str))) if len(sw) else []
     return sorted(have, key=lambda m: (m != R.machine, m))
 
@@ -64,7 +64,7 @@ def reversals(R, model, backend, against="litert") -> list:
             v = d.values[m]
             out.append(f"not faster than float {code(against)} on {code(m)} ({fmt_us(v[backend])} vs "
                        f"{fmt_us(v[against])})")
-    idle = R.extra.get("idle_gap") if isinstance(R.extra, dict) else None
+    idle = R.extra.get("idle_gap")
     if idle is not None and len(idle):
         ok = idle[(idle["status"].astype(str) == "ok") & (idle["backend"].isin([backend, against]))] \
             if "status" in idle else idle
@@ -89,7 +89,7 @@ def effort_ladder(R, model=None) -> pd.DataFrame:
     and path, the one-line change, its latency and speed-up over ``predict`` on every machine, whether it beats
     ``predict`` by the rule (``overhead.report.wins``) everywhere, and for reduced precision its accuracy cost
     over all inputs and where it reverses."""
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    sw = R.sweep
     m = model or small_model(R)
     if not len(sw) or m is None:
         return pd.DataFrame()

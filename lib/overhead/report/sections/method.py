@@ -1,4 +1,4 @@
-"""The report's method, metadata and limitations sections (numbers computed from ``R`` and the metadata)."""
+"""Sections "Limitations" and "Appendix: Method": the report's method, metadata and limitations (numbers computed from ``R`` and the metadata)."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,10 +38,6 @@ def meta_table(results: dict, machine: str) -> pd.DataFrame:
             d[k] = " ".join(map(str, d[k]))
     flat = _flat(d)
     return pd.DataFrame({"value": [str(v) for v in flat.values()]}, index=pd.Index(list(flat), name="key"))
-
-
-def _truthy(col: pd.Series) -> pd.Series:
-    return col.astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes"))
 
 
 def _span(v) -> str:

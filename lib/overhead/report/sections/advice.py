@@ -1,7 +1,7 @@
 """What should you do? Per situation, the fastest path that passed parity in this run, its runner-up and the
 least-overhead path that keeps you in TensorFlow/Keras, with the one-line change that gets you there (from the
-catalogue, :mod:`overhead.base.paths`); and the code appendix, the source of each path's runner as the sweep
-recorded it with the results (``timed_code`` in bench.meta.json), so it cannot drift from what was timed.
+catalogue, :mod:`overhead.base.paths`), and the note on FLOPs. The section's effort ladder is
+:mod:`overhead.report.sections.advice_effort`.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _startup_mem(R, model):
 
 def int8_units(R) -> str:
     """The CPU's int8 units as the ceilings summary names them ('' when unknown)."""
-    summ = (R.meta.get("ceilings", {}) or {}) if isinstance(R.meta, dict) else {}
+    summ = R.meta.get("ceilings", {}) or {}
     summ = summ.get("ceilings") or summ.get("summary") or summ
     der = str(summ.get("int8_derivation", "") or "") if isinstance(summ, dict) else ""
     return der.split(":")[0].strip()
@@ -177,7 +177,7 @@ def advice(R) -> pd.DataFrame:
 
 def _decisions(R, what, model, among=None) -> dict:
     """``d`` (the fastest path on ``model``) and ``d_tf`` (the fastest TF/Keras path) over every machine."""
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    sw = R.sweep
     if model is None or not len(sw):
         return {"d": None, "d_tf": None}
     rows = sw[sw["model"] == model]
@@ -208,7 +208,7 @@ def _throughput_decisions(R, model) -> dict:
 
 def _startup_decisions(R, model, column, what) -> dict:
     """Cold start / memory over every machine: the repetitions' range is the interval (``wins.from_repetitions``)."""
-    raw = (getattr(R, "raw", None) or {}).get("startup")
+    raw = R.raw.get("startup")
     if raw is None or not len(raw) or model is None:
         return {"d": None, "d_tf": None}
     s = raw[(raw["model"] == model) & (raw["status"].astype(str) == "ok")] if "status" in raw else raw[raw["model"] == model]
@@ -220,7 +220,7 @@ def _startup_decisions(R, model, column, what) -> dict:
 def _under_load_row(R) -> dict:
     """A service under load: the path with the highest Server capacity (LoadGen, p99 under the bound, one
     worker thread, in process) on the smallest model that had a bisection."""
-    lg = R.mine("loadgen") if hasattr(R, "mine") else pd.DataFrame()
+    lg = R.mine("loadgen")
     cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
     if not len(cap):
         return _row("a service under load (no `loadgen.csv` in the results)", "queries/s at the p99 bound", [], None, str)
@@ -294,32 +294,6 @@ def summary(table: pd.DataFrame, n: int = 3) -> str:
 
 
 # ---------------------------------------------------------------- code appendix ------------------------
-PREDATES = ("This run predates source recording (its bench.meta.json has no `timed_code`): each path shows the "
-            "catalogue's user code, not the code that was timed.")
-
-
-def code_appendix(names, recorded=None) -> str:
-    """Markdown: for each backend, its one-line change and the code that was timed, as the sweep recorded it
-    (``recorded``: ``timed_code`` of the run's bench.meta.json); otherwise the catalogue's snippet, with one line
-    saying why (``PREDATES`` once, for a run from before source recording; per path when the run lacks it)."""
-    recorded = recorded if isinstance(recorded, dict) else {}
-    out = [] if recorded or not names else [f"*{PREDATES}*\n"]
-    for b in names:
-        out.append(f"#### {b}\n")
-        rec, e = recorded.get(b) or {}, paths.entry(b)
-        if rec.get("source"):
-            where = ", ".join(f"`{w.strip()}`" for w in str(rec.get("where", "")).split(",") if w.strip())
-            out.append(f"One-line change: {one_line(b)}.\n\nTimed code ({where or 'as recorded'}):\n\n"
-                       f"```python\n{rec['source'].rstrip()}\n```\n")
-            continue
-        if recorded:
-            why = f"no source recorded: {rec['reason']}" if rec.get("reason") else "not timed by this run"
-            out.append(f"*Timed code not shown ({why}).*\n")
-        if e is not None and e.snippet:
-            out.append(f"User code (the catalogue's snippet):\n\n```python\n{e.snippet}\n```\n")
-        else:
-            out.append(f"One-line change: {in_words(b)} (no runnable snippet).\n")
-    return "\n".join(out)
 
 
 def flops_note(R) -> str:

@@ -15,7 +15,6 @@ from overhead.report import crossing, wins
 from overhead.report.fmt import (
     SIGNIFICANT_X,  # "noticeably slower" = at least this many times the latency
     code,
-    fit_of,
     fmt_pct,
     fmt_us,
     fmt_x,
@@ -38,17 +37,6 @@ VERDICTS = ("supported", "partly", "not supported", "not measured")
 
 def _claim(claim, verdict, numbers, evidence):
     return {"claim (our paraphrase)": claim, "verdict": verdict, "numbers": numbers, "evidence": evidence}
-
-
-def fixed_at(R, backend, model) -> float:
-    """The fitted fixed cost of a call of ``backend`` on ``model``: overhead (+ layers × per-layer cost)."""
-    f = fit_of(R, backend)
-    if f is None:
-        return np.nan
-    sw = primary(R, "sweep")
-    lay = sw.loc[sw["model"] == model, "layers"] if "layers" in sw else []
-    n = float(lay.iloc[0]) if len(lay) and np.isfinite(lay.iloc[0]) else 0.0
-    return float(f["overhead_us"] + (f["per_layer_us"] * n if np.isfinite(f["per_layer_us"]) else 0.0))
 
 
 def _beats(sw, model, a, b) -> bool:
@@ -195,13 +183,13 @@ def claims(R) -> pd.DataFrame:
 def by_machine(R) -> pd.DataFrame:
     """The claims × machines table: one row per claim, its verdict on each machine (each machine's own
     results, ``claims`` on a view of ``R``), and where it holds; ``attrs["numbers"]``: {machine: claims table}."""
-    ms = [m for m in (getattr(R, "machines", None) or [R.machine]) if m is not None]
-    sw = R.sweep if isinstance(R.sweep, pd.DataFrame) else pd.DataFrame()
+    ms = [m for m in (R.machines or [R.machine]) if m is not None]
+    sw = R.sweep
     if len(sw):
         ms = sorted(set(sw["machine"].astype(str)), key=lambda m: (m != R.machine, m))
     per = {}
     for m in ms:
-        view = replace(R, machine=m, meta=(getattr(R, "meta_all", {}) or {}).get(m, R.meta if m == R.machine else {}))
+        view = replace(R, machine=m, meta=R.meta_all.get(m, R.meta if m == R.machine else {}))
         per[m] = claims(view)
     if not per:
         return pd.DataFrame()
