@@ -151,7 +151,7 @@ class Versions:
     paths: tuple | None = None
     onednn_off_paths: tuple | None = None
     onednn_off_models: tuple | None = None  # None: versions.ONEDNN_OFF_MODELS
-    runs: int = 3
+    runs: int = 2                        # fresh processes per configuration (params/full.yaml says why)
     budget_s: float = 0.3
     rss_calls: tuple = (1, 200)
 

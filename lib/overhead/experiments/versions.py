@@ -257,7 +257,7 @@ def plan_configs(releases, models, onednn_off_paths, onednn_off_models=None) -> 
     return out
 
 
-def run(releases, models=MODELS, *, runs: int = 3, paths=PATHS, onednn_off_paths=ONEDNN_OFF_PATHS,
+def run(releases, models=MODELS, *, runs: int = 2, paths=PATHS, onednn_off_paths=ONEDNN_OFF_PATHS,
         onednn_off_models=ONEDNN_OFF_MODELS, threads: int = 1,
         budget_s: float = 0.3, rounds: int = 5, min_samples: int = 20, rss_calls=(1, 200), n_parity: int = 32,
         out_dir=None, machine=None, data_dir=None, timeout_s: float = 1800, weights=None, progress=print) -> pd.DataFrame:
