@@ -204,14 +204,17 @@ display(layout.table(memory_loop.memory_loop_table(R)))
 # ## Under load: MLPerf LoadGen, in process and over HTTP
 
 # %%
-LG = R.mine("loadgen")
 display(Markdown(loadgen.loadgen_text(R)))
-if len(LG):
+LG_MACHINES = loadgen.loadgen_machines(R)
+for LG_M, LG in LG_MACHINES:
+    TAG = "" if LG_M == LG_MACHINES[0][0] else "_" + LG_M
+    if len(LG_MACHINES) > 1:
+        display(Markdown(loadgen.machine_heading(LG_M, LG)))
     display(underload.mlperf_table(LG))
-    display(plotkit.publish(underload.fig_hockey_stick(LG), "hockey_stick", FIG))
+    display(plotkit.publish(underload.fig_hockey_stick(LG), "hockey_stick" + TAG, FIG))
     SHARE = underload_http.http_share(LG)
     if len(SHARE):
-        display(plotkit.publish(underload_http.fig_http_share(SHARE), "http_share", FIG))
+        display(plotkit.publish(underload_http.fig_http_share(SHARE), "http_share" + TAG, FIG))
     HTTP = underload_http.http_table(LG)
     if len(HTTP):
         display(Markdown("**The HTTP floor:** the no-op model behind FastAPI/uvicorn per payload and worker count, "
@@ -219,7 +222,7 @@ if len(LG):
         display(layout.table(underload_http.http_reader_table(LG)))
     display(layout.details("Concurrency strategies and dynamic batching", underload.strategy_table(LG),
                            underload.batching_table(LG)))
-    LG_META = R.meta.get("loadgen", {})
+    LG_META = R.meta_all.get(LG_M, {}).get("loadgen", {})
     display(Markdown("**Method and deviations from MLPerf.** " + str(LG_META.get("method", "not recorded")) + " "
                      + str(LG_META.get("client_and_server", ""))))
 

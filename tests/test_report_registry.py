@@ -13,6 +13,9 @@ from overhead.report.sections import loadgen
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "data" / "results"
 MACHINES = sorted(p.name for p in PUBLISHED.iterdir() if (p / "bench.csv").is_file()) if PUBLISHED.is_dir() else []
+# folders holding side experiments only (a stage run on a machine whose sweep is not published)
+SIDE = sorted(p.name for p in PUBLISHED.iterdir()
+              if p.is_dir() and p.name not in MACHINES and any(p.glob("*.csv"))) if PUBLISHED.is_dir() else []
 NOT_MEASURED = "*Not measured"       # the start of fmt.NOT_MEASURED and fmt.not_measured
 
 
@@ -28,7 +31,7 @@ def _render(entry, R) -> str:
 
 def test_every_committed_table_is_declared_once():
     assert len(tables.BY_STEM) == len(tables.TABLES)
-    for m in MACHINES:
+    for m in MACHINES + SIDE:
         for csv in (PUBLISHED / m).glob("*.csv"):
             assert csv.stem in tables.BY_STEM, f"{m}/{csv.name} is committed but not declared in overhead.base.tables"
 
@@ -52,6 +55,46 @@ def test_every_committed_table_renders_its_section(results, machine):
         text = _render(t, R)
         assert NOT_MEASURED not in text, (f"{machine}/{t.file} is committed but its section "
                                           f"'{t.section}' says: {text[:160]}")
+
+
+@pytest.mark.skipif(not (SIDE and MACHINES), reason="no committed folder without a sweep")
+@pytest.mark.parametrize("side", SIDE)
+def test_a_folder_without_a_sweep_reaches_its_sections(results, side):
+    # e.g. the version and LoadGen stages run on a machine whose sweep is not published: the report's machine is
+    # a swept one, and the side machine's tables must still be shown, named by their machine
+    R = A.analyse(results, loading.models_from_results(PUBLISHED, prefer=MACHINES[0]), n_boot=10,
+                  preferred_machine=MACHINES[0])
+    for t in tables.TABLES:
+        if not (PUBLISHED / side / t.file).is_file():
+            continue
+        text = _render(t, R)
+        assert NOT_MEASURED not in text, f"{side}/{t.file} is committed but '{t.section}' says: {text[:160]}"
+        assert side in text, f"{side}/{t.file}: section '{t.section}' does not name the machine it comes from"
+
+
+def _lg_rows(machine, duration_s, qps):
+    base = dict(machine=machine, scenario="Server", model="cnn_seed", path="litert", transport="inproc",
+                strategy="thread", workers=1, threads=1, batching=None, bound_ms=10.0, status="ok", parity="pass",
+                role="bisection", stationary=True, p50_us=100.0, p90_us=200.0, p99_us=900.0)
+    return [dict(base, duration_s=0.5, target_qps=qps * 2, validity="INVALID"),
+            dict(base, duration_s=duration_s, target_qps=qps, validity="VALID"),
+            dict(base, scenario="SingleStream", role="single-stream", duration_s=1.0, target_qps=float("nan"),
+                 validity="VALID")]
+
+
+def test_long_run_maxima_lead_the_under_load_section_and_the_advice():
+    import pandas as pd
+    from overhead.report.sections import advice
+    from overhead.experiments.loadgen_table import COLUMNS
+    frame = pd.DataFrame(_lg_rows("short-runs-only", 0.5, 80_000) + _lg_rows("long-runs", 12.0, 5_000),
+                         columns=COLUMNS)
+    R = A.Results(machine="short-runs-only", machines=["short-runs-only"])
+    R.extra["loadgen"] = frame
+    order = [m for m, _ in loadgen.loadgen_machines(R)]
+    assert order == ["long-runs", "short-runs-only"]
+    assert loadgen.loadgen_text(R).startswith("On `long-runs`")
+    row = advice._under_load_row(R)
+    assert "`long-runs`" in row["situation"] and "upper bound" not in row["situation"]
 
 
 @pytest.mark.skipif("amd-epyc-zen5-2c" not in MACHINES, reason="the run with loadgen.csv is not committed")

@@ -13,6 +13,7 @@ from overhead.report import underload, wins
 from overhead.report.analysis import ACCURACY_MIN_REF
 from overhead.report.analysis import ok as ok_rows
 from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
+from overhead.report.sections.loadgen import loadgen_machines
 from overhead.report.style import NO_TF, TF_KERAS
 
 # "staying in TF/Keras" names TF2 paths only: a TF1-style session (compat.v1 + a private freezing API) is shown
@@ -220,22 +221,24 @@ def _startup_decisions(R, model, column, what) -> dict:
 def _under_load_row(R) -> dict:
     """A service under load: the path with the highest Server capacity (LoadGen, p99 under the bound, one
     worker thread, in process) on the smallest model that had a bisection."""
-    lg = R.mine("loadgen")
+    machines = loadgen_machines(R)  # confirmed (long-run) maxima first, from whichever machine ran LoadGen
+    machine, lg = machines[0] if machines else (None, pd.DataFrame())
     cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
     if not len(cap):
         return _row("a service under load (no `loadgen.csv` in the results)", "queries/s at the p99 bound", [], None, str)
     model = cap["model"].iloc[0]
+    where = f", on {code(machine)}" if machine and machine != R.machine else ""
     here = cap[cap["model"] == model].set_index("path")
     qps = here["max_qps"][here["max_qps"] > 0]
     bound = here["bound_ms"].iloc[0]
     if not len(qps) and "upper_bound_qps" in here and here["upper_bound_qps"].gt(0).any():
         upper = here["upper_bound_qps"][here["upper_bound_qps"] > 0]
-        return _row(f"a service under load ({code(model)}, p99 ≤ {bound:g} ms; short-run upper bounds only: no "
+        return _row(f"a service under load ({code(model)}{where}, p99 ≤ {bound:g} ms; short-run upper bounds only: no "
                     "Server point ran long enough to show a growing queue, so no maximum is published)",
                     "queries/s at the p99 bound (upper bound)", _rank(upper, True), upper,
                     lambda v: f"at most {v:,.0f} queries/s (short runs)", R, model)
     # a bisection gives one capacity per path and no interval: the highest is named as measured, not as a win
-    return _row(f"a service under load ({code(model)}, Poisson arrivals, p99 ≤ {bound:g} ms; highest capacity "
+    return _row(f"a service under load ({code(model)}{where}, Poisson arrivals, p99 ≤ {bound:g} ms; highest capacity "
                 "found by bisection, no interval, so not judged by the rule)",
                 "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model)
 
