@@ -39,20 +39,22 @@ def test_bisection_respects_max_points_and_stops_when_one_call_exceeds_the_bound
 def test_bisection_stops_halving_below_the_floor():
     done = _bisect_against(10.0, service_s=1e-3, bound_ms=10, floor=85.0)  # 500, 125, then 31 < 85: stop
     assert [q for q, _ in done] == [500.0, 125.0] and loadgen.capacity(done) == 0.0
-    assert loadgen.min_qps(loadgen.SETTINGS) == pytest.approx(500 / (0.9 * 12), abs=0.1)
+    assert loadgen.min_qps(loadgen.SETTINGS) == pytest.approx(500 / (0.9 * 30), abs=0.1)
 
 
 def test_a_slow_model_asks_for_the_queries_its_run_can_hold():
     # ResNet-18 serves ~60 QPS on one core: a fixed 1,024 queries could never fit a 12 s run ("exited early",
     # INVALID at every load), so no capacity was ever found for it
-    from overhead.experiments.loadgen_core import EARLY_STOP_MIN_QUERIES, server_min_queries
+    from overhead.experiments.loadgen_core import EARLY_STOP_MIN_QUERIES, SLOW_CAP_MS, server_run_limits
     s = loadgen.SETTINGS
-    cap_s = s["server_max_duration_ms"] / 1e3
-    assert server_min_queries(s, 10_000) == s["server_min_queries"]       # fast models: the stage's count
-    n = server_min_queries(s, 60)
-    assert EARLY_STOP_MIN_QUERIES <= n < 60 * cap_s                        # fits the cap, keeps the p99 estimate
-    assert server_min_queries(s, 5) == EARLY_STOP_MIN_QUERIES              # never under LoadGen's p99 minimum
-    assert loadgen.min_qps(s) * cap_s >= EARLY_STOP_MIN_QUERIES            # below the floor a run cannot finish
+    n0, cap0 = s["server_min_queries"], s["server_max_duration_ms"]
+    assert server_run_limits(s, 10_000) == (n0, cap0)                      # fast models: the stage's run
+    for q in (5, 30, 60):
+        n, cap = server_run_limits(s, q)
+        assert EARLY_STOP_MIN_QUERIES <= n <= n0 and cap0 <= cap <= SLOW_CAP_MS
+        if q >= loadgen.min_qps(s):
+            assert n <= q * cap / 1e3 * 0.95, (q, n, cap)                  # the queries fit the cap
+    assert loadgen.min_qps(s) * SLOW_CAP_MS / 1e3 >= EARLY_STOP_MIN_QUERIES
 
 
 def test_bisection_goes_down_until_valid():

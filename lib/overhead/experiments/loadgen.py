@@ -26,7 +26,7 @@ from overhead.experiments import loadgen_rules as rules
 from overhead.experiments import loadgen_wrk
 from overhead.experiments import sweep
 from overhead.experiments.loadgen_core import (  # noqa: F401  (next_qps: re-exported)
-    BISECT, EARLY_STOP_MIN_QUERIES, NOOP, PARITY_EVERY, PARITY_MAX, STRATEGIES, THREAD_UNSAFE, capacity, min_qps, next_qps, process_kind, sharing,
+    BISECT, EARLY_STOP_MIN_QUERIES, NOOP, SLOW_CAP_MS, PARITY_EVERY, PARITY_MAX, STRATEGIES, THREAD_UNSAFE, capacity, min_qps, next_qps, process_kind, sharing,
 )
 from overhead.experiments.loadgen_table import COLUMNS, PointLog, publishable, rows_of, table  # noqa: F401
 from overhead.harness import child
@@ -78,7 +78,7 @@ METHOD = (
     "minimum duration {ss} ms per Single-Stream run, {srv} ms per steering Server run and {cmin:g} s per "
     "published Server run instead of 600 s; at least {ssq} queries per Single-Stream run (MLPerf: 1,024) and "
     "{srvq} per Server run (MLPerf: 270,336; a model too slow to reach them before a run's cap gets what "
-    "90 % of the cap holds at its target, never under {esq}), enough for LoadGen's early-stopping p99 estimate; steering Server "
+    "90 % of the cap holds at its target, never under {esq}, and a cap of up to {slow:g} s), enough for LoadGen's early-stopping p99 estimate; steering Server "
     "runs stop after {cap} ms; no accuracy run (parity is checked on every {every}th response, up to {pmax} per "
     "run, against Keras with the study's logit criterion); LoadGen, the SUT and any HTTP client share the "
     "machine's cores with the path they measure.")
@@ -98,7 +98,7 @@ def method_text(quick: bool = False, runs: dict | None = None) -> str:
                          cmin=c["confirm_min_duration_ms"] / 1e3, cq=c["confirm_min_queries"],
                          cmax=c["confirm_max_duration_ms"] / 1e3, step=rules.CONFIRM_STEP,
                          cruns=rules.CONFIRM_MAX_RUNS, slack=rules.CAPACITY_SLACK,
-                         esq=EARLY_STOP_MIN_QUERIES)
+                         esq=EARLY_STOP_MIN_QUERIES, slow=SLOW_CAP_MS / 1e3)
 
 
 class LoadgenInputError(ValueError):

@@ -352,20 +352,26 @@ def capacity(done) -> float:
 # LoadGen's early-stopping p99 estimate (99 % confidence) can pass only after 459 queries with none over the bound:
 # a Server run never asks for fewer, whatever its model's speed
 EARLY_STOP_MIN_QUERIES = 500
-FILL = 0.9  # a slow model's run asks for the queries 90 % of its time cap holds at the target (Poisson slack)
+FILL = 0.9  # a run asks for the queries 90 % of its time cap holds at the target (Poisson slack)
+SLOW_CAP_MS = 30_000  # a slow model's run may last up to this (the confirming runs' cap) to reach its queries
 
 
-def server_min_queries(settings, target_qps) -> int:
-    """The minimum query count of one Server run: the stage's (1,024), lowered for a slow model to what
-    fits in the run's time cap at the target QPS, never below :data:`EARLY_STOP_MIN_QUERIES`. (A fixed
-    1,024 made every run of a model slower than ~85 QPS stop at its cap before its minimum: "exited early",
-    INVALID at any load.)"""
-    fits = FILL * float(target_qps or 0) * settings["server_max_duration_ms"] / 1e3
-    n = int(settings["server_min_queries"])
-    return min(n, max(EARLY_STOP_MIN_QUERIES, int(fits)))
+def server_run_limits(settings, target_qps) -> tuple[int, int]:
+    """(minimum query count, time cap in ms) of one Server run at `target_qps`. The stage's (1,024 queries,
+    12 s) when they fit; for a slow model fewer queries (what the cap holds, never under
+    :data:`EARLY_STOP_MIN_QUERIES`) and a longer cap (up to :data:`SLOW_CAP_MS`). A fixed 1,024 queries in
+    12 s made every run of a model slower than ~85 QPS stop at its cap first: "exited early", INVALID at
+    any load, so ResNet-18 had no Server figure."""
+    n, cap = int(settings["server_min_queries"]), int(settings["server_max_duration_ms"])
+    q = max(float(target_qps or 0), 1e-9)
+    if n <= FILL * q * cap / 1e3:
+        return n, cap
+    n = min(n, max(EARLY_STOP_MIN_QUERIES, int(FILL * q * cap / 1e3)))
+    return n, int(min(max(cap, SLOW_CAP_MS), max(cap, 1e3 * n / (FILL * q))))
 
 
 def min_qps(settings) -> float:
-    """The lowest target QPS a Server run can reach its minimum query count at, before its time cap."""
+    """The lowest target QPS a Server run can reach its minimum query count at, before its longest cap."""
     n = min(int(settings["server_min_queries"]), EARLY_STOP_MIN_QUERIES)
-    return round(n / (FILL * settings["server_max_duration_ms"] / 1e3), 1)
+    cap = max(int(settings["server_max_duration_ms"]), SLOW_CAP_MS)
+    return round(n / (FILL * cap / 1e3), 1)

@@ -51,7 +51,7 @@ from overhead.experiments.loadgen_core import (
     allowed_batches,
     capacity,
     min_qps,
-    server_min_queries,
+    server_run_limits,
     next_qps,
     service_time_s,
 )
@@ -127,8 +127,7 @@ def run_loadgen(lg, pool, n_samples: int, scenario: str, settings: dict, *, targ
         st.server_target_qps = float(target_qps)
         st.server_target_latency_ns = int(float(bound_ms) * 1e6)
         st.min_duration_ms = int(settings["server_min_duration_ms"])
-        st.min_query_count = server_min_queries(settings, target_qps)
-        st.max_duration_ms = int(settings["server_max_duration_ms"])
+        st.min_query_count, st.max_duration_ms = server_run_limits(settings, target_qps)
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
     with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
