@@ -16,7 +16,7 @@ from overhead import backends
 from overhead.base import atomic
 from overhead.base.settings import Settings
 from overhead.experiments import sweep, worker
-from overhead.harness import stats
+from overhead.harness import interval, stats
 
 # --------------------------------------------------------------------------- bench.csv
 
@@ -136,7 +136,7 @@ def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file
     assert all(j[3] == ["numpy", "numpy"] for j in fake.jobs if j[2] == "tf")  # batches 1 and 4
     assert len(rows) == 6 and set(rows.batch[rows.backend == "test.jaxlike"]) == {1}  # batch 4: numpy only
     assert (rows.runs == 3).all() and (rows.n == 90).all() and (rows.remeasured == 0).all()
-    assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {stats.CI_METHOD}
+    assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {interval.CI_METHOD}
     assert (rows.logit_rel_err == 1e-6).all()  # run 1's parity: the full check
     pooled = atomic.load_samples(tmp_path / rows.samples_file.iloc[0])
     np.testing.assert_array_equal(pooled["run_lengths"], [30, 30, 30])

@@ -31,7 +31,7 @@ from overhead.base.settings import Settings
 from overhead.experiments import runlog, sweepplan, worker
 from overhead.experiments.sweepplan import thread_settings, wanted  # noqa: F401  (re-exported)
 from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
-from overhead.harness import child, stats, timing
+from overhead.harness import child, interval, stats, timing
 from overhead.ladder import models as ladder
 
 LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
@@ -195,7 +195,7 @@ def run(settings: Settings, *, out_dir=None, resume: bool = True, max_rows: int 
     rows = results.finish()
     envinfo.write_meta(out_dir / "bench.csv", {
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": p.batches,
-        "threads_settings": p.threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
+        "threads_settings": p.threads, "runs": runs, "max_runs": max_runs, "ci_method": interval.CI_METHOD,
         "stability_rule": stats.STABILITY_RULE,
         "big_batch_models": _listed(b.big_batch_models), "big_batch_backends": _listed(b.big_batch_backends),
         "models_for": {k: list(m) for k, m in b.models_for.items()}, "threads_models": _listed(b.threads_models),

@@ -30,7 +30,7 @@ import pandas as pd
 from overhead.base import config, data, envinfo
 from overhead.base.atomic import atomic_write_text
 from overhead.experiments import startup, versions_env
-from overhead.harness import child, parity, stats
+from overhead.harness import child, interval, parity, stats
 
 CHILD = "overhead.experiments.versions_child"
 PATHS = ("predict", "predict_on_batch", "call", "tf.function", "tf.function.xla", "savedmodel", "tf1.session",
@@ -323,7 +323,7 @@ def run(releases, models=MODELS, *, runs: int = 2, paths=PATHS, onednn_off_paths
         "onednn_off_models": list(models if onednn_off_models is None else onednn_off_models), "stage_s": round(time.perf_counter()
                                                                                                 - t_stage, 1),
         "parity_rule": parity.criterion_text("float32"), "reference": "NumPy engine (.npz) logits",
-        "ci_method": stats.CI_METHOD, "stability_rule": stats.STABILITY_RULE,
+        "ci_method": interval.CI_METHOD, "stability_rule": stats.STABILITY_RULE,
         "releases": {rel.label: {"env": rel.env, "reason": rel.reason, **{k: v for k, v in rel.info.items()
                                                                          if k not in ("status", "reused")}}
                      for rel in releases}}, threads=threads)
