@@ -92,22 +92,22 @@ class FakeWorkers:
         self.parity_fails_in_run = parity_fails_in_run
 
     def __call__(self, job, on_event, log_path):
-        self.jobs.append((job["run"], job["threads"], job["process"], sorted(b for b, _ in job["keys"])))
-        self.parity_n = getattr(self, "parity_n", []) + [job["parity_n"]]
-        for backend, batch in job["keys"]:
-            samples = self.samples_for(backend, batch, job["threads"], job["run"])
-            row = {"model": job["model"], "model_sha": None, "flops": 10, "params": 1, "backend": backend,
-                   "batch": batch, "threads": job["threads"], "run": job["run"]}
+        self.jobs.append((job.run, job.threads, job.process, sorted(b for b, _ in job.keys)))
+        self.parity_n = getattr(self, "parity_n", []) + [job.parity_n]
+        for backend, batch in job.keys:
+            samples = self.samples_for(backend, batch, job.threads, job.run)
+            row = {"model": job.model, "model_sha": None, "flops": 10, "params": 1, "backend": backend,
+                   "batch": batch, "threads": job.threads, "run": job.run}
             if samples is None:  # raised while preparing: never timed
                 on_event({"event": "row", "row": dict(row, status="failed", reason="boom")})
                 continue
-            rel = f"samples/{job['model']}/{backend}__b{batch}__t{job['threads']}__r{job['run']}.npz"
+            rel = f"samples/{job.model}/{backend}__b{batch}__t{job.threads}__r{job.run}.npz"
             atomic.save_samples(self.out_dir / rel, {"samples_ns": samples})
-            bad = job["run"] == self.parity_fails_in_run
+            bad = job.run == self.parity_fails_in_run
             on_event({"event": "row", "row": dict(row, status="failed" if bad else "ok",
                                                   parity="fail" if bad else "pass",
                                                   reason="parity: logit_rel_err 0.5 > 0.001" if bad else "",
-                                                  logit_rel_err=0.5 if bad else 1e-6 * job["run"],
+                                                  logit_rel_err=0.5 if bad else 1e-6 * job.run,
                                                   samples_file=rel, timer_overhead_ns=40.0, **stats.summarize(samples))})
 
 
