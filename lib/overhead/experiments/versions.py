@@ -30,6 +30,7 @@ import pandas as pd
 from overhead.base import config, data, envinfo
 from overhead.base.atomic import atomic_write_text
 from overhead.experiments import startup, versions_env
+from overhead.experiments.versions_child import VersionsJob
 from overhead.harness import child, interval, parity, stats
 
 CHILD = "overhead.experiments.versions_child"
@@ -151,10 +152,10 @@ def run_one(release: Release, keras: str, onednn: bool, run: int, *, models: lis
         scratch.mkdir(parents=True, exist_ok=True)
         jobs.append({"model": model, "key": key, "weights": str(weights[model]), "inputs": str(inputs[model]),
                      "out": str(work / f"{safe}__r{run}.npz"), "scratch": str(scratch)})
-    job = {"models": [{k: v for k, v in j.items() if k != "key"} for j in jobs], "paths": list(paths),
-           "threads": threads, "budget_s": budget_s, "rounds": rounds, "min_samples": min_samples,
-           "rss_calls": list(rss_calls)}
-    done = child.run_child(CHILD, job=job, threads=threads, env=_env_for(release, keras, onednn, threads),
+    job = VersionsJob(models=tuple({k: v for k, v in j.items() if k != "key"} for j in jobs), paths=tuple(paths),
+                      threads=int(threads), budget_s=budget_s, rounds=rounds, min_samples=min_samples,
+                      rss_calls=tuple(rss_calls))
+    done = child.run_child(CHILD, ["child"], job=job, threads=threads, env=_env_for(release, keras, onednn, threads),
                            timeout_s=timeout_s, stall_timeout_s=timeout_s, python=release.python)
     imp = done.last("import") or {}
     events = [e for e in done.events if isinstance(e, dict)]
