@@ -32,7 +32,7 @@
 # * the runners of one (model, batch) are **timed interleaved in rounds**: one value per call, warm-ups
 #   discarded, GC on as users run it (collected between rounds), at least 20 values per run for slow paths and
 #   200 (or 0.5 s) for fast ones; the median's 95 % interval is at the run level (a hierarchical bootstrap over
-#   the runs, then the calls within each: `overhead.harness.stats.median_ci`);
+#   the runs, then the calls within each: `overhead.harness.interval.median_ci`);
 # * a configuration is **unstable** when its runs disagree (two run medians more than 5 % apart with disjoint
 #   intervals); the remedy is more runs (up to `max_runs`), all kept. Per-call spread is reported as jitter, and
 #   pyperf's old check is kept beside it (`unstable_pyperf`);

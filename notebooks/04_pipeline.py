@@ -40,7 +40,7 @@ from IPython.display import Markdown, display
 
 from overhead import backends as registry
 from overhead.base.settings import Settings, cores
-from overhead.experiments import breakdown, pipeline
+from overhead.experiments import breakdown, breakdown_buckets, pipeline
 from overhead.report import stages, stagetext
 
 S = Settings.from_dict(study, data_dir=data_dir, machine=machine, extra_models=extra_models)
@@ -90,7 +90,7 @@ brow, bsummary, btop = breakdown.run(breakdown_models, breakdown_backends, threa
 bsummary.round(2)
 
 # %%
-pivot = stages.breakdown_pivot(brow, breakdown.BUCKETS)
+pivot = stages.breakdown_pivot(brow, breakdown_buckets.BUCKETS)
 pivot.round(1)
 
 # %%
@@ -107,7 +107,7 @@ for model in btab['model'].unique() if len(btab) else []:
 # ### Method
 #
 # 1. **Sampling**: the call runs many times while a periodic `SIGALRM` (every 3.1 ms, wall clock) interrupts it; the handler records the main thread's whole Python stack. Each timer expiration is a sample worth one interval, and expirations that queued while the thread was inside a long C call (a TF op, a tf.data iterator being built) all count for that call site. The handler's own time is taken out of the calls, and so is the slowdown a sample causes its call (signal delivery; measured as the difference between the median sampled and unsampled call). cProfile is not used for the times: its per-call hooks, and Python 3.11's de-specialised bytecode while any profiler is set, slow the Python parts of these calls down by more than a calibration on synthetic calls predicts (corrected cProfile sums missed the median by 30-250 % while this method was developed); the sampler's cost is measured in the run itself. cProfile only counts the Python calls per inference (`cprofile_us` is the call's time under it).
-# 2. **Buckets** come from each sample's stack, outermost frame first, by module-path / function-name rules (`overhead.experiments.breakdown.RULES`): Keras' data adapters and `tf.data` → *data adapter & tf.data*; `tf.function` tracing (`_create_concrete_function`, `func_graph`, autograph, tf.data's function wrapper) → *tracing & graph building*; Keras callbacks → *callbacks*; `polymorphic_function` and `core/function` → *tf.function call & arguments*; the rest of Keras → *Keras Python*; TF's Python op wrappers and `execute.py` → *eager op dispatch (Python)*; `convert_to_tensor`, `constant_op`, `.numpy()` → *tensor↔NumPy conversion*. The innermost frame a rule names decides (stdlib, `nest`, `tensor_shape`, … take the bucket of their caller); tracing and callbacks absorb everything they call. A sample sitting on a `TFE_Py_Execute` / `TFE_Py_FastPathExecute` line is in *TF C++ runtime*, unless it runs a tf.data op (then it is tf.data's work).
+# 2. **Buckets** come from each sample's stack, outermost frame first, by module-path / function-name rules (`overhead.experiments.breakdown_buckets.RULES`): Keras' data adapters and `tf.data` → *data adapter & tf.data*; `tf.function` tracing (`_create_concrete_function`, `func_graph`, autograph, tf.data's function wrapper) → *tracing & graph building*; Keras callbacks → *callbacks*; `polymorphic_function` and `core/function` → *tf.function call & arguments*; the rest of Keras → *Keras Python*; TF's Python op wrappers and `execute.py` → *eager op dispatch (Python)*; `convert_to_tensor`, `constant_op`, `.numpy()` → *tensor↔NumPy conversion*. The innermost frame a rule names decides (stdlib, `nest`, `tensor_shape`, … take the bucket of their caller); tracing and callbacks absorb everything they call. A sample sitting on a `TFE_Py_Execute` / `TFE_Py_FastPathExecute` line is in *TF C++ runtime*, unless it runs a tf.data op (then it is tf.data's work).
 # 3. **Kernels**: for graph paths the TensorFlow profiler's host events of the op kernels (per op, median duration × count per call) are moved out of *TF C++ runtime*. Eager ops have no separate kernel events, so `keras.call` keeps *TF C++ runtime + kernels* as one bucket.
 # 4. **Check**: plain rounds (no sampling) alternate with the sampled ones, so the measured median comes from the same minutes. Calls slower than 2× the median (preempted) are left out of both. The buckets' sum is compared with the median (the 10 % target) and with the mean of the plain calls; nothing rescales the buckets to either.
 #

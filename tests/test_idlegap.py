@@ -8,12 +8,12 @@ from overhead.report.idle import verdict
 
 
 def test_summary_uses_the_one_median_interval():
-    """The interval is overhead.harness.stats.median_ci (one child = one run); its coverage is tested there."""
-    from overhead.harness import stats
+    """The interval is overhead.harness.interval.median_ci (one child = one run); its coverage is tested there."""
+    from overhead.harness import interval
 
     x = np.random.default_rng(0).lognormal(0.0, 0.5, 57) * 1e3
     s = idlegap.summarize(x)
-    assert (s["ci_lo_us"], s["ci_hi_us"]) == stats.median_ci(x / 1e3) and s["n"] == 57
+    assert (s["ci_lo_us"], s["ci_hi_us"]) == interval.median_ci(x / 1e3) and s["n"] == 57
     assert np.isnan(idlegap.summarize([1e3, 2e3, 3e3])["ci_lo_us"])
 
 

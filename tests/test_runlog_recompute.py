@@ -4,7 +4,7 @@ import pandas as pd
 
 from overhead.base import atomic
 from overhead.experiments import runlog
-from overhead.harness import stats
+from overhead.harness import interval
 
 
 def test_recompute_applies_the_between_runs_rule_to_pooled_samples(tmp_path):
@@ -40,7 +40,7 @@ def test_restat_cli_rewrites_bench_csv_and_refuses_a_wrong_folder(tmp_path, caps
     out = pd.read_csv(tmp_path / "bench.csv")
     assert list(out.columns) == runlog.COLUMNS and bool(out.unstable.iloc[0]) and out.run_spread.iloc[0] > 0.15
     meta = json.loads((tmp_path / "bench.meta.json").read_text())
-    assert meta["machine"] == "box" and meta["ci_method"] == stats.CI_METHOD and meta["restat"]["rows"] == 1
+    assert meta["machine"] == "box" and meta["ci_method"] == interval.CI_METHOD and meta["restat"]["rows"] == 1
     assert runlog.main(["restat", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "bench.csv not found" in err and "Traceback" not in err

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from overhead.harness import stats
+from overhead.harness import interval, stats
 
 
 def simulated_runs(seed, n_runs=3, n=60, tau=0.0, sigma=0.3, median=100.0):
@@ -16,7 +16,7 @@ def simulated_runs(seed, n_runs=3, n=60, tau=0.0, sigma=0.3, median=100.0):
 def coverage(n_runs, tau, seeds=200):
     hit = 0
     for s in range(seeds):
-        lo, hi = stats.median_ci(simulated_runs(s, n_runs, tau=tau), n_boot=400)
+        lo, hi = interval.median_ci(simulated_runs(s, n_runs, tau=tau), n_boot=400)
         hit += lo <= 100.0 <= hi
     return hit / seeds
 
@@ -27,7 +27,7 @@ def test_coverage_when_runs_agree_is_close_to_95_percent():
 
 def test_coverage_when_runs_disagree_beats_the_pooled_interval():
     hier = coverage(5, tau=0.08)
-    pooled = np.mean([(lambda lo, hi: lo <= 100 <= hi)(*stats.order_statistic_ci(np.concatenate(
+    pooled = np.mean([(lambda lo, hi: lo <= 100 <= hi)(*interval.order_statistic_ci(np.concatenate(
         simulated_runs(s, 5, tau=0.08)))) for s in range(200)])
     assert pooled < 0.75  # pooling runs as one sample is overconfident here ...
     assert 0.80 <= hier <= 0.99 and hier > pooled + 0.1  # ... the run-level interval is not
@@ -37,15 +37,15 @@ def test_interval_is_close_to_pooled_when_runs_agree_and_spans_runs_when_they_di
     ratios = []
     for seed in range(20):
         agree = simulated_runs(seed, 3, n=200)
-        lo, hi = stats.median_ci(agree, n_boot=500)
-        plo, phi = stats.order_statistic_ci(np.concatenate(agree))
+        lo, hi = interval.median_ci(agree, n_boot=500)
+        plo, phi = interval.order_statistic_ci(np.concatenate(agree))
         ratios.append((hi - lo) / (phi - plo))
         assert lo < np.median(np.concatenate(agree)) < hi
     assert 0.8 < np.median(ratios) < 1.3  # agreeing runs: about the pooled interval
     apart = [r * f for r, f in zip(simulated_runs(1, 3, n=200), (0.8, 1.0, 1.25))]
-    lo, hi = stats.median_ci(apart)
-    plo, phi = stats.order_statistic_ci(np.concatenate(apart))
-    assert stats.shrink_factor(apart) > 0.9
+    lo, hi = interval.median_ci(apart)
+    plo, phi = interval.order_statistic_ci(np.concatenate(apart))
+    assert interval.shrink_factor(apart) > 0.9
     assert (hi - lo) > 4 * (phi - plo)
     meds = sorted(np.median(r) for r in apart)
     assert lo < meds[1] < hi and lo < 1.05 * meds[0] and hi > 0.95 * meds[2]
@@ -53,24 +53,24 @@ def test_interval_is_close_to_pooled_when_runs_agree_and_spans_runs_when_they_di
 
 def test_median_ci_is_deterministic_and_one_run_is_the_order_statistic_interval():
     runs = simulated_runs(3, 4)
-    assert stats.median_ci(runs) == stats.median_ci(runs)
-    assert stats.median_ci(runs, seed=1) != stats.median_ci(runs, seed=2)
+    assert interval.median_ci(runs) == interval.median_ci(runs)
+    assert interval.median_ci(runs, seed=1) != interval.median_ci(runs, seed=2)
     one = simulated_runs(3, 1)[0]
-    assert stats.median_ci(one) == stats.order_statistic_ci(one) == stats.median_ci([one])
-    assert all(math.isnan(v) for v in stats.median_ci([1.0, 2.0, 3.0]))
-    assert all(math.isnan(v) for v in stats.median_ci([]))
+    assert interval.median_ci(one) == interval.order_statistic_ci(one) == interval.median_ci([one])
+    assert all(math.isnan(v) for v in interval.median_ci([1.0, 2.0, 3.0]))
+    assert all(math.isnan(v) for v in interval.median_ci([]))
 
 
 def test_order_statistic_interval_on_known_samples():
     # n = 5: the widest pair (min, max) covers the median with 1 - 2/32 = 93.75 % < 95 %: no interval
-    assert all(math.isnan(v) for v in stats.order_statistic_ci([1, 2, 3, 4, 5]))
+    assert all(math.isnan(v) for v in interval.order_statistic_ci([1, 2, 3, 4, 5]))
     # n = 6: (min, max) covers 62/64 = 96.9 %, (X(2), X(5)) 50/64 = 78.1 %; Hettmansperger-Sheather
     # interpolate with I = (0.96875 - 0.95) / (0.96875 - 0.78125) = 0.1, lambda = 5 I / (1 + 4 I)
     lam = 5 * 0.1 / (1 + 4 * 0.1)
-    lo, hi = stats.order_statistic_ci([6, 1, 5, 2, 4, 3])
+    lo, hi = interval.order_statistic_ci([6, 1, 5, 2, 4, 3])
     assert lo == pytest.approx(1 + lam) and hi == pytest.approx(6 - lam)
     # n = 100: the exact pair is (X(40), X(61)) at 96.5 %; interpolation moves inwards by < 1 rank
-    lo, hi = stats.order_statistic_ci(np.arange(1, 101))
+    lo, hi = interval.order_statistic_ci(np.arange(1, 101))
     assert 40 <= lo < 41 and 60 < hi <= 61 and lo + hi == pytest.approx(101)
 
 
@@ -79,7 +79,7 @@ def test_one_run_interval_covers_the_true_median_95_percent_of_the_time(n):
     """Many samples of a known lognormal at the sizes the sweep produces: coverage near 95 %."""
     rng = np.random.default_rng(n)
     x = rng.lognormal(4.0, 0.5, size=(1500, n))
-    hits = sum(lo <= math.exp(4.0) <= hi for lo, hi in map(stats.median_ci, x))
+    hits = sum(lo <= math.exp(4.0) <= hi for lo, hi in map(interval.median_ci, x))
     assert 0.93 <= hits / 1500 <= 0.97, hits / 1500
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from nbrun import outputs_text, run_notebook
 
-from overhead.experiments import breakdown, pipeline, startup
+from overhead.experiments import breakdown, breakdown_buckets, pipeline, startup
 
 
 @pytest.mark.slow
@@ -34,7 +34,7 @@ def test_pipeline_notebook(data_env, tmp_path):
     b = pd.read_csv(out / "breakdown.csv")
     assert list(b.columns) == breakdown.COLUMNS
     assert set(b.backend) == {"keras.predict", "tf.function"}
-    assert set(b.bucket) <= set(breakdown.BUCKETS)
-    assert breakdown.DATA in set(b[b.backend == "keras.predict"].bucket)
+    assert set(b.bucket) <= set(breakdown_buckets.BUCKETS)
+    assert breakdown_buckets.DATA in set(b[b.backend == "keras.predict"].bucket)
     assert (out / "pipeline.meta.json").exists() and (out / "breakdown.meta.json").exists()
     assert "Method" in "".join(c.source for c in nb.cells)

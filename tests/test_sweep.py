@@ -16,7 +16,7 @@ from overhead import backends
 from overhead.base import atomic
 from overhead.base.settings import Settings
 from overhead.experiments import sweep, worker
-from overhead.harness import stats
+from overhead.harness import interval, stats
 
 # --------------------------------------------------------------------------- bench.csv
 
@@ -92,22 +92,22 @@ class FakeWorkers:
         self.parity_fails_in_run = parity_fails_in_run
 
     def __call__(self, job, on_event, log_path):
-        self.jobs.append((job["run"], job["threads"], job["process"], sorted(b for b, _ in job["keys"])))
-        self.parity_n = getattr(self, "parity_n", []) + [job["parity_n"]]
-        for backend, batch in job["keys"]:
-            samples = self.samples_for(backend, batch, job["threads"], job["run"])
-            row = {"model": job["model"], "model_sha": None, "flops": 10, "params": 1, "backend": backend,
-                   "batch": batch, "threads": job["threads"], "run": job["run"]}
+        self.jobs.append((job.run, job.threads, job.process, sorted(b for b, _ in job.keys)))
+        self.parity_n = getattr(self, "parity_n", []) + [job.parity_n]
+        for backend, batch in job.keys:
+            samples = self.samples_for(backend, batch, job.threads, job.run)
+            row = {"model": job.model, "model_sha": None, "flops": 10, "params": 1, "backend": backend,
+                   "batch": batch, "threads": job.threads, "run": job.run}
             if samples is None:  # raised while preparing: never timed
                 on_event({"event": "row", "row": dict(row, status="failed", reason="boom")})
                 continue
-            rel = f"samples/{job['model']}/{backend}__b{batch}__t{job['threads']}__r{job['run']}.npz"
+            rel = f"samples/{job.model}/{backend}__b{batch}__t{job.threads}__r{job.run}.npz"
             atomic.save_samples(self.out_dir / rel, {"samples_ns": samples})
-            bad = job["run"] == self.parity_fails_in_run
+            bad = job.run == self.parity_fails_in_run
             on_event({"event": "row", "row": dict(row, status="failed" if bad else "ok",
                                                   parity="fail" if bad else "pass",
                                                   reason="parity: logit_rel_err 0.5 > 0.001" if bad else "",
-                                                  logit_rel_err=0.5 if bad else 1e-6 * job["run"],
+                                                  logit_rel_err=0.5 if bad else 1e-6 * job.run,
                                                   samples_file=rel, timer_overhead_ns=40.0, **stats.summarize(samples))})
 
 
@@ -136,7 +136,7 @@ def test_runs_interleave_thread_settings_and_pool_every_run(tmp_path, model_file
     assert all(j[3] == ["numpy", "numpy"] for j in fake.jobs if j[2] == "tf")  # batches 1 and 4
     assert len(rows) == 6 and set(rows.batch[rows.backend == "test.jaxlike"]) == {1}  # batch 4: numpy only
     assert (rows.runs == 3).all() and (rows.n == 90).all() and (rows.remeasured == 0).all()
-    assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {stats.CI_METHOD}
+    assert (~rows.unstable.astype(bool)).all() and set(rows.ci_method) == {interval.CI_METHOD}
     assert (rows.logit_rel_err == 1e-6).all()  # run 1's parity: the full check
     pooled = atomic.load_samples(tmp_path / rows.samples_file.iloc[0])
     np.testing.assert_array_equal(pooled["run_lengths"], [30, 30, 30])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from overhead.base import atomic
-from overhead.harness import stats, timing
+from overhead.harness import interval, stats, timing
 
 
 class FakeClock:
@@ -45,7 +45,7 @@ def test_summarize_known_samples():
     assert set(s) == {"n", "runs", "median_us", "p90_us", "p99_us", "min_us", "mean_us", "std_us",
                       "mad_us", "ci_lo_us", "ci_hi_us", "ci_method", "cv", "jitter_p90", "jitter_p99", "run_spread",
                       "unstable", "unstable_reason", "unstable_pyperf", "unstable_pyperf_reason"}
-    assert s["runs"] == 1 and s["ci_method"] == stats.CI_METHOD
+    assert s["runs"] == 1 and s["ci_method"] == interval.CI_METHOD
 
 
 def test_mad_is_unscaled():

@@ -136,6 +136,10 @@ def set_threads(threads: int) -> dict:
     if threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads}")
     _THREADS = threads
+    # An os.environ write by library code, on purpose: set_threads also runs in the calling process (the breakdown
+    # and pipeline stages time their paths in the notebook's own process), where no parent could have passed the
+    # variables; OpenMP/oneDNN/TF read them once, when imported after this. Children get the same values from
+    # run_child(threads=) where the parent knows them; writing equal values again changes nothing.
     thread_env(threads)
     from threadpoolctl import threadpool_limits
 

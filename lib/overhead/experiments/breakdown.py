@@ -2,7 +2,7 @@
 
 Method (explained in notebooks/04_pipeline.ipynb):
 
-1. **Wall-clock stack sampling** over many calls: a periodic ``SIGALRM`` (``setitimer``, every
+1. **Wall-clock stack sampling** (:mod:`overhead.experiments.breakdown_sampler`) over many calls: a periodic ``SIGALRM`` (``setitimer``, every
    3.1 ms, not a multiple of any call period) runs a handler that records the main thread's whole
    Python stack. Each timer expiration is one sample worth one interval; expirations that queued
    while the thread sat in a long C call all count there. The handler's own time is taken out of
@@ -13,12 +13,12 @@ Method (explained in notebooks/04_pipeline.ipynb):
    synthetic calls predicts (its corrected sums missed the median by 30-250 % here), whereas the
    sampler's cost is measured in the run itself. cProfile still counts the calls per inference,
    and the summary's ``cprofile_us`` shows its slowdown.
-2. **Buckets**: a sample's bucket comes from its stack, outermost frame first, by :data:`RULES`
-   (module path / function name patterns): the innermost frame a rule names decides, except that
+2. **Buckets** (:mod:`overhead.experiments.breakdown_buckets`): a sample's bucket comes from its stack,
+   outermost frame first, by ``RULES`` (module path / function name patterns): the innermost frame a rule names decides, except that
    tracing and callbacks absorb everything below them. A stack whose innermost frame is on a
    ``TFE_Py_Execute`` / ``TFE_Py_FastPathExecute`` line is in TF's C++ runtime, unless it runs a
    tf.data op (then tf.data) or a conversion.
-3. **Kernels**: for graph paths the TensorFlow profiler's host events of the op kernels (per op:
+3. **Kernels** (:mod:`overhead.experiments.breakdown_kernels`): for graph paths the TensorFlow profiler's host events of the op kernels (per op:
    median duration x count per call) are moved out of "TF C++ runtime". Eager ops have no separate
    kernel events, so ``keras.call`` keeps "TF C++ runtime + kernels".
 4. **Check**: plain rounds (``timing.measure``) alternate with the sampled ones, so the measured
@@ -30,193 +30,22 @@ Method (explained in notebooks/04_pipeline.ipynb):
 """
 from __future__ import annotations
 
-import functools
-import linecache
-import math
-import re
-import signal
-import sys
 import time
 
 from overhead import backends as registry
 from overhead.base import config, data, envinfo
+from overhead.experiments.breakdown_buckets import CPP_EAGER, RULES, aggregate, finish, top_functions
 from overhead.experiments import sweep
+from overhead.experiments.breakdown_kernels import kernel_seconds_per_call, tf_kernel_durations
+from overhead.experiments.breakdown_sampler import INTERVAL_S, Sampler, central_calls
 from overhead.experiments.pipeline import input_shape, save_rows
 from overhead.harness import timing
 from overhead.harness.child import error_text
 
-DATA = "data adapter & tf.data"
-TRACING = "tracing & graph building"
-CALLBACKS = "callbacks"
-TFFUNC = "tf.function call & arguments"
-KERAS = "Keras Python (model call, predict loop)"
-DISPATCH = "eager op dispatch (Python)"
-CONVERT = "tensor<->NumPy conversion"
-CPP = "TF C++ runtime"
-CPP_EAGER = "TF C++ runtime + kernels"
-KERNELS = "kernels"
-OTHER = "other Python"
-BUCKETS = (DATA, TRACING, CALLBACKS, TFFUNC, KERAS, DISPATCH, CONVERT, CPP, CPP_EAGER, KERNELS, OTHER)
-ABSORBING = frozenset({TRACING, CALLBACKS})
 COLUMNS = ["machine", "model", "backend", "bucket", "us_per_call", "share", "measured_median_us", "method"]
 DEFAULT_BACKENDS = ("keras.predict", "keras.predict_on_batch", "keras.call", "tf.function", "tf_keras.predict")
 EAGER = frozenset({"keras.call", "tf_keras.call"})  # eager ops: no separate kernel events
-INTERVAL_S = 3.1e-3
 OUTLIER_FACTOR = 2.0  # calls slower than this x the median are left out (preempted), sampled and plain alike
-
-# (bucket, path pattern, function-name pattern); the first match wins. Paths are relative to
-# site-packages ("~" for builtins in cProfile keys).
-RULES = (
-    (CONVERT, r"^tensorflow/python/framework/(tensor|ops)\.py$", r"^(numpy|_numpy|__array__)$"),
-    (CONVERT, r"^tensorflow/python/framework/(constant_op|constant_tensor_conversion|tensor_conversion"
-              r"|tensor_conversion_registry)\.py$", None),
-    (CONVERT, r"^tensorflow/python/framework/ops\.py$", r"^convert_to_tensor"),
-    (CONVERT, r"^keras/", r"^(convert_to_numpy|convert_to_np_if_not_ragged|convert_to_tensor)$"),
-    (TRACING, r"^tensorflow/python/eager/polymorphic_function/tracing_compilation\.py$",
-     r"^_create_concrete_function$"),
-    (TRACING, r"^tensorflow/python/(framework/func_graph\.py|autograph/|data/ops/structured_function\.py)", None),
-    (CALLBACKS, r"^keras/src/callbacks/", None),
-    (CALLBACKS, r"^tf_keras/src/callbacks\.py$", None),  # Keras 2 (tf-keras)
-    (DATA, r"^keras/src/trainers/(data_adapters/|epoch_iterator\.py)", None),
-    (DATA, r"^tf_keras/src/engine/data_adapter\.py$", None),
-    (DATA, r"^tensorflow/python/(data/|ops/gen_(experimental_)?dataset_ops\.py)", None),
-    (TFFUNC, r"^tensorflow/(python/eager/polymorphic_function/|core/function/)", None),
-    (KERAS, r"^(tf_)?keras/", None),
-    (DISPATCH, r"^tensorflow/python/(ops/|eager/execute\.py|util/dispatch\.py|framework/op_callbacks\.py)", None),
-)
-_COMPILED = [(b, re.compile(p), re.compile(n) if n else None) for b, p, n in RULES]
-EXEC_RE = re.compile(r"TFE_Py_(FastPath)?Execute")
-KERNEL_EVENT_RE = re.compile(r"^[^\s:]+:([A-Za-z_]\w*)$")  # "scope/op:OpType" on the host plane
-NOT_KERNELS = re.compile(r"Iterator|Dataset")
-
-
-# --------------------------------------------------------------------------- pure functions
-
-def short_path(filename: str) -> str:
-    """A file name relative to site-packages ('stdlib/...' for the standard library)."""
-    f = filename.replace("\\", "/")
-    if "/site-packages/" in f:
-        return f.split("/site-packages/", 1)[1]
-    m = re.search(r"/lib/python3\.\d+/(.*)$", f)
-    return f"stdlib/{m.group(1)}" if m else f
-
-
-@functools.lru_cache(maxsize=65536)
-def classify(func) -> str | None:
-    """The bucket a function ((file, first line, name), as cProfile keys it) names, or None."""
-    path, name = short_path(func[0]), func[2]
-    for bucket, p, n in _COMPILED:
-        if p.search(path) and (n is None or n.search(name)):
-            return bucket
-    return None
-
-
-def resolve(own, inherited: str, executes: bool = False) -> str:
-    """Bucket of code with rule-bucket `own` (None: unnamed) running in context `inherited`."""
-    if inherited in ABSORBING:
-        return inherited
-    if executes:
-        return inherited if inherited in (DATA, CONVERT) else CPP
-    return own if own is not None else inherited
-
-
-def stack_bucket(stack, line_text: str = "") -> str:
-    """Bucket of one sample: `stack` of function keys outermost first, `line_text` the source line
-    the innermost frame was executing (a C++ execute call on it puts the sample in C++)."""
-    ctx = OTHER
-    for func in stack:
-        ctx = resolve(classify(func), ctx)
-    if EXEC_RE.search(line_text or ""):
-        ctx = resolve(None, ctx, executes=True)
-    return ctx
-
-
-def aggregate(samples, interval_s: float, calls, bucket_of=stack_bucket) -> dict:
-    """Seconds per call and bucket from samples [(call index, stack, line text, expirations)],
-    over the calls in `calls` (a set of indices)."""
-    out: dict = {}
-    for call, stack, line, count in samples:
-        if call in calls:
-            b = bucket_of(stack, line)
-            out[b] = out.get(b, 0.0) + count * interval_s
-    return {b: s / max(len(calls), 1) for b, s in out.items()}
-
-
-def kernel_seconds_per_call(durations: dict, n_calls: int) -> float:
-    """Kernel time per call from {op event name: [durations, s]}: per op median x count per call."""
-    import numpy as np
-
-    return sum(float(np.median(d)) * len(d) / n_calls for d in durations.values() if len(d))
-
-
-def finish(buckets: dict, kernel_s: float | None, eager: bool) -> dict:
-    """Split C++ time into runtime and kernels (graph paths), clamp negatives, order the buckets."""
-    b = dict(buckets)
-    if kernel_s is not None and kernel_s > 0 and not eager:
-        k = min(kernel_s, b.get(CPP, 0.0))
-        b[KERNELS] = b.get(KERNELS, 0.0) + k
-        b[CPP] = b.get(CPP, 0.0) - k
-    elif eager and CPP in b:
-        b[CPP_EAGER] = b.pop(CPP)
-    return {k: max(0.0, b[k]) for k in BUCKETS if k in b}
-
-
-# --------------------------------------------------------------------------- sampling
-
-def _checkpoint():
-    return None
-
-
-class Sampler:
-    """Periodic SIGALRM stack sampler of the main thread over calls of `fn` (see the module docstring).
-
-    Successive :meth:`run` calls accumulate: ``samples`` [(call, stack keys, line, expirations)],
-    ``walls`` and ``handler_s`` (seconds per call), call indices continuing across runs."""
-
-    def __init__(self, interval_s: float = INTERVAL_S):
-        self.dt = float(interval_s)
-        self.samples, self.walls, self.handler_s = [], [], []
-        self.inside, self.call = False, -1
-
-    def _handler(self, signum, frame):
-        t = time.perf_counter()
-        # grid points passed since the last handler; a signal can arrive tens of us after its grid
-        # point, so no cut at the call's start (the harness between calls is ~1 % of the time)
-        count = math.floor((t - self.t0) / self.dt) - self.done
-        if self.inside and count > 0 and frame is not None and frame is not self.stop:
-            stack, f = [], frame
-            while f is not None and f is not self.stop:
-                stack.append((f.f_code.co_filename, f.f_code.co_firstlineno, f.f_code.co_name))
-                f = f.f_back
-            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno) if frame.f_lineno else ""
-            self.samples.append((self.call, tuple(reversed(stack)), line, count))
-        end = time.perf_counter()
-        self.done = math.floor((end - self.t0) / self.dt)  # expirations during the handler are dropped
-        if self.inside:
-            self.handler_s[-1] += end - t
-
-    def run(self, fn, calls: int) -> None:
-        """Call `fn` `calls` times while sampling (GC off)."""
-
-        self.done, self.stop = 0, sys._getframe()
-        old = signal.signal(signal.SIGALRM, self._handler)
-        signal.siginterrupt(signal.SIGALRM, False)  # restart system calls other threads make
-        try:
-            with timing.gc_disabled():
-                self.t0 = time.perf_counter()
-                signal.setitimer(signal.ITIMER_REAL, self.dt, self.dt)
-                for _ in range(calls):
-                    self.call += 1
-                    self.handler_s.append(0.0)
-                    self.call_start = time.perf_counter()
-                    self.inside = True
-                    fn()
-                    _checkpoint()  # a function entry: a signal pending since fn's last C call is handled now
-                    self.inside = False
-                    self.walls.append(time.perf_counter() - self.call_start)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0, 0)
-            signal.signal(signal.SIGALRM, old)
 
 
 def profiled_calls(fn, calls: int = 20) -> dict:
@@ -231,73 +60,6 @@ def profiled_calls(fn, calls: int = 20) -> dict:
     py = sum(v[1] for f, v in st.items() if f[0] != "~")
     return {"py_calls": py / calls, "builtin_calls": sum(v[1] for f, v in st.items() if f[0] == "~") / calls,
             "cprofile_wall_s": wall / calls}
-
-
-def tf_kernel_durations(fn, calls: int, logdir) -> dict:
-    """Run `fn` under the TensorFlow profiler (host tracer only); {op kernel event: [seconds]}.
-
-    Host-plane events named like ``scope/op:OpType`` are the op kernels of graph execution;
-    tf.data's threads and iterator / dataset ops are left out."""
-    import glob
-
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    opts = tf.profiler.experimental.ProfilerOptions(host_tracer_level=2, python_tracer_level=0,
-                                                    device_tracer_level=0)
-    tf.profiler.experimental.start(str(logdir), options=opts)
-    try:
-        for _ in range(calls):
-            fn()
-    finally:
-        tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    with open(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1], "rb") as fh:
-        space.ParseFromString(fh.read())
-    out: dict = {}
-    for plane in space.planes:
-        if not plane.name.startswith("/host:CPU"):
-            continue
-        names = {k: v.name for k, v in plane.event_metadata.items()}
-        for line in plane.lines:
-            if line.name.startswith("tf_data"):
-                continue
-            for e in line.events:
-                m = KERNEL_EVENT_RE.match(names.get(e.metadata_id, ""))
-                if m and not NOT_KERNELS.search(m.group(1)):
-                    out.setdefault(m.group(0), []).append(e.duration_ps * 1e-12)
-    return out
-
-
-def central_calls(net_s, sampled_calls, typical_s: float, factor: float = 2.5) -> tuple[set, float]:
-    """The calls that count, and the slowdown one sample causes (s).
-
-    A sampled call weighs a whole interval, so any rule that keeps sampled and unsampled calls at
-    different rates biases the sum; hence only gross outliers are dropped (calls slower than
-    `factor` x `typical_s`, the plain median: preempted on a shared machine), after taking out of
-    each sampled call the slowdown its samples caused (signal delivery, ~0.1-0.3 ms on a VM),
-    estimated as the difference of the median sampled and unsampled call."""
-    import numpy as np
-
-    net = np.asarray(net_s, dtype=float)
-    k = np.bincount(np.asarray(list(sampled_calls), dtype=int), minlength=len(net))[: len(net)]
-    perturb = 0.0
-    if (k > 0).any() and (k == 0).sum() >= 10:
-        perturb = max(0.0, float(np.median(net[k > 0]) - np.median(net[k == 0])))
-    return set(np.flatnonzero(net - perturb * k <= factor * typical_s).tolist()), perturb
-
-
-def top_functions(samples, interval_s: float, calls, n: int = 3) -> list[dict]:
-    """Per bucket, the innermost functions holding most of its samples (µs per call)."""
-    acc: dict = {}
-    for call, stack, line, count in samples:
-        if call in calls:
-            f = stack[-1]
-            key = (stack_bucket(stack, line), f"{short_path(f[0])}:{f[1]}({f[2]})")
-            acc[key] = acc.get(key, 0.0) + count * interval_s / max(len(calls), 1) * 1e6
-    rows = sorted(({"bucket": b, "function": f, "us_per_call": v} for (b, f), v in acc.items()),
-                  key=lambda r: (BUCKETS.index(r["bucket"]), -r["us_per_call"]))
-    return [r for i, r in enumerate(rows) if i < n or rows[i - n]["bucket"] != r["bucket"]]
 
 
 def decompose(fn, *, eager: bool = False, budget_s: float = 4.0, interval_s: float = INTERVAL_S,

@@ -32,7 +32,6 @@ from overhead.base import atomic, envinfo
 from overhead.base.settings import thread_settings
 from overhead.experiments import fmaloop
 from overhead.harness import child, jobs
-from overhead.harness.child import thread_env
 
 LIBRARIES = ("numpy", "tensorflow", "onnxruntime")
 SIZES = (128, 256, 512, 1024, 2048)
@@ -221,8 +220,7 @@ class LibraryGemmJob:
 
 def measure_job(job: LibraryGemmJob, proto) -> int:
     """In a fresh process: fix threads, import one library, time every size; the rows as one JSON line."""
-    threads, library = int(job.threads), job.library
-    thread_env(threads)
+    threads, library = int(job.threads), job.library  # the thread variables: in the environment (run_child(threads=))
     rows = []
     for n in job.sizes:
         base = {"library": library, "n": int(n), "threads": threads}
@@ -240,7 +238,8 @@ def measure_job(job: LibraryGemmJob, proto) -> int:
 
 def time_in_child(job: LibraryGemmJob, timeout_s: float = 600) -> list[dict]:
     """One `python -m overhead.experiments.ceilings child` process; its last stdout line is the JSON rows."""
-    done = child.run_child("overhead.experiments.ceilings", ["child"], job=job, timeout_s=timeout_s)
+    done = child.run_child("overhead.experiments.ceilings", ["child"], job=job, threads=int(job.threads),
+                           timeout_s=timeout_s)
     rows = [e for e in done.events if isinstance(e, list)]
     if not done.ok or not rows:
         return [{"library": job.library, "n": int(n), "threads": int(job.threads), "status": "failed",

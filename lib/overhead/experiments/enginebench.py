@@ -185,6 +185,9 @@ def _measure(fns, budget_s, min_samples, rounds, warmup_calls=5):
 def run(quick=False, threads=None, profile=False, cases=None, log=print):
     threads = int(threads or cores())
 
+    # An os.environ write by library code, on purpose: this benchmark runs in the process that calls it (`make bench`
+    # runs `python -m overhead.experiments.enginebench`), no child to hand an environment to, and TensorFlow, imported
+    # just below, reads its thread variables once, at import. override=False keeps what the caller set.
     thread_env(threads, override=False)
     from threadpoolctl import threadpool_limits
     limit = threadpool_limits(limits=threads, user_api="blas")

@@ -8,7 +8,7 @@ sets the threads, prepares every path at batch 1 and measures in rounds: in each
 only difference between gaps is the idleness. GC stays on (as users run), collected between rounds.
 
 Result: a tidy frame (COLUMNS) for ``idle_gap.csv``; the median's 95 % interval is the distribution-free
-order-statistic interval of the median (:func:`overhead.harness.stats.median_ci`), valid at any n >= 6. :func:`verdict` says
+order-statistic interval of the median (:func:`overhead.harness.interval.median_ci`), valid at any n >= 6. :func:`verdict` says
 whether the ranking of the paths or the best thread count changes under sparse traffic.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from overhead.base import atomic, config, data, envinfo
 from overhead.base.settings import thread_settings
 from overhead.experiments import sweep
 from overhead.experiments.pipeline import input_shape
-from overhead.harness import child, jobs, stats
+from overhead.harness import child, interval, jobs, stats
 from overhead.harness.child import error_text
 
 GAPS_MS = (0, 1, 10, 100)
@@ -181,7 +181,7 @@ def run(models=MODELS, backends=None, threads=None, gaps_ms=GAPS_MS, *, quick: b
         envinfo.write_meta(path, extra={
             "stage": "idle_gap", "models": [m for m, _ in todo], "backends": names, "threads_settings": threads,
             "gaps_ms": list(gaps_ms), "calls_per_round": calls, "rounds": rounds, "batch": 1, "quick": quick,
-            "ci_method": stats.CI_METHOD, "gc": "on while timing, collected between rounds",
+            "ci_method": interval.CI_METHOD, "gc": "on while timing, collected between rounds",
             "schedule": "per round, backends rotated; per backend, gaps rotated; one untimed call, then "
                         "`calls` x (sleep gap, time one call)", "run_s": round(time.perf_counter() - t_start, 1)})
     return frame

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from overhead import backends
@@ -28,6 +29,7 @@ from overhead.experiments import sweep
 from overhead.experiments.loadgen_core import (  # noqa: F401  (next_qps: re-exported)
     BISECT, EARLY_STOP_MIN_QUERIES, NOOP, SLOW_CAP_MS, PARITY_EVERY, PARITY_MAX, STRATEGIES, THREAD_UNSAFE, capacity, min_qps, next_qps, process_kind, sharing,
 )
+from overhead.experiments.loadgen_jobs import SutJob
 from overhead.experiments.loadgen_table import COLUMNS, PointLog, publishable, rows_of, table  # noqa: F401
 from overhead.harness import child
 
@@ -237,10 +239,10 @@ def plan(models, *, paths=None, threads=(1, None), scenarios=SCENARIOS, bounds_m
 
 # --------------------------------------------------------------------------- children
 
-def serve_items(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.0, data_dir=None) -> None:
+def serve_items(job: SutJob, on_event, *, log_path=None, stall_timeout_s: float = 900.0, data_dir=None) -> None:
     """Serve the job's items in fresh SUT children until each ended; a dead child fails the item it was in."""
-    todo = [it["key"] for it in job["items"]]
-    by_key = {it["key"]: it for it in job["items"]}
+    todo = [it["key"] for it in job.items]
+    by_key = {it["key"]: it for it in job.items}
     for _attempt in range(len(todo) + 1):
         if not todo:
             return
@@ -260,8 +262,9 @@ def serve_items(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 
                 state["fatal"] = ev.get("error")
             on_event(ev)
 
-        done = child.run_child("overhead.experiments.loadgen_sut", job=dict(job, items=[by_key[k] for k in todo]),
-                               kind=job["process"], on_event=handle, stall_timeout_s=stall_timeout_s,
+        done = child.run_child("overhead.experiments.loadgen_sut", ["child"],
+                               job=replace(job, items=tuple(by_key[k] for k in todo)), kind=job.process,
+                               threads=int(job.threads), on_event=handle, stall_timeout_s=stall_timeout_s,
                                stderr_path=log_path, data_dir=data_dir)
         if not todo:
             return
@@ -341,8 +344,8 @@ def run(settings: Settings, *, out_dir=None, artifacts=None, resume=True, progre
             bar.update(1)
 
     for (model, t, kind), its in groups.items():
-        job = {"model": model, "model_path": str(paths_of[model]), "threads": t, "process": kind, "items": its,
-               "settings": runs, "artifacts": artifacts, "wrk": wrk, "wrk_reason": wrk_how}
+        job = SutJob(model=model, model_path=str(paths_of[model]), threads=t, process=kind, items=tuple(its),
+                     settings=runs, artifacts=artifacts, wrk=wrk, wrk_reason=wrk_how)
         serve_items(job, on_event, log_path=out / "loadgen.children.log", data_dir=data_dir)
     bar.close()
     frame = table(items, log, base)

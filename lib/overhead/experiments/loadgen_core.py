@@ -1,5 +1,6 @@
 """What the LoadGen parent, its System Under Test and its HTTP service share: the strategies and their worker
-pools, the runners, the service-time probe, and the Server bisection (pure).
+pools, the runners, the service-time probe, and the Server bisection (pure). The children's jobs are in
+:mod:`overhead.experiments.loadgen_jobs`.
 
 Strategies (:data:`STRATEGIES`) are described in :mod:`overhead.experiments.loadgen_sut`.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from overhead import backends as bk
 from overhead.base import paths
+from overhead.experiments.loadgen_jobs import ServeJob
 from overhead.harness.child import error_text
 
 BISECT = {"precision": 0.15, "max_points": 8}
@@ -25,7 +27,6 @@ PER_THREAD = {e.name: e.per_thread for e in paths.CATALOGUE if e.per_thread}
 # paths that cannot be driven from several threads at all (neither shared nor one object per thread)
 THREAD_UNSAFE = {"test.single_thread": "the test path refuses concurrent calls"}
 PARITY_EVERY, PARITY_MAX = 7, 64
-N_INPUTS = 256  # real digits in the Query Sample Library (all held in memory)
 
 
 def sharing(path: str, strategy: str) -> str:
@@ -201,15 +202,15 @@ class BatchingPool:
         self.thread.join(timeout=30)
 
 
-def _proc_worker(spec: dict, x, work_q, result_q) -> None:
+def _proc_worker(job: ServeJob, x, work_q, result_q) -> None:
     """A worker process of the ``processes`` strategy: its own threads setting and runner."""
 
     try:
-        bk.enter_process(spec.get("process", "tf"))
-        bk.set_threads(int(spec["threads"]))
-        if spec.get("process", "tf") == "tf":
+        bk.enter_process(job.process)
+        bk.set_threads(int(job.threads))
+        if job.process == "tf":
             bk.configure_tf()
-        runner = _runner(spec["path"], spec, 1)
+        runner = _runner(job, 1)
         runner(x[:1])
         result_q.put(("ready", os.getpid(), None))
     except Exception as exc:
@@ -230,13 +231,13 @@ def _proc_worker(spec: dict, x, work_q, result_q) -> None:
 class ProcessPool:
     """N spawned worker processes sharing one work queue; a collector thread completes their answers."""
 
-    def __init__(self, lg, spec: dict, workers: int, x, recorder: Recorder, timeout_s: float = 600):
+    def __init__(self, lg, job: ServeJob, workers: int, x, recorder: Recorder, timeout_s: float = 600):
         import multiprocessing as mp
 
         self.lg, self.rec = lg, recorder
         ctx = mp.get_context("spawn")
         self.work_q, self.result_q = ctx.Queue(), ctx.Queue()
-        self.procs = [ctx.Process(target=_proc_worker, args=(spec, x, self.work_q, self.result_q), daemon=True)
+        self.procs = [ctx.Process(target=_proc_worker, args=(job, x, self.work_q, self.result_q), daemon=True)
                       for _ in range(workers)]
         for p in self.procs:
             p.start()
@@ -283,13 +284,13 @@ class ProcessPool:
 
 # --------------------------------------------------------------------------- runners
 
-def _runner(path: str, spec: dict, batch: int):
-    """A runner of `path` at `batch` rows; the no-op path returns zeros shaped like the model's outputs."""
-    if path == NOOP:
-        width = int(spec.get("out_width", 10))
+def _runner(job: ServeJob, batch: int):
+    """A runner of `job.path` at `batch` rows; the no-op path returns zeros shaped like the model's outputs."""
+    if job.path == NOOP:
+        width = int(job.out_width)
         return lambda x: np.zeros((len(x), width), np.float32)
 
-    return bk.prepare(path, spec["model_path"], batch, int(spec["threads"]), artifacts=spec.get("artifacts"))
+    return bk.prepare(job.path, job.model_path, batch, int(job.threads), artifacts=job.artifacts)
 
 
 def service_time_s(fn, x, calls: int = 20, budget_s: float = 2.0) -> float:

@@ -1,6 +1,7 @@
 """The same SUT behind a real HTTP service: FastAPI on uvicorn, on 127.0.0.1 only, driven by a keep-alive client.
 
-Server (``python -m overhead.experiments.loadgen_http serve``, a JSON job on stdin): a fresh process that
+Server (``python -m overhead.experiments.loadgen_http serve``, a :class:`~overhead.experiments.loadgen_jobs.ServeJob`
+on stdin, read by :func:`overhead.harness.jobs.child_entry`): a fresh process that
 fixes its threads, prepares the path (or the no-op path), binds 127.0.0.1 and prints one ``ready`` line on
 its claimed stdout. With N worker processes (as ``uvicorn --workers N``) each one binds the same port with
 SO_REUSEPORT and the kernel spreads the connections. Three payloads (:data:`PAYLOADS`):
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -46,7 +48,9 @@ from overhead.experiments.loadgen_core import (
     process_kind,
     service_time_s,
 )
-from overhead.harness.child import child_env, claim_stdout, error_text
+from overhead.experiments.loadgen_jobs import ServeJob
+from overhead.harness import jobs
+from overhead.harness.child import child_env, error_text
 
 HOST = "127.0.0.1"  # loopback only: nothing is ever exposed beyond this machine
 READY_TIMEOUT_S = 600
@@ -104,24 +108,23 @@ def free_socket(port: int = 0) -> socket.socket:
     return sock
 
 
-def serve(job: dict) -> int:
-    """Prepare the path, print {"event": "ready", "port": ...}, serve until terminated."""
+def serve(job: ServeJob, proto) -> int:
+    """Prepare the path, print {"event": "ready", "port": ...} on `proto`, serve until terminated."""
 
-    proto = claim_stdout()
     try:
 
-        kind = job.get("process", "tf")
+        kind = job.process
         bk.enter_process(kind)
-        bk.set_threads(int(job["threads"]))
-        if kind == "tf" and job["path"] != NOOP:  # the no-op server measures the HTTP stack alone: no TF heap
+        bk.set_threads(int(job.threads))
+        if kind == "tf" and job.path != NOOP:  # the no-op server measures the HTTP stack alone: no TF heap
             bk.configure_tf()
-        fn = _runner(job["path"], job, 1)
-        x = np.zeros((1, *job["input_shape"]), np.float32)
+        fn = _runner(job, 1)
+        x = np.zeros((1, *job.input_shape), np.float32)
         fn(x), fn(x)
         import uvicorn
 
-        app = make_app(fn, job["input_shape"])
-        sock = free_socket(int(job.get("port", 0)))
+        app = make_app(fn, job.input_shape)
+        sock = free_socket(int(job.port))
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         gc.collect()
@@ -140,25 +143,24 @@ class HttpServer:
     """The server processes of one configuration (`workers` uvicorn processes on one port; started,
     waited for, terminated)."""
 
-    def __init__(self, spec: dict, path: str, input_shape, workers: int = 1):
+    def __init__(self, job: ServeJob, input_shape, workers: int = 1):
 
-        job = {k: spec[k] for k in ("model_path", "threads", "artifacts", "out_width") if k in spec}
-        job.update(path=path, process=process_kind(path), input_shape=list(input_shape))
+        job = replace(job, process=process_kind(job.path), input_shape=tuple(int(d) for d in input_shape))
         self.procs, self.pids, self.port = [], [], 0
         try:
             for _ in range(max(int(workers), 1)):
-                self.pids.append(self._start(dict(job, port=self.port)))
+                self.pids.append(self._start(replace(job, port=self.port)))
         except Exception:
             self.stop()
             raise
         self.url = f"http://{HOST}:{self.port}"
 
-    def _start(self, job: dict) -> int:
+    def _start(self, job: ServeJob) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "overhead.experiments.loadgen_http", "serve"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env=child_env(kind=job["process"]), text=True)  # a service: it runs until terminated
+                                env=child_env(kind=job.process, threads=int(job.threads)), text=True)  # a service: it runs until terminated
         self.procs.append(proc)
-        proc.stdin.write(json.dumps(job))
+        proc.stdin.write(jobs.to_json(job))
         proc.stdin.close()
         ready = None
         t_end = time.monotonic() + READY_TIMEOUT_S
@@ -238,10 +240,10 @@ class HttpPool:
     """The HTTP client SUT: `clients` client threads posting one payload to the configuration's own server
     of `server_workers` processes."""
 
-    def __init__(self, lg, item: dict, spec: dict, x, recorder):
+    def __init__(self, lg, item: dict, job: ServeJob, x, recorder):
 
         workers = int(item.get("server_workers") or 1)
-        self.server = HttpServer(spec, item["path"], x.shape[1:], workers=workers)
+        self.server = HttpServer(job, x.shape[1:], workers=workers)
         self.x, self.payload = x, item.get("payload") or "pydantic"
         self.held = (f"one runner per server process ({workers}), async endpoint, "
                      f"{PAYLOAD_TEXT[self.payload]}")
@@ -273,8 +275,9 @@ class HttpPool:
             self.server.stop()
 
 
+def main(argv=None) -> int:
+    return jobs.child_entry(ServeJob, serve, argv, command="serve")  # a ServeJob on stdin
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["serve"]:
-        print("usage: python -m overhead.experiments.loadgen_http serve  (JSON job on stdin)", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(serve(json.loads(sys.stdin.read())))
+    sys.exit(main())

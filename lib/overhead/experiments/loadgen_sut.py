@@ -1,7 +1,7 @@
 """The System Under Test LoadGen drives: any registered path behind a concurrency strategy, plus the child process.
 
-One child process per configuration (``python -m overhead.experiments.loadgen_sut``, a JSON job on stdin,
-JSON lines on the claimed stdout, as the sweep's workers do): it fixes the threads, loads real digits
+One child process per configuration (``python -m overhead.experiments.loadgen_sut child``, a :class:`SutJob` on
+stdin read by :func:`overhead.harness.jobs.child_entry`, JSON lines on the claimed stdout, as the sweep's workers do): it fixes the threads, loads real digits
 into LoadGen's Query Sample Library, computes the Keras reference for them, prepares the path and runs
 the job's items (Single-Stream, Server points or a Server bisection), one ``point`` event per LoadGen run.
 
@@ -39,7 +39,6 @@ from overhead.base import data
 from overhead.experiments import loadgen_rules as rules
 from overhead.experiments import loadgen_wrk
 from overhead.experiments.loadgen_core import (
-    N_INPUTS,
     NOOP,
     PER_THREAD,
     THREAD_UNSAFE,
@@ -56,28 +55,29 @@ from overhead.experiments.loadgen_core import (
     service_time_s,
 )
 from overhead.experiments.loadgen_http import HttpPool, HttpServer
+from overhead.experiments.loadgen_jobs import ServeJob, SutJob
 from overhead.experiments.pipeline import input_shape
-from overhead.harness import parity
-from overhead.harness.child import claim_stdout, error_text
+from overhead.harness import jobs, parity
+from overhead.harness.child import error_text
 
 
-def build_pool(lg, item: dict, spec: dict, x, recorder: Recorder):
-    """The strategy of `item` around its path; returns (pool, description of how runners are held)."""
-    path, strategy, workers = item["path"], item["strategy"], int(item.get("workers", 1))
+def build_pool(lg, item: dict, serve: ServeJob, x, recorder: Recorder):
+    """The strategy of `item` around its path (`serve.path`); returns (pool, description of how runners are held)."""
+    path, strategy, workers = serve.path, item["strategy"], int(item.get("workers", 1))
     if strategy == "thread":
-        return ThreadPool(lg, [_runner(path, spec, 1)], x, recorder), "one runner"
+        return ThreadPool(lg, [_runner(serve, 1)], x, recorder), "one runner"
     if strategy == "threads":
         if path in THREAD_UNSAFE:
             raise RuntimeError(f"{path} cannot run under threads: {THREAD_UNSAFE[path]}")
         if path in PER_THREAD:
-            return ThreadPool(lg, [_runner(path, spec, 1) for _ in range(workers)], x, recorder), "per-thread"
-        one = _runner(path, spec, 1)
+            return ThreadPool(lg, [_runner(serve, 1) for _ in range(workers)], x, recorder), "per-thread"
+        one = _runner(serve, 1)
         return ThreadPool(lg, [one] * workers, x, recorder), "shared"
     if strategy == "processes":
-        return ProcessPool(lg, dict(spec, path=path), workers, x, recorder), "per-process"
+        return ProcessPool(lg, serve, workers, x, recorder), "per-process"
     if strategy == "batching":
         b = item["batching"]
-        fns = {n: _runner(path, spec, n) for n in allowed_batches(int(b["max_batch"]))}
+        fns = {n: _runner(serve, n) for n in allowed_batches(int(b["max_batch"]))}
         return BatchingPool(lg, fns, x, recorder, wait_ms=float(b["wait_ms"]), max_batch=int(b["max_batch"])), \
             "one runner per allowed batch size"
     raise ValueError(f"unknown strategy {strategy!r}")
@@ -184,33 +184,34 @@ def parity_of(path: str, kept, ref: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------- the child process
 
-def _inputs(spec: dict):
+def _inputs(job: SutJob):
 
-    x, _ = data.inputs_for(input_shape(spec["model_path"]), int(spec.get("n_inputs", N_INPUTS)), split="test")
+    x, _ = data.inputs_for(input_shape(job.model_path), int(job.n_inputs), split="test")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    ref = reference.keras_reference(spec["model_path"], x, artifacts=spec.get("artifacts"))
+    ref = reference.keras_reference(job.model_path, x, artifacts=job.artifacts)
     return x, ref
 
 
-def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
+def run_item(lg, item: dict, job: SutJob, x, ref, emit) -> None:
     """Prepare the item's strategy, then one LoadGen run per point: Single-Stream, fixed QPS, or a Server
     bisection whose short runs steer and whose maximum and first failing point are confirmed by long runs."""
 
+    serve = job.serving(item["path"], out_width=int(np.prod(ref.shape[1:])))
     if item.get("client") == "wrk":
-        return run_wrk_item(item, spec, x, emit)
+        return run_wrk_item(item, job, serve, x, emit)
     rec = Recorder()
     if item.get("transport") == "http":
 
-        pool = HttpPool(lg, item, spec, x, rec)
+        pool = HttpPool(lg, item, serve, x, rec)
         held = pool.held
     else:
-        pool, held = build_pool(lg, item, spec, x, rec)
+        pool, held = build_pool(lg, item, serve, x, rec)
     try:
         probe = pool.probe if hasattr(pool, "probe") else None
-        svc = probe() if probe else service_time_s(_single_call(item, spec, pool), x)
+        svc = probe() if probe else service_time_s(_single_call(serve, pool), x)
         emit(event="prepared", key=item["key"], service_s=svc, held=held)
-        for q, phase in _points(item, spec, svc):
-            settings = rules.confirm_settings(spec["settings"]) if phase == "confirm" else spec["settings"]
+        for q, phase in _points(item, job, svc):
+            settings = rules.confirm_settings(job.settings) if phase == "confirm" else job.settings
             if item["scenario"] == "Server" and svc * 1e3 >= float(item["bound_ms"]):
                 # one call is slower than the bound: LoadGen's verdict is INVALID at any load; a short run says so
                 settings = dict(settings, server_max_duration_ms=min(settings["server_max_duration_ms"], 2000))
@@ -239,19 +240,19 @@ def run_item(lg, item: dict, spec: dict, x, ref, emit) -> None:
     emit(event="item_done", key=item["key"])
 
 
-def run_wrk_item(item: dict, spec: dict, x, emit) -> None:
+def run_wrk_item(item: dict, job: SutJob, serve: ServeJob, x, emit) -> None:
     """The wrk cross-check of one HTTP configuration: one wrk run per connection count, on its own server."""
-    if not spec.get("wrk"):
-        raise RuntimeError(spec.get("wrk_reason") or loadgen_wrk.MISSING)
-    server = HttpServer(spec, item["path"], x.shape[1:], workers=int(item.get("server_workers") or 1))
+    if not job.wrk:
+        raise RuntimeError(job.wrk_reason or loadgen_wrk.MISSING)
+    server = HttpServer(serve, x.shape[1:], workers=int(item.get("server_workers") or 1))
     try:
         emit(event="prepared", key=item["key"], service_s=None, held="wrk")
-        duration = float(spec["settings"].get("wrk_duration_s", loadgen_wrk.DURATION_S))
+        duration = float(job.settings.get("wrk_duration_s", loadgen_wrk.DURATION_S))
         for c in item.get("connections") or loadgen_wrk.CONNECTIONS:
             if duration >= 2:  # a warm-up second: connections opened, the server's first requests served
-                loadgen_wrk.run_wrk(spec["wrk"], server.port, item["payload"], x, connections=c, duration_s=1)
+                loadgen_wrk.run_wrk(job.wrk, server.port, item["payload"], x, connections=c, duration_s=1)
             cpu0 = server.cpu_s()
-            res = loadgen_wrk.run_wrk(spec["wrk"], server.port, item["payload"], x, connections=c, duration_s=duration)
+            res = loadgen_wrk.run_wrk(job.wrk, server.port, item["payload"], x, connections=c, duration_s=duration)
             res["server_cpu_us"] = (server.cpu_s() - cpu0) * 1e6 / max(res["n_queries"], 1)
             emit(event="point", key=item["key"], point=dict(res, phase="wrk", parity="",
                                                               parity_reason="wrk: answers not read"))
@@ -260,7 +261,7 @@ def run_wrk_item(item: dict, spec: dict, x, emit) -> None:
     emit(event="item_done", key=item["key"])
 
 
-def _points(item: dict, spec: dict, svc: float):
+def _points(item: dict, job: SutJob, svc: float):
     """(target QPS, phase) of the item's runs, each decided after the previous one finished (item["done"])."""
     done = item.setdefault("done", [])
     done[:] = [(d[0], d[1], d[2] if len(d) > 2 else "steer") for d in done]
@@ -273,7 +274,7 @@ def _points(item: dict, spec: dict, svc: float):
             if not any(math.isclose(q, d[0]) for d in done):
                 yield q, "points"
         return
-    floor = min_qps(spec["settings"])
+    floor = min_qps(job.settings)
     while True:
         short = [(q, v) for q, v, ph in done if ph == "steer"]
         q = next_qps(short, workers=int(item.get("workers", 1)) * _batch_gain(item), service_s=svc,
@@ -300,27 +301,26 @@ def _batch_gain(item: dict) -> float:
     return max(1.0, min(8.0, float(item["batching"]["max_batch"]) / 2))
 
 
-def _single_call(item, spec, pool):
+def _single_call(serve: ServeJob, pool):
     """A callable that runs one query through the pool's own runner (threads/thread) or a fresh one."""
     if isinstance(pool, ThreadPool):
         return pool.fns[0]
     if isinstance(pool, BatchingPool):
         return pool.fns[1]
-    return _runner(item["path"], spec, 1)
+    return _runner(serve, 1)
 
 
-def main(job: dict) -> int:
-
-    proto = claim_stdout()
+def measure_job(job: SutJob, proto) -> int:
+    """The SUT child: the job's items in order, events as JSON lines on `proto`."""
 
     def emit(**event):
         proto.write(json.dumps(event, default=_plain) + "\n")
         proto.flush()
 
 
-    kind = job.get("process", "tf")
+    kind = job.process
     bk.enter_process(kind)
-    threads = int(job["threads"])
+    threads = int(job.threads)
     bk.set_threads(threads)
     if kind == "tf":
         bk.configure_tf()
@@ -331,14 +331,13 @@ def main(job: dict) -> int:
     except Exception as exc:
         emit(event="fatal", error=error_text(exc))
         return 3
-    spec = dict(job, out_width=int(np.prod(ref.shape[1:])))
     gc.collect()
     gc.freeze()  # what the imports and the reference built is never garbage: full collections during a run skip it
     emit(event="hello", pid=os.getpid(), threads=threads, readback=bk.threads_readback())
-    for item in job["items"]:
+    for item in job.items:
         emit(event="start", key=item["key"])
         try:
-            run_item(lg, item, spec, x, ref, emit)
+            run_item(lg, item, job, x, ref, emit)
         except Exception as exc:  # this item fails; the next ones still run
             emit(event="item_failed", key=item["key"], error=error_text(exc))
     emit(event="done")
@@ -355,5 +354,9 @@ def _plain(v):
     return str(v)
 
 
+def main(argv=None) -> int:
+    return jobs.child_entry(SutJob, measure_job, argv)  # a SutJob on stdin
+
+
 if __name__ == "__main__":
-    sys.exit(main(json.loads(sys.stdin.read())))
+    sys.exit(main())

@@ -4,7 +4,7 @@ Each configuration (model, backend, batch, threads) is measured in several runs 
 processes, thread settings interleaved in time. A run's row (parity, its own statistics, its raw
 samples file) is appended to ``runs.jsonl`` at once, so a killed sweep keeps finished runs. When a
 configuration's runs are complete, :func:`aggregate` pools their samples (none is ever discarded) into
-the bench.csv row: ``runs``, ``n``, the median and its run-level interval (:data:`overhead.harness.stats.CI_METHOD`),
+the bench.csv row: ``runs``, ``n``, the median and its run-level interval (:data:`overhead.harness.interval.CI_METHOD`),
 the between-runs stability rule (``unstable``; :func:`overhead.harness.stats.disagreement`), per-call
 jitter, pyperf's checks beside them (``unstable_pyperf``), and the worst run's parity.
 :func:`recompute` redoes these statistics for an existing bench table from its pooled samples files.
@@ -23,7 +23,7 @@ import numpy as np
 
 from overhead.backends import NAMES
 from overhead.base import atomic
-from overhead.harness import stats
+from overhead.harness import interval, stats
 
 COLUMNS = ["machine", "model", "model_sha", "flops", "params", "backend", "batch", "threads", "status",
            "reason", "parity", "tolerance", "criterion", "logit_rel_err", "logit_cos", "top1_decisive",
@@ -279,7 +279,7 @@ def restat_file(results_dir) -> dict:
     meta_path = d / "bench.meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        meta.update(ci_method=stats.CI_METHOD, stability_rule=stats.STABILITY_RULE,
+        meta.update(ci_method=interval.CI_METHOD, stability_rule=stats.STABILITY_RULE,
                     restat={"date": _now(), "rows": restat, "by": "overhead.experiments.runlog.restat_file",
                             "note": "run-level statistics recomputed from the pooled samples files"})
         atomic.atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -47,8 +47,6 @@ import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from overhead.harness.child import thread_env  # noqa: E402  (os/sys only: cheap)
-
 COLUMNS = ["machine", "model", "backend", "rep", "import_s", "convert_s", "load_s", "first_call_s",
            "start_to_first_pred_s", "steady_median_us", "rss_after_import_mb", "rss_after_load_mb",
            "rss_after_first_call_mb", "status", "reason"]
@@ -184,7 +182,7 @@ def child(args: ColdStartJob) -> dict:
     """One cold start (see the module docstring); returns the measurements as a dict."""
     import importlib
 
-    thread_env(args.threads)
+    # the thread variables (BLAS, OpenMP, TF) are in this process's environment from its start: run_child(threads=)
     out = {"backend": args.backend, "threads": args.threads, "spawn_wall": args.spawn_wall}
     t0 = time.perf_counter()
     for mod in runtime_modules(args.backend):
@@ -258,7 +256,7 @@ def spawn(backend: str, model_path, input_path, *, threads: int = 1, batch: int 
                        artifacts=None if artifacts is None else str(artifacts), steady=int(steady),
                        steady_budget=float(steady_budget_s), spawn_wall=time.time(), process=process)
     done = run_child("overhead.experiments.startup", ["child"], job=job, kind=process, data_dir=data_dir,
-                     timeout_s=timeout_s)
+                     threads=int(threads), timeout_s=timeout_s)
     result = done.last()
     if not isinstance(result, dict) or done.timed_out:
         return {"status": "failed", "reason": f"child {done.failure(200)}"}

@@ -2,8 +2,8 @@
 timing, pyperf-style runs, resume, crash isolation.
 
 The parent (a notebook or the ``overhead`` command) never imports TensorFlow. Model by model, it runs
-each configuration in ``runs`` fresh worker processes (``python -m overhead.experiments.sweep worker``, a JSON job
-on stdin), thread settings interleaved in time (run 1 t=1, run 1 t=2, run 2 t=1, ...), one process per
+each configuration in ``runs`` fresh worker processes (``python -m overhead.experiments.sweep worker``, a
+:class:`~overhead.experiments.worker.WorkerJob` on stdin), thread settings interleaved in time (run 1 t=1, run 1 t=2, run 2 t=1, ...), one process per
 process kind (TF, Keras-on-JAX, Keras-on-NumPy: ``Backend.process``). The worker fixes its threads
 before TF starts, prepares each backend per batch size, checks it against the Keras reference on real
 digits (:mod:`overhead.harness.parity`), times the runners of one (model, batch) interleaved in rounds with
@@ -18,9 +18,8 @@ recorded as failed, and is restarted without it.
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from overhead import backends as bk
@@ -31,7 +30,7 @@ from overhead.base.settings import Settings
 from overhead.experiments import runlog, sweepplan, worker
 from overhead.experiments.sweepplan import thread_settings, wanted  # noqa: F401  (re-exported)
 from overhead.experiments.runlog import COLUMNS, DONE, KEY, ResultsCsv, _now  # noqa: F401  (re-exported)
-from overhead.harness import child, stats, timing
+from overhead.harness import child, interval, jobs, stats, timing
 from overhead.ladder import models as ladder
 
 LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the first run checked parity_n)
@@ -41,19 +40,19 @@ LATER_PARITY_N = 16  # runs after the first re-check parity on fewer inputs (the
 
 # --------------------------------------------------------------------------- worker processes
 
-def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.0) -> None:
+def run_job(job: worker.WorkerJob, on_event, *, log_path=None, stall_timeout_s: float = 900.0) -> None:
     """Run one worker job to the end, restarting the worker after crashes.
 
-    `job["keys"]` lists the [backend, batch] pairs to produce. `on_event(event)` receives every
+    `job.keys` lists the (backend, batch) pairs to produce. `on_event(event)` receives every
     worker event, plus synthesised "row" events (status failed) for pairs a crash or a stall killed.
     """
-    pending = {(b, int(n)) for b, n in job["keys"]}
-    isolate: set[int] = set(job.get("isolate", []))
+    pending = {(b, int(n)) for b, n in job.keys}
+    isolate: set[int] = set(job.isolate)
     model_info: dict = {}
     for _attempt in range(len(pending) + 3):
         if not pending:
             return
-        spec = dict(job, keys=sorted(pending, key=lambda k: (k[1], k[0])), isolate=sorted(isolate))
+        spec = replace(job, keys=tuple(sorted(pending, key=lambda k: (k[1], k[0]))), isolate=tuple(sorted(isolate)))
         state = {"inflight": None, "finished": False, "fatal": None, "error": None}
 
         def handle(event, state=state):
@@ -74,7 +73,7 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
                 on_event(event)
 
         done = child.run_child("overhead.experiments.sweep", ["worker"], job=spec, on_event=handle,
-                               kind=job.get("process", "tf"), data_dir=job.get("data_dir"),
+                               kind=job.process, threads=int(job.threads), data_dir=job.data_dir,
                                stall_timeout_s=stall_timeout_s, stderr_path=log_path)
         rc, stalled = done.returncode, done.stalled
         inflight, finished, fatal, crash_error = state["inflight"], state["finished"], state["fatal"], state["error"]
@@ -109,14 +108,17 @@ def run_job(job: dict, on_event, *, log_path=None, stall_timeout_s: float = 900.
 
 def _failed_row(job, model_info, backend, batch, reason) -> dict:
     return {"event": "row", "row": {
-        "model": job["model"], "model_sha": model_info.get("sha"), "flops": model_info.get("flops"),
-        "params": model_info.get("params"), "backend": backend, "batch": batch, "threads": job["threads"],
-        "run": job.get("run", 1), "status": "failed", "reason": reason}}
+        "model": job.model, "model_sha": model_info.get("sha"), "flops": model_info.get("flops"),
+        "params": model_info.get("params"), "backend": backend, "batch": batch, "threads": job.threads,
+        "run": job.run, "status": "failed", "reason": reason}}
 
 
-def _job_for(model: str, path: Path, threads: int, keys, args: dict, run: int = 1, process: str = "tf") -> dict:
-    return {"model": model, "model_path": str(path), "threads": int(threads), "run": int(run),
-            "process": process, "keys": [[b, int(n)] for b, n in keys], **args}
+def _job_for(model: str, path: Path, threads: int, keys, args: dict, run: int = 1,
+             process: str = "tf") -> worker.WorkerJob:
+    """The worker job of `keys` ((backend, batch) pairs); `args`: the other :class:`~overhead.experiments.worker.WorkerJob`
+    fields (an unknown one raises TypeError here, in the parent)."""
+    return worker.WorkerJob(model=model, model_path=str(path), threads=int(threads), run=int(run), process=process,
+                            keys=tuple((b, int(n)) for b, n in keys), **args)
 
 
 def resolve_models(models=None, extra_models=(), data_dir=None) -> list[tuple[str, Path]]:
@@ -195,7 +197,7 @@ def run(settings: Settings, *, out_dir=None, resume: bool = True, max_rows: int 
     rows = results.finish()
     envinfo.write_meta(out_dir / "bench.csv", {
         "machine": machine, "stage": "benchmark", "backends": names, "batch_sizes": p.batches,
-        "threads_settings": p.threads, "runs": runs, "max_runs": max_runs, "ci_method": stats.CI_METHOD,
+        "threads_settings": p.threads, "runs": runs, "max_runs": max_runs, "ci_method": interval.CI_METHOD,
         "stability_rule": stats.STABILITY_RULE,
         "big_batch_models": _listed(b.big_batch_models), "big_batch_backends": _listed(b.big_batch_backends),
         "models_for": {k: list(m) for k, m in b.models_for.items()}, "threads_models": _listed(b.threads_models),
@@ -300,7 +302,7 @@ def _write_gemm(path: Path, new_rows: list[dict], machine: str) -> None:
                               "what": "float32 np.matmul n x n, median of repeats"})
 
 
-def collect_rows(job: dict, *, log_path=None, stall_timeout_s: float = 900.0) -> tuple[list[dict], list[dict]]:
+def collect_rows(job: worker.WorkerJob, *, log_path=None, stall_timeout_s: float = 900.0) -> tuple[list[dict], list[dict]]:
     """Run one job and return (rows, all events) without touching any result file."""
     rows, events = [], []
 
@@ -342,12 +344,7 @@ def distortion_check(model_path, *, batch: int = 1, threads: int = 1, budget_s: 
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["worker"]:
-        print("usage: python -m overhead.experiments.sweep worker  < job.json", file=sys.stderr)
-        return 2
-
-    return worker.main(json.loads(sys.stdin.read()))
+    return jobs.child_entry(worker.WorkerJob, worker.measure_job, argv, command="worker")  # a WorkerJob on stdin
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ import pandas as pd
 from overhead.base import config, data, envinfo
 from overhead.base.atomic import atomic_write_text
 from overhead.experiments import startup, versions_env
-from overhead.harness import child, parity, stats
+from overhead.experiments.versions_child import VersionsJob
+from overhead.harness import child, interval, parity, stats
 
 CHILD = "overhead.experiments.versions_child"
 PATHS = ("predict", "predict_on_batch", "call", "tf.function", "tf.function.xla", "savedmodel", "tf1.session",
@@ -151,10 +152,10 @@ def run_one(release: Release, keras: str, onednn: bool, run: int, *, models: lis
         scratch.mkdir(parents=True, exist_ok=True)
         jobs.append({"model": model, "key": key, "weights": str(weights[model]), "inputs": str(inputs[model]),
                      "out": str(work / f"{safe}__r{run}.npz"), "scratch": str(scratch)})
-    job = {"models": [{k: v for k, v in j.items() if k != "key"} for j in jobs], "paths": list(paths),
-           "threads": threads, "budget_s": budget_s, "rounds": rounds, "min_samples": min_samples,
-           "rss_calls": list(rss_calls)}
-    done = child.run_child(CHILD, job=job, threads=threads, env=_env_for(release, keras, onednn, threads),
+    job = VersionsJob(models=tuple({k: v for k, v in j.items() if k != "key"} for j in jobs), paths=tuple(paths),
+                      threads=int(threads), budget_s=budget_s, rounds=rounds, min_samples=min_samples,
+                      rss_calls=tuple(rss_calls))
+    done = child.run_child(CHILD, ["child"], job=job, threads=threads, env=_env_for(release, keras, onednn, threads),
                            timeout_s=timeout_s, stall_timeout_s=timeout_s, python=release.python)
     imp = done.last("import") or {}
     events = [e for e in done.events if isinstance(e, dict)]
@@ -323,7 +324,7 @@ def run(releases, models=MODELS, *, runs: int = 2, paths=PATHS, onednn_off_paths
         "onednn_off_models": list(models if onednn_off_models is None else onednn_off_models), "stage_s": round(time.perf_counter()
                                                                                                 - t_stage, 1),
         "parity_rule": parity.criterion_text("float32"), "reference": "NumPy engine (.npz) logits",
-        "ci_method": stats.CI_METHOD, "stability_rule": stats.STABILITY_RULE,
+        "ci_method": interval.CI_METHOD, "stability_rule": stats.STABILITY_RULE,
         "releases": {rel.label: {"env": rel.env, "reason": rel.reason, **{k: v for k, v in rel.info.items()
                                                                          if k not in ("status", "reused")}}
                      for rel in releases}}, threads=threads)

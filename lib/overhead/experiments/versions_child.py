@@ -2,8 +2,10 @@
 every path, timed.
 
 Runs inside a release's own environment (``data/envs/tf-<minor>/bin/python``, started by
-:func:`overhead.harness.child.run_child` with ``python=``), so it imports nothing of the study but the
-standard library, NumPy, TensorFlow and the NumPy-only helpers ``harness.child`` and ``harness.timing``.
+:func:`overhead.harness.child.run_child` with ``python=``, which puts the package on ``PYTHONPATH``), so it imports
+nothing of the study but the standard library, NumPy, TensorFlow and the NumPy-only helpers ``harness.child``,
+``harness.jobs`` and ``harness.timing``. Its thread settings come from the environment ``run_child(threads=)``
+gives it (BLAS, OpenMP, TF's intra-op = threads, inter-op = 1), read when TensorFlow is imported.
 The model is rebuilt here, with ``tf.keras`` of this release (Keras 2, or Keras 3 from 2.16;
 ``TF_USE_LEGACY_KERAS=1`` makes it tf_keras), from the NumPy engine's ``.npz`` — version-neutral weights:
 a JSON plan plus float32 arrays, read with ``np.load`` alone (format: :mod:`overhead.engine.format`). The
@@ -11,10 +13,8 @@ engine has folded BatchNormalization into the convolutions, so the rebuilt model
 with fewer layers, the same in every release. The parent judges parity on the outputs written here against
 the NumPy engine's logits (the study's rule, :mod:`overhead.harness.parity`) and computes the statistics.
 
-Job (JSON on stdin): ``models`` (a list of {``model``, ``weights``, ``inputs`` (.npz with ``x``: parity inputs,
-batch 1 each), ``out`` (.npz to write), ``scratch`` (a folder for the SavedModel)}), ``paths``, ``threads``,
-``budget_s``, ``rounds``, ``min_samples``, ``max_samples``, ``rss_calls`` (predict calls after which RSS is read on
-the first model, e.g. [1, 200]; [] for none). TensorFlow is imported once for all models.
+Job: a :class:`VersionsJob` on stdin (``python -m overhead.experiments.versions_child child``, read by
+:func:`overhead.harness.jobs.child_entry`). TensorFlow is imported once for all models.
 Protocol lines: ``import``, then per model ``model`` (only when it cannot be rebuilt), ``path`` (per path: status,
 reason, prepare_s, first_call_s), ``rss``, ``model_done`` -- each with ``model`` --, and ``done``.
 """
@@ -22,16 +22,36 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from overhead.harness.child import claim_stdout, error_text, thread_env
+from overhead.harness import jobs
+from overhead.harness.child import error_text
 from overhead.harness.timing import interleaved
 
 PATHS = ("predict", "predict_on_batch", "call", "tf.function", "tf.function.xla", "savedmodel", "tf1.session",
          "tflite")
+
+
+@dataclass(frozen=True)
+class VersionsJob:
+    """One child's job: every model of one (release, Keras, oneDNN, run) configuration, every path, timed.
+
+    `models`: dicts {``model``, ``weights`` (the engine's .npz), ``inputs`` (.npz with ``x``: parity inputs, batch 1
+    each), ``out`` (.npz to write), ``scratch`` (a folder for the SavedModel)}; `budget_s` 0: no timing;
+    `rss_calls`: predict calls after which RSS is read on the first model, e.g. (1, 200); () for none. `threads`
+    is what the child sets TensorFlow's pools to; the environment already holds it (``run_child(threads=)``)."""
+
+    models: tuple
+    paths: tuple = PATHS
+    threads: int = 1
+    budget_s: float = 0.0
+    rounds: int = 5
+    min_samples: int = 20
+    max_samples: int = 20_000
+    rss_calls: tuple = ()
 
 
 # --------------------------------------------------------------------------- the version-neutral weights
@@ -251,7 +271,7 @@ def _keras_version(tf) -> str:
     return getattr(tf.keras, "__version__", "")
 
 
-def measure_model(tf, keras, spec: dict, job: dict, threads: int, emit, rss_calls=()) -> None:
+def measure_model(tf, keras, spec: dict, job: VersionsJob, threads: int, emit, rss_calls=()) -> None:
     """One model of the job: rebuild it, prepare every path, keep its parity outputs, time the paths interleaved,
     write ``spec["out"]``. Events carry ``model``; a model that cannot be rebuilt is one ``model`` event with its
     reason, and the next model still runs."""
@@ -265,7 +285,7 @@ def measure_model(tf, keras, spec: dict, job: dict, threads: int, emit, rss_call
         x = np.ascontiguousarray(npz["x"], dtype=np.float32)
     x1 = np.ascontiguousarray(x[:1])
     outputs, runners = {}, {}
-    for path in job["paths"]:
+    for path in job.paths:
         t0 = time.perf_counter()
         try:
             fn = prepare(tf, keras, model, path, x1, spec["scratch"], threads)
@@ -290,10 +310,10 @@ def measure_model(tf, keras, spec: dict, job: dict, threads: int, emit, rss_call
             emit(event="path", model=name, path=path, status="failed", reason=error_text(exc),
                  prepare_s=time.perf_counter() - t0, first_call_s=None)
     samples = {}
-    if runners and job.get("budget_s", 0) > 0:
-        samples = interleaved({p: (lambda f=f: f(x1)) for p, f in runners.items()}, budget_s=job["budget_s"],
-                              rounds=int(job.get("rounds", 5)), min_samples=int(job.get("min_samples", 20)),
-                              max_samples=int(job.get("max_samples", 20_000)))
+    if runners and job.budget_s > 0:
+        samples = interleaved({p: (lambda f=f: f(x1)) for p, f in runners.items()}, budget_s=job.budget_s,
+                              rounds=int(job.rounds), min_samples=int(job.min_samples),
+                              max_samples=int(job.max_samples))
     arrays = {f"out__{p}": o for p, o in outputs.items()}
     arrays.update({f"samples__{p}": np.asarray(s, dtype=np.int64) for p, s in samples.items()})
     tmp = spec["out"] + ".tmp.npz"
@@ -302,11 +322,9 @@ def measure_model(tf, keras, spec: dict, job: dict, threads: int, emit, rss_call
     emit(event="model_done", model=name)
 
 
-def main() -> int:
-    job = json.loads(sys.stdin.read())
-    threads = int(job.get("threads", 1))
-    thread_env(threads)
-    proto = claim_stdout()
+def measure_job(job: VersionsJob, proto) -> int:
+    """Import TensorFlow, then every model of the job (:func:`measure_model`); events as JSON lines on `proto`."""
+    threads = int(job.threads)
 
     def emit(**kw):
         proto.write(json.dumps(kw, default=float) + "\n")
@@ -323,10 +341,14 @@ def main() -> int:
     keras = tf.keras
     emit(event="import", status="ok", import_s=import_s, tensorflow=tf.__version__, keras=_keras_version(tf),
          numpy=np.__version__, onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""), rss_mb=rss_mb())
-    for i, spec in enumerate(job["models"]):
-        measure_model(tf, keras, spec, job, threads, emit, rss_calls=job.get("rss_calls") if i == 0 else ())
+    for i, spec in enumerate(job.models):
+        measure_model(tf, keras, spec, job, threads, emit, rss_calls=job.rss_calls if i == 0 else ())
     emit(event="done", rss_mb=rss_mb(), cpu_s=time.process_time())  # CPU seconds: the cost on a quiet machine
     return 0
+
+
+def main(argv=None) -> int:
+    return jobs.child_entry(VersionsJob, measure_job, argv)  # a VersionsJob on stdin
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 """One benchmark worker process: fixed threads, one model, many backends and batch sizes.
 
-Started by :func:`overhead.experiments.sweep.run_job` as ``python -m overhead.experiments.sweep worker`` with a JSON job on
-stdin; talks JSON lines on the original stdout (fd 1 is pointed at stderr, so whatever native
+Started by :func:`overhead.experiments.sweep.run_job` as ``python -m overhead.experiments.sweep worker`` with a
+:class:`WorkerJob` on stdin (:func:`overhead.harness.jobs.child_entry`); talks JSON lines on the original stdout (fd 1 is pointed at stderr, so whatever native
 libraries print cannot corrupt the protocol). Events: hello, model, fatal, start (before every step
 that may crash: preparing a backend, timing a group), row, done.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from overhead.backends import converters
 from overhead.backends.reference import keras_reference
 from overhead.base import atomic, data
 from overhead.harness import parity, stats, timing
-from overhead.harness.child import claim_stdout, error_text  # noqa: F401  (error_text: re-exported)
+from overhead.harness.child import error_text
 from overhead.ladder import models
 from overhead.usermodel import feed as userfeed
 from overhead.usermodel.feed import fatal_text
@@ -40,6 +42,34 @@ MAX_SAMPLES = 2_000  # per backend, configuration and run: enough for p99; keeps
 MIN_VALUES_SLOW = 20  # values per run at least (pyperf-style), slow paths
 MIN_VALUES_FAST = 200  # values per run for fast paths, or MIN_SECONDS_FAST of calls if fewer
 MIN_SECONDS_FAST = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """One worker's job: `keys` ((backend, batch) pairs) of one model at one thread setting in one process kind.
+
+    `mode`: ``bench`` (parity, then timing), ``check`` (parity only, `overhead check`) or ``probe`` (a tiny
+    throw-away model instead of `model_path`, `overhead backends`). `isolate`: batch sizes whose backends are
+    timed one by one (after a crash in a group). `input_shape` / `inputs`: a user model's ``--input-shape``
+    text and ``--inputs`` file."""
+
+    model: str
+    model_path: str
+    threads: int
+    keys: tuple
+    run: int = 1  # which fresh process (run) of this configuration this is
+    process: str = "tf"
+    mode: str = "bench"
+    budget_s: float = 0.1
+    parity_n: int = 128
+    parity_max_s: float = PARITY_MAX_S
+    max_flops_per_call: float = 8e9
+    samples_dir: str | None = None
+    artifacts: str | None = None
+    data_dir: str | None = None
+    isolate: tuple = ()
+    input_shape: str | None = None
+    inputs: str | None = None
 
 
 def _plain(v):
@@ -99,28 +129,30 @@ def _timing_plan(costs: dict, budget_s: float) -> dict:
             "round_warmup_calls": 0 if slow else 1}
 
 
-def main(job: dict) -> int:
-    proto = claim_stdout()
+def measure_job(job: WorkerJob, proto) -> int:
+    """The worker (``sweep.main``: ``jobs.child_entry(WorkerJob, measure_job, argv, command="worker")``): events as
+    JSON lines on `proto`."""
 
     def emit(**event):
         proto.write(json.dumps(event, default=_plain) + "\n")
         proto.flush()
 
 
-    bk.enter_process(job.get("process", "tf"))  # KERAS_BACKEND, before anything imports keras
-    threads = int(job["threads"])
+    bk.enter_process(job.process)  # KERAS_BACKEND, before anything imports keras
+    threads = int(job.threads)
     bk.set_threads(threads)
-    if job.get("process", "tf") == "tf":
+    if job.process == "tf":
         bk.configure_tf()  # TF's pools are sized now, before loading the model runs any op
-    mode = job.get("mode", "bench")
+    mode = job.mode
     tmp = tempfile.TemporaryDirectory()
     try:
         if mode == "probe":  # a throw-away model: its conversions stay in the temp folder too
-            model_path, job = _tiny_probe_model(Path(tmp.name)), dict(job, artifacts=tmp.name)
+            model_path, job = _tiny_probe_model(Path(tmp.name)), dataclasses.replace(job, artifacts=tmp.name)
         else:
-            model_path = Path(job["model_path"])
+            model_path = Path(job.model_path)
 
-        model, desc, io = userfeed.open_for_worker(model_path, job)  # model: a modelfile.OpenedModel
+        # model: a modelfile.OpenedModel
+        model, desc, io = userfeed.open_for_worker(model_path, input_shape=job.input_shape, inputs=job.inputs)
     except Exception as exc:  # a missing, corrupt or unloadable model file; inputs that do not fit it
         emit(event="fatal", error=fatal_text(exc))
         return 3
@@ -137,7 +169,7 @@ def main(job: dict) -> int:
     return 0
 
 
-def inputs_and_reference(opened, model_path, job: dict, n: int):
+def inputs_and_reference(opened, model_path, job: WorkerJob, n: int):
     """(x, labels or None, reference outputs) for parity and timing: real digits for a ladder model
     (unless --inputs is given), otherwise the user's inputs or inputs generated from the signature.
 
@@ -145,27 +177,27 @@ def inputs_and_reference(opened, model_path, job: dict, n: int):
     workers) for one-input models; several inputs, a SavedModel or a tf_keras model are their own
     reference here (computed in this process).
     """
-    if userfeed.is_ladder(model_path) and not job.get("inputs") and opened.keras_model is not None:
+    if userfeed.is_ladder(model_path) and not job.inputs and opened.keras_model is not None:
         x, y = data.inputs_for(list(opened.signature.inputs[0].shape), n, split="test")
     else:
-        fed = userfeed.build_feed(opened.signature, n, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
+        fed = userfeed.build_feed(opened.signature, n, input_shape=job.input_shape, inputs_npz=job.inputs)
         x, y = fed.x, fed.y
     if opened.loader == "keras" and x.dtype.names is None and len(opened.signature.outputs) == 1:
-        ref = keras_reference(model_path, x, batch_size=min(64, len(x)), artifacts=job.get("artifacts"))
+        ref = keras_reference(model_path, x, batch_size=min(64, len(x)), artifacts=job.artifacts)
         return x, y, ref
     return x, y, userfeed.reference(opened, x)
 
 
 
 def _run(job, model_path, model, desc, threads, mode, emit, io):
-    keys = [(b, int(n)) for b, n in job["keys"]]
+    keys = [(b, int(n)) for b, n in job.keys]
     order = {name: i for i, name in enumerate(bk.names())}
-    isolate = set(int(b) for b in job.get("isolate", []))
-    budget_s, cap = float(job.get("budget_s", 0.1)), float(job.get("max_flops_per_call", 8e9))
-    run = int(job.get("run", 1))  # which fresh process (run) of this configuration this is
-    base = {"model": job.get("model") or model_path.stem, "model_sha": desc["sha"], "flops": desc["flops"],
+    isolate = set(int(b) for b in job.isolate)
+    budget_s, cap = float(job.budget_s), float(job.max_flops_per_call)
+    run = int(job.run)
+    base = {"model": job.model or model_path.stem, "model_sha": desc["sha"], "flops": desc["flops"],
             "params": desc["params"], "threads": threads, "run": run}
-    n_par = int(min(job.get("parity_n", 128), max(8, PARITY_FLOPS // max(desc["flops"], 1))))
+    n_par = int(min(job.parity_n, max(8, PARITY_FLOPS // max(desc["flops"], 1))))
     batches = sorted({n for _, n in keys})
     too_big = {n: userfeed.memory_reason(model, n, io) for n in batches}
     runnable = [n for n in batches if desc["flops"] * n <= cap and not too_big[n]]
@@ -176,11 +208,11 @@ def _run(job, model_path, model, desc, threads, mode, emit, io):
     if need:
         # the model's own inputs (digits for a ladder model); reference: Keras on TF (overhead.backends.reference)
         x_all, y_all, ref = inputs_and_reference(model, model_path, job, need)
-        no_signal = degenerate(ref, inputs_given=bool(job.get("inputs")))  # said once, on every row
+        no_signal = degenerate(ref, inputs_given=bool(job.inputs))  # said once, on every row
         if no_signal:
             emit(event="reference", note=no_signal)
     timer_ns = timing.timer_overhead_ns(budget_s=0.05)
-    samples_dir = Path(job["samples_dir"]) if job.get("samples_dir") else None
+    samples_dir = Path(job.samples_dir) if job.samples_dir else None
 
     for batch in batches:
         names = sorted((b for b, n in keys if n == batch), key=lambda b: order.get(b, 99))
@@ -200,14 +232,14 @@ def _run(job, model_path, model, desc, threads, mode, emit, io):
                 continue
             try:
                 runner = userfeed.adapt(bk.prepare(name, model_path, batch, threads,
-                                                   artifacts=job.get("artifacts"), io=io), model.signature)
+                                                   artifacts=job.artifacts, io=io), model.signature)
                 if name in reduced and n_reduced:  # >= DECISIVE_TARGET decisive inputs, time-capped
                     m = parity.decisive_prefix(ref[:need], parity.DECISIVE_TARGET, parity.tier_of(bk.get(name)))
                     par = bk.parity(runner, ref[:m], x_all[:m], None if y_all is None else y_all[:m],
                                     max_s=REDUCED_PARITY_MAX_S)
                 else:
                     par = bk.parity(runner, ref[:n], x_all[:n], None if y_all is None else y_all[:n],
-                                    max_s=float(job.get("parity_max_s", PARITY_MAX_S)))
+                                    max_s=float(job.parity_max_s))
             except Exception as exc:  # unsupported layers, failed conversions: skipped with the reason
                 status, reason = userfeed.classify(name, exc, model.signature)
                 emit(event="row", row=dict(base, backend=name, batch=batch, status=status, reason=reason))

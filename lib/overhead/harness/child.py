@@ -31,9 +31,11 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF
 
 
 def thread_env(threads: int, *, override: bool = True) -> None:
-    """Set the thread-count environment (BLAS, OpenMP, TF intra-op = threads, TF inter-op = 1).
+    """Set the thread-count environment (BLAS, OpenMP, TF intra-op = threads, TF inter-op = 1) of THIS process.
 
-    Takes effect for runtimes imported afterwards; ``override=False`` keeps values already set.
+    Takes effect for runtimes imported afterwards; ``override=False`` keeps values already set. Only for code that
+    fixes threads in its own process (``backends.set_threads``, ``experiments.enginebench``); a child gets the same
+    variables from ``run_child(threads=)`` / :func:`child_env` instead.
     """
     threads = int(threads)
     if threads < 1:

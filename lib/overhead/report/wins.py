@@ -2,7 +2,7 @@
 memory), and the tally of the comparisons it made.
 
 A beats B only if, on every published machine that measured both, A's run-level 95 % interval clears B's
-(``ci_lo_us``/``ci_hi_us`` of bench.csv, ``overhead.harness.stats.median_ci``) AND the relative gap between
+(``ci_lo_us``/``ci_hi_us`` of bench.csv, ``overhead.harness.interval.median_ci``) AND the relative gap between
 their medians exceeds the between-run spread of both (``run_spread``: largest run median / smallest − 1).
 The co-winners are the candidates no other candidate beats; one co-winner is a win, several are a tie and the
 report names them all. A candidate that wins on one machine and loses on another is a tie, and the machines

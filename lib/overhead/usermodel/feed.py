@@ -219,16 +219,17 @@ class ModelIO:
         return [{s.name: x[i:i + 1] for s, x in zip(self.signature.inputs, xs)} for i in range(n)]
 
 
-def open_for_worker(model_path, job: dict):
+def open_for_worker(model_path, *, input_shape=None, inputs=None):
     """(opened model, the worker's model description, its :class:`ModelIO`); raises ModelFileError /
     SignatureError (one line).
 
-    Also checks the inputs now (dynamic dims without --input-shape, a bad --inputs file), before any row.
+    Also checks the inputs now (dynamic dims without `input_shape` -- ``--input-shape`` --, a bad `inputs` file
+    -- ``--inputs``), before any row.
     """
 
     opened = modelfile.open_model(model_path)
     sig = opened.signature
-    probe = build_feed(sig, 1, input_shape=job.get("input_shape"), inputs_npz=job.get("inputs"))
+    probe = build_feed(sig, 1, input_shape=input_shape, inputs_npz=inputs)
     io = ModelIO(sig, probe.shapes)
     flops = params = 0
     if opened.keras_model is not None:

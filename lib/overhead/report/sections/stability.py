@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from overhead.harness import stats
+from overhead.harness import interval, stats
 from overhead.report import sentences as T
 from overhead.report.fmt import fmt_pct
 from overhead.report.style import order_backends
@@ -39,7 +39,7 @@ def from_samples(path: Path, tol: float = RUN_TOL) -> float:
     if len(lengths) < 2 or lengths.sum() != len(values):
         return np.nan
     runs = stats.split_runs(values, lengths)
-    if any(r.size < stats.MIN_N for r in runs):
+    if any(r.size < interval.MIN_N for r in runs):
         return np.nan
     return float(bool(stats.disagreement(runs, max_diff=tol, min_runs=2)))
 
