@@ -37,8 +37,10 @@ def test_bisection_respects_max_points_and_stops_when_one_call_exceeds_the_bound
 
 
 def test_bisection_stops_halving_below_the_floor():
-    done = _bisect_against(10.0, service_s=1e-3, bound_ms=10, floor=85.0)  # 500, 125, then 31 < 85: stop
-    assert [q for q, _ in done] == [500.0, 125.0] and loadgen.capacity(done) == 0.0
+    done = _bisect_against(10.0, service_s=1e-3, bound_ms=10, floor=85.0)  # 500, 125, then 31 < 85: the floor
+    assert [q for q, _ in done] == [500.0, 125.0, 85.0] and loadgen.capacity(done) == 0.0
+    done = _bisect_against(90.0, service_s=1e-3, bound_ms=10, floor=85.0)  # ResNet-18's case: held at the floor
+    assert [q for q, _ in done][:3] == [500.0, 125.0, 85.0] and 85.0 <= loadgen.capacity(done) <= 90.0
     assert loadgen.min_qps(loadgen.SETTINGS) == pytest.approx(500 / (0.9 * 30), abs=0.1)
 
 

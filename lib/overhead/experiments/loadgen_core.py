@@ -322,7 +322,7 @@ def next_qps(done, *, workers: float = 1, service_s: float = 1e-3, bound_ms: flo
     INVALID, halves until one is VALID, then bisects (geometric mean) between the highest VALID and
     the lowest INVALID above it until they are within `precision`. None: finished. A path whose single
     call is slower than the bound stops after its first INVALID run (no load can bring p99 under it);
-    halving stops below `floor` (runs there cannot reach their minimum query count).
+    halving stops at `floor` (runs below it cannot reach their minimum query count), which is tried once.
     """
     done = [(float(q), bool(v)) for q, v in done]
     if not done:
@@ -337,8 +337,10 @@ def next_qps(done, *, workers: float = 1, service_s: float = 1e-3, bound_ms: flo
     if hi is None:
         return float(f"{2 * lo:.4g}")
     if lo is None:
-        if service_s * 1e3 >= bound_ms or hi < 0.01 * workers / max(service_s, 1e-6) or hi / 4 < floor:
+        if service_s * 1e3 >= bound_ms or hi < 0.01 * workers / max(service_s, 1e-6):
             return None
+        if hi / 4 < floor:  # the floor itself is the last point worth a run (below it none can finish)
+            return float(f"{floor:.4g}") if hi > floor * (1 + precision) else None
         return float(f"{hi / 4:.4g}")
     if hi / lo <= 1 + precision:
         return None
