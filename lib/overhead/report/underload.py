@@ -82,7 +82,7 @@ def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread
         upper = float(valid["target_qps"].max()) if len(valid) and best is None else np.nan
         kind = ("maximum" if best is not None else
                 f"short-run upper bound (runs of {valid['duration_s'].max():.3g} s < {CONFIRM_MIN_S:g} s)"
-                if len(valid) else "no load held")
+                if len(valid) else f"no load held (down to {g['target_qps'].min():.3g} QPS)")
         rows.append(dict(zip(keys, key), bound_ms=float(g["bound_ms"].iloc[0]),
                          max_qps=float(best["target_qps"]) if best is not None else (np.nan if len(valid) else 0.0),
                          upper_bound_qps=upper, max_kind=kind,
@@ -125,6 +125,25 @@ def mlperf_table(frame: pd.DataFrame) -> pd.DataFrame:
     models = list(dict.fromkeys(frame["model"]))
     table = table.assign(_m=table["model"].map(models.index), _p=table["path"].map(order))
     return table.sort_values(["_m", "_p"]).drop(columns=["_m", "_p"]).reset_index(drop=True)
+
+
+def mlperf_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`mlperf_table` for the page: the configurations with a Server bisection, labels with units, three
+    significant figures, no index column (every Single-Stream row is in the linked loadgen.csv)."""
+    t = mlperf_table(frame)
+    if t.empty or "bound_ms" not in t:
+        return t
+    t = t[t["bound_ms"].notna()]
+
+    def g3(v, scale=1.0):
+        v = pd.to_numeric(v, errors="coerce") * scale
+        return v.map(lambda x: "" if not np.isfinite(x) else (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"))
+    qps = t["max_qps"].where(t["max_qps"] > 0, t["upper_bound_qps"]) if "upper_bound_qps" in t else t["max_qps"]
+    return pd.DataFrame({"model": t["model"], "path": t["path"],
+                         "Single-Stream p50 (ms)": g3(t["ss_p50_us"], 1e-3),
+                         "Single-Stream p99 (ms)": g3(t["ss_p99_us"], 1e-3),
+                         "p99 bound (ms)": g3(t["bound_ms"]), "Server QPS": g3(qps).where(qps > 0, ""),
+                         "what the QPS is": t["max_kind"], "parity under load": t["parity_under_load"]})
 
 
 def fig_hockey_stick(frame: pd.DataFrame, model: str | None = None):

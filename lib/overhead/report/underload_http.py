@@ -204,6 +204,9 @@ def http_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
                         "p99 at half the max (ms)": col("p99_at_half_us", 1e-3),
                         "wrk 1-conn p50 (ms)": col("wrk_c1_p50_us", 1e-3), "wrk max (req/s)": col("wrk_qps"),
                         "wrk p99 at its max (ms)": col("wrk_p99_us", 1e-3),
+                        "LoadGen p50 / wrk 1-conn p50 (×)": (pd.to_numeric(t["ss_p50_us"], errors="coerce")
+                                                             / pd.to_numeric(t["wrk_c1_p50_us"], errors="coerce")
+                                                             ).map(_g3),
                         "LoadGen max / wrk max (×)": col("loadgen_over_wrk")})
     notes = t["wrk_note"] if "wrk_note" in t else pd.Series("", index=t.index)
     if notes.astype(bool).any():

@@ -30,9 +30,10 @@ def loadgen_machines(R) -> list[tuple[str, pd.DataFrame]]:
 
 
 def has_confirmed_maxima(frame: pd.DataFrame) -> bool:
-    """Whether a machine's Server runs include a long one (>= ``underload.CONFIRM_MIN_S``; else its Server
-    figures are short-run upper bounds)."""
-    return bool((underload.long_run(frame) & (frame.get("scenario") == "Server")).any())
+    """Whether a machine publishes any in-process Server maximum (a VALID run of >= ``underload.CONFIRM_MIN_S``;
+    else its Server figures are short-run upper bounds)."""
+    cap = underload.server_capacity(frame)
+    return bool((cap["max_kind"] == "maximum").any()) if len(cap) else False
 
 
 def machine_heading(machine: str, frame: pd.DataFrame) -> str:
