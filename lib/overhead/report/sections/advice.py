@@ -59,7 +59,7 @@ def int8_units(R) -> str:
     return der.split(":")[0].strip()
 
 
-def accuracy_cost(R, model, backend) -> str:
+def accuracy_cost(R, model, backend, units_here: bool = True) -> str:
     """What the path costs in accuracy on ``model`` (batch 1, the main threads): float32 paths their logit
     error; reduced-precision paths top-1 agreement on decisive inputs and the logit error, beside which int8
     speed is said to depend on the CPU's int8 units."""
@@ -91,12 +91,13 @@ def accuracy_cost(R, model, backend) -> str:
     agree = "; ".join(parts) if parts else "top-1 agreement not recorded"
     out = f"{agree}; {err_txt}"
     if "int8" in backend:
-        units = int8_units(R)
+        units = int8_units(R) if units_here else ""
         out += "; int8 speed depends on the CPU's int8 units" + (f" ({units} here)" if units else "")
     return out
 
 
-def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=(), d=None, d_tf=None):
+def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=(), d=None, d_tf=None,
+         units_here=True):
     """One advice row: the fastest path with its accuracy cost, the fastest TF/Keras path (and the TF/Keras
     paths not measured on this model), and the change that gets you onto the fastest one. With ``d`` / ``d_tf``
     (``wins.Decision`` over every machine) the winners follow the rule: co-winners are printed as a tie."""
@@ -115,7 +116,7 @@ def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=()
         stay += "; not measured on this model: " + ", ".join(code(b) for b in not_there)
     fastest = wins.names(d, show) if d is not None and d.winners else f"{code(best)} ({fmt(value[best])})"
     return {"situation": situation, "fastest (measured)": fastest,
-            "accuracy cost": accuracy_cost(R, model, best) if R is not None and model else "n/a",
+            "accuracy cost": accuracy_cost(R, model, best, units_here) if R is not None and model else "n/a",
             "staying in TF/Keras": stay, "one-line change": one_line(best), "_best": best, "_metric": metric}
 
 
@@ -236,11 +237,13 @@ def _under_load_row(R) -> dict:
         return _row(f"a service under load ({code(model)}{where}, p99 ≤ {bound:g} ms; short-run upper bounds only: no "
                     "Server point ran long enough to show a growing queue, so no maximum is published)",
                     "queries/s at the p99 bound (upper bound)", _rank(upper, True), upper,
-                    lambda v: f"at most {v:,.0f} queries/s (short runs)", R, model)
+                    lambda v: f"at most {v:,.0f} queries/s (short runs)", R, model,
+                    units_here=not where)
     # a bisection gives one capacity per path and no interval: the highest is named as measured, not as a win
     return _row(f"a service under load ({code(model)}{where}, Poisson arrivals, p99 ≤ {bound:g} ms; highest capacity "
                 "found by bisection, no interval, so not judged by the rule)",
-                "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model)
+                "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model,
+                units_here=not where)  # another machine's figures: the report machine's int8 units do not apply
 
 
 def lead(table: pd.DataFrame) -> str:
