@@ -7,7 +7,7 @@ import pytest
 from nbrun import outputs_text, run_notebook
 
 from overhead.base.settings import Settings
-from overhead.experiments import sweep
+from overhead.experiments import distortion, sweep
 
 BACKENDS = ["numpy", "keras.predict", "tf.function", "litert", "litert.int8", "onnxruntime"]
 
@@ -41,3 +41,9 @@ def test_benchmark_notebook_quick(tmp_path, tiny_data_dir):
     assert "rows in" in text and "interleaved_us" in text  # the distortion table
     for name in ("ceilings.csv", "distortion.csv", "idle_gap.csv", "models.csv"):
         assert (res / name).exists(), name
+    # the quick distortion run (distortion.measure(quick=True): the first default model, one thread), row by row
+    dist = pd.read_csv(res / "distortion.csv")
+    assert list(dist.columns) == distortion.COLUMNS and set(dist.threads) == {1}
+    assert list(dist.backend) == list(distortion.BACKENDS) and set(dist.model) == {distortion.MODELS[0]}
+    assert (dist.alone_us > 0).all() and (dist.interleaved_us > 0).all() and (dist.engine_us > 0).all()
+    assert dist.ratio.to_numpy() == pytest.approx((dist.interleaved_us / dist.alone_us).to_numpy())
