@@ -24,8 +24,10 @@ def cnn(tiny_data_dir):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return tmp_path_factory.mktemp("artifacts")
+def artifacts(tiny_data_dir):
+    """The session data tree's artifacts folder: the conversions made here (SavedModel, five .tflite, .onnx,
+    OpenVINO IR) are the ones the notebook smoke runs and the CLI's workers then find cached (content-keyed)."""
+    return tiny_data_dir / "artifacts"
 
 
 @pytest.fixture(scope="module")

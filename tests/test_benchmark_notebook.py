@@ -7,7 +7,7 @@ import pytest
 from nbrun import outputs_text, run_notebook
 
 from overhead.base.settings import Settings
-from overhead.experiments import sweep
+from overhead.experiments import distortion, idlegap, sweep
 
 BACKENDS = ["numpy", "keras.predict", "tf.function", "litert", "litert.int8", "onnxruntime"]
 
@@ -41,3 +41,16 @@ def test_benchmark_notebook_quick(tmp_path, tiny_data_dir):
     assert "rows in" in text and "interleaved_us" in text  # the distortion table
     for name in ("ceilings.csv", "distortion.csv", "idle_gap.csv", "models.csv"):
         assert (res / name).exists(), name
+    # the quick distortion run (distortion.measure(quick=True): the first default model, one thread), row by row
+    dist = pd.read_csv(res / "distortion.csv")
+    assert list(dist.columns) == distortion.COLUMNS and set(dist.threads) == {1}
+    assert list(dist.backend) == list(distortion.BACKENDS) and set(dist.model) == {distortion.MODELS[0]}
+    assert (dist.alone_us > 0).all() and (dist.interleaved_us > 0).all() and (dist.engine_us > 0).all()
+    assert dist.ratio.to_numpy() == pytest.approx((dist.interleaved_us / dist.alone_us).to_numpy())
+    # the quick idle-gap run (idlegap.run(quick=True): 3 calls x 2 rounds per gap, fresh workers), row by row
+    idle = pd.read_csv(res / "idle_gap.csv")
+    assert list(idle.columns) == idlegap.COLUMNS and (idle.status == "ok").all(), idle[["backend", "reason"]]
+    assert set(idle.backend) == set(BACKENDS) and set(idle.model) == {"cnn_seed"} and set(idle.threads) == {1}
+    assert set(idle.gap_ms) == set(idlegap.GAPS_MS) and len(idle) == len(BACKENDS) * len(idlegap.GAPS_MS)
+    assert (idle.n == 6).all() and (idle.ci_lo_us <= idle.median_us).all() and (idle.median_us <= idle.ci_hi_us).all()
+    assert (idle.loc[idle.gap_ms == 0, "ratio_to_gap0"] == 1.0).all() and (res / "idle_gap.meta.json").exists()

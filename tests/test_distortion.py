@@ -1,4 +1,4 @@
-"""overhead.experiments.distortion: the tidy table from known rows, and one quick real run on a tiny model."""
+"""overhead.experiments.distortion: the tidy table from known rows (the quick real run: test_benchmark_notebook)."""
 import math
 
 import pytest
@@ -23,10 +23,6 @@ def test_tidy_ratios_from_known_rows():
     assert "numpy" not in set(df["backend"])
 
 
-@pytest.mark.slow  # a fresh TF/JAX process: make test runs it, make test-fast does not
-def test_quick_run_on_a_tiny_model(data_env):
-    df = distortion.measure(models=("mlp_tiny",), backends=("tf.function",), quick=True)
-    assert list(df["backend"]) == ["tf.function"] and list(df["threads"]) == [1]
-    row = df.iloc[0]
-    assert row["alone_us"] > 0 and row["interleaved_us"] > 0 and row["engine_us"] > 0
-    assert row["ratio"] == pytest.approx(row["interleaved_us"] / row["alone_us"])
+# The quick real run (distortion.measure(quick=True) in fresh workers) is checked where it already runs: the
+# benchmark notebook's smoke test (tests/test_benchmark_notebook.py) reads its distortion.csv row by row. A second
+# run here cost ~60 s of TensorFlow workers (Zen 3 VM, loaded) for the same path.

@@ -59,17 +59,9 @@ def test_verdict_no_change_when_order_is_kept():
     assert not v["fastest_changes"] and v["threads"] == [] and v["best_threads_changes"] == []
 
 
-@pytest.mark.slow  # fresh worker processes with TensorFlow
-def test_run_quick_in_fresh_processes(data_env, tmp_path):
-    frame = idlegap.run(("cnn_seed",), backends=("numpy", "keras.predict_on_batch"), threads=(1,),
-                        gaps_ms=(0, 1), quick=True, out_dir=tmp_path, progress=False)
-    assert list(frame.columns) == idlegap.COLUMNS
-    assert (frame["status"] == "ok").all(), frame["reason"].tolist()
-    assert len(frame) == 4 and (frame["n"] == 6).all()
-    assert (frame["ci_lo_us"] <= frame["median_us"]).all() and (frame["median_us"] <= frame["ci_hi_us"]).all()
-    assert (frame.loc[frame["gap_ms"] == 0, "ratio_to_gap0"] == 1.0).all()
-    saved = pd.read_csv(tmp_path / "idle_gap.csv")
-    assert len(saved) == 4 and (tmp_path / "idle_gap.meta.json").exists()
+# The quick real run (idlegap.run(quick=True) in fresh workers, writing idle_gap.csv + meta) is checked where it
+# already runs: the benchmark notebook's smoke test reads its idle_gap.csv row by row (a second run here cost
+# ~16 s of TensorFlow workers on the loaded Zen 3 VM for the same path).
 
 
 @pytest.mark.slow  # fresh worker processes with TensorFlow
