@@ -397,7 +397,7 @@ def test_ladder_model(name):
     x = rng.random((1 if big else 3,) + tuple(model.input_shape[1:]), dtype=np.float32)
     net_softmax = from_keras(model)
     assert_close(net_softmax(x), model(x, training=False))
-    model.get_layer("logits").activation = keras.activations.linear
+    model.get_layer(index=-1).activation = keras.activations.linear  # "predictions" in the Applications
     net = from_keras(model)
     assert_close(net(x), model(x, training=False))
     if not big:
