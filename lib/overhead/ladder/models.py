@@ -29,8 +29,8 @@ SPECS: dict[str, tuple[dict, str]] = {
                    "conv32-pool-conv64-pool-dense128-dense10"),
     "efficientnetb0_32px": ({"kind": "app", "app": "EfficientNetB0", "input_shape": (32, 32, 3)},
                             "Keras Applications EfficientNet-B0 at 32x32x3 (10 outputs, random init); trained on "
-                            "resized MNIST digits, fed in [0, 1]: its built-in Rescaling(1/255) + Normalization "
-                            "are set to standardise them with MNIST's pixel mean and std"),
+                            "resized MNIST digits, fed in [0, 1]: its built-in Rescaling(1/255) is set to 1 and its "
+                            "Normalization standardises them with MNIST's pixel mean and std"),
     "cnn_mnist": ({"kind": "cnn", "convs": (32, 64), "pool_each": False, "dense": (128,)},
                   "the classic Keras MNIST convnet: conv32-conv64-pool-dense128-dense10"),
     "resnet_mnist": ({"kind": "resnet", "input_shape": MNIST_SHAPE, "widths": (24, 48, 96),
@@ -125,26 +125,32 @@ def _resnet(keras, input_shape, widths, blocks, stem, classes):
 
 
 def _application(keras, app, input_shape, **extra):
-    """A keras.applications architecture built offline (weights=None) with a 10-way softmax head."""
+    """A keras.applications architecture built offline (weights=None) with a 10-way softmax head.
+
+    EfficientNet's built-in preprocessing expects 0-255 pixels (Rescaling(1/255)) and standardises them with
+    a Normalization that stays mean 0, variance 1 without ImageNet weights. Our digits are already in [0, 1]:
+    the Rescaling becomes 1 and the Normalization standardises with MNIST's statistics. (Folding both into
+    the Normalization instead leaves a tensor of range ~0.004 that TFLite's int8 quantizer gives the scale
+    of the standardised one: every input then quantizes to the same values and the model's output is constant.)
+    """
     model = getattr(keras.applications, app)(input_shape=input_shape, weights=None, classes=10,
                                              classifier_activation="softmax", **extra)
-    rescale = 1.0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Rescaling):
-            rescale *= float(layer.scale)  # EfficientNet's 1/255: it expects 0-255 pixels
+        if isinstance(layer, keras.layers.Rescaling) and layer.scale == 1 / 255 and not layer.offset:
+            layer.scale = 1.0  # read at call time and saved with the config: the file says 1 too
         elif isinstance(layer, keras.layers.Normalization) and layer.input_mean is None:
-            _standardise_digits(layer, rescale)
+            _standardise_digits(layer)
     return model
 
 
-def _standardise_digits(layer, rescale):
-    """Set an un-adapted Normalization (mean 0, variance 1 when built without weights) so that, after the
-    rescaling before it, digits x in [0, 1] come out as (x - MNIST_MEAN) / MNIST_STD."""
+def _standardise_digits(layer):
+    """Set an un-adapted Normalization (mean 0, variance 1 when built without weights) so that digits x in
+    [0, 1] come out as (x - MNIST_MEAN) / MNIST_STD."""
     import numpy as np
 
     shape = tuple(layer.adapt_mean.shape)
-    layer.adapt_mean.assign(np.full(shape, MNIST_MEAN * rescale, np.float32))
-    layer.adapt_variance.assign(np.full(shape, (MNIST_STD * rescale) ** 2, np.float32))
+    layer.adapt_mean.assign(np.full(shape, MNIST_MEAN, np.float32))
+    layer.adapt_variance.assign(np.full(shape, MNIST_STD ** 2, np.float32))
     layer.finalize_state()  # the layer computes with constants derived from those weights
 
 
