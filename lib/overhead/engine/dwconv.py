@@ -49,7 +49,7 @@ def phase_geometry(shape, p):
     n, h, w, c = shape
     kh, kw, sh, sw = p["kh"], p["kw"], p["sh"], p["sw"]
     oh, pt, pb = V.out_size(h, kh, sh, p["padding"])
-    ow, pl, pr = V.out_size(w, kw, sw, p["padding"])
+    ow, pl, pr = V.out_size(w, kw, sw, p["padding"], 1)
     vt = -(-kw // sw)
     wq = max(-(-(w + pl + pr) // sw), ow + vt - 1)
     return oh, ow, ((pt, pb), (pl, pr)), h + pt + pb, wq, vt
@@ -110,11 +110,16 @@ def build_dwconv(op, ins, out, ctx):
     src, (s_b, s_n, s_row) = _phases(x, geo, sw, ctx, pre)
     vshape = (kh, vt, sw, n, oh, ow * c)
     vstr = tuple(4 * s for s in (s_row, c, s_b, s_n, sh * s_row, 1))
-    get = V.viewer(src, lambda a: V.strided(a, vshape, vstr))
     wq = tiled_weights(wt, sw, vt, ow)
-    o3 = out.reshape(n, oh, ow * c)
+    par_split = ctx.threads > 1 and out.size * kh * vt * sw >= V.PAR_MIN_ELEMS
+    if sw == 1 and n == 1 and not par_split:  # fewer axes: less einsum set-up
+        vshape, vstr, wq = vshape[:2] + vshape[4:], vstr[:2] + vstr[4:], wq[:, :, 0]
+        subs, o3 = "ijrx,ijx->rx", out.reshape(oh, ow * c)
+    else:
+        subs, o3 = SUBSCRIPTS, out.reshape(n, oh, ow * c)
+    get = V.viewer(src, lambda a: V.strided(a, vshape, vstr))
     ein = _einsum
-    if ctx.threads > 1 and out.size * kh * vt * sw >= V.PAR_MIN_ELEMS:
+    if par_split:
         ctx.parallel = True
         per_chunk, post = epilogue(op.bias, op.act, out, ctx, chunked=True)
         blocks = V.row_blocks(n, oh, ow, max(1, n * oh * ow // (4 * ctx.threads)))
@@ -131,7 +136,7 @@ def build_dwconv(op, ins, out, ctx):
             cur[0] = get(env)
             par.run(chunk, len(blocks))
         return V.chain(pre + [core_par, post])
-    return V.chain(pre + [lambda env: ein(SUBSCRIPTS, get(env), wq, out=o3), _fin(op, out, ctx)])
+    return V.chain(pre + [lambda env: ein(subs, get(env), wq, out=o3), _fin(op, out, ctx)])
 
 
 def build_dwconv_taps(op, ins, out, ctx):
@@ -143,7 +148,7 @@ def build_dwconv_taps(op, ins, out, ctx):
     n, h, w, c = x.shape
     mult = wt.shape[3]
     oh, pt, pb = V.out_size(h, kh, sh, p["padding"])
-    ow, pl, pr = V.out_size(w, kw, sw, p["padding"])
+    ow, pl, pr = V.out_size(w, kw, sw, p["padding"], 1)
     pre: list = []
     src = V.source(x, ((pt, pb), (pl, pr)), 0.0, ctx, pre)
     acc = out.reshape(n, oh, ow, c, mult)
