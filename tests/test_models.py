@@ -67,3 +67,62 @@ def test_saved_model_has_its_metadata(tiny_data_dir):
         assert key in meta
     assert models.model_path("cnn_seed", tiny_data_dir).exists()
     assert meta["weights"] == "trained" and meta["accuracy"] > 0.5
+
+
+def _macs_from_kernels(model):
+    """Multiply-adds from the kernels' own shapes times the output positions: an independent count."""
+    macs = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "depthwise_kernel", None)
+        kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        positions = int(np.prod(layer.output.shape[1:-1]))  # output pixels (1 for a Dense on a vector)
+        macs += positions * int(np.prod(kernel.shape))
+    return macs
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_035_32px", "efficientnetb0_32px", "resnet_mnist", "cnn_seed"])
+def test_macs_match_a_count_from_the_kernels(built, name):
+    assert models.count_macs(built[name]) == _macs_from_kernels(built[name])
+
+
+@pytest.mark.parametrize("builder,extra,macs,params", [
+    # Sandler et al. 2018 (MobileNetV2), Table 6 and the TF-Slim table: 300 M and 59.2 M multiply-adds at 224 px
+    ("MobileNetV2", {}, 300e6, 3_538_984),
+    ("MobileNetV2", {"alpha": 0.35}, 59.2e6, 1_691_208),
+    # Tan & Le 2019 (EfficientNet), Table 2: 0.39 B FLOPs (multiply-adds), 5.3 M parameters
+    ("EfficientNetB0", {}, 0.39e9, 5_330_571),
+])
+def test_applications_match_the_published_figures(builder, extra, macs, params):
+    import keras
+
+    m = getattr(keras.applications, builder)(input_shape=(224, 224, 3), weights=None, **extra)
+    assert abs(models.count_macs(m) / macs - 1) < 0.02
+    assert models.count_params(m) == m.count_params() == params
+
+
+def test_efficientnet_standardises_digits_in_its_own_preprocessing(built):
+    import keras
+
+    m = built["efficientnetb0_32px"]
+    norm = next(layer for layer in m.layers if isinstance(layer, keras.layers.Normalization))
+    x = np.zeros((1, *models.describe(m)["input_shape"]), np.float32)
+    x[0, 0, :3] = [[0.0] * 3, [models.MNIST_MEAN] * 3, [1.0] * 3]
+    rescaling = next(layer for layer in m.layers if isinstance(layer, keras.layers.Rescaling))
+    # the digits' own range before the Normalization (a tiny one there breaks TFLite's int8 quantization)
+    np.testing.assert_array_equal(np.asarray(keras.Model(m.inputs, rescaling.output)(x)), x)
+    out = np.asarray(keras.Model(m.inputs, norm.output)(x))[0, 0, :3, 0]
+    np.testing.assert_allclose(out, [-models.MNIST_MEAN / models.MNIST_STD, 0.0,
+                                     (1 - models.MNIST_MEAN) / models.MNIST_STD], atol=1e-5)
+
+
+def test_standardisation_survives_saving(tmp_path, built):
+    import keras
+
+    m = built["efficientnetb0_32px"]
+    m.save(tmp_path / "e.keras")
+    back = keras.saving.load_model(tmp_path / "e.keras")
+    x = np.random.default_rng(0).random((2, *models.describe(m)["input_shape"]), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(back(x, training=False)), np.asarray(m(x, training=False)), rtol=1e-5,
+                               atol=1e-7)

@@ -69,3 +69,18 @@ def test_recalibrate_batchnorm_sets_moving_stats_to_the_mean_batch_stats():
     np.testing.assert_allclose(np.asarray(bn.moving_variance), batches.var(1).mean(0), rtol=1e-3)
     assert bn.momentum == 0.99  # restored
     assert train.recalibrate_batchnorm(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), x) == 0
+
+
+def test_recalibration_sees_what_inference_sees_with_dropout_off():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4,))
+    drop = keras.layers.Dropout(0.9, name="drop")
+    model = keras.Model(inp, keras.layers.BatchNormalization(name="bn")(drop(inp)))
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(64, 4)).astype(np.float32)
+    train.recalibrate_batchnorm(model, x, batch_size=64)
+    # dropout at 0.9 would scale the kept inputs by 10 and zero the rest: mean and variance far from x's
+    np.testing.assert_allclose(np.asarray(model.get_layer("bn").moving_mean), x.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(model.get_layer("bn").moving_variance), x.var(0), rtol=1e-3)
+    assert drop.rate == 0.9  # restored

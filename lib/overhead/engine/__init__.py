@@ -8,7 +8,7 @@
 Modules, one job each: ``convert`` (Keras graph -> program; ``convert_apps``: the layers the Keras
 Applications families add), ``passes`` (BN folding, activation
 and pool fusion), ``plan`` (buffers for one input shape), ``kernels`` / ``gemm`` / ``epilogue`` /
-``views`` / ``layerops`` (the steps), ``threadpool`` (the engine's threads), ``model`` (NumpyModel), ``format``
+``views`` / ``layerops`` / ``dwconv`` (the steps), ``threadpool`` (the engine's threads), ``model`` (NumpyModel), ``format``
 (the .npz engine file), ``plain`` (``numpy.plain``: the NumPy a reader would write).
 Importing this package never imports TensorFlow or Keras; ``from_keras`` does, lazily.
 """

@@ -13,6 +13,13 @@ import numpy as np
 from overhead.engine.ops import F32
 
 _MAX, _ADD, _MUL = np.maximum, np.add, np.multiply
+try:  # the clip ufunc np.clip wraps: the same loop without ~2 us of Python argument handling per call
+    from numpy._core.umath import clip as _CLIP
+except ImportError:  # NumPy 1.x
+    try:
+        from numpy.core.umath import clip as _CLIP
+    except ImportError:
+        _CLIP = np.clip
 
 
 def sigmoid_inplace(v):
@@ -79,14 +86,14 @@ def _hard(kind, ctx, shape):
     if kind == "hard_sigmoid":
         def hard_sigmoid(v):
             np.add(v, three, out=v)
-            np.clip(v, lo, hi, out=v)
+            _CLIP(v, lo, hi, out=v)
             np.divide(v, six, out=v)
         return hard_sigmoid, True
     t = ctx.temp(shape)
 
     def hard_silu(v):
         np.add(v, three, out=t)
-        np.clip(t, lo, hi, out=t)
+        _CLIP(t, lo, hi, out=t)
         np.divide(t, six, out=t)
         np.multiply(v, t, out=v)
     return hard_silu, False
@@ -142,7 +149,7 @@ def activation(spec, ctx, shape):
         if max_value is None:
             return (lambda v: _MAX(v, 0, out=v)), True
         lo, hi = F32(0), F32(max_value)
-        return (lambda v: np.clip(v, lo, hi, out=v)), True
+        return (lambda v: _CLIP(v, lo, hi, out=v)), True
     t = ctx.temp(shape)
     if max_value is None and threshold == 0 and 0 <= slope <= 1:
         a = F32(slope)

@@ -1,4 +1,5 @@
-"""Kernels of the NumPy engine other than the GEMMs (see :mod:`overhead.engine.gemm`).
+"""Kernels of the NumPy engine other than the GEMMs (:mod:`overhead.engine.gemm`) and depthwise
+convolution (:mod:`overhead.engine.dwconv`).
 
 Each ``build_<kind>(op, ins, out, ctx)`` turns one op into a *step* ``step(env)`` bound to buffers
 preallocated for one input shape (see :mod:`overhead.engine.views`): it reads its inputs from
@@ -12,6 +13,7 @@ import numpy as np
 
 from overhead.engine import layerops
 from overhead.engine import views as V
+from overhead.engine.dwconv import build_dwconv
 from overhead.engine.epilogue import epilogue
 from overhead.engine.gemm import build_conv, build_dense
 from overhead.engine.ops import F32
@@ -23,36 +25,6 @@ def _fin(op, out, ctx):
     """The op's bias + activation epilogue as a step (or None)."""
     fin = epilogue(op.bias, op.act, out, ctx)
     return None if fin is None else (lambda env: fin())
-
-
-def build_dwconv(op, ins, out, ctx):
-    """DepthwiseConv2D as kh*kw shifted multiply-accumulates over strided views (channel c, multiplier
-    j lands on output channel c*mult + j, like TensorFlow)."""
-    x = ins[0]
-    p = op.p
-    kh, kw, sh, sw, wt = p["kh"], p["kw"], p["sh"], p["sw"], p["w"]  # wt: (kh, kw, C, mult)
-    n, h, w, c = x.shape
-    mult = wt.shape[3]
-    oh, pt, pb = V.out_size(h, kh, sh, p["padding"])
-    ow, pl, pr = V.out_size(w, kw, sw, p["padding"])
-    pre: list = []
-    src = V.source(x, ((pt, pb), (pl, pr)), 0.0, ctx, pre)
-    acc = out.reshape(n, oh, ow, c, mult)
-    tmp = ctx.temp(acc.shape)
-    taps = []
-    for i in range(kh):
-        for j in range(kw):
-            sl = (slice(None), slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw),
-                  slice(None), None)
-            taps.append((V.viewer(src, lambda a, sl=sl: a[sl]), np.ascontiguousarray(wt[i, j])))
-
-    def core(env):
-        g, wij = taps[0]
-        _MUL(g(env), wij, out=acc)
-        for g, wij in taps[1:]:
-            _MUL(g(env), wij, out=tmp)
-            _ADD(acc, tmp, out=acc)
-    return V.chain(pre + [core, _fin(op, out, ctx)])
 
 
 def build_scale_shift(op, ins, out, ctx):

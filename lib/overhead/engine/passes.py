@@ -1,5 +1,7 @@
 """Exact rewrite passes over a converted program, and the weights' run-time form.
 
+- fold_pad: a ZeroPadding2D read only by a 'valid' Conv2D/DepthwiseConv2D becomes that op's explicit
+  padding (its padded copy is made once, by the convolution, instead of twice);
 - fold_bn: a BatchNormalization right after a Conv2D/DepthwiseConv2D/Dense (sole consumer, linear
   activation) is folded into its weights;
 - fuse_act: a stand-alone activation runs in place in its producer's buffer;
@@ -18,6 +20,7 @@ from overhead.engine.ops import F32, Op
 def optimize(ops, out_vals):
     """All passes in order: the program the engine runs."""
     outputs = set(out_vals)
+    ops = fold_pad(ops, outputs)
     ops = fold_bn(ops, outputs)
     ops = fuse_act(ops, outputs)
     ops = commute_pool(ops, outputs)
@@ -51,6 +54,24 @@ def _absorber(op, kinds, producer, uses, outputs):
             and len(uses[src.out]) == 1 and src.out not in outputs):
         return src
     return None
+
+
+def fold_pad(ops, outputs):
+    """ZeroPadding2D -> 'valid' Conv2D/DepthwiseConv2D (its only reader, not a model output) becomes the
+    convolution with explicit padding ((top, bottom), (left, right)): the same zeros, the same sums."""
+    producer = {op.out: op for op in ops}
+    uses = _consumers(ops)
+    drop = set()
+    for op in ops:
+        if op.kind in ("conv", "dwconv") and op.p["padding"] == "valid":
+            src = producer.get(op.ins[0])
+            if (src is not None and src.kind == "zeropad" and src.bias is None and src.act is None
+                    and len(uses[src.out]) == 1 and src.out not in outputs):
+                op.p["padding"] = tuple((int(a), int(b)) for a, b in src.p["pads"])
+                op.ins = list(src.ins)
+                op.p["folded"] = op.p.get("folded", ()) + (src.name,)
+                drop.add(id(src))
+    return [op for op in ops if id(op) not in drop]
 
 
 def fold_bn(ops, outputs):

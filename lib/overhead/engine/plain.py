@@ -13,8 +13,9 @@ from overhead.engine.convert import convert
 from overhead.engine.ops import UnsupportedLayerError
 
 SUPPORTED = ("Conv2D, DepthwiseConv2D, Dense, BatchNormalization, ReLU-family activations (relu, relu6, "
-             "leaky relu), softmax, MaxPooling2D / AveragePooling2D, GlobalAverage/MaxPooling2D, Flatten, "
-             "Reshape, Add, Dropout-like identities")
+             "leaky relu), sigmoid, silu (swish), softmax, MaxPooling2D / AveragePooling2D, "
+             "GlobalAverage/MaxPooling2D, Flatten, Reshape, ZeroPadding2D, Rescaling, Normalization, Add, "
+             "Multiply, Dropout-like identities")
 
 
 def pad(x, kh, kw, sh, sw, padding, value=0.0):
@@ -81,6 +82,10 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     return y if max_value is None else np.minimum(y, max_value)
 
 
+def sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without exp overflowing for large -x
+
+
 def softmax(x, axis=-1):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -92,7 +97,18 @@ def activation(x, spec):
         return x
     if spec[0] == "relu":
         return relu(x, *spec[1:])
+    if spec[0] == "sigmoid":
+        return sigmoid(x)
+    if spec[0] == "silu":
+        return x * sigmoid(x)
     return softmax(x, spec[1])
+
+
+def multiply(xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x
+    return out
 
 
 def layer(op):
@@ -122,12 +138,20 @@ def layer(op):
         return lambda xs: xs[0]
     if k == "merge" and p["mode"] == "add":
         return lambda xs: sum(xs[1:], xs[0])
+    if k == "merge" and p["mode"] == "multiply":  # squeeze-and-excitation: (n, h, w, c) * (n, 1, 1, c)
+        return multiply
+    if k == "zeropad":
+        (t, b), (left, r) = p["pads"]
+        return lambda xs: np.pad(xs[0], ((0, 0), (t, b), (left, r), (0, 0)))
+    if k == "scale_shift" and "divide" not in p:  # Rescaling, Normalization: x * scale + shift per channel
+        scale, shift = f32(p["scale"]), f32(p["shift"])
+        return lambda xs: xs[0] * scale + shift
     raise UnsupportedLayerError(None, supported=SUPPORTED, who="numpy.plain", cls=op.cls, name=op.name)
 
 
 def check_activation(op):
     spec = op.act
-    if spec is not None and spec[0] not in ("linear", "relu", "softmax"):
+    if spec is not None and spec[0] not in ("linear", "relu", "sigmoid", "silu", "softmax"):
         raise UnsupportedLayerError(None, f"activation {spec[0]!r}", supported=SUPPORTED, who="numpy.plain",
                                     cls=op.cls, name=op.name)
 

@@ -21,7 +21,7 @@ def out_shape(op, shapes):
             raise ValueError(f"{op.cls} {op.name!r} needs a 4-D NHWC input, got shape {s}")
         kh, kw = (p["kh"], p["kw"]) if k != "pool" else (p["ph"], p["pw"])
         oh = V.out_size(s[1], kh, p["sh"], p["padding"])[0]
-        ow = V.out_size(s[2], kw, p["sw"], p["padding"])[0]
+        ow = V.out_size(s[2], kw, p["sw"], p["padding"], 1)[0]
         if k == "conv" and "pool" in p:
             oh, ow = oh // p["pool"][0], ow // p["pool"][1]
         if oh < 1 or ow < 1:

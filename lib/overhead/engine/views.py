@@ -18,9 +18,13 @@ PAR_MIN_FLOPS = 16e6   # GEMMs (conv, dense)
 PAR_MIN_ELEMS = 1 << 20  # element-wise steps, pooling, padded copies
 
 
-def out_size(size: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
-    """Output length and (before, after) padding of one spatial axis, TensorFlow's rule: 'same'
-    pads ceil(size/s) outputs, the odd cell going to the bottom/right."""
+def out_size(size: int, k: int, s: int, padding, axis: int = 0) -> tuple[int, int, int]:
+    """Output length and (before, after) padding of spatial axis `axis` (0: height, 1: width), TensorFlow's
+    rule: 'same' pads ceil(size/s) outputs, the odd cell going to the bottom/right; explicit padding
+    ((top, bottom), (left, right)) is a ZeroPadding2D folded into a 'valid' convolution."""
+    if not isinstance(padding, str):
+        before, after = padding[axis]
+        return (size + before + after - k) // s + 1, before, after
     if padding == "valid":
         return (size - k) // s + 1, 0, 0
     out = -(-size // s)

@@ -117,6 +117,9 @@ def build_model(keras, plan):
     for op in _uncommute(plan["ops"]):
         k, p, bias, act = op["kind"], op["p"], op["bias"], op["act"]
         ins = [vals[v] for v in op["ins"]]
+        if k in ("conv", "dwconv") and not isinstance(p["padding"], str):  # a ZeroPadding2D the engine folded
+            ins = [L.ZeroPadding2D(tuple(tuple(int(v) for v in ax) for ax in p["padding"]))(ins[0])]
+            p = dict(p, padding="valid")
         own_act = True  # whether `act` is applied by the layer itself
         weights = None
         if k == "conv":

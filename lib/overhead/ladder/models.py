@@ -8,6 +8,9 @@ from overhead.base import config
 from overhead.base.modelnames import canonical
 
 MNIST_SHAPE = (28, 28, 1)
+# pixel mean and standard deviation of the MNIST training digits in [0, 1]: what EfficientNet's built-in
+# Normalization standardises with here, in the place of ImageNet's statistics
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 # name -> (builder kwargs, one-line description); ordered by FLOPs, smallest first.
 SPECS: dict[str, tuple[dict, str]] = {
@@ -18,8 +21,16 @@ SPECS: dict[str, tuple[dict, str]] = {
     "mlp_wide": ({"kind": "mlp", "hidden": (256, 256)}, "MLP 784-256-256-10"),
     "cnn_small": ({"kind": "cnn", "convs": (16, 32), "pool_each": True, "dense": ()},
                   "conv16-pool-conv32-pool-dense10"),
+    "mobilenetv2_035_32px": ({"kind": "app", "app": "MobileNetV2", "input_shape": (32, 32, 3), "alpha": 0.35},
+                             "Keras Applications MobileNetV2, width multiplier 0.35, at 32x32x3 (10 outputs, "
+                             "random init); trained on resized MNIST digits, fed in [0, 1] like every ladder "
+                             "model (no [-1, 1] preprocess_input: BatchNorm follows the first conv)"),
     "cnn_medium": ({"kind": "cnn", "convs": (32, 64), "pool_each": True, "dense": (128,)},
                    "conv32-pool-conv64-pool-dense128-dense10"),
+    "efficientnetb0_32px": ({"kind": "app", "app": "EfficientNetB0", "input_shape": (32, 32, 3)},
+                            "Keras Applications EfficientNet-B0 at 32x32x3 (10 outputs, random init); trained on "
+                            "resized MNIST digits, fed in [0, 1]: its built-in Rescaling(1/255) is set to 1 and its "
+                            "Normalization standardises them with MNIST's pixel mean and std"),
     "cnn_mnist": ({"kind": "cnn", "convs": (32, 64), "pool_each": False, "dense": (128,)},
                   "the classic Keras MNIST convnet: conv32-conv64-pool-dense128-dense10"),
     "resnet_mnist": ({"kind": "resnet", "input_shape": MNIST_SHAPE, "widths": (24, 48, 96),
@@ -51,7 +62,7 @@ def build(name: str, seed: int = 0):
     keras.utils.set_random_seed(seed)
     spec = dict(SPECS[name][0])
     kind = spec.pop("kind")
-    model = {"mlp": _mlp, "cnn": _cnn, "resnet": _resnet}[kind](keras, **spec)
+    model = {"mlp": _mlp, "cnn": _cnn, "resnet": _resnet, "app": _application}[kind](keras, **spec)
     model.name = name
     return model
 
@@ -113,12 +124,43 @@ def _resnet(keras, input_shape, widths, blocks, stem, classes):
     return keras.Model(inp, L.Dense(classes, activation="softmax", name="logits")(x))
 
 
+def _application(keras, app, input_shape, **extra):
+    """A keras.applications architecture built offline (weights=None) with a 10-way softmax head.
+
+    EfficientNet's built-in preprocessing expects 0-255 pixels (Rescaling(1/255)) and standardises them with
+    a Normalization that stays mean 0, variance 1 without ImageNet weights. Our digits are already in [0, 1]:
+    the Rescaling becomes 1 and the Normalization standardises with MNIST's statistics. (Folding both into
+    the Normalization instead leaves a tensor of range ~0.004 that TFLite's int8 quantizer gives the scale
+    of the standardised one: every input then quantizes to the same values and the model's output is constant.)
+    """
+    model = getattr(keras.applications, app)(input_shape=input_shape, weights=None, classes=10,
+                                             classifier_activation="softmax", **extra)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling) and layer.scale == 1 / 255 and not layer.offset:
+            layer.scale = 1.0  # read at call time and saved with the config: the file says 1 too
+        elif isinstance(layer, keras.layers.Normalization) and layer.input_mean is None:
+            _standardise_digits(layer)
+    return model
+
+
+def _standardise_digits(layer):
+    """Set an un-adapted Normalization (mean 0, variance 1 when built without weights) so that digits x in
+    [0, 1] come out as (x - MNIST_MEAN) / MNIST_STD."""
+    import numpy as np
+
+    shape = tuple(layer.adapt_mean.shape)
+    layer.adapt_mean.assign(np.full(shape, MNIST_MEAN, np.float32))
+    layer.adapt_variance.assign(np.full(shape, MNIST_STD ** 2, np.float32))
+    layer.finalize_state()  # the layer computes with constants derived from those weights
+
+
 def _shape(t):
     return tuple(int(d) for d in t.shape[1:])
 
 
 def count_macs(model) -> int:
-    """Multiply-adds of the Conv2D / DepthwiseConv2D / Dense layers, from the layer shapes alone."""
+    """Multiply-adds of the Conv2D (grouped, 1x1 and squeeze-and-excitation ones included) / DepthwiseConv2D /
+    Dense layers, from the layer shapes alone (element-wise products, pooling and normalisation not counted)."""
     import keras
 
     macs = 0
@@ -147,7 +189,8 @@ def count_flops(model) -> int:
 
 
 def count_params(model, trainable_only: bool = False) -> int:
-    """Parameters from the layer shapes (BatchNorm moving statistics count as non-trainable)."""
+    """Parameters from the layer shapes (BatchNorm moving statistics and an adapted Normalization's mean and
+    variance count as non-trainable)."""
     import keras
 
     total = 0
@@ -165,6 +208,8 @@ def count_params(model, trainable_only: bool = False) -> int:
         elif isinstance(layer, keras.layers.BatchNormalization):
             c = _shape(layer.input)[-1]
             total += c * (int(layer.center) + int(layer.scale) + (0 if trainable_only else 2))
+        elif isinstance(layer, keras.layers.Normalization) and layer.input_mean is None and not trainable_only:
+            total += 2 * _shape(layer.input)[-1] + 1  # adapted mean and variance per channel, and a count
     return total
 
 

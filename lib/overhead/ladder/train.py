@@ -47,15 +47,21 @@ def decisiveness(probs: np.ndarray, threshold: float = DECISIVE_PROB) -> dict:
 def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 64) -> int:
     """Set every BatchNormalization's moving statistics to the average of its batch statistics over x
     (forward passes in training mode, no weight update): a short schedule leaves them far from the
-    trained network's, and inference then collapses to one class. Returns the number of batches."""
+    trained network's, and inference then collapses to one class. Dropout is off during those passes
+    (EfficientNet drops whole residual branches in training): the statistics are those inference sees.
+    Returns the number of batches."""
     import keras
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not bns or not len(x):
         return 0
+    drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     saved = [layer.momentum for layer in bns]
+    rates = [layer.rate for layer in drops]
     k = 0
     try:
+        for layer in drops:
+            layer.rate = 0.0
         for k, start in enumerate(range(0, len(x), batch_size)):
             for layer in bns:
                 layer.momentum = k / (k + 1)  # moving = running mean of the batch statistics so far
@@ -63,6 +69,8 @@ def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 64) -> int:
     finally:
         for layer, m in zip(bns, saved):
             layer.momentum = m
+        for layer, r in zip(drops, rates):
+            layer.rate = r
     return k + 1
 
 
