@@ -2,6 +2,14 @@
 import numpy as np
 
 
+def assert_close(out, ref, rtol=1e-4):
+    """max |out - ref| <= rtol * max(1, max |ref|), shapes equal (the engine's kernel tests' tolerance)."""
+    ref = np.asarray(ref, np.float64)
+    assert np.shape(out) == ref.shape, (np.shape(out), ref.shape)
+    err = float(np.abs(np.asarray(out, np.float64) - ref).max())
+    assert err <= rtol * max(1.0, float(np.abs(ref).max())), err
+
+
 def randomize(model, seed=0):
     """Random weights everywhere: biases and BN statistics included (defaults hide mistakes)."""
     import keras

@@ -8,7 +8,7 @@ Tolerance: max |ours - ref| <= 1e-4 * max(1, max |ref|).
 import naive_reference as naive
 import numpy as np
 import pytest
-from engine_models import randomize
+from engine_models import assert_close, randomize
 
 keras = pytest.importorskip("keras")
 L = keras.layers
@@ -16,14 +16,6 @@ L = keras.layers
 from overhead.engine import dwconv, from_keras  # noqa: E402
 from overhead.engine import views as engine_views  # noqa: E402
 
-RTOL = 1e-4
-
-
-def assert_close(out, ref):
-    ref = np.asarray(ref, np.float64)
-    assert out.shape == ref.shape, (out.shape, ref.shape)
-    err = float(np.abs(out.astype(np.float64) - ref).max())
-    assert err <= RTOL * max(1.0, float(np.abs(ref).max())), err
 
 
 def rand(rng, *shape):

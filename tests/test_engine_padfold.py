@@ -4,21 +4,13 @@ program, the explicit padding surviving an engine file and a rebuild as a Keras 
 import naive_reference as naive
 import numpy as np
 import pytest
-from engine_models import randomize
+from engine_models import assert_close, randomize
 
 keras = pytest.importorskip("keras")
 L = keras.layers
 
 from overhead import engine  # noqa: E402
 
-RTOL = 1e-4
-
-
-def assert_close(out, ref):
-    ref = np.asarray(ref, np.float64)
-    assert out.shape == ref.shape, (out.shape, ref.shape)
-    err = float(np.abs(np.asarray(out, np.float64) - ref).max())
-    assert err <= RTOL * max(1.0, float(np.abs(ref).max())), err
 
 
 def padded(conv, pads, c=5):
