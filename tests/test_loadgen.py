@@ -57,6 +57,8 @@ def test_a_slow_model_asks_for_the_queries_its_run_can_hold():
         if q >= loadgen.min_qps(s):
             assert n <= q * cap / 1e3 * 0.95, (q, n, cap)                  # the queries fit the cap
     assert loadgen.min_qps(s) * SLOW_CAP_MS / 1e3 >= EARLY_STOP_MIN_QUERIES
+    short = dict(s, server_max_duration_ms=2000)  # a path slower than its bound: one short run says so
+    assert server_run_limits(short, 7, stretch=False) == (n0, 2000)
 
 
 def test_bisection_goes_down_until_valid():

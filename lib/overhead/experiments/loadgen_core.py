@@ -359,15 +359,16 @@ FILL = 0.9  # a run asks for the queries 90 % of its time cap holds at the targe
 SLOW_CAP_MS = 30_000  # a slow model's run may last up to this (the confirming runs' cap) to reach its queries
 
 
-def server_run_limits(settings, target_qps) -> tuple[int, int]:
+def server_run_limits(settings, target_qps, stretch: bool = True) -> tuple[int, int]:
     """(minimum query count, time cap in ms) of one Server run at `target_qps`. The stage's (1,024 queries,
     12 s) when they fit; for a slow model fewer queries (what the cap holds, never under
     :data:`EARLY_STOP_MIN_QUERIES`) and a longer cap (up to :data:`SLOW_CAP_MS`). A fixed 1,024 queries in
     12 s made every run of a model slower than ~85 QPS stop at its cap first: "exited early", INVALID at
-    any load, so ResNet-18 had no Server figure."""
+    any load, so ResNet-18 had no Server figure. `stretch` False: the settings' own limits (a run that only has
+    to show a verdict already known)."""
     n, cap = int(settings["server_min_queries"]), int(settings["server_max_duration_ms"])
     q = max(float(target_qps or 0), 1e-9)
-    if n <= FILL * q * cap / 1e3:
+    if not stretch or n <= FILL * q * cap / 1e3:
         return n, cap
     n = min(n, max(EARLY_STOP_MIN_QUERIES, int(FILL * q * cap / 1e3)))
     return n, int(min(max(cap, SLOW_CAP_MS), max(cap, 1e3 * n / (FILL * q))))
