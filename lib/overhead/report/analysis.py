@@ -301,13 +301,16 @@ class Results:
     machines: list = field(default_factory=list)
     n_boot: int = 0
 
-    def mine(self, name: str) -> pd.DataFrame:
-        """Table ``name`` restricted to the report's machine (empty frame when absent)."""
+    def every(self, name: str) -> pd.DataFrame:
+        """Table ``name`` over every machine (empty frame when absent)."""
         t = getattr(self, name, None)
         if t is None:
             t = self.extra.get(name)
-        if t is None or not len(t):
-            return pd.DataFrame()
+        return pd.DataFrame() if t is None or not len(t) else t
+
+    def mine(self, name: str) -> pd.DataFrame:
+        """Table ``name`` restricted to the report's machine (empty frame when absent)."""
+        t = self.every(name)
         return t[t["machine"] == self.machine] if "machine" in t.columns else t
 
 

@@ -19,6 +19,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from overhead.report.fmt import g3
 from overhead.report.plotkit import _empty, _fig, _legend_right, _us
 from overhead.report.style import color_for, marker_for, order_backends
 
@@ -135,14 +136,13 @@ def mlperf_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
         return t
     t = t[t["bound_ms"].notna()]
 
-    def g3(v, scale=1.0):
-        v = pd.to_numeric(v, errors="coerce") * scale
-        return v.map(lambda x: "" if not np.isfinite(x) else (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"))
+    def g3s(v, scale=1.0):
+        return (pd.to_numeric(v, errors="coerce") * scale).map(g3)
     qps = t["max_qps"].where(t["max_qps"] > 0, t["upper_bound_qps"]) if "upper_bound_qps" in t else t["max_qps"]
     return pd.DataFrame({"model": t["model"], "path": t["path"],
-                         "Single-Stream p50 (ms)": g3(t["ss_p50_us"], 1e-3),
-                         "Single-Stream p99 (ms)": g3(t["ss_p99_us"], 1e-3),
-                         "p99 bound (ms)": g3(t["bound_ms"]), "Server QPS": g3(qps).where(qps > 0, ""),
+                         "Single-Stream p50 (ms)": g3s(t["ss_p50_us"], 1e-3),
+                         "Single-Stream p99 (ms)": g3s(t["ss_p99_us"], 1e-3),
+                         "p99 bound (ms)": g3s(t["bound_ms"]), "Server QPS": g3s(qps).where(qps > 0, ""),
                          "what the QPS is": t["max_kind"], "parity under load": t["parity_under_load"]})
 
 

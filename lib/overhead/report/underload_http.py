@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from overhead.report.fmt import fmt_us
+from overhead.report.fmt import fmt_us, g3
 from overhead.report.plotkit import _empty, _fig, _legend_right, _us
 from overhead.report.underload import NOOP, _col, _ok, server_capacity, single_stream, under_load_sentence
 
@@ -196,7 +196,7 @@ def http_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
 
     def col(name, scale=1.0):
         v = t[name] if name in t else pd.Series(np.nan, index=t.index)
-        return (pd.to_numeric(v, errors="coerce") * scale).map(_g3)
+        return (pd.to_numeric(v, errors="coerce") * scale).map(g3)
 
     out = pd.DataFrame({"payload": t["payload"], "uvicorn workers": t["server_workers"],
                         "LoadGen p50 (ms)": col("ss_p50_us", 1e-3), "LoadGen p99 (ms)": col("ss_p99_us", 1e-3),
@@ -206,13 +206,9 @@ def http_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
                         "wrk p99 at its max (ms)": col("wrk_p99_us", 1e-3),
                         "LoadGen p50 / wrk 1-conn p50 (×)": (pd.to_numeric(t["ss_p50_us"], errors="coerce")
                                                              / pd.to_numeric(t["wrk_c1_p50_us"], errors="coerce")
-                                                             ).map(_g3),
+                                                             ).map(g3),
                         "LoadGen max / wrk max (×)": col("loadgen_over_wrk")})
     notes = t["wrk_note"] if "wrk_note" in t else pd.Series("", index=t.index)
     if notes.astype(bool).any():
         out["wrk note"] = notes
     return out
-
-
-def _g3(v) -> str:
-    return "" if not np.isfinite(v) else (f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}")

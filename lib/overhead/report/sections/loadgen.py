@@ -17,10 +17,8 @@ from overhead.report.fmt import NOT_MEASURED
 def loadgen_machines(R) -> list[tuple[str, pd.DataFrame]]:
     """(machine, its loadgen rows) for every machine with a loadgen.csv: machines whose Server maxima were
     confirmed by long runs first, then the report's machine, then by name."""
-    lg = getattr(R, "loadgen", None)
-    if lg is None:
-        lg = getattr(R, "extra", {}).get("loadgen")
-    if lg is None or not len(lg):
+    lg = R.every("loadgen")
+    if not len(lg):
         return []
     if "machine" not in lg.columns:
         return [(R.machine, lg)]
