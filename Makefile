@@ -79,14 +79,18 @@ $(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# pytest-xdist spreads the test files over every logical CPU (-n logical: "auto" counts physical cores, one on a 2-vCPU SMT pair); a file's tests stay on one worker
+# (--dist loadfile), so a module's fixture (a converted model, a rendered report) is built once.
+PYTEST := $(VPY) -m pytest -q -n logical --dist loadfile
+
 test: lint ## Lint, then the whole test suite (unit tests + papermill smoke runs of every notebook)
-	$(VPY) -m pytest -q
+	$(PYTEST)
 
 lint: $(ENV_STAMP) ## ruff: syntax errors, undefined names, unused imports and variables (rules in pyproject.toml)
 	$(VPY) -m ruff check lib tests notebooks
 
 test-fast: $(ENV_STAMP) ## Unit tests only: no notebook runs, no large models (-m "not slow")
-	$(VPY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 requirements: ## Re-pin requirements.txt from requirements.in in a scratch venv
 	rm -rf build/pin && $(PY) -m venv build/pin

@@ -137,8 +137,11 @@ def test_sampler_records_real_stacks_and_restores_the_signal_handler():
     assert sampler.samples and all(c > 0 for *_, c in sampler.samples)
     got = buckets.aggregate(sampler.samples, sampler.dt, set(range(20)))
     assert set(got) <= {buckets.KERAS, buckets.DATA, buckets.OTHER} and buckets.DATA in got
-    stack = sampler.samples[0][1]
-    assert stack[0][2] == "<lambda>" and all(len(f) == 3 for f in stack)
+    # a signal still pending when fn returns is handled in _checkpoint (its purpose), so a sample's
+    # outermost frame is the timed function or, rarely, that checkpoint (a loaded machine delays signals)
+    outermost = [stack[0][2] for _, stack, *_ in sampler.samples]
+    assert set(outermost) <= {"<lambda>", "_checkpoint"} and "<lambda>" in outermost
+    assert all(len(f) == 3 for _, stack, *_ in sampler.samples for f in stack)
 
 
 def test_keras2_frames_fall_in_the_same_buckets():
