@@ -79,7 +79,8 @@ $(ENV_STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# pytest-xdist spreads the test files over every logical CPU (-n logical: "auto" counts physical cores, one on a 2-vCPU SMT pair); a file's tests stay on one worker
+# pytest-xdist spreads the test files over every logical CPU (-n logical: "auto" counts physical
+# cores, one on a 2-vCPU SMT pair); a file's tests stay on one worker
 # (--dist loadfile), so a module's fixture (a converted model, a rendered report) is built once.
 PYTEST := $(VPY) -m pytest -q -n logical --dist loadfile
 
