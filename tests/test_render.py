@@ -72,3 +72,17 @@ def test_the_published_report_has_alt_text_on_every_image():
     page = (Path(__file__).resolve().parents[1] / "reports" / "report.html").read_text()
     assert "<img" in page
     assert render.images_without_alt(page) == []
+
+
+def test_the_same_notebook_renders_the_same_page_whatever_its_cell_ids(tmp_path):
+    import nbformat
+
+    pages = []
+    for k in range(2):  # two conversions of one source: jupytext would draw different random ids
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A"), nbformat.v4.new_code_cell("1")])
+        for cell in nb.cells:
+            cell.id = f"random{k}{id(cell)}"
+        path = tmp_path / f"nb{k}.ipynb"
+        nbformat.write(nb, path)
+        pages.append(render.notebook_to_html(path))
+    assert pages[0] == pages[1] and 'id="cell-id=cell-0"' in pages[0]

@@ -63,7 +63,10 @@ def notebook_to_html(notebook: Path) -> str:
 
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, embed_images=True)
-    html, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    nb = nbformat.read(notebook, as_version=4)
+    for i, cell in enumerate(nb.cells):  # jupytext draws random cell ids: the same results give the same page
+        cell.id = f"cell-{i}"
+    html, _ = exporter.from_notebook_node(nb)
     return EXTERNAL_SCRIPT.sub("", html)
 
 
