@@ -211,6 +211,23 @@ def test_make_render_rebuilds_report_figures_and_findings_from_result_files_alon
     assert {p: p.stat().st_mtime for p in before} == before            # the published figures are untouched
 
 
+@pytest.mark.slow
+def test_the_published_report_is_what_the_committed_results_render(tmp_path):
+    """reports/report.html and the README's findings are `make render` of data/results/ by this code: a
+    report change committed without its re-render (or results without theirs) fails here."""
+    readme = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", readme)
+    html = tmp_path / "report.html"
+    out = _make(ROOT, "render", f"FIG={tmp_path / 'figures'}", f"HTML={html}", f"RUNS={tmp_path / 'executed'}",
+                f"README_FILE={readme}", timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    stale = "stale: run `make render` and commit reports/ figures/ README.md"
+    assert readme.read_text() == (ROOT / "README.md").read_text(), stale
+    # images left out: a figure's pixels may differ in the last bit on another CPU, its numbers may not
+    page = [re.sub(r"data:image/[^\"']+", "", p.read_text(encoding="utf-8")) for p in (html, ROOT / "reports" / "report.html")]
+    assert page[0] == page[1], stale
+
+
 def test_a_template_edit_reruns_what_renders_it(tree):
     """The report's sentences live in templates: editing one re-runs the stages whose modules read it."""
     assert "render" in _reruns(tree, "lib/overhead/report/templates/tldr.md.j2")
