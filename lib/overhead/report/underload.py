@@ -61,7 +61,8 @@ CAPACITY_COLUMNS = ["model", "path", "strategy", "workers", "batching", "bound_m
 def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread", extra_keys=()) -> pd.DataFrame:
     """Per (model, path, strategy, workers, batching) of the Server bisections: ``max_qps``, the published
     maximum (the highest long VALID run, status ok; 0 where no run was VALID; NaN where only short runs
-    were: ``upper_bound_qps`` then holds their highest VALID QPS and ``max_kind`` says so). A configuration
+    were: ``upper_bound_qps`` then holds their highest VALID QPS and ``max_kind`` says so, unless a long run
+    failed -- then no figure at all, and ``max_kind`` names the failed rates). A configuration
     with a failed row (parity) is left out; a flagged row (capacity bound broken) is counted, not used."""
     srv = frame[(frame["scenario"] == "Server") & (frame["role"] == "bisection")
                 & (frame["transport"] == transport)]
@@ -80,10 +81,19 @@ def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread
         valid = g[(g["validity"] == "VALID") & (g["status"] == "ok")]
         held = valid[valid["_long"]]
         best = held.loc[held["target_qps"].idxmax()] if len(held) else None
-        upper = float(valid["target_qps"].max()) if len(valid) and best is None else np.nan
-        kind = ("maximum" if best is not None else
-                f"short-run upper bound (runs of {valid['duration_s'].max():.3g} s < {CONFIRM_MIN_S:g} s)"
-                if len(valid) else f"no load held (down to {g['target_qps'].min():.3g} QPS)")
+        refuted = g[g["_long"] & (g["status"] == "ok")]  # long runs, none VALID when best is None
+        upper = float(valid["target_qps"].max()) if len(valid) and best is None and refuted.empty else np.nan
+        if best is not None:
+            kind = "maximum"
+        elif len(valid) and len(refuted):  # the short runs' maximum failed when run long: no figure
+            lo, hi = refuted["target_qps"].min(), refuted["target_qps"].max()
+            rates = g3(lo) if lo == hi else f"{g3(lo)}-{g3(hi)}"
+            kind = (f"none held {CONFIRM_MIN_S:g} s: long runs at {rates} QPS failed "
+                    f"(short runs held up to {g3(valid['target_qps'].max())})")
+        elif len(valid):
+            kind = f"short-run upper bound (runs of {valid['duration_s'].max():.3g} s < {CONFIRM_MIN_S:g} s)"
+        else:
+            kind = f"no load held (down to {g['target_qps'].min():.3g} QPS)"
         rows.append(dict(zip(keys, key), bound_ms=float(g["bound_ms"].iloc[0]),
                          max_qps=float(best["target_qps"]) if best is not None else (np.nan if len(valid) else 0.0),
                          upper_bound_qps=upper, max_kind=kind,

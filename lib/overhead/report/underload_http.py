@@ -114,8 +114,13 @@ def lead_sentence(frame: pd.DataFrame) -> str:
     again = gap[gap["gap_us"] > cost[cheap]]
     if len(again):
         r = again.iloc[0]
-        text += (f"; the framework matters again from {r['model']} on, where `tf.function` costs "
-                 f"{fmt_us(r['gap_us'])} more per query than `{r['fastest']}`, more than the cheapest HTTP round trip.")
+        trip = f"the {PAYLOAD_NAMES.get(cheap, cheap)} round trip" if cheap != first else "the cheapest HTTP round trip"
+        if r["model"] == small["model"]:  # already on the smallest model: no "again"
+            text += (f"; yet on {r['model']} `tf.function` already costs {fmt_us(r['gap_us'])} more per query than "
+                     f"`{r['fastest']}`, more than {trip}.")
+        else:
+            text += (f"; the framework matters again from {r['model']} on, where `tf.function` costs "
+                     f"{fmt_us(r['gap_us'])} more per query than `{r['fastest']}`, more than {trip}.")
     elif len(gap):
         text += (f"; on no model measured does `tf.function`'s p50 exceed the lowest in-process p50 by more than "
                  f"the cheapest HTTP round trip (at most {fmt_us(gap['gap_us'].max())}).")
