@@ -185,7 +185,7 @@ def test_faster_is_said_as_a_factor_and_memory_growth_is_stated():
                           dict(_row("2.13", 100, 98, 102), rss_1_mb=560.0, rss_n_mb=562.0, rss_n_calls=200)])
     text = vreport.finding(frame)
     assert "3× faster from 2.12 to 2.13" in text
-    assert "over 200 `predict` calls of `cnn_seed`" in text and "grew by 213 MB on 2.12, 2 MB on 2.13." in text
+    assert "over 200 `predict` calls of `cnn_seed`" in text and "changed by +213 MB on 2.12, +2 MB on 2.13." in text
 
 
 def test_keras_3_against_keras_2_in_the_same_release():
