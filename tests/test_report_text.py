@@ -237,7 +237,7 @@ def test_formatting_helpers():
 
 def test_optional_sections_render_from_the_files(R):
     idle = idle_gap.idle_gap_text(R)
-    assert "After 100 ms of idleness" in idle and "thread count" in idle
+    assert "after 100 ms of idleness" in idle and "thread count" in idle
     mem = memory_loop.memory_loop_text(R)
     assert "grows most for `keras.predict`" in mem
     ceil = ceilings.text(R)
@@ -251,3 +251,18 @@ def test_meta_table_shows_the_isa_flags():
                                     "secret_extra": 1}}}}
     t = method.meta_table(res, "m")
     assert t.loc["isa_flags", "value"] == "avx2 avx512f amx_tile" and "secret_extra" not in t.index
+
+
+def test_idle_gap_names_clear_changes_per_machine_and_counts_the_rest_as_ties():
+    def row(machine, backend, gap, med, half=1.0):
+        return {"machine": machine, "model": "m", "backend": backend, "threads": 1, "gap_ms": gap, "median_us": med,
+                "ci_lo_us": med - half, "ci_hi_us": med + half, "status": "ok"}
+    rows = [row("a", "x", 0, 10), row("a", "y", 0, 12), row("a", "x", 100, 30), row("a", "y", 100, 13),  # clear
+            row("b", "x", 0, 10), row("b", "y", 0, 12), row("b", "x", 100, 14, 3), row("b", "y", 100, 13, 3)]  # tie
+    R = A.Results(machine="b", machines=["a", "b"])
+    R.extra["idle_gap"] = pd.DataFrame(rows)
+    text = idle_gap.idle_gap_text(R)
+    on_b, on_a = text.split("On a, ")
+    assert on_b.startswith("On b, after 100 ms of idleness a batch-1 call costs 1.1× to 1.4×")
+    assert "does not change beyond the intervals (1 other change within the intervals: ties)" in on_b
+    assert "changes beyond the intervals in 1 of 1 settings: `y` instead of `x` on `m`, 1 thread, after 100 ms." in on_a

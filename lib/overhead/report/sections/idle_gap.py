@@ -11,7 +11,6 @@ from overhead.report.fmt import (
     NOT_MEASURED,
     code,
     fmt_x,
-    have,
 )
 from overhead.report.idle import verdict
 from overhead.report.plotkit import (
@@ -25,10 +24,17 @@ from overhead.report.style import color_for, marker_for, order_backends
 
 
 def idle_gap_text(R) -> str:
-    """Does sparse traffic change the ranking or the best thread count? (:func:`overhead.report.idle.verdict`)."""
-    idle = have(R, "idle_gap")
-    if idle is None:
+    """What idleness costs a batch-1 call and whether it changes the fastest path or the best thread count
+    (:func:`overhead.report.idle.verdict`), per machine with idle-gap runs: a change counts only where the
+    intervals separate; the rest are named as ties."""
+    every = R.every("idle_gap")
+    if not len(every):
         return NOT_MEASURED.format("idle_gap.csv")
+    machines = [m for m in [R.machine, *sorted(set(every["machine"]) - {R.machine})] if m in set(every["machine"])]
+    return " ".join(_machine_text(every[every["machine"] == m], m) for m in machines)
+
+
+def _machine_text(idle: pd.DataFrame, machine: str) -> str:
     ok = idle[idle["status"].astype(str) == "ok"] if "status" in idle else idle
     base = ok[ok["gap_ms"] == ok["gap_ms"].min()].set_index(["model", "backend", "threads"])["median_us"]
     top = ok[ok["gap_ms"] == ok["gap_ms"].max()].set_index(["model", "backend", "threads"])["median_us"]
@@ -36,19 +42,29 @@ def idle_gap_text(R) -> str:
     out = []
     if len(slow):
         worst = slow.idxmax()
-        out.append(f"After {ok['gap_ms'].max():g} ms of idleness a batch-1 call costs {fmt_x(slow.min())} to "
-                   f"{fmt_x(slow.max())} a back-to-back call (measured; worst: {code(worst[1])} on {code(worst[0])} "
+        out.append(f"On {machine}, after {ok['gap_ms'].max():g} ms of idleness a batch-1 call costs {fmt_x(slow.min())} "
+                   f"to {fmt_x(slow.max())} a back-to-back call (measured; worst: {code(worst[1])} on {code(worst[0])} "
                    f"with {worst[2]} thread{'s' if worst[2] != 1 else ''}).")
+    else:
+        out.append(f"On {machine}:")
     try:
         v = verdict(idle)
-        out.append(("The fastest path changes under sparse traffic" + (" (intervals separate)." if
-                    v["fastest_changes_clearly"] else ", but not beyond the intervals.")) if v["fastest_changes"]
-                   else "The fastest path is the same for sparse traffic as for back-to-back calls.")
-        ch = v["best_threads_changes_clearly"] or v["best_threads_changes"]
-        out.append(f"The best thread count changes for {', '.join(code(b) for b in ch)}." if ch else
-                   "The best thread count does not change.")
     except (KeyError, ValueError) as exc:
-        out.append(f"(No ranking verdict: {type(exc).__name__}.)")
+        return " ".join([*out, f"(No ranking verdict: {type(exc).__name__}.)"])
+    clear = [r for r in v["ranking"] if r["clear"]]
+    ties = sum(r["fastest_changed"] and not r["clear"] for r in v["ranking"])
+    tie_text = f" ({ties} other change{'s' if ties != 1 else ''} within the intervals: ties)" if ties else ""
+    if clear:
+        named = "; ".join(f"{code(r['fastest_at_gap'])} instead of {code(r['fastest_gap0'])} on {code(r['model'])}, "
+                          f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}, after {r['gap_ms']:g} ms"
+                          for r in clear)
+        out.append(f"The fastest path changes beyond the intervals in {len(clear)} of {len(v['ranking'])} "
+                   f"settings: {named}{tie_text}.")
+    else:
+        out.append(f"The fastest path does not change beyond the intervals{tie_text}.")
+    ch = v["best_threads_changes_clearly"]
+    out.append(f"The best thread count changes beyond the intervals for {', '.join(code(b) for b in ch)}." if ch else
+               "The best thread count does not change beyond the intervals.")
     return " ".join(out)
 
 
