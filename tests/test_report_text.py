@@ -266,3 +266,14 @@ def test_idle_gap_names_clear_changes_per_machine_and_counts_the_rest_as_ties():
     assert on_b.startswith("On b, after 100 ms of idleness a batch-1 call costs 1.1× to 1.4×")
     assert "does not change beyond the intervals (1 other change within the intervals: ties)" in on_b
     assert "changes beyond the intervals in 1 of 1 settings: `y` instead of `x` on `m`, 1 thread, after 100 ms." in on_a
+
+
+def test_memory_loop_names_each_machine():
+    rows = [{"machine": m, "backend": b, "calls": c, "rss_mb": r, "status": "ok"}
+            for m, b, c, r in [("a", "x", 1, 100), ("a", "x", 2000, 150), ("a", "y", 1, 100), ("a", "y", 2000, 100.5),
+                               ("b", "x", 1, 100), ("b", "x", 2000, 100.2), ("b", "y", 1, 100), ("b", "y", 2000, 90)]]
+    R = A.Results(machine="b", machines=["a", "b"])
+    R.extra["memory_loop"] = pd.DataFrame(rows)
+    assert memory_loop.memory_loop_text(R) == (
+        "Over 2,000 calls, resident memory grows most for `x` (+0.2 MB, measured on b); 1 of 2 paths stay within 1 MB "
+        "(table below); on a most for `x` (+50.0 MB over 2,000 calls), 1 of 2 within 1 MB.")

@@ -12,18 +12,24 @@ from overhead.report.fmt import (
     fmt_us,
     model_in,
     not_measured,
-    primary,
 )
 
 
 def pipeline_text(R) -> str:
-    p = primary(R, "pipeline")
+    """The range of the share outside inference on the report machine, then on each other machine (named)."""
+    every = R.every("pipeline")
+    p = R.mine("pipeline")
     if not len(p):
         return not_measured("pipeline measurement (pipeline.csv)")
     lo, hi = p.loc[p["non_inference_share"].idxmin()], p.loc[p["non_inference_share"].idxmax()]
-    return ("From PNG bytes to a label, the share of time outside inference ranges from "
-            f"{fmt_pct(p['non_inference_share'].min())} ({code(lo.backend)}, {code(lo.model)}) to "
-            f"{fmt_pct(p['non_inference_share'].max())} ({code(hi.backend)}, {code(hi.model)}).")
+    text = ("From PNG bytes to a label, the share of time outside inference ranges from "
+            f"{fmt_pct(lo['non_inference_share'])} ({code(lo.backend)}, {code(lo.model)}) to "
+            f"{fmt_pct(hi['non_inference_share'])} ({code(hi.backend)}, {code(hi.model)}) on {R.machine}")
+    for m in sorted(set(every["machine"]) - {R.machine}):
+        q = every[every["machine"] == m]
+        text += (f"; {fmt_pct(q['non_inference_share'].min())} to {fmt_pct(q['non_inference_share'].max())} "
+                 f"on {m}")
+    return text + "."
 
 
 def pipeline_table(R, model: str | None = None) -> pd.DataFrame:
