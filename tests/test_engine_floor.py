@@ -119,3 +119,21 @@ def test_concurrent_batch1_calls_on_one_object_are_correct():
     for t in threads:
         t.join()
     assert not bad
+
+
+def test_one_row_scale_shift_and_global_average_pool():
+    """An SE-style block at batch 1 (global average as a gemv, the (1, 1, 1, C) gate's Rescaling /
+    constant arithmetic on 1-D views) and the same model at batch 2 (the reduction path)."""
+    rng = np.random.default_rng(44)
+    inp = keras.Input((7, 5, 6))
+    g = L.GlobalAveragePooling2D(keepdims=True)(inp)
+    g = L.Conv2D(6, 1)(g)
+    g = L.Rescaling(1 / 6, offset=0.5)(g)
+    g = L.ReLU(max_value=1.0)(g)
+    x = L.Multiply()([inp, g])
+    x = L.GlobalAveragePooling2D()(x)
+    model = randomize(keras.Model(inp, L.Rescaling(2.0, offset=-1.0)(x)))
+    net = from_keras(model)
+    for batch in (1, 2, 1):
+        x = rand(rng, batch, 7, 5, 6, scale=2.0)
+        assert_close(net(x), model(x, training=False))
