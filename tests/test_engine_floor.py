@@ -137,3 +137,16 @@ def test_one_row_scale_shift_and_global_average_pool():
     for batch in (1, 2, 1):
         x = rand(rng, batch, 7, 5, 6, scale=2.0)
         assert_close(net(x), model(x, training=False))
+
+
+def test_one_row_softmax_on_large_logits_stays_finite():
+    """The one-row softmax subtracts the row's maximum (read at argmax): logits near +-1e3 overflow
+    exp() otherwise."""
+    model = randomize(seq((4,), L.Dense(6), L.Softmax()))
+    w, b = model.layers[1].get_weights()
+    model.layers[1].set_weights([w * 500, b])
+    net = from_keras(model)
+    x = np.array([[1.0, -2.0, 3.0, 0.5]], np.float32)
+    out, ref = net(x), np.asarray(model(x, training=False))
+    assert np.isfinite(out).all() and np.abs(out.sum() - 1) < 1e-6
+    assert_close(out, ref)

@@ -135,12 +135,13 @@ def activation(spec, ctx, shape):
         axis = spec[1]
         red = np.empty(tuple(1 if i == axis % len(shape) else d for i, d in enumerate(shape)), F32)
         mx, sm = np.maximum.reduce, np.add.reduce
-        if red.size == 1:  # one row (batch 1): 1-D, a 0-d maximum, the sum as a BLAS dot (~0.3 us less)
+        if red.size == 1:  # one row (batch 1): 1-D; the maximum read at argmax (0.2 us, where the
+            # maximum.reduce took 0.6 us; NaN first like it), the sum as a BLAS dot (~0.3 us less)
             r0, ones, dot = red.reshape(()), np.ones(int(np.prod(shape)), F32), np.dot
 
             def softmax_row(v):
                 v1 = v.reshape(-1)
-                mx(v1, out=r0)
+                r0[...] = v1[v1.argmax()]
                 np.subtract(v1, r0, out=v1)
                 np.exp(v1, out=v1)
                 dot(v1, ones, out=r0)
