@@ -150,3 +150,16 @@ def test_one_row_softmax_on_large_logits_stays_finite():
     out, ref = net(x), np.asarray(model(x, training=False))
     assert np.isfinite(out).all() and np.abs(out.sum() - 1) < 1e-6
     assert_close(out, ref)
+
+
+@pytest.mark.parametrize("kernel,strides", [((3, 3), 2), ((5, 5), 2), ((1, 1), 2), ((3, 7), (1, 4)), ((2, 2), 2)])
+def test_strided_depthwise_without_zero_taps(kernel, strides):
+    """Stride-s depthwise kernels whose width s does not divide (the phases split into two einsums, or
+    one for a 1-wide kernel) and one it divides (a single einsum), at batch 1 and 2, with a bias."""
+    rng = np.random.default_rng(45)
+    model = randomize(seq((11, 13, 6), L.DepthwiseConv2D(kernel, strides=strides, padding="same",
+                                                         activation="relu6")))
+    net = from_keras(model)
+    for batch in (1, 2):
+        x = rand(rng, batch, 11, 13, 6, scale=3.0)
+        assert_close(net(x), model(x, training=False))

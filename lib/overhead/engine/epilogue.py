@@ -203,15 +203,19 @@ def activation(spec, ctx, shape):
     return relu_general, False
 
 
+BIAS_RUN = 8192  # floats per inner run of a bias add (the bias tiled to it: 32 KB per op at most)
+
+
 def tiled_bias(o2, bias):
-    """(view, bias) for adding a per-channel bias to the contiguous (rows, C) array o2: with few
-    channels the rows are grouped so NumPy's inner loop runs over r*C elements instead of C."""
+    """(view, bias) for adding a per-channel bias to the contiguous (rows, C) array o2: the rows are
+    grouped so NumPy's inner loop runs over about BIAS_RUN elements instead of C (measured on a
+    2304x48 map: 18.7 us with C-float runs, 11.9 us with 864, 7.6 us with 6144, 6.0 us flat)."""
     m, c = o2.shape
     if m == 1:  # a single row: 1-D (broadcasting (C,) over (1, C) costs ~0.4 us per call)
         return o2.reshape(c), bias
-    if c >= 128:
+    if c >= BIAS_RUN // 2:
         return o2, bias
-    r = min(m, max(1, 1024 // c))
+    r = min(m, max(1, BIAS_RUN // c))
     while m % r:
         r -= 1
     if r == m:
