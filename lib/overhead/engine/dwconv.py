@@ -136,7 +136,29 @@ def build_dwconv(op, ins, out, ctx):
             cur[0] = get(env)
             par.run(chunk, len(blocks))
         return V.chain(pre + [core_par, post])
+    bf = p["kw"] - (vt - 1) * sw  # phases b < bf use all vt column taps, the others vt - 1
+    if sw > 1 and bf < sw and src.arr is not None:
+        return V.chain(pre + [_split_phases(src.arr, vshape, vstr, wq, bf, vt, o3, ctx), _fin(op, out, ctx)])
     return V.chain(pre + [lambda env: ein(subs, get(env), wq, out=o3), _fin(op, out, ctx)])
+
+
+def _split_phases(buf, vshape, vstr, wq, bf, vt, o3, ctx):
+    """The step of a strided depthwise convolution without its zero-weight taps (sw not dividing kw:
+    a 3x3 stride-2 kernel has 9 of 12 slots, 5x5 15 of 18... per row): one einsum over the phases
+    with every column tap into the output, one over the others into a temporary, then their sum."""
+    view = V.strided(buf, vshape, vstr)
+    va, wa = view[:, :, :bf], wq[:, :, :bf]
+    vb, wb = view[:, : vt - 1, bf:], wq[:, : vt - 1, bf:]
+    ein, add = _einsum, _ADD
+    if vt == 1:  # a 1-wide kernel: the other phases hold no taps at all
+        return lambda env: ein(SUBSCRIPTS, va, wa, out=o3)
+    tmp = ctx.temp(o3.shape)
+
+    def step(env):
+        ein(SUBSCRIPTS, va, wa, out=o3)
+        ein(SUBSCRIPTS, vb, wb, out=tmp)
+        add(o3, tmp, out=o3)
+    return step
 
 
 def build_dwconv_taps(op, ins, out, ctx):

@@ -39,6 +39,18 @@ def build_scale_shift(op, ins, out, ctx):
         first.append((_ADD, shift))
     if not first:
         first = [(_MUL, scale)]  # a copy
+    c = out.shape[-1] if out.ndim else 1
+    if out.size == c and all(np.ndim(a) <= 1 or a.size in (1, c) and a.shape[-1] == a.size for _, a in first):
+        # one row (an SE block's (1, 1, 1, C) gate at batch 1): 1-D operands, no broadcasting set-up
+        first = [(f, a.reshape(-1) if np.size(a) == c else np.reshape(a, ())) for f, a in first]
+        get, dst = V.viewer(ins[0], lambda a: a.reshape(c)), out.reshape(c)
+        (f0, a0), rest = first[0], first[1:]
+
+        def core(env):
+            f0(get(env), a0, out=dst)
+            for f, a in rest:
+                f(dst, a, out=dst)
+        return V.chain([core, _fin(op, out, ctx)])
     (f0, a0), rest = first[0], first[1:]
 
     def core(env):
@@ -242,6 +254,14 @@ def build_global_pool(op, ins, out, ctx):
     inv = F32(1.0 / (h * w))
     if op.p["mode"] == "max":
         core = lambda env: red(get(env), axis=1, out=o2)
+    elif n == 1:  # one image: the sum over pixels as a BLAS gemv (a reduction over the strided pixel axis
+        # with C-float inner runs took 9.4 us on 24x24x16 here)
+        ones, o1, dot = np.ones(h * w, F32), o2.reshape(c), np.dot
+        get1 = V.viewer(x, lambda a: a.reshape(h * w, c))
+
+        def core(env):
+            dot(ones, get1(env), out=o1)
+            _MUL(o1, inv, out=o1)
     else:
         def core(env):
             red(get(env), axis=1, out=o2)

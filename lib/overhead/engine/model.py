@@ -70,7 +70,9 @@ class NumpyModel:
             raise ValueError(f"{self.name}: input dtype must be float32, got {x.dtype}")
         if x.strides != plan.in_strides:  # not C-contiguous
             x = np.ascontiguousarray(x)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: ~0.06 us less per call (a call on a tiny MLP is ~5 us)
+        try:
             if not plan.parallel:  # nothing split over threads: BLAS runs these GEMMs on one thread
                 return plan.run(x)
             plan, restore = self._enter_threads(plan)
@@ -79,6 +81,8 @@ class NumpyModel:
                     return plan.run(x)
             finally:
                 restore()
+        finally:
+            lock.release()
 
     def _threads_now(self):
         """(engine threads for a call, BLAS controllers with their current thread counts)."""
