@@ -2,6 +2,8 @@
 and table). Its figure, shared with the pipeline stage notebook, is ``overhead.report.plots.fig_breakdown``."""
 from __future__ import annotations
 
+import dataclasses
+
 import html
 
 import pandas as pd
@@ -38,9 +40,18 @@ def breakdown_text(R) -> str:
     m = small_model(R)
     pick = t[(t["backend"] == "keras.predict") & (t["model"] == m)]
     r = (pick if len(pick) else t).iloc[0]
-    return (f"Of a `{html.escape(str(r['backend']))}` call on {code(r['model'])} ({fmt_us(r['total_us'])} decomposed; "
-            f"measured median {fmt_us(r['measured_us'])}), the largest bucket is {html.escape(str(r['bucket']))} "
-            f"({fmt_pct(r['share'])}); the table gives the largest bucket of each of the {len(t)} decompositions.")
+    others = ""
+    for other in [x for x in R.machines if x != R.machine]:  # the same call decomposed on each other machine
+        o = _breakdown_rows(dataclasses.replace(R, machine=other))
+        o = o[(o["backend"] == r["backend"]) & (o["model"] == r["model"])] if o is not None else ()
+        if len(o):
+            o = o.iloc[0]
+            same = "also " if o["bucket"] == r["bucket"] else ""
+            others += f"; on {other} {same}{html.escape(str(o['bucket']))} ({fmt_pct(o['share'])})"
+    return (f"Of a `{html.escape(str(r['backend']))}` call on {code(r['model'])} on {R.machine} "
+            f"({fmt_us(r['total_us'])} decomposed; measured median {fmt_us(r['measured_us'])}), the largest bucket is "
+            f"{html.escape(str(r['bucket']))} ({fmt_pct(r['share'])}){others}; the table gives the largest bucket of "
+            f"each of the report machine's {len(t)} decompositions.")
 
 
 def breakdown_table(R) -> pd.DataFrame:

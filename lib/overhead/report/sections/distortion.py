@@ -18,7 +18,13 @@ def distortion_text(R) -> str:
     d = have(R, "distortion")
     if d is None:
         return NOT_MEASURED.format("distortion.csv")
-    return f"{len(d)} measurements of how one path's timing is disturbed by another (table below)."
+    text = f"{len(d)} measurements on {R.machine} of how one path's timing is disturbed by another (table below)"
+    every = R.every("distortion")
+    for m in sorted(set(every["machine"]) - {R.machine}) if "machine" in every else ():
+        o = every[every["machine"] == m]
+        text += (f"; on {m} interleaving changes a median by {fmt_x(o['ratio'].min())} to {fmt_x(o['ratio'].max())}, "
+                 f"{int(((o['ratio'] - 1).abs() <= 0.1).sum())} of {len(o)} within 10 %")
+    return text + "."
 
 
 def distortion_table(R) -> pd.DataFrame:

@@ -54,7 +54,7 @@ def contexts(R, backend: str = "keras.predict", model: str | None = None) -> pd.
     if not len(out) or out["section"].iloc[0] != CONTEXTS["sweep"][0]:
         return pd.DataFrame(columns=["section", "context", "median_us", "ratio"])
     out["ratio"] = out["median_us"] / out["median_us"].iloc[0]
-    out.attrs.update(model=model, backend=backend)
+    out.attrs.update(model=model, backend=backend, machine=R.machine)
     return out
 
 
@@ -63,7 +63,8 @@ def text(t: pd.DataFrame) -> str:
     if len(t) < 2:
         return ""
     lo, hi = t.loc[t["median_us"].idxmin()], t.loc[t["median_us"].idxmax()]
-    return (f"{code(t.attrs.get('backend'))} on {code(t.attrs.get('model'))} is timed in {len(t)} sections: from "
+    where = f" on {t.attrs['machine']}" if t.attrs.get("machine") else ""
+    return (f"{code(t.attrs.get('backend'))} on {code(t.attrs.get('model'))}{where} is timed in {len(t)} sections: from "
             f"{fmt_us(lo['median_us'])} ({lo['section'].lower()}) to {fmt_us(hi['median_us'])} "
             f"({hi['section'].lower()}), a {fmt_x(hi['median_us'] / lo['median_us'])} spread that comes from how "
             f"each section times the call (each in its own processes and setting); comparisons between paths use "

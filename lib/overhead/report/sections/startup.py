@@ -29,9 +29,15 @@ def startup_text(R) -> str:
     out = (f"A fresh process needs {lo['start_to_first_pred_s']:.3g} s to {hi['start_to_first_pred_s']:.3g} s "
            f"({code(hi['backend'])}) to its first prediction on {code(R.machine)}, over "
            f"{int(s['reps'].min())}+ repetitions each")
+    every = R.every("startup")
+    for m in sorted(set(every["machine"]) - {R.machine}) if "machine" in every else ():
+        o = every[every["machine"] == m]
+        top = o.loc[o["start_to_first_pred_s"].idxmax()]
+        out += (f" ({o['start_to_first_pred_s'].min():.3g} s to {top['start_to_first_pred_s']:.3g} s, "
+                f"{code(top['backend'])}, on {code(m)})")
     if "rss_after_first_call_mb" in s:
-        out += (f"; resident memory after the first call ranges from {s['rss_after_first_call_mb'].min():.3g} to "
-                f"{s['rss_after_first_call_mb'].max():.3g} MB")
+        out += (f"; resident memory after the first call ranges from {g3(s['rss_after_first_call_mb'].min())} to "
+                f"{g3(s['rss_after_first_call_mb'].max())} MB")
     raw = R.raw.get("startup")
     if raw is not None and len(raw):
         ok = raw[raw["status"].astype(str) == "ok"] if "status" in raw else raw

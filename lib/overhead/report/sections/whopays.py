@@ -4,6 +4,8 @@ branches (Keras 2, a TF1 session, JAX) that swap one layer for another beside th
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -70,13 +72,15 @@ def heaviest(w: pd.DataFrame) -> pd.Series | None:
     return w.loc[w["delta_us"].idxmax()]
 
 
-def headline(w: pd.DataFrame) -> str:
-    """One sentence: the layer that pays most, as a share of the chain's last path."""
+def headline(w: pd.DataFrame, machine: str | None = None, others=()) -> str:
+    """One sentence: the layer that pays most, as a share of the chain's last path (on `machine`), then the
+    heaviest step on each of the `others` machines."""
     top = heaviest(w)
     if top is None:
         return ""
     return T.render("whopays_headline", layer=top["layer"], delta_us=top["delta_us"], share=top["share"],
-                    last=w["backend"].iloc[-1], last_us=float(w["median_us"].iloc[-1]), model=w["model"].iloc[0])
+                    last=w["backend"].iloc[-1], last_us=float(w["median_us"].iloc[-1]), model=w["model"].iloc[0],
+                    machine=machine, others=others)
 
 
 def table(w: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +107,12 @@ def text(R) -> str:
         return ("*Not measured:* fewer than two of the paths " + ", ".join(code(b) for b in CHAIN)
                 + " ran ok at batch 1 in this run.")
     missing = [b for b in CHAIN if b not in set(w["backend"])]
-    return T.render("whopays", headline=headline(w), missing=missing)
+    others = []
+    for m in [m for m in R.machines if m != R.machine]:  # the same walk on each other machine with a sweep
+        top = heaviest(walk(dataclasses.replace(R, machine=m), w["model"].iloc[0]))
+        if top is not None:
+            others.append({"machine": m, "layer": top["layer"], "share": top["share"], "delta_us": top["delta_us"]})
+    return T.render("whopays", headline=headline(w, R.machine, others), missing=missing)
 
 
 def fig_who_pays(walk: pd.DataFrame, figures_dir=None, branches: pd.DataFrame | None = None) -> Figure:
