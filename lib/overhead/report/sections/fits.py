@@ -38,7 +38,7 @@ def fits_lead(R) -> str:
     good = f[[identify.identifiable(r) for _, r in f.iterrows()]]
     lo = good.loc[good["overhead_us"].idxmin()] if len(good) else None
     hi = good.loc[good["overhead_us"].idxmax()] if len(good) else None
-    return sentences.render("fits_lead", n=len(f), n_ok=len(good), min_models=identify.MIN_MODELS,
+    return sentences.render("fits_lead", machine=R.machine, n=len(f), n_ok=len(good), min_models=identify.MIN_MODELS,
                        max_span=identify.MAX_SPAN, lo=lo, hi=hi)
 
 

@@ -50,7 +50,7 @@ def key_numbers_finding(R) -> str:
     lo, hi = g.loc[g["median_us"].idxmin()], g.loc[g["median_us"].idxmax()]
     inside = sum(crossing.crossover(s, b, 0.1, compute_ref=tldr.COMPUTE_REF if b in analysis.TF_PATHS else None)
                  ["where"] == "inside" for b in f["backend"].unique())
-    return (f"On `{m}` the {len(g)} paths measure from {fmt_us(lo['median_us'])} (`{lo['backend']}`) to "
+    return (f"On `{m}` on {R.machine} the {len(g)} paths measure from {fmt_us(lo['median_us'])} (`{lo['backend']}`) to "
             f"{fmt_us(hi['median_us'])} (`{hi['backend']}`); for {inside} of {f['backend'].nunique()} paths the "
             f"overhead falls below 10 % of a call inside the ladder; for the other {f['backend'].nunique() - inside} "
             f"it is still 10 % or more at the largest model they ran.")

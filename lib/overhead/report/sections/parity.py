@@ -2,6 +2,8 @@
 per-path status table."""
 from __future__ import annotations
 
+import dataclasses
+
 import html
 
 import numpy as np
@@ -25,9 +27,15 @@ def parity_text(R) -> str:
     rows_ok = int((b["status"].astype(str) == "ok").sum()) if b is not None else 0
     quant = st["backend"].str.contains("int8|fp16", regex=True)
     fl = st[~quant]
-    out = (f"{n_ok} of {n_all} model × backend combinations ran and matched the Keras reference (every one of their "
-           f"{rows_ok} ok rows of {len(b) if b is not None else 0} checked before timing); failed: "
-           f"{int(st['failed'].sum())}, never run (skipped at every batch size): {int(st['skipped'].sum())}. "
+    others = ""
+    for m in [m for m in R.machines if m != R.machine]:
+        o = primary(dataclasses.replace(R, machine=m), "status")
+        if len(o):
+            others += (f"; on {m} {int(o['ok'].sum())} of {int(o[['ok', 'failed', 'skipped']].sum().sum())}, "
+                       f"failed {int(o['failed'].sum())}")
+    out = (f"On {R.machine}, {n_ok} of {n_all} model × backend combinations ran and matched the Keras reference "
+           f"(every one of their {rows_ok} ok rows of {len(b) if b is not None else 0} checked before timing); failed: "
+           f"{int(st['failed'].sum())}, never run (skipped at every batch size): {int(st['skipped'].sum())}{others}. "
            f"Float32 paths: largest max abs error {fl['max_abs_err'].max():.2g}, lowest top-1 agreement "
            f"{fmt_pct(fl['min_top1_agree'].min())}.")
     if "max_logit_rel_err" in st and st["max_logit_rel_err"].notna().any():

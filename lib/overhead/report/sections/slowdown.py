@@ -2,6 +2,8 @@
 slow-down heat map."""
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 
 import numpy as np
@@ -28,7 +30,21 @@ from overhead.report.style import TF_KERAS, order_backends
 
 def slowdown_text(R) -> str:
     """One sentence: the range of TF/Keras slow-downs against the NumPy engine on the small model and on the
-    largest model the NumPy engine and those paths share (named)."""
+    largest model the NumPy engine and those paths share (named), on the report machine, then on each other
+    machine with a sweep."""
+    parts = _ranges(R)
+    if isinstance(parts, str):
+        return parts
+    text = (f"Against the NumPy engine on {R.machine}, TensorFlow and Keras paths take " + "; ".join(parts)
+            + " the engine's latency (the second model is the largest they share with the NumPy engine)")
+    for m in [m for m in R.machines if m != R.machine]:
+        other = _ranges(dataclasses.replace(R, machine=m))
+        if not isinstance(other, str):
+            text += f"; on {m} " + "; ".join(other)
+    return text + "."
+
+
+def _ranges(R) -> list[str] | str:
     vs = primary(R, "vs_numpy")
     if not len(vs):
         return not_measured("NumPy engine beside a TensorFlow path")
@@ -43,8 +59,7 @@ def slowdown_text(R) -> str:
             lo, hi = g.loc[g["slowdown"].idxmin()], g.loc[g["slowdown"].idxmax()]
             parts.append(f"on {code(model)} {fmt_x(lo['slowdown'])} ({code(lo['backend'])}) to "
                          f"{fmt_x(hi['slowdown'])} ({code(hi['backend'])})")
-    return ("Against the NumPy engine, TensorFlow and Keras paths take " + "; ".join(parts)
-            + " the engine's latency (the second model is the largest they share with the NumPy engine).")
+    return parts
 
 
 def ratio_table(R, which: str = "vs_numpy", value: str = "slowdown") -> pd.DataFrame:
