@@ -99,7 +99,7 @@ underload.batching_table(frame).round(1)
 # %% [markdown]
 # ## Behind HTTP: the floor per payload and worker count, LoadGen beside wrk
 #
-# The no-op model behind uvicorn: LoadGen's Single-Stream p50/p99 and Server maximum (with the p50/p99 at the VALID run nearest half of it), and wrk's p50 with one connection and its requests/s, p50 and p99 with several (closed loop). LoadGen's client (threads with a keep-alive `http.client` connection each, bodies built before the run), wrk and the uvicorn server share this machine's cores; `client_cpu_us` and `server_cpu_us` are each process's CPU time per query.
+# The no-op model behind uvicorn: LoadGen's Single-Stream p50/p99 and Server maximum (with the p50/p99 at the VALID run nearest half of it), and wrk's p50 with one connection and its requests/s, p50 and p99 with several (closed loop). LoadGen's client (one client thread driving keep-alive connections over raw sockets, each sample's request built before the run), wrk and the uvicorn server share this machine's cores; `client_cpu_us` and `server_cpu_us` are each process's CPU time per query.
 
 # %%
 underload_http.http_table(frame).round(1)

@@ -51,7 +51,7 @@ HTTP_PAYLOADS = ("pydantic", "json", "binary")  # pydantic JSON (the tutorial se
 HTTP_SERVER_WORKERS = (1, 2)  # uvicorn worker processes
 HTTP_SS_PAYLOADS = ("pydantic", "binary")  # Single-Stream over HTTP of the paths other than the no-op
 HTTP_SERVER_PATHS = ("noop", "litert")  # Server bisection over HTTP (each overloaded run drains slowly)
-HTTP_CLIENTS_PER_WORKER = 2  # LoadGen's client threads per server process: one in flight while one is parsed
+HTTP_CLIENTS_PER_WORKER = 2  # LoadGen's client connections per server process: one in flight while one is parsed
 # every model after the first (a mid-size CNN, ResNet-18 at 100 ms): the Server bisection on the paths that
 # can hold load; the budget goes to the first model's full set
 LARGE_SERVER_PATHS = ("tf.function", "litert", "onnxruntime", "numpy")
@@ -362,7 +362,8 @@ def run(settings: Settings, *, out_dir=None, artifacts=None, resume=True, progre
                                    f"{runs['confirm_min_queries']} queries per published Server "
                                    "run (MLPerf: 270,336); no accuracy run; client and SUT share the cores"), "bounds_ms": {n: bound_for(n, bounds_ms) for n, _ in resolved},
         "threads_settings": sorted({it["threads"] for it in items}), "method": method_text(quick, runs),
-        "client_and_server": "the HTTP client (LoadGen + http.client threads, bodies built before the run, or wrk) "
+        "client_and_server": "the HTTP client (LoadGen + one client thread on raw keep-alive sockets, requests built "
+                             "before the run, or wrk) "
                              f"and the uvicorn server share this machine's {cores()} cores; client_cpu_us / "
                              "server_cpu_us are their CPU time per query",
         "wrk": wrk_how,

@@ -21,15 +21,15 @@ loading is frozen (``gc.freeze``) before serving; Nagle's algorithm holds the se
 response until the peer's delayed ACK (~40 ms) -- every socket sets TCP_NODELAY and the client sends headers
 and body in one write. ``GET /stats`` gives the process's CPU seconds.
 
-Client (:class:`HttpPool`, inside the LoadGen child): worker threads with one keep-alive ``http.client``
-connection each post the query's body, serialised once per sample before the run (as a load tester
-replays recorded requests), so the client's own encoding stays off the measurement. Client and server
-share the machine's cores: the table records both processes' CPU time per query. A C load generator
+Client (:class:`HttpPool`, inside the LoadGen child): keep-alive connections driven by one client thread
+(:mod:`overhead.experiments.loadgen_client`, raw sockets: ``http.client`` cost 0.4-0.5 ms of CPU per query),
+each query's whole request built once per sample before the run (as a load tester replays recorded requests),
+so the client's own encoding stays off the measurement. Client and server share the machine's cores: the
+table records both processes' CPU time per query. A C load generator
 (``wrk``, :mod:`overhead.experiments.loadgen_wrk`) cross-checks the same endpoints.
 """
 # no `from __future__ import annotations`: FastAPI reads the endpoint's annotation (a local class) at def time
 import gc
-import http.client
 import json
 import os
 import socket
@@ -41,9 +41,9 @@ from dataclasses import replace
 import numpy as np
 
 from overhead import backends as bk
+from overhead.experiments.loadgen_client import HOST, ClientPool, Connection, request_bytes
 from overhead.experiments.loadgen_core import (
     NOOP,
-    ThreadPool,
     _runner,
     process_kind,
     service_time_s,
@@ -52,7 +52,6 @@ from overhead.experiments.loadgen_jobs import ServeJob
 from overhead.harness import jobs
 from overhead.harness.child import child_env, error_text
 
-HOST = "127.0.0.1"  # loopback only: nothing is ever exposed beyond this machine
 READY_TIMEOUT_S = 600
 
 
@@ -213,32 +212,10 @@ def decode(payload: str, body: bytes, n: int) -> np.ndarray:
     return np.asarray(json.loads(body)["outputs"], dtype=np.float32)
 
 
-def _poster(port: int, payload: str, x: np.ndarray):
-    """A keep-alive client of one payload; the bodies of the samples in `x` are built once, before the run."""
-    route = PAYLOADS[payload]
-    bodies = {x[i:i + 1].tobytes(): encode(payload, x[i:i + 1]) for i in range(len(x))}
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-
-    def post(xb: np.ndarray) -> np.ndarray:
-        body, ctype = bodies.get(xb.tobytes()) or encode(payload, xb)
-        if conn.sock is None:
-            conn.connect()
-            # http.client sends headers and a bytes body in one write; TCP_NODELAY for the next request's too
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.request("POST", route, body=body, headers={"Content-Type": ctype})
-        r = conn.getresponse()
-        data = r.read()
-        if r.status != 200:
-            raise RuntimeError(f"HTTP {r.status} from {route}: {data[:200]!r}")
-        return decode(payload, data, len(xb))
-
-    post.client = conn
-    return post
-
-
 class HttpPool:
-    """The HTTP client SUT: `clients` client threads posting one payload to the configuration's own server
-    of `server_workers` processes."""
+    """The HTTP client SUT: LoadGen's queries posted as one payload over `clients` keep-alive connections
+    (:class:`~overhead.experiments.loadgen_client.ClientPool`) to the configuration's own server of
+    `server_workers` processes."""
 
     def __init__(self, lg, item: dict, job: ServeJob, x, recorder):
 
@@ -247,9 +224,12 @@ class HttpPool:
         self.x, self.payload = x, item.get("payload") or "pydantic"
         self.held = (f"one runner per server process ({workers}), async endpoint, "
                      f"{PAYLOAD_TEXT[self.payload]}")
+        route, port = PAYLOADS[self.payload], self.server.port
+        # every sample's whole request, built once before the run (as a load tester replays recorded requests)
+        self.requests = [request_bytes(route, *encode(self.payload, x[i:i + 1]), port) for i in range(len(x))]
         try:
-            self.posts = [_poster(self.server.port, self.payload, x) for _ in range(int(item.get("clients") or 1))]
-            self.pool = ThreadPool(lg, self.posts, x, recorder)
+            self.pool = ClientPool(lg, port, self.requests, lambda body: decode(self.payload, body, 1), recorder,
+                                   connections=int(item.get("clients") or 1))
         except Exception:
             self.server.stop()
             raise
@@ -257,8 +237,13 @@ class HttpPool:
         self._cpu0 = self.server.cpu_s()
 
     def probe(self) -> float:
-
-        return service_time_s(self.posts[0], self.x)
+        """Median round trip of one query, on a connection of its own (the pool's are the client thread's)."""
+        conn = Connection(self.server.port)
+        try:
+            return service_time_s(lambda i: decode(self.payload, conn.roundtrip(self.requests[int(i[0])]), 1),
+                                  np.arange(len(self.requests)))
+        finally:
+            conn.close()
 
     def mark(self) -> None:
         self._cpu0 = self.server.cpu_s()
@@ -269,8 +254,6 @@ class HttpPool:
     def stop(self) -> None:
         try:
             self.pool.stop()
-            for p in self.posts:
-                p.client.close()
         finally:
             self.server.stop()
 
