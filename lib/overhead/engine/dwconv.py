@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from overhead.engine import views as V
+from overhead.engine.dwdense import build_dwconv_dense, use_dense
 from overhead.engine.epilogue import epilogue
 from overhead.engine.ops import F32, Val
 
@@ -106,12 +107,14 @@ def build_dwconv(op, ins, out, ctx):
     n, h, w, c = x.shape
     geo = phase_geometry(x.shape, p)
     oh, ow, _, _, _, vt = geo
+    par_split = ctx.threads > 1 and out.size * kh * vt * sw >= V.PAR_MIN_ELEMS
+    if not par_split and use_dense(x.shape, p, 1):  # tiny maps: one dense product, no padding
+        return build_dwconv_dense(op, ins, out, ctx)
     pre: list = []
     src, (s_b, s_n, s_row) = _phases(x, geo, sw, ctx, pre)
     vshape = (kh, vt, sw, n, oh, ow * c)
     vstr = tuple(4 * s for s in (s_row, c, s_b, s_n, sh * s_row, 1))
     wq = tiled_weights(wt, sw, vt, ow)
-    par_split = ctx.threads > 1 and out.size * kh * vt * sw >= V.PAR_MIN_ELEMS
     if sw == 1 and n == 1 and not par_split:  # fewer axes: less einsum set-up
         vshape, vstr, wq = vshape[:2] + vshape[4:], vstr[:2] + vstr[4:], wq[:, :, 0]
         subs, o3 = "ijrx,ijx->rx", out.reshape(oh, ow * c)
