@@ -160,7 +160,7 @@ def _split_phases(buf, vshape, vstr, wq, bf, vt, o3, ctx):
     def step(env):
         ein(SUBSCRIPTS, va, wa, out=o3)
         ein(SUBSCRIPTS, vb, wb, out=tmp)
-        add(o3, tmp, out=o3)
+        add(o3, tmp, o3)
     return step
 
 
@@ -190,5 +190,5 @@ def build_dwconv_taps(op, ins, out, ctx):
         _MUL(g(env), wij, out=acc)
         for g, wij in taps[1:]:
             _MUL(g(env), wij, out=tmp)
-            _ADD(acc, tmp, out=acc)
+            _ADD(acc, tmp, acc)
     return V.chain(pre + [core, _fin(op, out, ctx)])

@@ -49,14 +49,14 @@ def build_scale_shift(op, ins, out, ctx):
         def core(env):
             f0(get(env), a0, out=dst)
             for f, a in rest:
-                f(dst, a, out=dst)
+                f(dst, a, dst)
         return V.chain([core, _fin(op, out, ctx)])
     (f0, a0), rest = first[0], first[1:]
 
     def core(env):
-        f0(env[k], a0, out=out)
+        f0(env[k], a0, out)
         for f, a in rest:
-            f(out, a, out=out)
+            f(out, a, out)
     return V.chain([core, _fin(op, out, ctx)])
 
 
@@ -89,22 +89,22 @@ def build_merge(op, ins, out, ctx):
 
         def chunk(i, tid):
             srcs, ob = blocks[i]
-            fn(srcs[0], srcs[1], out=ob)
+            fn(srcs[0], srcs[1], ob)
             for sb in srcs[2:]:
-                fn(ob, sb, out=ob)
+                fn(ob, sb, ob)
             if scale is not None:
-                _MUL(ob, scale, out=ob)
+                _MUL(ob, scale, ob)
             per_chunk(ob)
         par = ctx.par
         return V.chain([lambda env: par.run(chunk, len(blocks)), post])
     fin = epilogue(op.bias, op.act, out, ctx)
 
     def core(env):
-        fn(env[k0], env[k1], out=out)
+        fn(env[k0], env[k1], out)
         for kk in rest:
-            fn(out, env[kk], out=out)
+            fn(out, env[kk], out)
         if scale is not None:
-            _MUL(out, scale, out=out)
+            _MUL(out, scale, out)
         if fin is not None:
             fin()
     return core
@@ -208,7 +208,7 @@ def build_pool(op, ins, out, ctx):
         elif tb is not None:
             v1, lo, hi = rpass[1]
             if lo == 0 and hi == tb.shape[1]:  # two full offsets: no initialising copy
-                fn(rpass[0][0], v1, out=tb)
+                fn(rpass[0][0], v1, tb)
             else:
                 np.copyto(tb, rpass[0][0])
                 fn(tb[:, lo:hi], v1, out=tb[:, lo:hi])
@@ -217,14 +217,14 @@ def build_pool(op, ins, out, ctx):
         if len(cpass) == 1:
             np.copyto(ob, cpass[0][0])
         elif cpass[1][1].shape == ob.shape:
-            fn(cpass[0][0], cpass[1][0], out=ob)
+            fn(cpass[0][0], cpass[1][0], ob)
         else:
             np.copyto(ob, cpass[0][0])
             fn(cpass[1][1], cpass[1][0], out=cpass[1][1])
         for v, dst in cpass[2:]:
-            fn(dst, v, out=dst)
+            fn(dst, v, dst)
         if ib is not None:
-            _MUL(ob, ib, out=ob)
+            _MUL(ob, ib, ob)
 
     if ctx.threads > 1 and x.arr is not None and out.size * max(ph, pw) >= V.PAR_MIN_ELEMS:
         ctx.parallel = True
@@ -261,11 +261,11 @@ def build_global_pool(op, ins, out, ctx):
 
         def core(env):
             dot(ones, get1(env), out=o1)
-            _MUL(o1, inv, out=o1)
+            _MUL(o1, inv, o1)
     else:
         def core(env):
             red(get(env), axis=1, out=o2)
-            _MUL(o2, inv, out=o2)
+            _MUL(o2, inv, o2)
     return V.chain([core, _fin(op, out, ctx)])
 
 
