@@ -189,7 +189,7 @@ def activation(spec, ctx, shape):
 
         def leaky(v):  # x if x > 0 else slope * x  ==  max(x, slope * x)
             _MUL(v, a, t)
-            _MAX(v, t, v)
+            _MAX(v, t, out=v)
         return leaky, False
     thr = F32(threshold)
 

@@ -183,9 +183,9 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
         dot(load(state[0], tid), w2, out=g2s[tid])
         if taps > 1:
             g3 = g3s[tid]
-            np.maximum(g3[0], g3[1], ob)
+            np.maximum(g3[0], g3[1], out=ob)
             for t in range(2, taps):
-                np.maximum(ob, g3[t], ob)
+                np.maximum(ob, g3[t], out=ob)
         per_chunk(ob)
 
     def core(env):
@@ -263,9 +263,9 @@ def _pool_taps(g, o2, taps):
     g0, g1, rest, mx = g[0], g[1], list(g[2:]), np.maximum  # the views made once, not per call
 
     def pool():
-        mx(g0, g1, o2)
+        mx(g0, g1, out=o2)
         for gt in rest:
-            mx(o2, gt, o2)
+            mx(o2, gt, out=o2)
     return pool
 
 

@@ -89,9 +89,9 @@ def build_merge(op, ins, out, ctx):
 
         def chunk(i, tid):
             srcs, ob = blocks[i]
-            fn(srcs[0], srcs[1], ob)
+            fn(srcs[0], srcs[1], out=ob)
             for sb in srcs[2:]:
-                fn(ob, sb, ob)
+                fn(ob, sb, out=ob)
             if scale is not None:
                 _MUL(ob, scale, ob)
             per_chunk(ob)
@@ -100,9 +100,9 @@ def build_merge(op, ins, out, ctx):
     fin = epilogue(op.bias, op.act, out, ctx)
 
     def core(env):
-        fn(env[k0], env[k1], out)
+        fn(env[k0], env[k1], out=out)
         for kk in rest:
-            fn(out, env[kk], out)
+            fn(out, env[kk], out=out)
         if scale is not None:
             _MUL(out, scale, out)
         if fin is not None:
@@ -208,7 +208,7 @@ def build_pool(op, ins, out, ctx):
         elif tb is not None:
             v1, lo, hi = rpass[1]
             if lo == 0 and hi == tb.shape[1]:  # two full offsets: no initialising copy
-                fn(rpass[0][0], v1, tb)
+                fn(rpass[0][0], v1, out=tb)
             else:
                 np.copyto(tb, rpass[0][0])
                 fn(tb[:, lo:hi], v1, out=tb[:, lo:hi])
@@ -217,12 +217,12 @@ def build_pool(op, ins, out, ctx):
         if len(cpass) == 1:
             np.copyto(ob, cpass[0][0])
         elif cpass[1][1].shape == ob.shape:
-            fn(cpass[0][0], cpass[1][0], ob)
+            fn(cpass[0][0], cpass[1][0], out=ob)
         else:
             np.copyto(ob, cpass[0][0])
             fn(cpass[1][1], cpass[1][0], out=cpass[1][1])
         for v, dst in cpass[2:]:
-            fn(dst, v, dst)
+            fn(dst, v, out=dst)
         if ib is not None:
             _MUL(ob, ib, ob)
 
