@@ -66,6 +66,8 @@ def test_larger_maps_keep_the_padded_einsum():
     assert not dwdense.use_dense((1, 3, 3, 8), p, 2)  # a depth multiplier takes the tap loop
     p3 = dict(p, kh=3, kw=3)
     assert dwdense.use_dense((1, 3, 3, 8), p3, 1) and not dwdense.use_dense((1, 3, 4, 8), p3, 1)
+    p7 = dict(p, kh=7, kw=7)  # 49 x 49 x 1024 coefficients: 9.8 MB, over the cap
+    assert dwdense.use_dense((1, 7, 7, 512), p7, 1) and not dwdense.use_dense((1, 7, 7, 1024), p7, 1)
 
 
 def test_dense_matrix_holds_each_tap_once():

@@ -30,10 +30,16 @@ except ImportError:  # NumPy 1.x
         _einsum = np.einsum
 
 
+MAX_DENSE_BYTES = 8 << 20  # the coefficients of one op at most (a 7x7 kernel on 7x7x1024: 9.8 MB)
+
+
 def use_dense(shape, p, mult) -> bool:
-    """Whether a depthwise op on input `shape` (n, h, w, c) takes the dense product: a multiplier of 1
-    and no more input pixels than kernel taps."""
-    return mult == 1 and shape[1] * shape[2] <= p["kh"] * p["kw"]
+    """Whether a depthwise op on input `shape` (n, h, w, c) takes the dense product: a multiplier of 1,
+    no more input pixels than kernel taps, and coefficients of at most MAX_DENSE_BYTES."""
+    q = shape[1] * shape[2]
+    oh = V.out_size(shape[1], p["kh"], p["sh"], p["padding"])[0]
+    ow = V.out_size(shape[2], p["kw"], p["sw"], p["padding"], 1)[0]
+    return mult == 1 and q <= p["kh"] * p["kw"] and 4 * oh * ow * q * shape[3] <= MAX_DENSE_BYTES
 
 
 def dense_matrix(wt, shape, p) -> np.ndarray:
