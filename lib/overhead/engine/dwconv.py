@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from overhead.engine import views as V
+from overhead.engine.dwdense import build_dwconv_dense, use_dense
 from overhead.engine.epilogue import epilogue
 from overhead.engine.ops import F32, Val
 
@@ -106,12 +107,14 @@ def build_dwconv(op, ins, out, ctx):
     n, h, w, c = x.shape
     geo = phase_geometry(x.shape, p)
     oh, ow, _, _, _, vt = geo
+    par_split = ctx.threads > 1 and out.size * kh * vt * sw >= V.PAR_MIN_ELEMS
+    if not par_split and use_dense(x.shape, p, 1):  # tiny maps: one dense product, no padding
+        return build_dwconv_dense(op, ins, out, ctx)
     pre: list = []
     src, (s_b, s_n, s_row) = _phases(x, geo, sw, ctx, pre)
     vshape = (kh, vt, sw, n, oh, ow * c)
     vstr = tuple(4 * s for s in (s_row, c, s_b, s_n, sh * s_row, 1))
     wq = tiled_weights(wt, sw, vt, ow)
-    par_split = ctx.threads > 1 and out.size * kh * vt * sw >= V.PAR_MIN_ELEMS
     if sw == 1 and n == 1 and not par_split:  # fewer axes: less einsum set-up
         vshape, vstr, wq = vshape[:2] + vshape[4:], vstr[:2] + vstr[4:], wq[:, :, 0]
         subs, o3 = "ijrx,ijx->rx", out.reshape(oh, ow * c)
@@ -157,7 +160,7 @@ def _split_phases(buf, vshape, vstr, wq, bf, vt, o3, ctx):
     def step(env):
         ein(SUBSCRIPTS, va, wa, out=o3)
         ein(SUBSCRIPTS, vb, wb, out=tmp)
-        add(o3, tmp, out=o3)
+        add(o3, tmp, o3)
     return step
 
 
@@ -187,5 +190,5 @@ def build_dwconv_taps(op, ins, out, ctx):
         _MUL(g(env), wij, out=acc)
         for g, wij in taps[1:]:
             _MUL(g(env), wij, out=tmp)
-            _ADD(acc, tmp, out=acc)
+            _ADD(acc, tmp, acc)
     return V.chain(pre + [core, _fin(op, out, ctx)])

@@ -40,15 +40,15 @@ _ZERO, _ONE, _HALF, _INF, _NINF = const(0.0), const(1.0), const(0.5), const(np.i
 
 def relu_inplace(v):
     """max(v, 0) in place (as a clip: NumPy's maximum against a scalar is not vectorised)."""
-    _CLIP(v, _ZERO, _INF, out=v)
+    _CLIP(v, _ZERO, _INF, v)
 
 
 def sigmoid_inplace(v):
     """sigmoid(v) in place as 0.5 tanh(v/2) + 0.5: no overflow warning, within an ulp of tf.sigmoid."""
-    _MUL(v, _HALF, out=v)
-    np.tanh(v, out=v)
-    _MUL(v, _HALF, out=v)
-    _ADD(v, _HALF, out=v)
+    _MUL(v, _HALF, v)
+    np.tanh(v, v)
+    _MUL(v, _HALF, v)
+    _ADD(v, _HALF, v)
     return v
 
 
@@ -64,40 +64,40 @@ def _gelu(ctx, shape, approximate):
         c, k = const(np.sqrt(2 / np.pi)), const(0.044715)
 
         def gelu_tanh(v):
-            np.multiply(v, v, out=t)
-            np.multiply(t, k, out=t)
-            np.add(t, _ONE, out=t)
-            np.multiply(t, v, out=t)
-            np.multiply(t, c, out=t)
-            np.tanh(t, out=t)
-            np.add(t, _ONE, out=t)
-            np.multiply(t, _HALF, out=t)
-            np.multiply(v, t, out=v)
+            np.multiply(v, v, t)
+            np.multiply(t, k, t)
+            np.add(t, _ONE, t)
+            np.multiply(t, v, t)
+            np.multiply(t, c, t)
+            np.tanh(t, t)
+            np.add(t, _ONE, t)
+            np.multiply(t, _HALF, t)
+            np.multiply(v, t, v)
         return gelu_tanh
     inv_sqrt2, erf_p = const(1 / np.sqrt(2)), const(_ERF_P)
     a1, a2, a3, a4, a5 = (const(a) for a in _ERF_A[::-1])
 
     def gelu_erf(v):  # 0.5 x (1 + erf(x / sqrt 2))
-        np.multiply(v, inv_sqrt2, out=w)          # w = z
-        np.abs(w, out=t)
-        np.multiply(t, t, out=u)
-        np.negative(u, out=u)
-        np.exp(u, out=u)                          # u = exp(-z^2)
-        np.multiply(t, erf_p, out=t)
-        np.add(t, _ONE, out=t)
-        np.reciprocal(t, out=t)                   # t = 1 / (1 + p|z|)
-        np.sign(w, out=w)                         # w = sign(z)
-        np.multiply(u, w, out=u)                  # u = sign(z) exp(-z^2)
-        np.multiply(t, a5, out=w)                 # Horner: w = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+        np.multiply(v, inv_sqrt2, w)          # w = z
+        np.abs(w, t)
+        np.multiply(t, t, u)
+        np.negative(u, u)
+        np.exp(u, u)                          # u = exp(-z^2)
+        np.multiply(t, erf_p, t)
+        np.add(t, _ONE, t)
+        np.reciprocal(t, t)                   # t = 1 / (1 + p|z|)
+        np.sign(w, w)                         # w = sign(z)
+        np.multiply(u, w, u)                  # u = sign(z) exp(-z^2)
+        np.multiply(t, a5, w)                 # Horner: w = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
         for a in (a4, a3, a2, a1):
-            np.add(w, a, out=w)
-            np.multiply(w, t, out=w)
-        np.multiply(w, u, out=w)                  # w = sign(z) (1 - erf|z|) ... erf(z) = sign(z) - w
-        np.multiply(v, _HALF, out=t)                # t = x / 2
-        np.sign(v, out=u)
-        np.subtract(u, w, out=u)                  # u = erf(z)
-        np.add(u, _ONE, out=u)
-        np.multiply(t, u, out=v)
+            np.add(w, a, w)
+            np.multiply(w, t, w)
+        np.multiply(w, u, w)                  # w = sign(z) (1 - erf|z|) ... erf(z) = sign(z) - w
+        np.multiply(v, _HALF, t)                # t = x / 2
+        np.sign(v, u)
+        np.subtract(u, w, u)                  # u = erf(z)
+        np.add(u, _ONE, u)
+        np.multiply(t, u, v)
     return gelu_erf
 
 
@@ -106,17 +106,17 @@ def _hard(kind, ctx, shape):
     lo, hi, three, six = _ZERO, const(6.0), const(3.0), const(6.0)
     if kind == "hard_sigmoid":
         def hard_sigmoid(v):
-            np.add(v, three, out=v)
-            _CLIP(v, lo, hi, out=v)
-            np.divide(v, six, out=v)
+            np.add(v, three, v)
+            _CLIP(v, lo, hi, v)
+            np.divide(v, six, v)
         return hard_sigmoid, True
     t = ctx.temp(shape)
 
     def hard_silu(v):
-        np.add(v, three, out=t)
-        _CLIP(t, lo, hi, out=t)
-        np.divide(t, six, out=t)
-        np.multiply(v, t, out=v)
+        np.add(v, three, t)
+        _CLIP(t, lo, hi, t)
+        np.divide(t, six, t)
+        np.multiply(v, t, v)
     return hard_silu, False
 
 
@@ -128,7 +128,7 @@ def activation(spec, ctx, shape):
     if kind is None or kind == "linear":
         return None, True
     if kind == "tanh":
-        return (lambda v: np.tanh(v, out=v)), True
+        return (lambda v: np.tanh(v, v)), True
     if kind == "sigmoid":
         return sigmoid_inplace, True
     if kind == "softmax":
@@ -142,18 +142,18 @@ def activation(spec, ctx, shape):
             def softmax_row(v):
                 v1 = v.reshape(-1)
                 r0[...] = v1[v1.argmax()]
-                np.subtract(v1, r0, out=v1)
-                np.exp(v1, out=v1)
+                np.subtract(v1, r0, v1)
+                np.exp(v1, v1)
                 dot(v1, ones, out=r0)
-                np.divide(v1, r0, out=v1)
+                np.divide(v1, r0, v1)
             return softmax_row, False
 
         def softmax(v):
             mx(v, axis=axis, keepdims=True, out=red)
-            np.subtract(v, red, out=v)
-            np.exp(v, out=v)
+            np.subtract(v, red, v)
+            np.exp(v, v)
             sm(v, axis=axis, keepdims=True, out=red)
-            np.divide(v, red, out=v)
+            np.divide(v, red, v)
         return softmax, False
     if kind in ("silu", "elu"):
         t = ctx.temp(shape)
@@ -165,11 +165,11 @@ def activation(spec, ctx, shape):
         alpha = const(spec[1])
 
         def elu(v):  # x if x > 0 else alpha * (exp(x) - 1)
-            _CLIP(v, _NINF, _ZERO, out=t)
-            np.expm1(t, out=t)
-            _MUL(t, alpha, out=t)
+            _CLIP(v, _NINF, _ZERO, t)
+            np.expm1(t, t)
+            _MUL(t, alpha, t)
             relu_inplace(v)
-            _ADD(v, t, out=v)
+            _ADD(v, t, v)
         return elu, False
     if kind in ("hard_sigmoid", "hard_silu"):
         return _hard(kind, ctx, shape)
@@ -182,13 +182,13 @@ def activation(spec, ctx, shape):
         if max_value is None:
             return relu_inplace, True
         hi = const(max_value)
-        return (lambda v: _CLIP(v, _ZERO, hi, out=v)), True
+        return (lambda v: _CLIP(v, _ZERO, hi, v)), True
     t = ctx.temp(shape)
     if max_value is None and threshold == 0 and 0 <= slope <= 1:
         a = const(slope)
 
         def leaky(v):  # x if x > 0 else slope * x  ==  max(x, slope * x)
-            _MUL(v, a, out=t)
+            _MUL(v, a, t)
             _MAX(v, t, out=v)
         return leaky, False
     thr = F32(threshold)
@@ -238,7 +238,7 @@ def epilogue(bias, spec, out, ctx, chunked=False):
 
         def per_chunk(ob):
             if bias is not None:
-                _ADD(ob, bias, out=ob)
+                _ADD(ob, bias, ob)
             if act is not None:
                 act(ob)
         return per_chunk, post
@@ -246,14 +246,14 @@ def epilogue(bias, spec, out, ctx, chunked=False):
         return None if act is None else (lambda: act(out))
     ba, bb = tiled_bias(out.reshape(-1, out.shape[-1]), bias)
     if act is None:
-        return lambda: _ADD(ba, bb, out=ba)
+        return lambda: _ADD(ba, bb, ba)
     if spec == ("relu", 0.0, None, 0.0):  # the common case, inlined: a call is ~5% of a tiny model
         def fin_relu():
-            _ADD(ba, bb, out=ba)
-            _CLIP(ba, _ZERO, _INF, out=ba)
+            _ADD(ba, bb, ba)
+            _CLIP(ba, _ZERO, _INF, ba)
         return fin_relu
 
     def fin():
-        _ADD(ba, bb, out=ba)
+        _ADD(ba, bb, ba)
         act(out)
     return fin

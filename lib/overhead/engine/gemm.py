@@ -131,9 +131,9 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
         g = o2 if taps == 1 else ctx.temp((taps, mo, cout))
         g2 = g.reshape(mc, cout)
         if fixed is not None:
-            mm = lambda env: mul(fixed, w2, out=g2)
+            mm = lambda env: mul(fixed, w2, g2)
         elif idx is not None:
-            mm = lambda env: mul(env[idx], w2, out=g2)
+            mm = lambda env: mul(env[idx], w2, g2)
         else:
             mm = lambda env: mul(load(env), w2, out=g2)
         pool = _pool_taps(g.reshape(taps, mo, cout), o2, taps)
@@ -213,9 +213,9 @@ def _one_row(A, load, w2, o2, cout, fin):
         else:
             a = load(env).reshape(k)
         if trans:
-            dot(wm, a, out=ov)
+            dot(wm, a, ov)
         else:
-            dot(a, wm, out=ov)
+            dot(a, wm, ov)
         if fin is not None:
             fin()
     return step
@@ -235,7 +235,7 @@ def _k_split(ctx, w2, g2):
     threads, matmul = ctx.threads, np.matmul
     k = w2.shape[0]
     if threads == 1 or k < 64 * threads:
-        return lambda a2: matmul(a2, w2, out=g2)
+        return lambda a2: matmul(a2, w2, g2)
     step = -(-k // threads)
     step = -(-step // 16) * 16
     spans = [(k0, min(k, k0 + step)) for k0 in range(0, k, step)]
@@ -245,7 +245,7 @@ def _k_split(ctx, w2, g2):
 
     def chunk(i, tid):
         a, b = spans[i]
-        matmul(cur[0][:, a:b], wbs[i], out=parts[i])
+        matmul(cur[0][:, a:b], wbs[i], parts[i])
 
     def run(a2):
         cur[0] = a2

@@ -49,14 +49,14 @@ def build_scale_shift(op, ins, out, ctx):
         def core(env):
             f0(get(env), a0, out=dst)
             for f, a in rest:
-                f(dst, a, out=dst)
+                f(dst, a, dst)
         return V.chain([core, _fin(op, out, ctx)])
     (f0, a0), rest = first[0], first[1:]
 
     def core(env):
-        f0(env[k], a0, out=out)
+        f0(env[k], a0, out)
         for f, a in rest:
-            f(out, a, out=out)
+            f(out, a, out)
     return V.chain([core, _fin(op, out, ctx)])
 
 
@@ -93,7 +93,7 @@ def build_merge(op, ins, out, ctx):
             for sb in srcs[2:]:
                 fn(ob, sb, out=ob)
             if scale is not None:
-                _MUL(ob, scale, out=ob)
+                _MUL(ob, scale, ob)
             per_chunk(ob)
         par = ctx.par
         return V.chain([lambda env: par.run(chunk, len(blocks)), post])
@@ -104,7 +104,7 @@ def build_merge(op, ins, out, ctx):
         for kk in rest:
             fn(out, env[kk], out=out)
         if scale is not None:
-            _MUL(out, scale, out=out)
+            _MUL(out, scale, out)
         if fin is not None:
             fin()
     return core
@@ -224,7 +224,7 @@ def build_pool(op, ins, out, ctx):
         for v, dst in cpass[2:]:
             fn(dst, v, out=dst)
         if ib is not None:
-            _MUL(ob, ib, out=ob)
+            _MUL(ob, ib, ob)
 
     if ctx.threads > 1 and x.arr is not None and out.size * max(ph, pw) >= V.PAR_MIN_ELEMS:
         ctx.parallel = True
@@ -261,11 +261,11 @@ def build_global_pool(op, ins, out, ctx):
 
         def core(env):
             dot(ones, get1(env), out=o1)
-            _MUL(o1, inv, out=o1)
+            _MUL(o1, inv, o1)
     else:
         def core(env):
             red(get(env), axis=1, out=o2)
-            _MUL(o2, inv, out=o2)
+            _MUL(o2, inv, o2)
     return V.chain([core, _fin(op, out, ctx)])
 
 
