@@ -193,3 +193,10 @@ def test_http_table_and_the_lead_sentence(table):
     text = underload_http.lead_sentence(small)
     assert "again" not in text and text.endswith(
         "; yet on m `tf.function` already costs 500 µs more per query than `litert`, more than the binary float32 round trip.")
+
+
+def test_a_capacity_is_bracketed_by_the_lowest_failing_rate_above_it(table):
+    """The advice's interval for a Server maximum: [the maximum, the lowest failing rate above it]."""
+    cap = underload.server_capacity(table).set_index("path")
+    assert cap.loc["litert", "max_qps"] == 2000 and cap.loc["litert", "fail_above_qps"] == 2200
+    assert cap.loc["numpy", "fail_above_qps"] == 4400 and np.isnan(cap.loc["keras.predict", "fail_above_qps"])

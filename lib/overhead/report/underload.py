@@ -55,7 +55,7 @@ def long_run(frame: pd.DataFrame) -> pd.Series:
 
 
 CAPACITY_COLUMNS = ["model", "path", "strategy", "workers", "batching", "bound_ms", "max_qps", "upper_bound_qps",
-                    "max_kind", "p99_at_max_us", "run_s_at_max", "flagged", "runs"]
+                    "max_kind", "p99_at_max_us", "run_s_at_max", "flagged", "runs", "fail_above_qps"]
 
 
 def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread", extra_keys=()) -> pd.DataFrame:
@@ -99,7 +99,11 @@ def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread
                          upper_bound_qps=upper, max_kind=kind,
                          p99_at_max_us=float(best["p99_us"]) if best is not None else np.nan,
                          run_s_at_max=float(best["duration_s"]) if best is not None else np.nan,
-                         flagged=int((g["status"] == "flagged").sum()), runs=len(g)))
+                         flagged=int((g["status"] == "flagged").sum()), runs=len(g),
+                         # the capacity lies between the maximum and the lowest rate above it that failed
+                         fail_above_qps=float(failed_above["target_qps"].min()) if best is not None
+                         and len(failed_above := g[(g["status"] == "ok") & (g["validity"] != "VALID")
+                                                   & (g["target_qps"] > best["target_qps"])]) else np.nan))
     return pd.DataFrame(rows, columns=CAPACITY_COLUMNS + list(extra_keys))
 
 

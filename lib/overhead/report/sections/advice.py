@@ -239,11 +239,27 @@ def _under_load_row(R) -> dict:
                     "queries/s at the p99 bound (upper bound)", _rank(upper, True), upper,
                     lambda v: f"at most {v:,.0f} queries/s (short runs)", R, model,
                     units_here=not where)
-    # a bisection gives one capacity per path and no interval: the highest is named as measured, not as a win
-    return _row(f"a service under load ({code(model)}{where}, Poisson arrivals, p99 ≤ {bound:g} ms; highest capacity "
-                "found by bisection, no interval, so not judged by the rule)",
+    # a bisection brackets each capacity between the highest rate that held and the lowest that failed above it:
+    # that bracket is the interval of the rule, over every machine with long-run maxima on this model
+    frame = _capacity_frame(machines, model)
+    d = wins.decide(frame, "advice: under load", higher_better=True, R=R)
+    on = ", ".join(code(m) for m in d.values) or "none"
+    return _row(f"a service under load ({code(model)}{where}, Poisson arrivals, p99 ≤ {bound:g} ms; each capacity "
+                f"bracketed by bisection between the highest rate that held and the lowest that failed; rule over {on})",
                 "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model,
-                units_here=not where)  # another machine's figures: the report machine's int8 units do not apply
+                d=d, units_here=not where)  # another machine's figures: the report machine's int8 units do not apply
+
+
+def _capacity_frame(machines, model) -> pd.DataFrame:
+    """``wins.decide`` rows of the long-run Server maxima on `model`: value and lower end = the maximum, upper end =
+    the lowest failing rate above it (none: no interval, no win), no between-run spread (one bisection each)."""
+    rows = []
+    for m, lg in machines:
+        cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
+        cap = cap[(cap["model"] == model) & (cap["max_qps"] > 0)] if len(cap) else cap
+        rows += [{"machine": m, "name": r["path"], "value": r["max_qps"], "lo": r["max_qps"], "hi": r["fail_above_qps"],
+                  "spread": 0.0} for r in cap.to_dict("records")]
+    return pd.DataFrame(rows, columns=list(wins.COLUMNS))
 
 
 def lead(table: pd.DataFrame) -> str:

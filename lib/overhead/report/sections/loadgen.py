@@ -42,11 +42,12 @@ def machine_heading(machine: str, frame: pd.DataFrame) -> str:
 
 def loadgen_text(R) -> str:
     """The under-load section's finding (``overhead.report.underload_http.lead_sentence``: the web payload
-    against the inference, or without HTTP runs whether the fastest path changes under load) on the first
-    machine of :func:`loadgen_machines`, or that loadgen.csv is absent."""
+    against the inference, or without HTTP runs whether the fastest path changes under load) on each machine
+    of :func:`loadgen_machines`, in that order, or that loadgen.csv is absent."""
     machines = loadgen_machines(R)
     if not machines:
         return NOT_MEASURED.format("loadgen.csv")
-    machine, frame = machines[0]
-    lead = underload_http.lead_sentence(frame)
-    return lead if len(machines) == 1 else f"On `{machine}`: {lead}"
+    if len(machines) == 1:
+        return underload_http.lead_sentence(machines[0][1])
+    # every machine's finding, the one with long-run maxima first (a finding that differs between machines names them)
+    return " ".join(f"On `{m}`: {underload_http.lead_sentence(frame)}" for m, frame in machines)
