@@ -4,7 +4,7 @@ model and crossovers: ``overhead.report.latency``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -312,6 +312,18 @@ class Results:
         """Table ``name`` restricted to the report's machine (empty frame when absent)."""
         t = self.every(name)
         return t[t["machine"] == self.machine] if "machine" in t.columns else t
+
+    def others(self, name: str | None = None) -> list:
+        """The machines other than the report's: those with a sweep (``machines``, in order), or with table
+        ``name`` (by name)."""
+        if name is None:
+            return [m for m in self.machines if m != self.machine]
+        t = self.every(name)
+        return sorted(set(t["machine"]) - {self.machine}) if "machine" in t.columns else []
+
+    def on(self, machine: str) -> "Results":
+        """The same results seen from `machine`: ``mine`` and every section then give that machine's rows."""
+        return replace(self, machine=machine)
 
 
 def with_layers(sweep: pd.DataFrame, models: pd.DataFrame | None) -> pd.DataFrame:

@@ -2,8 +2,6 @@
 and table). Its figure, shared with the pipeline stage notebook, is ``overhead.report.plots.fig_breakdown``."""
 from __future__ import annotations
 
-import dataclasses
-
 import html
 
 import pandas as pd
@@ -41,8 +39,8 @@ def breakdown_text(R) -> str:
     pick = t[(t["backend"] == "keras.predict") & (t["model"] == m)]
     r = (pick if len(pick) else t).iloc[0]
     others = ""
-    for other in [x for x in R.machines if x != R.machine]:  # the same call decomposed on each other machine
-        o = _breakdown_rows(dataclasses.replace(R, machine=other))
+    for other in R.others():  # the same call decomposed on each other machine
+        o = _breakdown_rows(R.on(other))
         o = o[(o["backend"] == r["backend"]) & (o["model"] == r["model"])] if o is not None else ()
         if len(o):
             o = o.iloc[0]

@@ -9,8 +9,6 @@ theoretical ceilings; reduced-precision paths (int8, fp16) are drawn hollow, as 
 bound them."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -86,8 +84,8 @@ def text(R) -> str:
     if not np.isfinite(f["ceiling"]["gflops"]) and not np.isfinite(f["peak"]["gflops"]):
         return "*Not measured in this run:* no `ceilings.csv` or `gemm.csv` in the results."
     out = T.render("peak", machine=R.machine, **f).strip()
-    for m in [m for m in R.machines if m != R.machine]:  # each other machine's ceiling, one clause each
-        o = ceiling(dataclasses.replace(R, machine=m), f["threads"])
+    for m in R.others():  # each other machine's ceiling, one clause each
+        o = ceiling(R.on(m), f["threads"])
         if np.isfinite(o["gflops"]):
             out += (f" On {m} the float32 ceiling is {o['gflops']:.0f} GFLOP/s ({code(o['library'])}, n = {o['n']}, "
                     f"{o['threads']} thread{'s' if o['threads'] != 1 else ''}).")

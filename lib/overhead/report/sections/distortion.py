@@ -19,9 +19,8 @@ def distortion_text(R) -> str:
     if d is None:
         return NOT_MEASURED.format("distortion.csv")
     text = f"{len(d)} measurements on {R.machine} of how one path's timing is disturbed by another (table below)"
-    every = R.every("distortion")
-    for m in sorted(set(every["machine"]) - {R.machine}) if "machine" in every else ():
-        o = every[every["machine"] == m]
+    for m in R.others("distortion"):
+        o = R.on(m).mine("distortion")
         text += (f"; on {m} interleaving changes a median by {fmt_x(o['ratio'].min())} to {fmt_x(o['ratio'].max())}, "
                  f"{int(((o['ratio'] - 1).abs() <= 0.1).sum())} of {len(o)} within 10 %")
     return text + "."

@@ -30,7 +30,7 @@ def idle_gap_text(R) -> str:
     every = R.every("idle_gap")
     if not len(every):
         return NOT_MEASURED.format("idle_gap.csv")
-    machines = [m for m in [R.machine, *sorted(set(every["machine"]) - {R.machine})] if m in set(every["machine"])]
+    machines = [m for m in [R.machine, *R.others("idle_gap")] if m in set(every["machine"])]
     return " ".join(_machine_text(every[every["machine"] == m], m) for m in machines)
 
 

@@ -18,7 +18,7 @@ def memory_loop_text(R) -> str:
         every = every[every["status"].astype(str) == "ok"]
     if not len(every):
         return NOT_MEASURED.format("memory_loop.csv")
-    order = [R.machine, *sorted(set(every["machine"]) - {R.machine})]
+    order = [R.machine, *R.others("memory_loop")]
     parts = [_growth(every[every["machine"] == m], m) for m in order if m in set(every["machine"])]
     first, rest = parts[0], parts[1:]
     text = (f"Over {first['calls']:,} calls, resident memory grows most for {code(first['path'])} "

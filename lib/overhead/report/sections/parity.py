@@ -2,8 +2,6 @@
 per-path status table."""
 from __future__ import annotations
 
-import dataclasses
-
 import html
 
 import numpy as np
@@ -28,8 +26,8 @@ def parity_text(R) -> str:
     quant = st["backend"].str.contains("int8|fp16", regex=True)
     fl = st[~quant]
     others = ""
-    for m in [m for m in R.machines if m != R.machine]:
-        o = primary(dataclasses.replace(R, machine=m), "status")
+    for m in R.others():
+        o = primary(R.on(m), "status")
         if len(o):
             others += (f"; on {m} {int(o['ok'].sum())} of {int(o[['ok', 'failed', 'skipped']].sum().sum())}, "
                        f"failed {int(o['failed'].sum())}")

@@ -17,7 +17,6 @@ from overhead.report.fmt import (
 
 def pipeline_text(R) -> str:
     """The range of the share outside inference on the report machine, then on each other machine (named)."""
-    every = R.every("pipeline")
     p = R.mine("pipeline")
     if not len(p):
         return not_measured("pipeline measurement (pipeline.csv)")
@@ -25,8 +24,8 @@ def pipeline_text(R) -> str:
     text = ("From PNG bytes to a label, the share of time outside inference ranges from "
             f"{fmt_pct(lo['non_inference_share'])} ({code(lo.backend)}, {code(lo.model)}) to "
             f"{fmt_pct(hi['non_inference_share'])} ({code(hi.backend)}, {code(hi.model)}) on {R.machine}")
-    for m in sorted(set(every["machine"]) - {R.machine}):
-        q = every[every["machine"] == m]
+    for m in R.others("pipeline"):
+        q = R.on(m).mine("pipeline")
         text += (f"; {fmt_pct(q['non_inference_share'].min())} to {fmt_pct(q['non_inference_share'].max())} "
                  f"on {m}")
     return text + "."

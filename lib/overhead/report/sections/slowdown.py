@@ -2,8 +2,6 @@
 slow-down heat map."""
 from __future__ import annotations
 
-import dataclasses
-
 import warnings
 
 import numpy as np
@@ -37,8 +35,8 @@ def slowdown_text(R) -> str:
         return parts
     text = (f"Against the NumPy engine on {R.machine}, TensorFlow and Keras paths take " + "; ".join(parts)
             + " the engine's latency (the second model is the largest they share with the NumPy engine)")
-    for m in [m for m in R.machines if m != R.machine]:
-        other = _ranges(dataclasses.replace(R, machine=m))
+    for m in R.others():
+        other = _ranges(R.on(m))
         if not isinstance(other, str):
             text += f"; on {m} " + "; ".join(other)
     return text + "."

@@ -29,9 +29,8 @@ def startup_text(R) -> str:
     out = (f"A fresh process needs {lo['start_to_first_pred_s']:.3g} s to {hi['start_to_first_pred_s']:.3g} s "
            f"({code(hi['backend'])}) to its first prediction on {code(R.machine)}, over "
            f"{int(s['reps'].min())}+ repetitions each")
-    every = R.every("startup")
-    for m in sorted(set(every["machine"]) - {R.machine}) if "machine" in every else ():
-        o = every[every["machine"] == m]
+    for m in R.others("startup"):
+        o = R.on(m).mine("startup")
         top = o.loc[o["start_to_first_pred_s"].idxmax()]
         out += (f" ({o['start_to_first_pred_s'].min():.3g} s to {top['start_to_first_pred_s']:.3g} s, "
                 f"{code(top['backend'])}, on {code(m)})")

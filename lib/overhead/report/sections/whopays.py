@@ -4,8 +4,6 @@ branches (Keras 2, a TF1 session, JAX) that swap one layer for another beside th
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -108,8 +106,8 @@ def text(R) -> str:
                 + " ran ok at batch 1 in this run.")
     missing = [b for b in CHAIN if b not in set(w["backend"])]
     others = []
-    for m in [m for m in R.machines if m != R.machine]:  # the same walk on each other machine with a sweep
-        top = heaviest(walk(dataclasses.replace(R, machine=m), w["model"].iloc[0]))
+    for m in R.others():  # the same walk on each other machine with a sweep
+        top = heaviest(walk(R.on(m), w["model"].iloc[0]))
         if top is not None:
             others.append({"machine": m, "layer": top["layer"], "share": top["share"], "delta_us": top["delta_us"]})
     return T.render("whopays", headline=headline(w, R.machine, others), missing=missing)
