@@ -83,6 +83,10 @@ def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread
         best = held.loc[held["target_qps"].idxmax()] if len(held) else None
         refuted = g[g["_long"] & (g["status"] == "ok")]  # long runs, none VALID when best is None
         upper = float(valid["target_qps"].max()) if len(valid) and best is None and refuted.empty else np.nan
+        # the capacity lies between the maximum and the lowest rate above it that failed
+        failed = g[(g["status"] == "ok") & (g["validity"] != "VALID")]
+        above = failed["target_qps"][failed["target_qps"] > best["target_qps"]] if best is not None else pd.Series(dtype=float)
+        fail_above = float(above.min()) if len(above) else np.nan
         if best is not None:
             kind = "maximum"
         elif len(valid) and len(refuted):  # the short runs' maximum failed when run long: no figure
@@ -99,11 +103,7 @@ def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread
                          upper_bound_qps=upper, max_kind=kind,
                          p99_at_max_us=float(best["p99_us"]) if best is not None else np.nan,
                          run_s_at_max=float(best["duration_s"]) if best is not None else np.nan,
-                         flagged=int((g["status"] == "flagged").sum()), runs=len(g),
-                         # the capacity lies between the maximum and the lowest rate above it that failed
-                         fail_above_qps=float(failed_above["target_qps"].min()) if best is not None
-                         and len(failed_above := g[(g["status"] == "ok") & (g["validity"] != "VALID")
-                                                   & (g["target_qps"] > best["target_qps"])]) else np.nan))
+                         flagged=int((g["status"] == "flagged").sum()), runs=len(g), fail_above_qps=fail_above))
     return pd.DataFrame(rows, columns=CAPACITY_COLUMNS + list(extra_keys))
 
 
