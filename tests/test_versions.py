@@ -197,12 +197,32 @@ def test_keras_3_against_keras_2_in_the_same_release():
     assert "on 2.21, `tf.function`: 101 µs against 100 µs (no measurable difference)" in text
 
 
-def test_a_change_must_hold_on_every_machine():
+def test_a_change_on_one_machine_only_is_named_not_claimed():
     frame = pd.DataFrame([_row("2.15", 100, 98, 102), _row("2.16", 150, 147, 153, keras="3"),
                           _row("2.15", 100, 98, 102, machine="m2"), _row("2.16", 101, 99, 103, machine="m2", keras="3")])
-    assert vreport.changes(frame, "default").empty
-    assert "**No measurable change**" in vreport.finding(frame)
+    ch = vreport.changes(frame, "default")
+    assert list(zip(ch.holds, ch.on, ch.not_on)) == [(False, ["m1"], ["m2"])]
+    text = vreport.finding(frame)
+    assert "0 release-to-release changes cleared the intervals and the between-run spread on every machine." in text
+    assert "1.5× slower from 2.15 to 2.16 on m1, not on m2." in text
+    assert "`predict` on m2: 100 µs on 2.15, 101 µs on 2.16." in text, "each machine's own latencies"
     assert vreport.changes(frame, "2").empty, "Keras 3 rows are not in the Keras 2 series"
+
+
+def test_opposite_directions_on_two_machines_are_two_named_changes():
+    frame = pd.DataFrame([_row("2.15", 100, 98, 102), _row("2.16", 150, 147, 153, keras="3"),
+                          _row("2.15", 100, 98, 102, machine="m2"), _row("2.16", 50, 49, 51, machine="m2", keras="3")])
+    ch = vreport.changes(frame, "default").set_index("direction")
+    assert ch.loc["slower", "on"] == ["m1"] and ch.loc["faster", "on"] == ["m2"] and not ch["holds"].any()
+
+
+def test_a_change_on_every_machine_is_claimed():
+    frame = pd.DataFrame([_row("2.15", 100, 98, 102), _row("2.16", 150, 147, 153, keras="3"),
+                          _row("2.15", 200, 198, 202, machine="m2"), _row("2.16", 400, 396, 404, machine="m2", keras="3")])
+    ch = vreport.changes(frame, "default")
+    assert ch["holds"].all() and ch.ratio.iloc[0] == pytest.approx(np.median([1.5, 2.0]))
+    assert "1 release-to-release change cleared the intervals and the between-run spread on every machine" in (
+        vreport.finding(frame))
 
 
 def test_finding_names_a_release_that_did_not_install():

@@ -3,8 +3,9 @@ the finding sentence (``templates/versions.md.j2``) and the figure of latency pe
 
 A change between two releases (same machine, model, path, Keras, oneDNN setting, both rows ok) is
 measurable only when the two run-level 95 % intervals of the median are disjoint AND the ratio of the
-medians moves by more than the between-run spread of either row; a claim holds only when it holds on every
-machine that measured both releases, in the same direction. Everything else is "no measurable change".
+medians moves by more than the between-run spread of either row. A claim holds when it holds on every machine
+that measured both releases, in the same direction; one measurable on some machines only is stated with their
+names. Everything else is "no measurable change".
 Pure functions of the result tables (no experiment, no backend imported).
 """
 from __future__ import annotations
@@ -53,10 +54,11 @@ def _beyond(a, b) -> bool:
 def changes(frame: pd.DataFrame, name: str = "default") -> pd.DataFrame:
     """Measurable changes between consecutive releases of a series, and from its first to its last release.
 
-    Columns: model, path, onednn, from, to, kind (step|span), ratio (to / from, the median over machines),
-    machines, direction. Only claims that hold on every machine with both rows are kept."""
+    Columns: model, path, onednn, from, to, kind (step|span), ratio (to / from, the median over the machines where
+    it was measurable), direction, holds (measurable in that direction on every machine with both rows),
+    on (those machines), not_on (machines with both rows where it was not measurable, or went the other way)."""
     s = series(frame, name)
-    cols = ["model", "path", "onednn", "from", "to", "kind", "ratio", "machines", "direction"]
+    cols = ["model", "path", "onednn", "from", "to", "kind", "ratio", "direction", "holds", "on", "not_on"]
     out = []
     for (model, path, onednn), g in s.groupby(["model", "path", "onednn"]):
         rels = sorted(g["release"].astype(str).unique(), key=release_key)
@@ -64,87 +66,104 @@ def changes(frame: pd.DataFrame, name: str = "default") -> pd.DataFrame:
         if len(rels) > 2:
             pairs.append((rels[0], rels[-1], "span"))
         for a, b, kind in pairs:
-            verdicts, ratios = [], []
-            for _, m in g.groupby("machine"):
+            verdict = {}   # machine -> (sign, ratio)
+            for machine, m in g.groupby("machine"):
                 ra, rb = m[m["release"].astype(str) == a], m[m["release"].astype(str) == b]
                 if len(ra) and len(rb):
                     ra, rb = ra.iloc[0], rb.iloc[0]
-                    verdicts.append(np.sign(rb["median_us"] - ra["median_us"]) if _beyond(ra, rb) else 0)
-                    ratios.append(rb["median_us"] / ra["median_us"])
-            if verdicts and all(v == verdicts[0] != 0 for v in verdicts):
-                out.append({"model": model, "path": path, "onednn": onednn, "from": a, "to": b, "kind": kind,
-                            "ratio": float(np.median(ratios)), "machines": len(verdicts),
-                            "direction": "slower" if verdicts[0] > 0 else "faster"})
+                    sign = int(np.sign(rb["median_us"] - ra["median_us"])) if _beyond(ra, rb) else 0
+                    verdict[machine] = (sign, rb["median_us"] / ra["median_us"])
+            for sign in (1, -1):
+                on = sorted(m for m, (v, _) in verdict.items() if v == sign)
+                if on:
+                    out.append({"model": model, "path": path, "onednn": onednn, "from": a, "to": b, "kind": kind,
+                                "ratio": float(np.median([verdict[m][1] for m in on])),
+                                "direction": "slower" if sign > 0 else "faster", "holds": len(on) == len(verdict),
+                                "on": on, "not_on": sorted(set(verdict) - set(on))})
     return pd.DataFrame(out, columns=cols)
 
 
-def rss_growth(frame: pd.DataFrame, name: str = "default") -> dict:
-    """How much resident memory grew over repeated `predict` calls, per release (one process each: a measurement,
-    not an interval): {model, calls, at: [(release, MB)]} for the model the stage read RSS on (empty when none)."""
+def rss_growth(frame: pd.DataFrame, name: str = "default") -> list[dict]:
+    """How much resident memory grew over repeated `predict` calls, per machine and release (one process each: a
+    measurement, not an interval): [{machine, model, calls, at: [(release, MB)]}] for the model the stage read RSS
+    on (empty when none)."""
     s = series(frame, name)
     if "rss_n_mb" not in s:
-        return {}
+        return []
     s = s[(s["path"] == "predict") & (s["onednn"] == "on")].dropna(subset=["rss_1_mb", "rss_n_mb"])
-    if s.empty:
-        return {}
-    model = s["model"].iloc[0]
-    s = s[s["model"] == model].assign(growth=lambda d: d["rss_n_mb"] - d["rss_1_mb"])
-    at = [(r, float(g["growth"].median())) for r, g in sorted(s.groupby(s["release"].astype(str)),
-                                                              key=lambda kv: release_key(kv[0]))]
-    return {"model": model, "calls": int(s["rss_n_calls"].max()), "at": at}
+    out = []
+    for machine, m in s.groupby("machine"):
+        model = m["model"].iloc[0]
+        m = m[m["model"] == model].assign(growth=lambda d: d["rss_n_mb"] - d["rss_1_mb"])
+        at = [(r, float(g["growth"].median())) for r, g in sorted(m.groupby(m["release"].astype(str)),
+                                                                  key=lambda kv: release_key(kv[0]))]
+        out.append({"machine": machine, "model": model, "calls": int(m["rss_n_calls"].max()), "at": at})
+    return out
 
 
 def keras_gap(frame: pd.DataFrame, model: str) -> list[dict]:
-    """Keras 3 against Keras 2 (tf_keras) in the newest release that has both, per path of `model` (oneDNN on, the
-    first machine): {path, release, k2, k3, ratio, measurable}."""
+    """Keras 3 against Keras 2 (tf_keras) in the newest release that has both, per machine and path of `model`
+    (oneDNN on): {machine, path, release, k2, k3, ratio, measurable}."""
     k2, k3 = series(frame, "2"), series(frame, "3")
     both = sorted(set(k2["release"].astype(str)) & set(k3["release"].astype(str)), key=release_key)
     if not both:
         return []
     rel, out = both[-1], []
-    pick = lambda s, path: s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on")
-                             & (s["release"].astype(str) == rel)].sort_values("machine")
-    for path in KEY_PATHS:
-        a, b = pick(k2, path), pick(k3, path)
-        if len(a) and len(b):
-            a, b = a.iloc[0], b.iloc[0]
-            out.append({"path": PATH_LABELS.get(path, path), "release": rel, "k2": a["median_us"], "k3": b["median_us"],
-                        "ratio": b["median_us"] / a["median_us"], "measurable": _beyond(a, b)})
+    pick = lambda s, machine, path: s[(s["machine"] == machine) & (s["model"] == model) & (s["path"] == path)
+                                      & (s["onednn"] == "on") & (s["release"].astype(str) == rel)]
+    for machine in sorted(set(k2["machine"]) & set(k3["machine"])):
+        for path in KEY_PATHS:
+            a, b = pick(k2, machine, path), pick(k3, machine, path)
+            if len(a) and len(b):
+                a, b = a.iloc[0], b.iloc[0]
+                out.append({"machine": machine, "path": PATH_LABELS.get(path, path), "release": rel,
+                            "k2": a["median_us"], "k3": b["median_us"], "ratio": b["median_us"] / a["median_us"],
+                            "measurable": _beyond(a, b)})
     return out
 
 
-def latency_at(frame: pd.DataFrame, model: str, path: str, release: str, name: str = "default") -> float:
+def latency_at(frame: pd.DataFrame, model: str, path: str, release: str, machine: str, name: str = "default") -> float:
     s = series(frame, name)
-    s = s[(s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on") & (s["release"].astype(str) == release)]
+    s = s[(s["machine"] == machine) & (s["model"] == model) & (s["path"] == path) & (s["onednn"] == "on")
+          & (s["release"].astype(str) == release)]
     return float(s["median_us"].median()) if len(s) else np.nan
 
 
+def _largest(ch: pd.DataFrame) -> pd.DataFrame:
+    return ch.assign(size=lambda d: np.log(d["ratio"].astype(float)).abs()).sort_values("size", ascending=False)
+
+
 def finding(frame: pd.DataFrame, top: int = 4) -> str:
-    """The section's lead: the largest measurable changes (steps first), else "no measurable change"."""
+    """The section's lead: the largest changes measurable on every machine (steps first), then those measurable on
+    some machines only (named), else "no measurable change"."""
     if frame.empty:
         return "*Not measured in this run:* no `versions.csv` (the version stage, `make versions`, did not run)."
     frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, "path", "reason", "parity"])))
     ok = frame[frame["status"] == "ok"]
     failed = frame[(frame["status"] != "ok") & frame["path"].isna()]
     rels = sorted(ok["release"].astype(str).unique(), key=release_key)
+    machines = sorted(ok["machine"].unique())
     ch = changes(frame, "default")
-    steps = ch[ch["kind"] == "step"].assign(size=lambda d: (np.log(d["ratio"])).abs()).sort_values(
-        "size", ascending=False)
-    spans = ch[ch["kind"] == "span"].assign(size=lambda d: (np.log(d["ratio"])).abs()).sort_values(
-        "size", ascending=False)
+    holds = ch["holds"].astype(bool)
+    held, split = ch[holds], ch[~holds]
+    steps = _largest(held[held["kind"] == "step"])
+    spans = _largest(held[held["kind"] == "span"])
+    split = _largest(split)
     model = "cnn_seed" if "cnn_seed" in set(ok["model"]) else (ok["model"].iloc[0] if len(ok) else "")
     advice = []
-    if len(rels) >= 1 and model:
+    for machine in machines if model else []:
         for path in KEY_PATHS:
-            at = [(r, latency_at(frame, model, path, r)) for r in rels]
+            at = [(r, latency_at(frame, model, path, r, machine)) for r in rels]
             at = [(r, v) for r, v in at if np.isfinite(v)]
             if at:
-                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "at": at})
-    return render("versions", releases=rels, machines=sorted(ok["machine"].unique()), steps=steps.head(top).to_dict(
-        "records"), n_steps=len(steps), spans=spans.head(top).to_dict("records"), n_spans=len(spans),
-        labels=PATH_LABELS, series=SERIES["default"], advice=advice, rss=rss_growth(frame), gap=keras_gap(frame, model) if model else [],
-        failed=failed[["release", "reason"]].drop_duplicates().to_dict("records"),
-        parity_ok=int((ok["parity"] == "pass").sum()), n_ok=len(ok))
+                advice.append({"path": PATH_LABELS.get(path, path), "model": model, "machine": machine, "at": at})
+    return render("versions", releases=rels, machines=machines, steps=steps.head(top).to_dict("records"),
+                  n_steps=len(steps), spans=spans.head(top).to_dict("records"), n_spans=len(spans),
+                  split=split.head(top).to_dict("records"), n_split=len(split),
+                  labels=PATH_LABELS, series=SERIES["default"], advice=advice, rss=rss_growth(frame),
+                  gap=keras_gap(frame, model) if model else [],
+                  failed=failed[["release", "reason"]].drop_duplicates().to_dict("records"),
+                  parity_ok=int((ok["parity"] == "pass").sum()), n_ok=len(ok))
 
 
 def section_text(R) -> str:
