@@ -98,7 +98,8 @@ for model in df['model'].unique():
 
 # %%
 if T.memory_loop:
-    mem = memloop.run('cnn_seed', quick=S.quick, calls=T.memory_loop_calls, threads=1,
+    mem = memloop.run('cnn_seed', T.memory_loop_backends or memloop.BACKENDS, quick=S.quick,
+                      calls=T.memory_loop_calls, threads=1,
                       data_dir=S.data_dir, machine=S.machine)
     display(mem.pivot_table(index='backend', columns='calls', values='rss_mb').round(1))
 
@@ -114,7 +115,7 @@ if T.memory_loop:
 from overhead.experiments import spread as spread_exp
 from overhead.report import spread as spread_section
 
-spread_df = spread_exp.run(quick=S.quick, runs=T.spread_runs, budget_s=T.spread_budget_s, data_dir=S.data_dir,
-                           machine=S.machine)
+spread_df = spread_exp.run(quick=S.quick, runs=T.spread_runs, budget_s=T.spread_budget_s,
+                           names=T.spread_variants or spread_exp.VARIANTS, data_dir=S.data_dir, machine=S.machine)
 display(Markdown(spread_section.text(spread_section.summary(spread_df))))
 display(spread_section.table(spread_section.summary(spread_df)))

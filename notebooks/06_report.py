@@ -220,10 +220,10 @@ for LG_M, LG in LG_MACHINES:
     HTTP = underload_http.http_table(LG)
     if len(HTTP):
         display(Markdown("**The HTTP floor:** the no-op model behind FastAPI/uvicorn per payload and worker count, "
-                         "LoadGen's client beside wrk's."))
+                         "LoadGen's client beside wrk's. " + underload_http.http_cross_check(HTTP)))
         display(layout.table(underload_http.http_reader_table(LG)))
-    display(layout.details("Concurrency strategies and dynamic batching", underload.strategy_table(LG),
-                           underload.batching_table(LG)))
+    display(layout.details("Concurrency strategies and dynamic batching", underload.strategy_reader_table(LG),
+                           underload.batching_reader_table(LG)))
     LG_META = R.meta_all.get(LG_M, {}).get("loadgen", {})
     display(Markdown("**Method and deviations from MLPerf.** " + str(LG_META.get("method", "not recorded")) + " "
                      + str(LG_META.get("client_and_server", ""))))

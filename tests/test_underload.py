@@ -22,8 +22,8 @@ def _ss(path, p50, p90=None, **kw):
 
 
 def _srv(path, qps, valid, p50=100.0, p99=1000.0, **kw):
-    kw = {"duration_s": 10.4, "phase": "confirm", **kw}  # long confirming runs unless a test says otherwise
-    return _row(scenario="Server", role="bisection", path=path, target_qps=qps, achieved_qps=qps, p50_us=p50,
+    kw = {"duration_s": 10.4, "phase": "confirm", "achieved_qps": qps, **kw}  # long confirming runs unless a test says otherwise
+    return _row(scenario="Server", role="bisection", path=path, target_qps=qps, p50_us=p50,
                 p99_us=p99, validity="VALID" if valid else "INVALID", **kw)
 
 
@@ -88,6 +88,16 @@ def test_strategy_and_batching_tables(table):
     assert st.loc[("m", "numpy"), "processes x2"] == 7000
     bt = underload.batching_table(table).iloc[0]
     assert bt["max_qps"] == 9000 and bt["mean_batch"] == pytest.approx(2.5)
+    page = underload.strategy_reader_table(table).set_index(["model", "path"])
+    assert page.loc[("m", "numpy"), "processes x2 (QPS)"] == "7,000" and page.loc[("m", "numpy"), "thread (QPS)"] == "4,000"
+    assert underload.batching_reader_table(table).iloc[0]["Server max (QPS)"] == "9,000"
+
+
+def test_a_configuration_without_a_maximum_says_why_on_the_page():
+    frame = pd.DataFrame([_srv("numpy", 100, False), _srv("litert", 500, True, duration_s=0.5, phase="steer"),
+                          _srv("litert", 500, False)]).reindex(columns=COLUMNS)
+    page = underload.strategy_reader_table(frame).set_index("path")["thread (QPS)"]
+    assert page["numpy"] == "no load held" and page["litert"] == "none held 10 s"
 
 
 def test_figures_draw_and_say_when_empty(table):
@@ -156,7 +166,7 @@ def test_http_table_and_the_lead_sentence(table):
             _srv("noop", 1200, True, transport="http", payload="binary", server_workers=1, p50=320.0, p99=900.0),
             _srv("noop", 600, True, transport="http", payload="binary", server_workers=1, p50=310.0, p99=700.0,
                  phase="steer", duration_s=0.5),
-            _srv("noop", 1400, False, transport="http", payload="binary", server_workers=1),
+            _srv("noop", 1400, False, transport="http", payload="binary", server_workers=1, achieved_qps=1300.0),
             _row(scenario="Server", role="wrk", path="noop", transport="http", payload="binary", server_workers=1,
                  client="wrk", clients=1, p50_us=250.0, p99_us=400.0, achieved_qps=3500.0),
             _row(scenario="Server", role="wrk", path="noop", transport="http", payload="binary", server_workers=1,
@@ -173,7 +183,12 @@ def test_http_table_and_the_lead_sentence(table):
     page = underload_http.http_reader_table(frame).set_index("payload")
     assert page.loc["binary float32", "LoadGen Server max (QPS)"] == "1,200"
     assert page.loc["binary float32", "p99 at half the max (ms)"] == "0.7"
-    assert page.loc["binary float32", "LoadGen max / wrk max (×)"] == "0.8"
+    assert page.loc["binary float32", "Server max / wrk max (×)"] == "0.8"
+    # saturation against saturation: the 1,400 QPS run fell short (1,300 achieved), wrk's maximum is 1,500
+    assert b["peak_qps"] == 1300.0 and b["peak_saturated"] and page.loc["binary float32", "LoadGen peak (req/s)"] == "1,300"
+    check = underload_http.http_cross_check(underload_http.http_table(frame))
+    assert "pushed 0.867x with 1 uvicorn worker the requests per second wrk did" in check and "within 2x everywhere" in check
+    assert "is 0.8-0.8x wrk's maximum" not in check and "is 0.8x wrk's maximum" in check
     assert "wrk is not installed" in page.loc["plain JSON", "wrk note"]
     text = underload_http.lead_sentence(frame)
     # pydantic JSON: 900 - 7 us over HTTP against litert's 20 us in process; binary: 293 us

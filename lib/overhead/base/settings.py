@@ -104,11 +104,13 @@ class Startup:
     repeats: int = 3                     # fresh processes per model x backend
     memory_loop: bool = True
     memory_loop_calls: tuple | None = (1, 1000, 2000)  # None: memloop's quick default
+    memory_loop_backends: tuple | None = None  # None: memloop.BACKENDS
     steady_calls: int = 200
     threads: int | None = None           # None: all cores
     timeout_s: float = 600
     spread_runs: int = 10                # fresh processes per variant (between-run spread)
     spread_budget_s: float = 0.5
+    spread_variants: tuple | None = None  # None: every variant (spread.VARIANTS)
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,39 @@ def batching_table(frame: pd.DataFrame) -> pd.DataFrame:
                                               "mean_batch"]]
 
 
+def _qps_cell(qps, kind) -> str:
+    """A Server maximum for the page: three significant figures, or what stands in for it."""
+    if pd.notna(qps) and qps > 0:
+        return g3(qps)
+    return "no load held" if pd.notna(qps) else str(kind).split(":")[0]
+
+
+def strategy_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`strategy_table` for the page: Server maximum (QPS) per path and strategy, three significant figures;
+    a configuration without a published maximum says why in a few words; not run: blank."""
+    cap = server_capacity(frame, strategy=None)
+    cap = cap[cap["batching"] == ""] if len(cap) else cap
+    if cap.empty:
+        return cap
+    cap = cap.assign(strategy=[f"{s} (QPS)" if s == "thread" else f"{s} x{int(w)} (QPS)"
+                               for s, w in zip(cap["strategy"], cap["workers"])],
+                     cell=[_qps_cell(q, k) for q, k in zip(cap["max_qps"], cap["max_kind"])])
+    return cap.pivot_table(index=["model", "path"], columns="strategy", values="cell", aggfunc="first",
+                           sort=False).fillna("").reset_index().rename_axis(columns=None)
+
+
+def batching_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`batching_table` for the page: labels with units, three significant figures."""
+    t = batching_table(frame)
+    if t.empty:
+        return t
+    return pd.DataFrame({"model": t["model"], "path": t["path"], "batching (D wait, B max)": t["batching"],
+                         "p99 bound (ms)": t["bound_ms"].map(g3),
+                         "Server max (QPS)": [_qps_cell(q, "") for q in t["max_qps"]],
+                         "p99 at the max (ms)": (t["p99_at_max_us"] / 1e3).map(g3),
+                         "mean batch there": t["mean_batch"].map(g3)})
+
+
 def under_load_sentence(frame: pd.DataFrame, tie_ratio: float = 1.25) -> str:
     """Does the fastest path change under load? Per model: the lowest Single-Stream p90 against the highest
     published Server maximum at the bound (same paths, parity passed); names the path to serve with, or the

@@ -61,13 +61,53 @@ def http_table(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
             top = many.loc[pd.to_numeric(many["achieved_qps"]).idxmax()]
             row.update(wrk_qps=float(top["achieved_qps"]), wrk_connections=int(top["clients"]),
                        wrk_p50_us=float(top["p50_us"]), wrk_p99_us=float(top["p99_us"]))
+        runs = g[(g["scenario"] == "Server") & (g["role"] == "bisection") & (g["status"] == "ok")]
+        achieved = pd.to_numeric(_col(runs, "achieved_qps"), errors="coerce").dropna()
+        row["peak_qps"] = float(achieved.max()) if len(achieved) else np.nan
+        if len(achieved):  # saturated: some run fell short of its target (arrivals outran the service)
+            target = pd.to_numeric(runs.loc[achieved.index, "target_qps"], errors="coerce")
+            row["peak_saturated"] = bool((achieved < 0.95 * target).any())
         skipped = g[g["status"] == "skipped"]
         row["wrk_note"] = skipped["reason"].iloc[0] if len(skipped) and not len(wrk) else ""
         rows.append(row)
     out = pd.DataFrame(rows)
     if {"max_qps", "wrk_qps"} <= set(out):  # only where LoadGen's client held some load under the bound
         out["loadgen_over_wrk"] = out["max_qps"].where(out["max_qps"] > 0) / out["wrk_qps"]
+        out["peak_over_wrk"] = out["peak_qps"] / out["wrk_qps"]
     return out
+
+
+def http_cross_check(table: pd.DataFrame) -> str:
+    """The two clients compared, in computed sentences: saturation against saturation (LoadGen's highest achieved
+    rate in any Server run against wrk's closed-loop maximum) per uvicorn worker count, the settings outside 2x
+    named; then the p99-bounded Server maximum against wrk's maximum, a different quantity."""
+    if table.empty or "peak_over_wrk" not in table or table["peak_over_wrk"].isna().all():
+        return ""
+    t = table.dropna(subset=["peak_over_wrk"])
+    parts = []
+    for w, g in t.groupby("server_workers"):
+        r = g["peak_over_wrk"]
+        span = g3(r.iloc[0]) if r.min() == r.max() else f"{g3(r.min())}-{g3(r.max())}"
+        parts.append(f"{span}x with {w} uvicorn worker{'s' if w != 1 else ''}")
+    text = ("Saturated, LoadGen's client pushed " + " and ".join(parts) + " the requests per second wrk did through "
+            "the same service (its highest achieved rate in any Server run against wrk's maximum)")
+    unsat = t[~t["peak_saturated"].fillna(False).astype(bool)] if "peak_saturated" in t else t.iloc[0:0]
+    if len(unsat):
+        text += " (not saturated, a lower bound: " + ", ".join(
+            f"{r.payload} with {r.server_workers} worker{'s' if r.server_workers != 1 else ''}"
+            for r in unsat.itertuples()) + ")"
+    out = t[(t["peak_over_wrk"] < 0.5) | (t["peak_over_wrk"] > 2)]
+    if len(out):
+        text += "; outside 2x: " + ", ".join(f"{r.payload} with {r.server_workers} worker{'s' if r.server_workers != 1 else ''} "
+                                             f"({g3(r.peak_over_wrk)}x)" for r in out.itertuples()) + "."
+    else:
+        text += ", within 2x everywhere."
+    held = table["loadgen_over_wrk"].dropna() if "loadgen_over_wrk" in table else pd.Series(dtype=float)
+    if len(held):
+        span = g3(held.iloc[0]) if held.min() == held.max() else f"{g3(held.min())}-{g3(held.max())}"
+        text += (f" The Server maximum is a different quantity -- Poisson arrivals with p99 under the bound, against "
+                 f"wrk's closed loop at any latency -- and is {span}x wrk's maximum.")
+    return text
 
 
 def _fastest_inproc(frame: pd.DataFrame) -> pd.DataFrame:
@@ -212,7 +252,8 @@ def http_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
                         "LoadGen p50 / wrk 1-conn p50 (×)": (pd.to_numeric(t["ss_p50_us"], errors="coerce")
                                                              / pd.to_numeric(t["wrk_c1_p50_us"], errors="coerce")
                                                              ).map(g3),
-                        "LoadGen max / wrk max (×)": col("loadgen_over_wrk")})
+                        "LoadGen peak (req/s)": col("peak_qps"), "LoadGen peak / wrk max (×)": col("peak_over_wrk"),
+                        "Server max / wrk max (×)": col("loadgen_over_wrk")})
     notes = t["wrk_note"] if "wrk_note" in t else pd.Series("", index=t.index)
     if notes.astype(bool).any():
         out["wrk note"] = notes
