@@ -43,7 +43,7 @@ elif args[:2] == ["pip", "install"]:
         print("  error: Because tensorflow-cpu has no wheels with a matching Python ABI tag, we can conclude ...", file=sys.stderr)
         sys.exit(1)
 elif args[:2] == ["pip", "freeze"]:
-    print("tensorflow-cpu==2.99.1\\nnumpy==1.0")
+    print("\\x1b[1mtensorflow-cpu\\x1b[0m==2.99.1\\nnumpy==1.0")  # uv coloured a pipe on one machine
 elif args[0] == "--version":
     print("uv 0.0-fake")
 """)
@@ -59,6 +59,14 @@ def test_build_reuses_a_finished_environment(tmp_path):
     assert any("--no-deps tf-keras~=2.16.0" in c for c in calls)
     again = versions_env.build("2.16", tmp_path / "envs", uv=str(uv))
     assert again["reused"] and (tmp_path / "uv_calls.txt").read_text().splitlines() == calls  # no uv call
+    assert set(first["packages"]) == {"tensorflow-cpu", "numpy"}, "colour codes dropped"
+
+
+def test_a_marker_written_with_colour_codes_reads_clean(tmp_path):
+    (tmp_path / versions_env.MARKER).write_text(json.dumps(
+        {"packages": {"\x1b[1mtensorflow-cpu\x1b[0m": "2.12.1"}, "tensorflow": ""}))
+    marker = versions_env.read_marker(tmp_path)
+    assert marker["packages"] == {"tensorflow-cpu": "2.12.1"} and marker["tensorflow"] == "2.12.1"
 
 
 def test_a_failed_install_is_a_reason_not_a_crash(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,11 +69,24 @@ def uv_binary() -> str | None:
     return str(here) if here.exists() else shutil.which("uv")
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def packages_of(frozen: str) -> dict:
+    """{name: version} from `uv pip freeze` output (terminal colour codes dropped: uv may colour a pipe)."""
+    return dict(ANSI.sub("", line).strip().split("==", 1) for line in frozen.splitlines() if "==" in line)
+
+
 def read_marker(env: Path) -> dict | None:
+    """The finished environment's marker; a marker written before colour codes were dropped is cleaned."""
     try:
-        return json.loads((Path(env) / MARKER).read_text())
+        marker = json.loads((Path(env) / MARKER).read_text())
     except (OSError, ValueError):
         return None
+    if isinstance(marker, dict) and isinstance(marker.get("packages"), dict):
+        marker["packages"] = {ANSI.sub("", k): v for k, v in marker["packages"].items()}
+        marker["tensorflow"] = marker.get("tensorflow") or marker["packages"].get("tensorflow-cpu", "")
+    return marker
 
 
 def dir_bytes(path: Path) -> int:
@@ -123,7 +137,7 @@ def build(minor: str, root=None, *, uv: str | None = None, python: str | None = 
         shutil.rmtree(env)
     root.mkdir(parents=True, exist_ok=True)
     uv_env = dict(os.environ, UV_PYTHON_DOWNLOADS="never", UV_CACHE_DIR=str(cache_dir or root / ".uv-cache"),
-                  UV_NO_PROGRESS="1")
+                  UV_NO_PROGRESS="1", NO_COLOR="1")
     uv_env.pop("VIRTUAL_ENV", None)
     t0 = time.perf_counter()
     ok, out = _uv(uv, ["venv", "--quiet", "--python", python or base_python(), str(env)], uv_env, timeout_s)
@@ -139,7 +153,7 @@ def build(minor: str, root=None, *, uv: str | None = None, python: str | None = 
         return {"status": "failed", "reason": f"install failed: {out}", "reused": False,
                 "install_s": round(time.perf_counter() - t0, 1)}
     ok, frozen = _uv(uv, ["pip", "freeze", "--python", py], uv_env, 120)
-    packages = dict(line.split("==", 1) for line in frozen.splitlines() if "==" in line) if ok else {}
+    packages = packages_of(frozen) if ok else {}
     marker = {"minor": minor, "requirements": [r for r, _ in requirements(minor)], "packages": packages,
               "tensorflow": packages.get("tensorflow-cpu", ""), "install_s": round(time.perf_counter() - t0, 1),
               "bytes": dir_bytes(env), "uv": _uv(uv, ["--version"], uv_env, 30)[1].strip()}

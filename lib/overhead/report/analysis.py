@@ -366,7 +366,7 @@ def analyse(results: dict, models: pd.DataFrame | None = None, machine=None, n_b
     R.batch, R.scaling = batch_curves(bench), thread_scaling(bench)
     if R.machine is not None:
         base = R.sweep[R.sweep["machine"] == R.machine]
-        for other in sorted(set(R.sweep["machine"]) - {R.machine}):
+        for other in R.others("sweep"):
             t = agreement(base, R.sweep[R.sweep["machine"] == other], normalize=True,
                           keys=("model", "backend", "batch"))
             R.agreement[other] = {"table": t, "summary": agreement_summary(t)}

@@ -66,7 +66,7 @@ def threads_text(R) -> str:
     t = primary(R, "scaling")
     if not len(t):
         return not_measured("second thread setting")
-    machines = [R.machine] + sorted(set(R.scaling["machine"]) - {R.machine})
+    machines = [R.machine] + R.others("scaling")
     out = []
     for i, m in enumerate(machines):
         facts, big = thread_split(R, m)
