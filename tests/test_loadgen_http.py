@@ -1,4 +1,5 @@
 """The HTTP SUT: FastAPI on uvicorn on 127.0.0.1, three payloads, the no-op model through it under LoadGen and wrk."""
+import os
 import shutil
 
 import numpy as np
@@ -23,6 +24,8 @@ def test_the_app_answers_every_payload_alike_and_the_server_binds_loopback_only(
         r = client.post(loadgen_http.PAYLOADS[payload], content=body, headers={"Content-Type": ctype})
         assert r.status_code == 200
         assert loadgen_http.decode(payload, r.content, 1).tolist() == [[30.0]], payload
+    stats = client.get("/stats").json()  # the answering process: the client spreads its connections by pid
+    assert stats["pid"] == os.getpid() and stats["cpu_s"] > 0
     sock = loadgen_http.free_socket()
     try:
         assert sock.getsockname()[0] == "127.0.0.1"

@@ -19,15 +19,21 @@ still completes (LoadGen would otherwise wait for it) with the error recorded, s
 all are busy); one client thread waits on every connection with ``selectors``, reads a response as it arrives,
 sends the next queued request on that connection and completes the query to LoadGen. One thread hand-off per
 query (the response wakes the client thread), as a C load generator's event loop has.
+
+:func:`balance`: N server processes share one SO_REUSEPORT port, the kernel hands each connection to one by a hash
+of its address: 4 connections over 2 are 2+2 only 3 times in 8 (4+0 once), and 3+1 saturates early. The pool asks
+each connection's process (``GET /stats``: its pid) and reopens connections until the split is even, before a run.
 """
 from __future__ import annotations
 
 import collections
+import json
 import re
 import selectors
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,6 +43,9 @@ HOST = "127.0.0.1"  # loopback only: nothing is ever exposed beyond this machine
 RECV_BYTES = 1 << 16
 MAX_HEAD = 1 << 16  # a response's status line and headers never exceed this from our server
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+BALANCE_RECONNECTS = 64  # reopened connections allowed to even the split over the server's processes
+BALANCE_S = 30.0  # and the time allowed (a /stats answer: 1 ms on loopback)
+STATS_TIMEOUT_S = 5.0
 _LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n|$)", re.I)
 
 
@@ -139,21 +148,94 @@ class Connection:
             self.sock = None
 
 
+@dataclass
+class Split:
+    """How the connections are spread over the server's processes: `counts` most first (a process no connection
+    reached: 0), `unknown` connections whose process did not say; `note`: why the split is not even."""
+    counts: list
+    balanced: bool
+    reconnects: int = 0
+    unknown: int = 0
+    note: str = ""
+
+    @property
+    def text(self) -> str:  # '2+2'; '3+1, not balanced: why'
+        split = "+".join(map(str, self.counts)) + (f", {self.unknown} unanswered" if self.unknown else "")
+        return split if self.balanced else f"{split}, not balanced: {self.note}"
+
+
+def stats_pid(conn: Connection) -> int:
+    """The pid of the server process holding `conn`: ``GET /stats`` on the connection itself (keep-alive)."""
+    if conn.sock is None:
+        conn.connect()
+    host, port = conn.addr
+    conn.sock.settimeout(STATS_TIMEOUT_S)
+    body = conn.roundtrip(f"GET /stats HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("latin-1"))
+    conn.sock.settimeout(conn.timeout_s)
+    return int(json.loads(body)["pid"])
+
+
+def balance(conns: list, workers: int, reconnects: int = BALANCE_RECONNECTS, budget_s: float = BALANCE_S) -> Split:
+    """Spread `conns` over the server's `workers` processes, each holding len//workers or len//workers+1 of them:
+    a connection on the busiest process (or whose process did not answer) is reopened -- a new source port, a new
+    draw of the kernel's hash -- until the split is even, at most `reconnects` times and `budget_s` seconds.
+    Never raises: a split it cannot even is returned with why; a connection it could not reopen is left closed."""
+    n, workers = len(conns), max(int(workers), 1)
+    if workers == 1:
+        return Split([n], True)
+    pid, errors, done, t_end = {}, [], 0, time.monotonic() + budget_s
+
+    def ask(c):
+        try:
+            pid[c] = stats_pid(c)  # (re)connects a closed connection
+        except Exception as exc:  # noqa: BLE001  (refused, closed, a bad answer: reopen it next)
+            c.close()
+            pid[c] = None
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    for c in conns:
+        ask(c)
+    while True:
+        by: dict = {}
+        for c in conns:
+            by.setdefault(pid[c], []).append(c)
+        unknown = by.pop(None, [])
+        counts = sorted((len(v) for v in by.values()), reverse=True)
+        counts += [0] * (workers - len(counts))
+        if not unknown and all(n // workers <= c <= -(-n // workers) for c in counts):
+            return Split(counts, True, done)
+        if done >= reconnects or time.monotonic() > t_end:
+            why = f"after {done} reconnects" + (f", connections reached {len(by)} of {workers} processes"
+                                                if len(by) != workers else "")
+            return Split(counts, False, done, len(unknown), why + (f" (last error: {errors[-1]})" if errors else ""))
+        victim = unknown[0] if unknown else max(by.values(), key=len)[-1]
+        done += 1
+        victim.close()
+        ask(victim)  # reopened: a new source port, a new draw
+
+
 class ClientPool:
     """LoadGen's SUT over HTTP: `connections` keep-alive connections to 127.0.0.1:`port`, one client thread.
 
     `requests[i]` is sample i's whole request; `decode(body)` turns a body into the output rows that parity
-    checks (only for the queries the recorder keeps; LoadGen gets every response's raw bytes)."""
+    checks (only for the queries the recorder keeps; LoadGen gets every response's raw bytes).
+    `workers`: the server's processes, over which the connections are spread evenly (:func:`balance`; `split`)."""
 
-    def __init__(self, lg, port: int, requests, decode, recorder: Recorder, connections: int = 1):
+    def __init__(self, lg, port: int, requests, decode, recorder: Recorder, connections: int = 1, workers: int = 1):
         self.lg, self.requests, self.decode, self.rec = lg, list(requests), decode, recorder
         self.conns = [Connection(port) for _ in range(max(int(connections), 1))]
+        self.workers = max(int(workers), 1)
         self.sel = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
         for c in self.conns:
             c.connect()
+        self.split = balance(self.conns, self.workers)
+        for c in self.conns:
+            if c.sock is None:  # balancing could not reopen it: a server gone fails here, as before
+                c.connect()
             self.sel.register(c.sock, selectors.EVENT_READ, c)
+        self.task: threading.Event | None = None  # rebalance(): done by the client thread
         self.lock = threading.Lock()
         self.free = list(self.conns)
         self.waiting: collections.deque = collections.deque()
@@ -190,12 +272,32 @@ class ClientPool:
             if mine:
                 self._finish(item, None, HttpError(f"send failed: {exc}"))
 
+    def rebalance(self, timeout_s: float = BALANCE_S + 2 * STATS_TIMEOUT_S) -> Split:
+        """Even the split again between runs (nothing in flight): the server closes a connection idle for its
+        keep-alive timeout (uvicorn: 5 s) and the client thread reopens it wherever the kernel puts it."""
+        if self.workers > 1:
+            done = self.task = threading.Event()
+            self.wake_w.send(b"b")
+            if not done.wait(timeout_s):
+                self.split = Split(self.split.counts, False, note=f"rebalancing did not end in {timeout_s:g} s")
+        return self.split
+
     # the client thread
     def _loop(self) -> None:
         while not self.stopping:
             for key, _ in self.sel.select():
-                if key.data is None:  # stop() woke the thread
-                    return
+                if key.data is None:  # stop() or rebalance() woke the thread
+                    self.wake_r.recv(64)
+                    if self.stopping:
+                        return
+                    task, self.task = self.task, None
+                    if task is not None:
+                        try:
+                            self._rebalance()
+                        except Exception as exc:  # a bug: the thread lives on, the run's row fails with it
+                            self.rec.error(exc)
+                        task.set()
+                    break  # this batch's other events may name sockets rebalancing replaced: select again
                 try:
                     self._read(key.data)
                 except Exception as exc:  # a bug, not the server: the thread must live on (LoadGen waits for it)
@@ -216,6 +318,18 @@ class ClientPool:
             self.rec.error(HttpError("a response arrived with no request in flight"))
         else:
             self._finish(item, bodies[0])
+
+    def _rebalance(self) -> None:
+        with self.lock:
+            if self.inflight or self.waiting or self.dead or len(self.free) != len(self.conns):
+                self.split = Split(self.split.counts, False, note="queries in flight or no server: not tried")
+                return
+            self.free = []  # a query issued meanwhile waits for the connections
+        for c in self.conns:
+            self.sel.unregister(c.sock)
+        self.split = balance(self.conns, self.workers)
+        for c in self.conns:
+            self._reopen(c)
 
     def _release(self, conn: Connection) -> None:
         with self.lock:
@@ -238,8 +352,13 @@ class ClientPool:
         if conn.sock is not None:
             self.sel.unregister(conn.sock)  # before it is closed: a new socket may get the same fd
         conn.close()
+        self._reopen(conn)
+
+    def _reopen(self, conn: Connection) -> None:
+        """Connect `conn` (if closed) and serve the queue with it; if it cannot, fail every query from now on."""
         try:
-            conn.connect()
+            if conn.sock is None:
+                conn.connect()
         except OSError as err:
             with self.lock:
                 self.dead = f"cannot reconnect to the server: {err}"

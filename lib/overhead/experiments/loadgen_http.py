@@ -19,7 +19,8 @@ endpoints are now ``async`` and call the model on the event loop (one call at a 
 needed); a full garbage collection walks the TF process's whole heap (tens of ms) -- the heap built while
 loading is frozen (``gc.freeze``) before serving; Nagle's algorithm holds the second write of a request or
 response until the peer's delayed ACK (~40 ms) -- every socket sets TCP_NODELAY and the client sends headers
-and body in one write. ``GET /stats`` gives the process's CPU seconds.
+and body in one write. ``GET /stats`` gives the process's CPU seconds and pid (the client asks it on each of
+its connections to spread them evenly over the worker processes).
 
 Client (:class:`HttpPool`, inside the LoadGen child): keep-alive connections driven by one client thread
 (:mod:`overhead.experiments.loadgen_client`, raw sockets: ``http.client`` cost 0.4-0.5 ms of CPU per query),
@@ -229,11 +230,12 @@ class HttpPool:
         self.requests = [request_bytes(route, *encode(self.payload, x[i:i + 1]), port) for i in range(len(x))]
         try:
             self.pool = ClientPool(lg, port, self.requests, lambda body: decode(self.payload, body, 1), recorder,
-                                   connections=int(item.get("clients") or 1))
+                                   connections=int(item.get("clients") or 1), workers=workers)
         except Exception:
             self.server.stop()
             raise
         self.issue, self.flush = self.pool.issue, self.pool.flush
+        self.conn_split = self.pool.split.text  # connections per server process, e.g. "2+2" (the points log)
         self._cpu0 = self.server.cpu_s()
 
     def probe(self) -> float:
@@ -246,6 +248,9 @@ class HttpPool:
             conn.close()
 
     def mark(self) -> None:
+        """Before each run: the connections spread evenly again (an idle one the server closed was reopened at
+        random), then the server's CPU time is read."""
+        self.conn_split = self.pool.rebalance().text
         self._cpu0 = self.server.cpu_s()
 
     def server_cpu_s(self) -> float:

@@ -235,6 +235,8 @@ def run_item(lg, item: dict, job: SutJob, x, ref, emit) -> None:
                     point["invalid_reason"] = rules.growing_reason(st)
             if hasattr(pool, "server_cpu_s"):
                 point["server_cpu_us"] = pool.server_cpu_s() * 1e6 / max(res["n_queries"], 1)
+            if hasattr(pool, "conn_split"):
+                point["conn_split"] = pool.conn_split  # e.g. "2+2": connections per server process
             emit(event="point", key=item["key"], point=point)
             if q is not None:
                 item.setdefault("done", []).append((q, point["validity"] == "VALID", phase))
