@@ -363,7 +363,8 @@ def run(settings: Settings, *, out_dir=None, artifacts=None, resume=True, progre
                                    "run (MLPerf: 270,336); no accuracy run; client and SUT share the cores"), "bounds_ms": {n: bound_for(n, bounds_ms) for n, _ in resolved},
         "threads_settings": sorted({it["threads"] for it in items}), "method": method_text(quick, runs),
         "client_and_server": "the HTTP client (LoadGen + one client thread on raw keep-alive sockets, requests built "
-                             "before the run, or wrk) "
+                             "before the run, spread evenly over the server's worker processes before every run; or "
+                             "wrk) "
                              f"and the uvicorn server share this machine's {cores()} cores; client_cpu_us / "
                              "server_cpu_us are their CPU time per query",
         "wrk": wrk_how,
