@@ -36,6 +36,8 @@ def fmt_flops(f) -> str:
 def fmt_x(r) -> str:
     if r is None or not np.isfinite(r):
         return "n/a"
+    if r >= 1000:  # three significant figures, as everywhere on the page
+        return f"{float(f'{r:.3g}'):,.0f}×"
     return f"{r:.0f}×" if r >= 100 else f"{r:.2g}×"
 
 
