@@ -1,4 +1,5 @@
-"""Other runtimes reading the ONNX export: ONNX Runtime (CPU provider) and OpenVINO (CPU plugin)."""
+"""Other runtimes reading the ONNX export: ONNX Runtime (CPU provider; the export as is, or after ORT's dynamic
+int8 quantization) and OpenVINO (CPU plugin)."""
 from __future__ import annotations
 
 from overhead.backends import converters
@@ -17,8 +18,28 @@ def _ort_session(onnx_path, threads):
     return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
 
 
-def _prep_onnxruntime(path, batch, threads, artifacts):
-    onnx_path, cinfo = converters.onnx(path, artifacts)
+def onnx_int8(model_path, artifacts=None) -> tuple:
+    """The ONNX export after ``onnxruntime.quantization.quantize_dynamic`` with its defaults (int8 weights per
+    tensor, activations quantised at run time), cached beside the export like every conversion; the record
+    names the integer ops it produced."""
+    src, _ = converters.onnx(model_path, artifacts)
+    target = converters.artifact_dir(model_path, artifacts) / "model.int8.onnx"
+
+    def build(tmp):
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        out = tmp / target.name
+        quantize_dynamic(src, out, weight_type=QuantType.QInt8)
+        ops = sorted({n.op_type for n in onnx.load(str(out), load_external_data=False).graph.node
+                      if "Integer" in n.op_type or n.op_type == "DynamicQuantizeLinear"})
+        return out, {"quantization": "quantize_dynamic(weight_type=QInt8)", "integer_ops": ops}
+
+    return converters._cached_or_build(target, build, "onnx.int8")
+
+
+def _prep_onnxruntime(path, batch, threads, artifacts, int8=False):
+    onnx_path, cinfo = (onnx_int8 if int8 else converters.onnx)(path, artifacts)
     sess, load_s = _cached(("ort", str(onnx_path), threads), lambda: _ort_session(onnx_path, threads))
     in_name, run_ = sess.get_inputs()[0].name, sess.run
     if len(sess.get_inputs()) > 1 or len(sess.get_outputs()) > 1:  # several: by input order, all outputs
@@ -28,7 +49,8 @@ def _prep_onnxruntime(path, batch, threads, artifacts):
     return (multi if len(sess.get_inputs()) > 1 or len(sess.get_outputs()) > 1 else
             (lambda x: run_(None, {in_name: x})[0])), {
         "convert_s": cinfo.get("convert_s"), "load_s": load_s, "artifact": str(onnx_path),
-        "kernels": f"{','.join(sess.get_providers())}; spinning off",
+        "kernels": f"{','.join(sess.get_providers())}; spinning off"
+                   + (f"; int8 [{','.join(cinfo.get('integer_ops') or []) or 'no op quantised'}]" if int8 else ""),
         "threads_seen": [opts.intra_op_num_threads, opts.inter_op_num_threads]}
 
 
@@ -77,4 +99,5 @@ def _prep_openvino(path, batch, threads, artifacts):
 
 
 register(catalogued("onnxruntime", _prep_onnxruntime))
+register(catalogued("onnxruntime.int8", lambda *a: _prep_onnxruntime(*a, int8=True)))
 register(catalogued("openvino", _prep_openvino))

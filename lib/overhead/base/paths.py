@@ -143,6 +143,19 @@ CATALOGUE: tuple[Entry, ...] = (
           needs=TF + ("onnxruntime", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True, keras_object=False,
           snippet=("model.export('m.onnx', format='onnx', verbose=False); import onnxruntime as ort; "
                    "s = ort.InferenceSession('m.onnx'); y = s.run(None, {s.get_inputs()[0].name: x})[0]")),
+    Entry("onnxruntime.int8", "onnxruntime", OTHER_RUNTIMES, "#c2a5cf",
+          "the ONNX export after ORT quantize_dynamic (int8 weights), ORT CPU provider",
+          "quantize the ONNX export with `onnxruntime.quantization.quantize_dynamic` (int8 weights), run it with "
+          "`onnxruntime`", ("onnxruntime",), needs=TF + ("onnxruntime", "tf2onnx", "onnx"),
+          artifacts=("model.onnx", "model.int8.onnx"), tf_free=True, keras_object=False,
+          snippet=("model.export('m.onnx', format='onnx', verbose=False); import onnxruntime as ort; "
+                   "from onnxruntime.quantization import QuantType, quantize_dynamic; "
+                   "quantize_dynamic('m.onnx', 'm.int8.onnx', weight_type=QuantType.QInt8); "
+                   "s = ort.InferenceSession('m.int8.onnx'); y = s.run(None, {s.get_inputs()[0].name: x})[0]"),
+          note=("quantize_dynamic's defaults: int8 weights per tensor, activations quantised at run time, ORT's "
+                "integer-op list (Conv, MatMul, Gather, LSTM, ...; no Gemm); Conv becomes ConvInteger, which ORT 1.32's "
+                "CPU provider runs, slower than a float Conv (`op_types_to_quantize=['MatMul']` keeps Conv float)"),
+          max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True),
     Entry("openvino", "openvino", OTHER_RUNTIMES, "#b15928",
           "Keras ONNX export, OpenVINO CPU plugin (latency hint, one infer request)",
           "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`", ("openvino",),
