@@ -25,3 +25,18 @@ def test_families_group_the_catalogue_in_display_order():
 def test_paths_in_another_process_kind_have_no_snippet():
     # snippets run in a Keras-on-TensorFlow process (tests/test_report_snippets.py)
     assert not [e.name for e in paths.CATALOGUE if e.process != "tf" and e.snippet]
+
+
+def test_precision_and_effort_are_declared_where_the_report_reads_them():
+    for e in paths.CATALOGUE:
+        assert e.precision in ("fp32", "fp16", "int8"), e.name
+        assert (e.precision == "int8") == e.quantized, f"{e.name}: a quantised path serves int8 and vice versa"
+        assert e.precision == "fp32" or e.effort == paths.EFFORT_STEPS.index(
+            "4. reduced precision (an option: it changes answers)"), f"{e.name}: reduced precision is step 4"
+        assert e.effort is None or 0 <= e.effort < len(paths.EFFORT_STEPS), e.name
+    ladder = dict(paths.effort_ladder())
+    assert all(ladder.values()), "every step of the effort ladder has a path"
+    assert ladder[paths.EFFORT_STEPS[0]][0] == "keras.predict_on_batch", "the smallest change comes first"
+    assert not paths.reduced_precision("litert") and paths.reduced_precision("litert.fp16")
+    assert paths.int8("onnxruntime.int8") and not paths.int8("litert.fp16")
+    assert paths.reduced_precision("my.bf16") and not paths.reduced_precision("mine"), "outside the catalogue: the tag"

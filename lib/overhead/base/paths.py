@@ -32,6 +32,13 @@ _IMPORT_LITERT = "from ai_edge_litert.interpreter import Interpreter; "
 _TF_FUNCTION = "f = tf.function(lambda t: model(t, training=False), input_signature=[tf.TensorSpec(x.shape, tf.float32)]"
 
 
+# the advice's effort ladder: the smallest change first, then leaving TF, then reduced precision, then TF1
+EFFORT_STEPS = ("1. one call changed, still Keras 3 on TensorFlow", "2. a compiled function, still TensorFlow",
+                "3. leave TensorFlow at serving time (float32, exact)",
+                "4. reduced precision (an option: it changes answers)",
+                "TF1-style: `tf.compat.v1` + a private freezing API (legacy, not advised)")
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -53,6 +60,8 @@ class Entry:
     min_top1: float | None = None  # parity: top-1 agreement with the reference (quantised paths)
     max_acc_drop: float | None = None  # parity: accuracy points (fraction) lost vs the reference
     quantized: bool = False
+    precision: str = "fp32"  # the arithmetic it serves with: fp32 | fp16 | int8 (reduced: not bounded by fp32 ceilings)
+    effort: int | None = None  # its step in the advice's effort ladder (an index of EFFORT_STEPS); None: not a step
 
 
 def _litert(name, colour, description, change, variant, snippet=None, **kw) -> Entry:
@@ -73,14 +82,14 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("keras.predict", "keras", KERAS3_TF, "#d7301f", "model.predict(x, verbose=0)",
           "`model.predict(x, verbose=0)` (the default)", TF, snippet="y = model.predict(x, verbose=0)"),
     Entry("keras.predict_on_batch", "keras", KERAS3_TF, "#fc8d59", "model.predict_on_batch(x)",
-          "`model.predict_on_batch(x)` instead of `model.predict(x)`", TF, snippet="y = model.predict_on_batch(x)"),
+          "`model.predict_on_batch(x)` instead of `model.predict(x)`", TF, snippet="y = model.predict_on_batch(x)", effort=0),
     Entry("keras.call", "keras", KERAS3_TF, "#990000", "eager model(x, training=False)",
-          "`model(x, training=False)` instead of `model.predict(x)`", TF, snippet="y = model(x, training=False)"),
+          "`model(x, training=False)` instead of `model.predict(x)`", TF, snippet="y = model(x, training=False)", effort=0),
     Entry("tf.function", "tf", KERAS3_TF, "#08519c", "tf.function with a fixed input signature",
           "`f = tf.function(model, input_signature=[tf.TensorSpec(x.shape, tf.float32)])`; call `f(x)`", TF,
-          snippet=_TF_FUNCTION + "); y = f(x)"),
+          snippet=_TF_FUNCTION + "); y = f(x)", effort=1),
     Entry("tf.function.xla", "tf", KERAS3_TF, "#6baed6", "tf.function(jit_compile=True): XLA-compiled",
-          "the same `tf.function(..., jit_compile=True)`", TF, snippet=_TF_FUNCTION + ", jit_compile=True); y = f(x)"),
+          "the same `tf.function(..., jit_compile=True)`", TF, snippet=_TF_FUNCTION + ", jit_compile=True); y = f(x)", effort=1),
     Entry("tf.savedmodel", "tf", KERAS3_TF, "#3f007d", "Keras export -> tf.saved_model.load -> serving_default",
           "`model.export('m/')`; `tf.saved_model.load('m/').signatures['serving_default']`", ("tensorflow",),
           artifacts=("savedmodel",), keras_object=False,
@@ -93,7 +102,7 @@ CATALOGUE: tuple[Entry, ...] = (
                    "convert_variables_to_constants_v2 as freeze; "
                    "g = freeze(tf.function(lambda t: model(t, training=False))"
                    ".get_concrete_function(tf.TensorSpec(x.shape, tf.float32))).graph; "
-                   "y = tf.compat.v1.Session(graph=g).run(g.outputs[0].name, {g.inputs[0].name: x})")),
+                   "y = tf.compat.v1.Session(graph=g).run(g.outputs[0].name, {g.inputs[0].name: x})"), effort=4),
     Entry("tf_keras.predict", "tf_keras", KERAS2, "#e6550d", "Keras 2 (tf-keras) model.predict(x, verbose=0)",
           "Keras 2 (`import tf_keras`) `model.predict(x)`", TF + ("tf_keras",), needs=TF + ("tf_keras",)),
     Entry("tf_keras.predict_on_batch", "tf_keras", KERAS2, "#fdae6b", "Keras 2 (tf-keras) model.predict_on_batch(x)",
@@ -116,19 +125,19 @@ CATALOGUE: tuple[Entry, ...] = (
             "`tf.lite.TFLiteConverter.from_keras_model(model).convert()`, run with "
             "`ai_edge_litert.interpreter.Interpreter`", "float",
             _IMPORT_LITERT + "it = Interpreter(model_content="
-            "tf.lite.TFLiteConverter.from_keras_model(model).convert()); " + _LITERT_RUN),
+            "tf.lite.TFLiteConverter.from_keras_model(model).convert()); " + _LITERT_RUN, effort=2),
     _litert("litert.builtin", "#41ab5d", "LiteRT float32, XNNPACK off (builtin kernels)",
             "the LiteRT conversion with XNNPACK off (`BUILTIN_WITHOUT_DEFAULT_DELEGATES`)", "float"),
     _litert("litert.fp16", "#a1d99b", "LiteRT, float16 weights",
             "the LiteRT conversion with float16 weights (`target_spec.supported_types=[tf.float16]`)", "fp16",
             _IMPORT_LITERT + "c = tf.lite.TFLiteConverter.from_keras_model(model); "
             "c.optimizations = [tf.lite.Optimize.DEFAULT]; c.target_spec.supported_types = [tf.float16]; "
-            "it = Interpreter(model_content=c.convert()); " + _LITERT_RUN, max_abs=1e-2),
+            "it = Interpreter(model_content=c.convert()); " + _LITERT_RUN, max_abs=1e-2, precision="fp16", effort=3),
     _litert("litert.dynamic_int8", "#78a832", "LiteRT, dynamic-range int8 weights",
             "the LiteRT conversion with `optimizations=[tf.lite.Optimize.DEFAULT]`", "dynamic_int8",
             _IMPORT_LITERT + "c = tf.lite.TFLiteConverter.from_keras_model(model); "
             "c.optimizations = [tf.lite.Optimize.DEFAULT]; it = Interpreter(model_content=c.convert()); "
-            + _LITERT_RUN, max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True),
+            + _LITERT_RUN, max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True, precision="int8", effort=3),
     _litert("litert.int8", "#00441b", "LiteRT full-integer int8 (calibrated on 100 real digits), float I/O",
             "the LiteRT conversion, full-integer int8 with a representative dataset", "int8",
             _IMPORT_LITERT + "c = tf.lite.TFLiteConverter.from_keras_model(model); "
@@ -137,12 +146,12 @@ CATALOGUE: tuple[Entry, ...] = (
             "c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]; "
             "it = Interpreter(model_content=c.convert()); " + _LITERT_RUN,
             note="`x_calib`: a few hundred real inputs (float32, without the batch axis) for calibration",
-            max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True),
+            max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True, precision="int8", effort=3),
     Entry("onnxruntime", "onnxruntime", OTHER_RUNTIMES, "#7b4fa6", "Keras ONNX export, ORT CPU provider",
           "export to ONNX (`tf2onnx`), run `onnxruntime.InferenceSession('m.onnx').run(...)`", ("onnxruntime",),
           needs=TF + ("onnxruntime", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True, keras_object=False,
           snippet=("model.export('m.onnx', format='onnx', verbose=False); import onnxruntime as ort; "
-                   "s = ort.InferenceSession('m.onnx'); y = s.run(None, {s.get_inputs()[0].name: x})[0]")),
+                   "s = ort.InferenceSession('m.onnx'); y = s.run(None, {s.get_inputs()[0].name: x})[0]"), effort=2),
     Entry("onnxruntime.int8", "onnxruntime", OTHER_RUNTIMES, "#c2a5cf",
           "the ONNX export after ORT quantize_dynamic (int8 weights), ORT CPU provider",
           "quantize the ONNX export with `onnxruntime.quantization.quantize_dynamic` (int8 weights), run it with "
@@ -155,17 +164,34 @@ CATALOGUE: tuple[Entry, ...] = (
           note=("quantize_dynamic's defaults: int8 weights per tensor, activations quantised at run time, ORT's "
                 "integer-op list (Conv, MatMul, Gather, LSTM, ...; no Gemm); Conv becomes ConvInteger, which ORT 1.32's "
                 "CPU provider runs, slower than a float Conv (`op_types_to_quantize=['MatMul']` keeps Conv float)"),
-          max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True),
+          max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True, precision="int8", effort=3),
     Entry("openvino", "openvino", OTHER_RUNTIMES, "#b15928",
           "Keras ONNX export, OpenVINO CPU plugin (latency hint, one infer request)",
           "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`", ("openvino",),
           needs=TF + ("openvino", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True, keras_object=False,
           per_thread="an OpenVINO infer request is not thread-safe: one request per thread",
           snippet=("model.export('m.onnx', format='onnx', verbose=False); import openvino as ov; "
-                   "y = ov.Core().compile_model('m.onnx', 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]")),
+                   "y = ov.Core().compile_model('m.onnx', 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]"), effort=2),
 )
 BY_NAME = {e.name: e for e in CATALOGUE}
 NAMES = tuple(BY_NAME)  # the study's fixed order of paths (backends.NAMES)
+
+
+def reduced_precision(name: str) -> bool:
+    """Serves with less than float32 arithmetic (its answers may change); a path outside the catalogue (a user's or
+    a test backend) by its name's tag."""
+    e = BY_NAME.get(name)
+    return e.precision != "fp32" if e is not None else any(t in str(name) for t in ("int8", "fp16", "bf16"))
+
+
+def int8(name: str) -> bool:
+    e = BY_NAME.get(name)
+    return e.precision == "int8" if e is not None else "int8" in str(name)
+
+
+def effort_ladder() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(step, paths) of the advice's effort ladder, steps in order, paths in catalogue order."""
+    return tuple((step, tuple(e.name for e in CATALOGUE if e.effort == i)) for i, step in enumerate(EFFORT_STEPS))
 
 
 def entry(name: str) -> Entry | None:

@@ -73,7 +73,7 @@ def accuracy_cost(R, model, backend, units_here: bool = True) -> str:
     r = r.sort_values("batch").iloc[0]
     err = pd.to_numeric(pd.Series([r.get("logit_rel_err")]), errors="coerce").iloc[0]
     err_txt = f"logit error {err:.2g}" if np.isfinite(err) else "logit error not recorded"
-    if not any(t in backend for t in ("int8", "fp16")):
+    if not paths.reduced_precision(backend):
         return f"none (float32; {err_txt})"
     top1 = pd.to_numeric(pd.Series([r.get("top1_decisive")]), errors="coerce").iloc[0]
     n = pd.to_numeric(pd.Series([r.get("n_decisive")]), errors="coerce").iloc[0]
@@ -90,7 +90,7 @@ def accuracy_cost(R, model, backend, units_here: bool = True) -> str:
                      f"accuracy {abs(drop):.3g} points {'lower' if drop > 0 else 'higher'} on real digits")
     agree = "; ".join(parts) if parts else "top-1 agreement not recorded"
     out = f"{agree}; {err_txt}"
-    if "int8" in backend:
+    if paths.int8(backend):
         units = int8_units(R) if units_here else ""
         out += "; int8 speed depends on the CPU's int8 units" + (f" ({units} here)" if units else "")
     return out
@@ -166,7 +166,8 @@ def advice(R) -> pd.DataFrame:
     ranked = _rank(no_tf)
     fams = {}
     for x in ranked:                      # the best of each TF-free family, side by side (LiteRT, ORT, ...)
-        fams.setdefault(x.split(".")[0], x)
+        e = paths.entry(x)
+        fams.setdefault(e.family if e is not None else x.split(".")[0], x)
     if len(fams) > 1 and not row["fastest (measured)"].startswith("a tie"):
         row["fastest (measured)"] = "; ".join(f"{code(x)} ({fmt_us(no_tf[x])})" for x in list(fams.values())[:3])
     row["staying in TF/Keras"] = "—"

@@ -6,18 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from overhead.base import paths
 from overhead.report import wins
 from overhead.report.fmt import code, fmt_us, fmt_x, small_model
 from overhead.report.sections.advice import in_words
 
-EFFORT = (  # (step, backends): the smallest change first, then leaving TF, then reduced precision, then TF1
-    ("1. one call changed, still Keras 3 on TensorFlow", ("keras.predict_on_batch", "keras.call")),
-    ("2. a compiled function, still TensorFlow", ("tf.function", "tf.function.xla")),
-    ("3. leave TensorFlow at serving time (float32, exact)", ("litert", "onnxruntime", "openvino")),
-    ("4. reduced precision (an option: it changes answers)", ("litert.fp16", "litert.dynamic_int8", "litert.int8")),
-    ("TF1-style: `tf.compat.v1` + a private freezing API (legacy, not advised)", ("tf1.session",)),
-)
-REDUCED = ("litert.fp16", "litert.dynamic_int8", "litert.int8")
+EFFORT = paths.effort_ladder()  # (step, backends): each path's step is its catalogue entry's
 
 
 def _machines(R) -> list:
@@ -95,8 +89,8 @@ def effort_ladder(R, model=None) -> pd.DataFrame:
         return pd.DataFrame()
     ms = _machines(R)
     rows = []
-    for step, paths in EFFORT:
-        for b in paths:
+    for step, members in EFFORT:
+        for b in members:
             here = sw[(sw["model"] == m) & sw["backend"].isin([b, "keras.predict"])]
             if b not in set(here["backend"]):
                 continue
@@ -110,7 +104,7 @@ def effort_ladder(R, model=None) -> pd.DataFrame:
             row["beats `predict` (rule)"] = ("on every machine" if d.winners == [b] else
                                              "on " + ", ".join(code(x) for x in won) + " only" if won else "tie")
             note = ""
-            if b in REDUCED:
+            if paths.reduced_precision(b):
                 note = "accuracy: " + accuracy_all(R, m, b)
                 rev = reversals(R, m, b)
                 if rev:

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
+from overhead.base import paths
 from overhead.report import captions
 from overhead.report import sentences as T
 from overhead.report.fmt import NOT_MEASURED, code, fmt_x
@@ -173,12 +174,9 @@ def blas_text(R) -> str:
     return "**NumPy's BLAS setting, per machine.**\n\n" + "\n".join(f"- {x}" for x in lines)
 
 
-REDUCED_TAGS = ("int8", "fp16", "bf16")
-
-
 def is_reduced_precision(backend: str) -> bool:
-    """int8 / fp16 / bf16 paths: not bounded by the float32 ceiling."""
-    return any(tag in str(backend) for tag in REDUCED_TAGS)
+    """int8 / fp16 / bf16 paths (the catalogue's precision): not bounded by the float32 ceiling."""
+    return paths.reduced_precision(backend)
 
 
 def achieved(bench: pd.DataFrame, machine: str | None = None, batch="best") -> pd.DataFrame:

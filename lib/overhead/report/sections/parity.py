@@ -7,6 +7,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from overhead.base import paths
 from overhead.report.fmt import (
     code,
     fmt_pct,
@@ -23,7 +24,7 @@ def parity_text(R) -> str:
     n_ok, n_all = int(st["ok"].sum()), int(st[["ok", "failed", "skipped"]].sum().sum())
     b = R.bench[R.bench["machine"] == R.machine] if R.bench is not None else None
     rows_ok = int((b["status"].astype(str) == "ok").sum()) if b is not None else 0
-    quant = st["backend"].str.contains("int8|fp16", regex=True)
+    quant = st["backend"].map(paths.reduced_precision).astype(bool)
     fl = st[~quant]
     others = ""
     for m in R.others():
