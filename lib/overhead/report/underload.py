@@ -85,7 +85,12 @@ def server_capacity(frame: pd.DataFrame, *, transport="inproc", strategy="thread
         upper = float(valid["target_qps"].max()) if len(valid) and best is None and refuted.empty else np.nan
         # the capacity lies between the maximum and the lowest rate above it that failed
         failed = g[(g["status"] == "ok") & (g["validity"] != "VALID")]
-        above = failed["target_qps"][failed["target_qps"] > best["target_qps"]] if best is not None else pd.Series(dtype=float)
+        if best is not None:
+            above = failed["target_qps"][failed["target_qps"] > best["target_qps"]]
+        elif len(refuted):  # no figure: the capacity lies below the lowest long run that failed
+            above = refuted["target_qps"]
+        else:  # no load held (or short-run upper bounds only: no failing rate above them is known to matter)
+            above = failed["target_qps"] if not len(valid) else pd.Series(dtype=float)
         fail_above = float(above.min()) if len(above) else np.nan
         if best is not None:
             kind = "maximum"

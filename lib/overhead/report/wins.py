@@ -32,11 +32,11 @@ def beats_on(a: dict, b: dict, higher_better: bool = False) -> bool:
     """Does ``a`` beat ``b`` on one machine? (``value, lo, hi, spread`` each; no interval: no win)."""
     va, vb, la, ha, lb, hb = (_num(a["value"]), _num(b["value"]), _num(a["lo"]), _num(a["hi"]), _num(b["lo"]),
                               _num(b["hi"]))
-    if not np.all(np.isfinite([va, vb, la, ha, lb, hb])) or va <= 0 or vb <= 0:
+    if not np.all(np.isfinite([va, vb, la, ha, lb, hb])) or va <= 0 or vb < 0 or (vb == 0 and not higher_better):
         return False
     spread = max(np.nan_to_num(_num(a.get("spread")), nan=0.0), np.nan_to_num(_num(b.get("spread")), nan=0.0))
-    if higher_better:
-        return bool(la > hb and va / vb - 1 > spread)
+    if higher_better:  # a capacity of 0 (no load held: below hi) loses to any that held more than its hi
+        return bool(la > hb and (vb == 0 or va / vb - 1 > spread))
     return bool(ha < lb and vb / va - 1 > spread)
 
 
@@ -136,7 +136,7 @@ def names(d: Decision, fmt=None, limit: int = 4) -> str:
     if more:
         out = "a tie between " + ", ".join(c(n) for n in shown) + f" and {more} more"
     solo = {m: w[0] for m, w in d.per_machine.items() if len(w) == 1}
-    if len(set(solo.values())) > 1:
+    if solo and (len(set(solo.values())) > 1 or len(solo) < len(d.per_machine)):  # a win on some machines only
         out += " (" + "; ".join(f"`{w}` wins on `{m}`" for m, w in solo.items()) + ")"
     return out
 

@@ -244,22 +244,34 @@ def _under_load_row(R) -> dict:
     # that bracket is the interval of the rule, over every machine with long-run maxima on this model
     frame = _capacity_frame(machines, model)
     d = wins.decide(frame, "advice: under load", higher_better=True, R=R)
+    tf_frame = frame[frame["name"].isin(TF2)]
+    d_tf = wins.decide(tf_frame, "advice: under load, staying in TF/Keras", higher_better=True, R=R) if len(
+        tf_frame) else None
     on = ", ".join(code(m) for m in d.values) or "none"
+    shown = here["max_qps"].where(here["max_qps"] > 0, 0.0)[here["fail_above_qps"].notna() | (here["max_qps"] > 0)]
     return _row(f"a service under load ({code(model)}{where}, Poisson arrivals, p99 ≤ {bound:g} ms; each capacity "
                 f"bracketed by bisection between the highest rate that held and the lowest that failed; rule over {on})",
-                "queries/s at the p99 bound", _rank(qps, True), qps, lambda v: f"{v:,.0f} queries/s", R, model,
-                d=d, units_here=not where)  # another machine's figures: the report machine's int8 units do not apply
+                "queries/s at the p99 bound", _rank(qps, True), shown,
+                lambda v: f"{v:,.0f} queries/s" if v > 0 else "no load held for 10 s", R, model,
+                d=d, d_tf=d_tf, units_here=not where)  # another machine's figures: the report's int8 units do not apply
 
 
 def _capacity_frame(machines, model) -> pd.DataFrame:
     """``wins.decide`` rows of the long-run Server maxima on `model`: value and lower end = the maximum, upper end =
-    the lowest failing rate above it (none: no interval, no win), no between-run spread (one bisection each)."""
+    the lowest failing rate above it (none: no interval, no win), no between-run spread (one bisection each). A
+    path whose long runs all failed (or that held no load) was measured and lost: value 0, its capacity below the
+    lowest rate that failed. Short-run upper bounds say nothing either way and are left out."""
     rows = []
     for m, lg in machines:
         cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
-        cap = cap[(cap["model"] == model) & (cap["max_qps"] > 0)] if len(cap) else cap
-        rows += [{"machine": m, "name": r["path"], "value": r["max_qps"], "lo": r["max_qps"], "hi": r["fail_above_qps"],
-                  "spread": 0.0} for r in cap.to_dict("records")]
+        cap = cap[cap["model"] == model] if len(cap) else cap
+        for r in cap.to_dict("records"):
+            if r["max_qps"] > 0:
+                rows.append({"machine": m, "name": r["path"], "value": r["max_qps"], "lo": r["max_qps"],
+                             "hi": r["fail_above_qps"], "spread": 0.0})
+            elif np.isfinite(r["fail_above_qps"]) and not r["upper_bound_qps"] > 0:
+                rows.append({"machine": m, "name": r["path"], "value": 0.0, "lo": 0.0, "hi": r["fail_above_qps"],
+                             "spread": 0.0})
     return pd.DataFrame(rows, columns=list(wins.COLUMNS))
 
 
