@@ -166,7 +166,8 @@ def test_http_table_and_the_lead_sentence(table):
             _srv("noop", 1200, True, transport="http", payload="binary", server_workers=1, p50=320.0, p99=900.0),
             _srv("noop", 600, True, transport="http", payload="binary", server_workers=1, p50=310.0, p99=700.0,
                  phase="steer", duration_s=0.5),
-            _srv("noop", 1400, False, transport="http", payload="binary", server_workers=1, achieved_qps=1300.0),
+            _srv("noop", 1400, False, transport="http", payload="binary", server_workers=1, achieved_qps=1300.0,
+                 conn_split="2"),
             _row(scenario="Server", role="wrk", path="noop", transport="http", payload="binary", server_workers=1,
                  client="wrk", clients=1, p50_us=250.0, p99_us=400.0, achieved_qps=3500.0),
             _row(scenario="Server", role="wrk", path="noop", transport="http", payload="binary", server_workers=1,
@@ -185,6 +186,7 @@ def test_http_table_and_the_lead_sentence(table):
     assert page.loc["binary float32", "p99 at half the max (ms)"] == "0.7"
     assert page.loc["binary float32", "Server max / wrk max (×)"] == "0.8"
     # saturation against saturation: the 1,400 QPS run fell short (1,300 achieved), wrk's maximum is 1,500
+    assert page.loc["binary float32", "LoadGen connections per worker"] == "2"
     assert b["peak_qps"] == 1300.0 and b["peak_saturated"] and page.loc["binary float32", "LoadGen peak (req/s)"] == "1,300"
     check = underload_http.http_cross_check(underload_http.http_table(frame))
     assert "pushed 0.867x with 1 uvicorn worker the requests per second wrk did" in check and "within 2x everywhere" in check

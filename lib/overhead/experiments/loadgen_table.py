@@ -17,7 +17,7 @@ COLUMNS = ["machine", "scenario", "model", "model_sha", "path", "transport", "cl
            "mean_us", "validity", "loadgen_validity", "max_valid", "invalid_reason", "early_stopping_ok",
            "stationary", "lat_first_us", "lat_last_us", "lat_growth", "capacity_qps", "parity", "parity_n",
            "logit_rel_err", "status", "reason", "service_us", "batch_hist", "client_cpu_us", "server_cpu_us",
-           "duration_s", "date"]
+           "duration_s", "date", "conn_split"]  # conn_split: HTTP connections per server process ("2+2")
 
 
 # --------------------------------------------------------------------------- the points log (resume)
@@ -95,7 +95,7 @@ def rows_of(item: dict, points: list[dict], failed: str | None, base: dict) -> l
             "target_qps", "achieved_qps", "n_queries", "p50_us", "p90_us", "p99_us", "mean_us", "validity",
             "invalid_reason", "early_stopping_ok", "parity", "parity_n", "logit_rel_err", "service_us",
             "client_cpu_us", "server_cpu_us", "duration_s", "date", "loadgen_validity", "stationary",
-            "lat_first_us", "lat_last_us", "lat_growth")},
+            "lat_first_us", "lat_last_us", "lat_growth", "conn_split")},
             clients=p.get("clients", common["clients"]), phase=p.get("phase") or ("single-stream" if item["scenario"] == "SingleStream" else "steer"),
             capacity_qps=bound, batch_hist=json.dumps(p.get("batch_hist") or {}, sort_keys=True),
             status=status, reason="; ".join(notes)))

@@ -64,6 +64,8 @@ def http_table(frame: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
         runs = g[(g["scenario"] == "Server") & (g["role"] == "bisection") & (g["status"] == "ok")]
         achieved = pd.to_numeric(_col(runs, "achieved_qps"), errors="coerce").dropna()
         row["peak_qps"] = float(achieved.max()) if len(achieved) else np.nan
+        splits = _col(runs, "conn_split", "").dropna().astype(str)
+        row["conn_split"] = ", ".join(sorted(set(splits[splits != ""])))
         if len(achieved):  # saturated: some run fell short of its target (arrivals outran the service)
             target = pd.to_numeric(runs.loc[achieved.index, "target_qps"], errors="coerce")
             row["peak_saturated"] = bool((achieved < 0.95 * target).any())
@@ -254,6 +256,8 @@ def http_reader_table(frame: pd.DataFrame) -> pd.DataFrame:
                                                              ).map(g3),
                         "LoadGen peak (req/s)": col("peak_qps"), "LoadGen peak / wrk max (×)": col("peak_over_wrk"),
                         "Server max / wrk max (×)": col("loadgen_over_wrk")})
+    if "conn_split" in t and t["conn_split"].astype(bool).any():  # runs since the client balanced its connections
+        out.insert(2, "LoadGen connections per worker", t["conn_split"])
     notes = t["wrk_note"] if "wrk_note" in t else pd.Series("", index=t.index)
     if notes.astype(bool).any():
         out["wrk note"] = notes
