@@ -188,6 +188,15 @@ def test_a_change_counts_only_beyond_intervals_and_spread():
     assert "1.5× slower from 2.12 to 2.13" in text and "Every other pair of releases: no measurable change" in text
 
 
+def test_a_speed_up_is_judged_as_a_ratio_like_a_slow_down():
+    # runs that disagree by 177 % (spread 1.77): a 5.6x speed-up clears it, as a 5.6x slow-down would
+    frame = pd.DataFrame([_row("2.15", 4300, 4200, 4400, spread=1.77), _row("2.16", 770, 760, 780, spread=0.05, keras="3")])
+    ch = vreport.changes(frame, "default")
+    assert list(ch.direction) == ["faster"]
+    frame = pd.DataFrame([_row("2.15", 770, 760, 780, spread=0.05), _row("2.16", 4300, 4200, 4400, spread=1.77, keras="3")])
+    assert list(vreport.changes(frame, "default").direction) == ["slower"]
+
+
 def test_faster_is_said_as_a_factor_and_memory_growth_is_stated():
     frame = pd.DataFrame([dict(_row("2.12", 300, 297, 303), rss_1_mb=500.0, rss_n_mb=713.0, rss_n_calls=200),
                           dict(_row("2.13", 100, 98, 102), rss_1_mb=560.0, rss_n_mb=562.0, rss_n_calls=200)])

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.report import plotkit
+from overhead.report.fmt import g3
 from overhead.report.sentences import render
 
 SERIES = {"default": "the Keras each release installs: Keras 2 to 2.15, Keras 3 from 2.16",
@@ -48,7 +49,8 @@ def _beyond(a, b) -> bool:
     """b differs from a beyond both intervals and the larger between-run spread."""
     disjoint = b["ci_lo_us"] > a["ci_hi_us"] or b["ci_hi_us"] < a["ci_lo_us"]
     spread = max(float(a.get("run_spread") or 0), float(b.get("run_spread") or 0))
-    return bool(disjoint and abs(b["median_us"] / a["median_us"] - 1) > spread)
+    r = b["median_us"] / a["median_us"]
+    return bool(disjoint and max(r, 1 / r) - 1 > spread)  # as a ratio both ways: a speed-up can exceed a spread >= 1
 
 
 def changes(frame: pd.DataFrame, name: str = "default") -> pd.DataFrame:
@@ -218,4 +220,4 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
     if s.empty:
         return s
     t = s.pivot_table(index=["machine", "model", "path"], columns="release", values="median_us", aggfunc="median")
-    return t[sorted(t.columns, key=release_key)].round(1)
+    return t[sorted(t.columns, key=release_key)].apply(lambda col: col.map(g3))  # three significant figures
