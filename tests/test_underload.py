@@ -218,3 +218,14 @@ def test_a_capacity_is_bracketed_by_the_lowest_failing_rate_above_it(table):
     assert cap.loc["litert", "max_qps"] == 2000 and cap.loc["litert", "fail_above_qps"] == 2200
     assert cap.loc["numpy", "fail_above_qps"] == 4400
     assert cap.loc["keras.predict", "fail_above_qps"] == 12, "no load held: its capacity is below the lowest rate tried"
+
+
+def test_the_cross_check_names_settings_outside_2x_and_why_older_runs_can_be():
+    t = pd.DataFrame({"payload": ["plain JSON", "plain JSON"], "server_workers": [1, 2], "peak_over_wrk": [0.9, 0.43],
+                      "peak_saturated": [True, True], "loadgen_over_wrk": [0.6, 0.3]})
+    text = underload_http.http_cross_check(t)
+    assert "0.9x with 1 uvicorn worker and 0.43x with 2 uvicorn workers" in text
+    assert "outside 2x: plain JSON with 2 workers (0.43x)." in text and "predate the client's balanced" in text
+    balanced = underload_http.http_cross_check(t.assign(conn_split=["2", "2+2"]))
+    assert "outside 2x" in balanced and "predate" not in balanced
+    assert "is 0.3-0.6x wrk's maximum" in text

@@ -102,6 +102,10 @@ def http_cross_check(table: pd.DataFrame) -> str:
     if len(out):
         text += "; outside 2x: " + ", ".join(f"{r.payload} with {r.server_workers} worker{'s' if r.server_workers != 1 else ''} "
                                              f"({g3(r.peak_over_wrk)}x)" for r in out.itertuples()) + "."
+        multi = out[out["server_workers"] > 1]
+        if len(multi) and not ("conn_split" in t and t["conn_split"].astype(bool).any()):
+            text += (" These runs predate the client's balanced connections: with several uvicorn workers the kernel "
+                     "gave each of its connections to a worker at random (SO_REUSEPORT), so one worker could get them all.")
     else:
         text += ", within 2x everywhere."
     held = table["loadgen_over_wrk"].dropna() if "loadgen_over_wrk" in table else pd.Series(dtype=float)
