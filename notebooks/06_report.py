@@ -227,6 +227,8 @@ for LG_M, LG in LG_MACHINES:
     LG_META = R.meta_all.get(LG_M, {}).get("loadgen", {})
     display(Markdown("**Method and deviations from MLPerf.** " + str(LG_META.get("method", "not recorded")) + " "
                      + str(LG_META.get("client_and_server", ""))))
+if len(R.every("loadgen_repeat")):
+    display(Markdown("**A rerun of the stage.** " + loadgen.repeat_text(R)))
 
 # %% [markdown]
 # ## Pipeline: from PNG to label

@@ -229,3 +229,30 @@ def test_the_cross_check_names_settings_outside_2x_and_why_older_runs_can_be():
     balanced = underload_http.http_cross_check(t.assign(conn_split=["2", "2+2"]))
     assert "outside 2x" in balanced and "predate" not in balanced
     assert "is 0.3-0.6x wrk's maximum" in text
+
+
+def test_a_rerun_of_the_stage_gives_each_path_its_between_run_spread():
+    import types
+
+    from overhead.report.sections import loadgen as lgsec
+    from overhead.report.sections.advice import _capacity_frame
+
+    def run(qps_a, qps_b):
+        return pd.DataFrame([_srv("a", qps_a, True, machine="m1"), _srv("a", qps_a * 1.25, False, machine="m1"),
+                             _srv("b", qps_b, True, machine="m1"), _srv("b", qps_b * 1.25, False, machine="m1")]
+                            ).reindex(columns=COLUMNS)
+    tables = {"loadgen": run(1000, 600), "loadgen_repeat": run(1050, 1000)}
+    R = types.SimpleNamespace(every=lambda name: tables.get(name, pd.DataFrame()))
+    sp = lgsec.rerun_spread(R).set_index("path")["spread"]
+    assert sp["a"] == pytest.approx(0.05) and sp["b"] == pytest.approx(1000 / 600 - 1)
+    assert lgsec.capacity_spread(R, "m1", "m", "b")[0] == pytest.approx(2 / 3)
+    assert lgsec.capacity_spread(R, "m2", "m", "b") == (pytest.approx(2 / 3), "m1"), "borrowed from the rerun machine"
+    assert lgsec.capacity_spread(R, "m1", "m", "zzz") == (0.0, "")
+    text = lgsec.repeat_text(R)
+    assert "at most 1.67x (`b`: 1,000 then 600 QPS)" in text
+    # a's bracket [1000, 1250] clears b's [600, 750], but b's runs moved 67 %: a 1.67x gap is inside it -> a tie
+    from overhead.report import wins
+    d = wins.decide(_capacity_frame([("m1", tables["loadgen"])], "m", R), higher_better=True)
+    assert d.winners == ["a", "b"]
+    assert wins.decide(_capacity_frame([("m1", tables["loadgen"])], "m"), higher_better=True).winners == ["a"]
+    assert "Not measured" in lgsec.repeat_text(types.SimpleNamespace(every=lambda name: pd.DataFrame()))

@@ -49,13 +49,13 @@ def measure(models=MODELS, backends=BACKENDS, threads=None, *, batch: int = 1, b
     """The distortion table: model, backend, threads, alone_us, interleaved_us, ratio (+ n, engine_us).
 
     `models`: ladder names or .keras paths (a small and a large one by default); `threads`: the
-    settings (default 1 and all cores), each in fresh workers. quick=True: the first model, one
+    settings (default 1 and all cores), each in fresh workers. quick=True: the first model and path, one
     thread, a 0.05 s budget (a smoke run, not a measurement)."""
     import pandas as pd
 
 
     if quick:
-        models, threads, budget_s = tuple(models)[:1], (1,), min(budget_s, 0.05)
+        models, backends, threads, budget_s = tuple(models)[:1], tuple(backends)[:1], (1,), min(budget_s, 0.05)
     threads = tuple(settings.thread_settings(threads))
     frames = []
     with tempfile.TemporaryDirectory(prefix="overhead-distortion-") as tmp:

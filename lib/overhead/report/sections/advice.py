@@ -13,7 +13,7 @@ from overhead.report import underload, wins
 from overhead.report.analysis import ACCURACY_MIN_REF
 from overhead.report.analysis import ok as ok_rows
 from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
-from overhead.report.sections.loadgen import loadgen_machines
+from overhead.report.sections.loadgen import capacity_spread, loadgen_machines
 from overhead.report.style import NO_TF, TF_KERAS
 
 # "staying in TF/Keras" names TF2 paths only: a TF1-style session (compat.v1 + a private freezing API) is shown
@@ -242,7 +242,7 @@ def _under_load_row(R) -> dict:
                     units_here=not where)
     # a bisection brackets each capacity between the highest rate that held and the lowest that failed above it:
     # that bracket is the interval of the rule, over every machine with long-run maxima on this model
-    frame = _capacity_frame(machines, model)
+    frame = _capacity_frame(machines, model, R)
     d = wins.decide(frame, "advice: under load", higher_better=True, R=R)
     tf_frame = frame[frame["name"].isin(TF2)]
     d_tf = wins.decide(tf_frame, "advice: under load, staying in TF/Keras", higher_better=True, R=R) if len(
@@ -250,15 +250,17 @@ def _under_load_row(R) -> dict:
     on = ", ".join(code(m) for m in d.values) or "none"
     shown = here["max_qps"].where(here["max_qps"] > 0, 0.0)[here["fail_above_qps"].notna() | (here["max_qps"] > 0)]
     return _row(f"a service under load ({code(model)}{where}, Poisson arrivals, p99 ≤ {bound:g} ms; each capacity "
-                f"bracketed by bisection between the highest rate that held and the lowest that failed; rule over {on})",
+                f"bracketed by bisection between the highest rate that held and the lowest that failed, with the "
+                f"between-run spread of a rerun of the stage; rule over {on})",
                 "queries/s at the p99 bound", _rank(qps, True), shown,
                 lambda v: f"{v:,.0f} queries/s" if v > 0 else "no load held for 10 s", R, model,
                 d=d, d_tf=d_tf, units_here=not where)  # another machine's figures: the report's int8 units do not apply
 
 
-def _capacity_frame(machines, model) -> pd.DataFrame:
+def _capacity_frame(machines, model, R=None) -> pd.DataFrame:
     """``wins.decide`` rows of the long-run Server maxima on `model`: value and lower end = the maximum, upper end =
-    the lowest failing rate above it (none: no interval, no win), no between-run spread (one bisection each). A
+    the lowest failing rate above it (none: no interval, no win), and the between-run spread a rerun of the stage
+    measured for that path (``sections.loadgen.capacity_spread``; 0 without any rerun). A
     path whose long runs all failed (or that held no load) was measured and lost: value 0, its capacity below the
     lowest rate that failed. Short-run upper bounds say nothing either way and are left out."""
     rows = []
@@ -266,12 +268,13 @@ def _capacity_frame(machines, model) -> pd.DataFrame:
         cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
         cap = cap[cap["model"] == model] if len(cap) else cap
         for r in cap.to_dict("records"):
+            spread = capacity_spread(R, m, model, r["path"])[0] if R is not None else 0.0
             if r["max_qps"] > 0:
                 rows.append({"machine": m, "name": r["path"], "value": r["max_qps"], "lo": r["max_qps"],
-                             "hi": r["fail_above_qps"], "spread": 0.0})
+                             "hi": r["fail_above_qps"], "spread": spread})
             elif np.isfinite(r["fail_above_qps"]) and not r["upper_bound_qps"] > 0:
                 rows.append({"machine": m, "name": r["path"], "value": 0.0, "lo": 0.0, "hi": r["fail_above_qps"],
-                             "spread": 0.0})
+                             "spread": spread})
     return pd.DataFrame(rows, columns=list(wins.COLUMNS))
 
 
