@@ -285,7 +285,9 @@ def test_stage_with_the_current_environment_and_a_fake_second_release(data_env, 
 @pytest.mark.slow
 def test_versions_notebook_quick(data_env, tmp_path):
     from nbrun import run_notebook
-    run_notebook("07_versions.py", tmp_path, data_dir=str(data_env), machine="smoke")
+    # every path of the version child, in this environment (QUICK=1 itself times four of them)
+    run_notebook("07_versions.py", tmp_path, {"versions": {"paths": list(versions.PATHS)}}, data_dir=str(data_env),
+                 machine="smoke")
     df = pd.read_csv(data_env / "results" / "smoke" / "versions.csv")
     assert set(df.model) == {"cnn_seed"} and len(set(df.release)) == 1
     assert (df.status == "ok").all(), df[["path", "keras", "onednn", "reason"]]
