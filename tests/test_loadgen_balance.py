@@ -14,9 +14,7 @@ import pytest
 from overhead.experiments import loadgen_client as lc
 from overhead.experiments.loadgen_core import Recorder
 
-
-def response(body: bytes) -> bytes:
-    return f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+from http_fakes import FakeLoadGen, response
 
 
 class FakeWorkers:
@@ -154,30 +152,12 @@ def test_a_process_that_never_answers_stats_leaves_its_connections_unanswered_an
             c.close()
 
 
-class FakeLoadGen:
-    def __init__(self, n):
-        self.done, self.left = [], threading.Semaphore(0)
-        self.n = n
-
-    def QuerySampleResponse(self, qid, ptr, size):
-        return SimpleNamespace(id=qid, size=size)
-
-    def QuerySamplesComplete(self, responses):
-        for r in responses:
-            self.done.append(r.id)
-            self.left.release()
-
-    def wait(self):
-        for _ in range(self.n):
-            assert self.left.acquire(timeout=20), "a query never completed"
-
-
 def run_queries(pool, n):
     lg = FakeLoadGen(n)
     pool.lg = lg
     pool.issue([SimpleNamespace(id=i, index=0) for i in range(n)])
     lg.wait()
-    return sorted(lg.done)
+    return sorted(q for q, _ in lg.done)
 
 
 def test_the_pool_starts_even_rebalances_between_runs_and_serves_every_query(fake):

@@ -10,10 +10,7 @@ import pytest
 from overhead.experiments import loadgen_client as lc
 from overhead.experiments.loadgen_core import Recorder
 
-
-def response(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
-    return (f"HTTP/1.1 {status}\r\ndate: now\r\nserver: tiny\r\ncontent-length: {len(body)}\r\n{extra}"
-            "content-type: application/octet-stream\r\n\r\n").encode() + body
+from http_fakes import FakeLoadGen, response
 
 
 class TinyServer:
@@ -122,26 +119,6 @@ def test_a_round_trip_over_a_socket_in_pieces_and_a_closed_connection(server):
         assert conn.sock is None
     finally:
         conn.close()
-
-
-class FakeLoadGen:
-    """What ClientPool calls of mlperf_loadgen; counts completions."""
-
-    def __init__(self, n):
-        self.done, self.left = [], threading.Semaphore(0)
-        self.n = n
-
-    def QuerySampleResponse(self, qid, ptr, size):
-        return SimpleNamespace(id=qid, size=size)
-
-    def QuerySamplesComplete(self, responses):
-        for r in responses:
-            self.done.append((r.id, r.size))
-            self.left.release()
-
-    def wait(self):
-        for _ in range(self.n):
-            assert self.left.acquire(timeout=20), "a query never completed"
 
 
 def run_pool(port, n, connections):
