@@ -243,11 +243,12 @@ def test_a_rerun_of_the_stage_gives_each_path_its_between_run_spread():
                             ).reindex(columns=COLUMNS)
     tables = {"loadgen": run(1000, 600), "loadgen_repeat": run(1050, 1000)}
     R = types.SimpleNamespace(every=lambda name: tables.get(name, pd.DataFrame()))
-    sp = lgsec.rerun_spread(R).set_index("path")["spread"]
+    spreads = lgsec.rerun_spread(R)
+    sp = spreads.set_index("path")["spread"]
     assert sp["a"] == pytest.approx(0.05) and sp["b"] == pytest.approx(1000 / 600 - 1)
-    assert lgsec.capacity_spread(R, "m1", "m", "b")[0] == pytest.approx(2 / 3)
-    assert lgsec.capacity_spread(R, "m2", "m", "b") == (pytest.approx(2 / 3), "m1"), "borrowed from the rerun machine"
-    assert lgsec.capacity_spread(R, "m1", "m", "zzz") == (0.0, "")
+    assert lgsec.capacity_spread(spreads, "m1", "m", "b")[0] == pytest.approx(2 / 3)
+    assert lgsec.capacity_spread(spreads, "m2", "m", "b") == (pytest.approx(2 / 3), "m1"), "borrowed from the rerun machine"
+    assert lgsec.capacity_spread(spreads, "m1", "m", "zzz") == (0.0, "")
     text = lgsec.repeat_text(R)
     assert "at most 1.67x (`b`: 1,000 then 600 QPS)" in text
     # a's bracket [1000, 1250] clears b's [600, 750], but b's runs moved 67 %: a 1.67x gap is inside it -> a tie

@@ -13,7 +13,7 @@ from overhead.report import underload, wins
 from overhead.report.analysis import ACCURACY_MIN_REF
 from overhead.report.analysis import ok as ok_rows
 from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_us, primary, small_model
-from overhead.report.sections.loadgen import capacity_spread, loadgen_machines
+from overhead.report.sections.loadgen import capacity_spread, loadgen_machines, rerun_spread
 from overhead.report.style import NO_TF, TF_KERAS
 
 # "staying in TF/Keras" names TF2 paths only: a TF1-style session (compat.v1 + a private freezing API) is shown
@@ -263,12 +263,12 @@ def _capacity_frame(machines, model, R=None) -> pd.DataFrame:
     measured for that path (``sections.loadgen.capacity_spread``; 0 without any rerun). A
     path whose long runs all failed (or that held no load) was measured and lost: value 0, its capacity below the
     lowest rate that failed. Short-run upper bounds say nothing either way and are left out."""
-    rows = []
+    rows, spreads = [], rerun_spread(R) if R is not None else None
     for m, lg in machines:
         cap = underload.server_capacity(lg) if len(lg) else pd.DataFrame()
         cap = cap[cap["model"] == model] if len(cap) else cap
         for r in cap.to_dict("records"):
-            spread = capacity_spread(R, m, model, r["path"])[0] if R is not None else 0.0
+            spread = capacity_spread(spreads, m, model, r["path"])[0] if spreads is not None else 0.0
             if r["max_qps"] > 0:
                 rows.append({"machine": m, "name": r["path"], "value": r["max_qps"], "lo": r["max_qps"],
                              "hi": r["fail_above_qps"], "spread": spread})

@@ -75,12 +75,12 @@ def rerun_spread(R) -> pd.DataFrame:
     return both.assign(spread=hi / lo - 1)
 
 
-def capacity_spread(R, machine: str, model: str, path: str) -> tuple[float, str]:
-    """The between-run spread a capacity comparison on `machine` takes for `path` on `model`: that machine's own
-    rerun where it has one, else the largest measured on a machine that reran the stage (borrowed), else 0 (no
-    rerun anywhere: the bisection's bracket is the only interval). Returns (spread, where it comes from)."""
-    sp = rerun_spread(R)
-    sp = sp[(sp["model"] == model) & (sp["path"] == path)]
+def capacity_spread(spreads: pd.DataFrame, machine: str, model: str, path: str) -> tuple[float, str]:
+    """The between-run spread a capacity comparison on `machine` takes for `path` on `model`, from `spreads`
+    (:func:`rerun_spread`): that machine's own rerun where it has one, else the largest measured on a machine that
+    reran the stage (borrowed), else 0 (no rerun anywhere: the bisection's bracket is the only interval).
+    Returns (spread, where it comes from)."""
+    sp = spreads[(spreads["model"] == model) & (spreads["path"] == path)]
     own = sp[sp["machine"] == machine]
     if len(own):
         return float(own["spread"].iloc[0]), machine
