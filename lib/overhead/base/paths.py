@@ -59,9 +59,12 @@ class Entry:
     max_abs: float | None = 1e-4  # parity: max |out - ref| <= max_abs * max(1, max |ref|)
     min_top1: float | None = None  # parity: top-1 agreement with the reference (quantised paths)
     max_acc_drop: float | None = None  # parity: accuracy points (fraction) lost vs the reference
-    quantized: bool = False
     precision: str = "fp32"  # the arithmetic it serves with: fp32 | fp16 | int8 (reduced: not bounded by fp32 ceilings)
     effort: int | None = None  # its step in the advice's effort ladder (an index of EFFORT_STEPS); None: not a step
+
+    @property
+    def quantized(self) -> bool:  # int8 arithmetic: judged on top-1 agreement and accuracy, not on max abs error
+        return self.precision == "int8"
 
 
 def _litert(name, colour, description, change, variant, snippet=None, **kw) -> Entry:
@@ -137,7 +140,7 @@ CATALOGUE: tuple[Entry, ...] = (
             "the LiteRT conversion with `optimizations=[tf.lite.Optimize.DEFAULT]`", "dynamic_int8",
             _IMPORT_LITERT + "c = tf.lite.TFLiteConverter.from_keras_model(model); "
             "c.optimizations = [tf.lite.Optimize.DEFAULT]; it = Interpreter(model_content=c.convert()); "
-            + _LITERT_RUN, max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True, precision="int8", effort=3),
+            + _LITERT_RUN, max_abs=None, min_top1=0.9, max_acc_drop=0.03, precision="int8", effort=3),
     _litert("litert.int8", "#00441b", "LiteRT full-integer int8 (calibrated on 100 real digits), float I/O",
             "the LiteRT conversion, full-integer int8 with a representative dataset", "int8",
             _IMPORT_LITERT + "c = tf.lite.TFLiteConverter.from_keras_model(model); "
@@ -146,7 +149,7 @@ CATALOGUE: tuple[Entry, ...] = (
             "c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]; "
             "it = Interpreter(model_content=c.convert()); " + _LITERT_RUN,
             note="`x_calib`: a few hundred real inputs (float32, without the batch axis) for calibration",
-            max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True, precision="int8", effort=3),
+            max_abs=None, min_top1=0.9, max_acc_drop=0.03, precision="int8", effort=3),
     Entry("onnxruntime", "onnxruntime", OTHER_RUNTIMES, "#7b4fa6", "Keras ONNX export, ORT CPU provider",
           "export to ONNX (`tf2onnx`), run `onnxruntime.InferenceSession('m.onnx').run(...)`", ("onnxruntime",),
           needs=TF + ("onnxruntime", "tf2onnx", "onnx"), artifacts=("model.onnx",), tf_free=True, keras_object=False,
@@ -164,7 +167,7 @@ CATALOGUE: tuple[Entry, ...] = (
           note=("quantize_dynamic's defaults: int8 weights per tensor, activations quantised at run time, ORT's "
                 "integer-op list (Conv, MatMul, Gather, LSTM, ...; no Gemm); Conv becomes ConvInteger, which ORT 1.32's "
                 "CPU provider runs, slower than a float Conv (`op_types_to_quantize=['MatMul']` keeps Conv float)"),
-          max_abs=None, min_top1=0.9, max_acc_drop=0.03, quantized=True, precision="int8", effort=3),
+          max_abs=None, min_top1=0.9, max_acc_drop=0.03, precision="int8", effort=3),
     Entry("openvino", "openvino", OTHER_RUNTIMES, "#b15928",
           "Keras ONNX export, OpenVINO CPU plugin (latency hint, one infer request)",
           "export to ONNX, `openvino.Core().compile_model('m.onnx', 'CPU')`", ("openvino",),
