@@ -1,6 +1,7 @@
 """Speed targets of the NumPy engine, measured in one run against tf.function, LiteRT and the GEMM peak.
 
     python -m overhead.experiments.enginebench [--quick] [--threads N] [--profile] [--no-save] [--apps|--only-apps]
+                                               [--blas-setting-only]
 
 For the tiny MLP (784-32-10), the seed's CNN and ResNet-18 at 224 px it times, interleaved in rounds
 (median of many calls): our engine (`overhead.engine`, converted in process and also reloaded from
@@ -11,14 +12,22 @@ signature wrapping ``model(x, training=False)`` and returning ``.numpy()``, and 
 same rounds, so the GEMM rate and the engine's model-FLOP rate see the same machine load. Every path
 is checked against ``model(x, training=False)`` first. Prints a table of the ratios against the
 targets (PASS/MISS) and, unless ``--no-save``, writes it to ``<results>/<machine>/enginebench.csv``.
+
+NumPy's GEMMs run on OpenBLAS, whose kernel a machine can pin with OPENBLAS_CORETYPE (one VM here sets
+``Haswell``: AVX2 kernels on an AVX-512 CPU, about half the GEMM rate), while LiteRT's XNNPACK picks its own.
+When the variable is set, the same cases also run in a child process with it unset (read once, when OpenBLAS
+loads), and every row and target names its setting; ``--blas-setting-only`` keeps this environment's only.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -26,8 +35,9 @@ import numpy as np
 from overhead.base import atomic, config, envinfo
 from overhead.base.settings import cores
 from overhead.engine import UnsupportedLayerError, from_keras, load, plain
+from overhead.experiments import blasab
 from overhead.harness import timing
-from overhead.harness.child import thread_env
+from overhead.harness.child import child_env, thread_env
 from overhead.ladder import models
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
@@ -197,9 +207,8 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
-    import tempfile
-
-
+    blas = blas_label()
+    kernel = (envinfo.numpy_blas() or {}).get("architecture")
     rng = np.random.default_rng(0)
     rows, models = [], {}
     gemm_a = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
@@ -240,7 +249,8 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
             budget, min_samples, rounds = ((4.0 if batch == 1 else 16.0), 10, 8) if big else (3.0, 1000, 8)
         samples = _measure(fns, budget, min_samples, rounds, warmup_calls=1 if big and batch > 1 else 5)
         med = {k: float(np.median(v)) / 1e3 for k, v in samples.items()}  # us
-        row = {"model": name, "batch": batch, "threads": threads, "flops": flops * batch,
+        row = {"model": name, "batch": batch, "threads": threads, "blas": blas, "blas_kernel": kernel,
+               "flops": flops * batch,
                "load_avg_1min": round(os.getloadavg()[0], 2),
                "numpy_us": med["numpy"], "numpy_npz_us": med["numpy.npz"], "numpy_plain_us": med.get("numpy.plain"),
                "tf_function_us": med["tf.function"], "litert_us": med["litert"],
@@ -253,7 +263,7 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
         row["numpy_gflops"] = flops * batch / (med["numpy"] * 1e3)
         rows.append(row)
         plain_txt = f"{med['numpy.plain']:.1f} us" if "numpy.plain" in med else "skipped"
-        log(f"  {name} b{batch}: numpy {med['numpy']:.1f} us (from .npz {med['numpy.npz']:.1f} us), numpy.plain "
+        log(f"  {name} b{batch} [{blas}]: numpy {med['numpy']:.1f} us (from .npz {med['numpy.npz']:.1f} us), numpy.plain "
             f"{plain_txt}, tf.function {med['tf.function']:.1f} us, litert {med['litert']:.1f} us "
             f"({time.perf_counter() - t0:.0f} s, load {row['load_avg_1min']})")
         if profile:
@@ -284,12 +294,23 @@ def profile_table(net, x, top=12, gemm_gflops=None) -> str:
     return "\n".join(lines)
 
 
+def blas_label(env=None) -> str:
+    """This process's BLAS setting, as :mod:`overhead.experiments.blasab` names it."""
+    return blasab.settings(env)[0][0]
+
+
+def case_tag(r, several_blas: bool) -> str:
+    """A row's case: model and batch, and its BLAS setting when the rows hold more than one."""
+    return f"{r['model']} b{r['batch']}" + (f" [{r['blas']}]" if several_blas else "")
+
+
 def targets(rows) -> list[dict]:
     """The issue's targets, evaluated on the measured rows, for the engine converted in process and
     reloaded from its .npz; numpy.plain's ratios are reported, with no goal (measured, not tuned)."""
     out = []
+    several = len({r.get("blas") for r in rows}) > 1
     for r in rows:
-        tag = f"{r['model']} b{r['batch']}"
+        tag = case_tag(r, several)
         for label, key in (("numpy", "numpy_us"), ("numpy.npz", "numpy_npz_us")):
             us = r[key]
             if r["model"] in APPS:  # issue 25: within 3x of LiteRT, at or below tf.function
@@ -323,19 +344,21 @@ def targets(rows) -> list[dict]:
 
 
 def format_report(rows, checks) -> str:
-    lines = [f"{'case':24s} {'numpy us':>11s} {'.npz us':>11s} {'plain us':>11s} {'tf.function us':>15s} "
+    several = len({r.get("blas") for r in rows}) > 1
+    width = max([24] + [len(case_tag(r, several)) for r in rows])
+    lines = [f"{'case':{width}s} {'numpy us':>11s} {'.npz us':>11s} {'plain us':>11s} {'tf.function us':>15s} "
              f"{'litert us':>11s} {'numpy GF/s':>11s} {'GEMM GF/s':>10s} {'load':>5s}"]
     for r in rows:
         gemm = f"{r['gemm_gflops']:10.1f}" if "gemm_gflops" in r else f"{'':>10s}"
         plain_us = f"{r['numpy_plain_us']:11.1f}" if r.get("numpy_plain_us") else f"{'skipped':>11s}"
-        lines.append(f"{r['model'] + ' b' + str(r['batch']):24s} {r['numpy_us']:11.1f} {r['numpy_npz_us']:11.1f} "
+        lines.append(f"{case_tag(r, several):{width}s} {r['numpy_us']:11.1f} {r['numpy_npz_us']:11.1f} "
                      f"{plain_us} {r['tf_function_us']:15.1f} {r['litert_us']:11.1f} {r['numpy_gflops']:11.2f} "
                      f"{gemm} {r['load_avg_1min']:5.2f}")
     lines.append("")
-    lines.append(f"{'case':24s} {'target':30s} {'measured':>9s} {'goal':>7s}  status")
+    lines.append(f"{'case':{width}s} {'target':30s} {'measured':>9s} {'goal':>7s}  status")
     for c in checks:
         status = "(reported)" if c["ok"] is None else ("PASS" if c["ok"] else "MISS")
-        lines.append(f"{c['case']:24s} {c['target']:30s} {c['value']:9.3g} {c['goal']:>7s}  {status}")
+        lines.append(f"{c['case']:{width}s} {c['target']:30s} {c['value']:9.3g} {c['goal']:>7s}  {status}")
     return "\n".join(lines)
 
 
@@ -354,6 +377,21 @@ def save(rows, checks, path=None):
     return path
 
 
+def rows_with_blas_unset(argv) -> list[dict]:
+    """The same cases in a child process whose environment differs only by OPENBLAS_CORETYPE unset."""
+    value = blasab.settings()[-1][1]
+    print(f"\nthe same cases with {blas_label(blasab.child_env(value))} (a child process):", flush=True)
+    with tempfile.TemporaryDirectory(prefix="enginebench-") as tmp:
+        path = os.path.join(tmp, "rows.json")
+        cmd = [sys.executable, "-m", "overhead.experiments.enginebench", *argv, "--blas-setting-only", "--no-save",
+               "--rows-json", path]
+        done = subprocess.run(cmd, env=child_env(env=blasab.child_env(value)), check=False)
+        if done.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError(f"the child with OPENBLAS_CORETYPE unset exited with status {done.returncode}")
+        with open(path) as fh:
+            return json.load(fh)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m overhead.experiments.enginebench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small time budgets (about a minute)")
@@ -362,12 +400,21 @@ def main(argv=None) -> int:
     ap.add_argument("--no-save", action="store_true", help="do not write enginebench.csv")
     ap.add_argument("--apps", action="store_true", help="also the Keras Applications families (APPS) at batch 1")
     ap.add_argument("--only-apps", action="store_true", help="only the Keras Applications families")
+    ap.add_argument("--blas-setting-only", action="store_true",
+                    help="only this environment's OPENBLAS_CORETYPE (default: also unset, in a child, when it is set)")
+    ap.add_argument("--rows-json", help=argparse.SUPPRESS)  # the child's rows go to this file
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or cores()}, "
           f"load average {os.getloadavg()[0]:.2f} (the machine is shared: other jobs slow every engine)")
     cases = APP_CASES if args.only_apps else CASES + (APP_CASES if args.apps else [])
     rows = run(quick=args.quick, threads=args.threads, profile=args.profile, cases=cases)
+    if args.rows_json:
+        with atomic.atomic_open(args.rows_json, "w") as fh:
+            json.dump(rows, fh, default=float)
+        return 0
+    if not args.blas_setting_only and len(blasab.settings()) > 1:
+        rows += rows_with_blas_unset(argv if argv is not None else sys.argv[1:])
     checks = targets(rows)
     print()
     print(format_report(rows, checks))

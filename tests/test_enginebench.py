@@ -1,0 +1,63 @@
+"""make bench's orchestration: each row names its BLAS setting, the targets keep the settings apart, and a
+machine that pins OPENBLAS_CORETYPE gets the same cases with it unset (no benchmark runs here: `run` is faked)."""
+import json
+
+import pytest
+
+from overhead.experiments import enginebench as E
+
+
+def fake_rows(blas, numpy_us=500.0):
+    return [{"model": "MobileNetV2", "batch": 1, "threads": 1, "blas": blas, "flops": 2e7, "load_avg_1min": 0.0,
+             "numpy_us": numpy_us, "numpy_npz_us": numpy_us, "numpy_plain_us": None, "tf_function_us": 1000.0,
+             "litert_us": 160.0, "err_numpy": 0.0, "err_numpy_npz": 0.0, "err_numpy_plain": None,
+             "err_tf_function": 0.0, "err_litert": 0.0, "tol": 1e-4, "n_numpy": 10, "numpy_gflops": 40.0}]
+
+
+def test_blas_label_names_the_setting_as_blasab_does():
+    assert E.blas_label({"OPENBLAS_CORETYPE": "Haswell"}) == "OPENBLAS_CORETYPE=Haswell"
+    assert E.blas_label({}) == "OPENBLAS_CORETYPE unset"
+
+
+def test_targets_keep_two_blas_settings_apart_and_judge_each():
+    rows = fake_rows("OPENBLAS_CORETYPE=Haswell", 640.0) + fake_rows("OPENBLAS_CORETYPE unset", 400.0)
+    got = {(c["case"], c["target"]): c["ok"] for c in E.targets(rows)}
+    assert got[("MobileNetV2 b1 [OPENBLAS_CORETYPE=Haswell]", "numpy / litert")] is False  # 4.0x
+    assert got[("MobileNetV2 b1 [OPENBLAS_CORETYPE unset]", "numpy / litert")] is True  # 2.5x
+    assert "[OPENBLAS_CORETYPE unset]" in E.format_report(rows, E.targets(rows))
+
+
+def test_one_setting_keeps_the_plain_case_names():
+    cases = {c["case"] for c in E.targets(fake_rows("OPENBLAS_CORETYPE unset"))}
+    assert cases == {"MobileNetV2 b1"}
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    monkeypatch.setattr(E, "run", lambda **kw: fake_rows(E.blas_label()))
+    monkeypatch.setattr(E, "save", lambda rows, checks: "nowhere")
+
+
+def test_a_pinned_coretype_also_runs_the_cases_unset(monkeypatch, fake_run, capsys):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    asked = []
+    monkeypatch.setattr(E, "rows_with_blas_unset", lambda argv: asked.append(argv) or fake_rows("OPENBLAS_CORETYPE unset"))
+    assert E.main(["--only-apps", "--quick"]) == 0
+    assert asked == [["--only-apps", "--quick"]]
+    out = capsys.readouterr().out
+    assert "MobileNetV2 b1 [OPENBLAS_CORETYPE=Haswell]" in out and "MobileNetV2 b1 [OPENBLAS_CORETYPE unset]" in out
+
+
+def test_setting_only_and_an_unset_machine_run_once(monkeypatch, fake_run):
+    monkeypatch.setattr(E, "rows_with_blas_unset", lambda argv: pytest.fail("no second run expected"))
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert E.main(["--blas-setting-only", "--no-save"]) == 0
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert E.main(["--no-save"]) == 0
+
+
+def test_the_child_hands_its_rows_back_as_json(tmp_path, monkeypatch, fake_run):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    path = tmp_path / "rows.json"
+    assert E.main(["--rows-json", str(path)]) == 0
+    assert json.loads(path.read_text())[0]["blas"] == "OPENBLAS_CORETYPE unset"
