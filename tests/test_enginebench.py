@@ -5,6 +5,7 @@ import json
 import pytest
 
 from overhead.experiments import enginebench as E
+from overhead.harness import child
 
 
 def fake_rows(blas, numpy_us=500.0):
@@ -41,23 +42,42 @@ def fake_run(monkeypatch):
 def test_a_pinned_coretype_also_runs_the_cases_unset(monkeypatch, fake_run, capsys):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     asked = []
-    monkeypatch.setattr(E, "rows_with_blas_unset", lambda argv: asked.append(argv) or fake_rows("OPENBLAS_CORETYPE unset"))
+    monkeypatch.setattr(E, "rows_with_blas_unset", lambda job: asked.append(job) or fake_rows("OPENBLAS_CORETYPE unset"))
     assert E.main(["--only-apps", "--quick"]) == 0
-    assert asked == [["--only-apps", "--quick"]]
+    assert asked == [E.BenchJob(tuple(E.APP_CASES), quick=True)]
     out = capsys.readouterr().out
     assert "MobileNetV2 b1 [OPENBLAS_CORETYPE=Haswell]" in out and "MobileNetV2 b1 [OPENBLAS_CORETYPE unset]" in out
 
 
 def test_setting_only_and_an_unset_machine_run_once(monkeypatch, fake_run):
-    monkeypatch.setattr(E, "rows_with_blas_unset", lambda argv: pytest.fail("no second run expected"))
+    monkeypatch.setattr(E, "rows_with_blas_unset", lambda job: pytest.fail("no second run expected"))
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert E.main(["--blas-setting-only", "--no-save"]) == 0
     monkeypatch.delenv("OPENBLAS_CORETYPE")
     assert E.main(["--no-save"]) == 0
 
 
-def test_the_child_hands_its_rows_back_as_json(tmp_path, monkeypatch, fake_run):
-    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    path = tmp_path / "rows.json"
-    assert E.main(["--rows-json", str(path)]) == 0
-    assert json.loads(path.read_text())[0]["blas"] == "OPENBLAS_CORETYPE unset"
+def test_the_child_is_launched_with_coretype_unset_and_hands_back_its_rows(monkeypatch, capsys):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    seen = {}
+
+    def launch(module, args, *, job, env, on_event):
+        seen.update(module=module, args=args, job=job, env=env)
+        on_event({"event": "log", "text": "  MobileNetV2 b1 [OPENBLAS_CORETYPE unset]: numpy 400 us"})
+        return child.ChildResult(returncode=0, events=[{"event": "rows", "rows": fake_rows("OPENBLAS_CORETYPE unset")}])
+    job = E.BenchJob((("MobileNetV2", 1),), quick=True)
+    rows = E.rows_with_blas_unset(job, launch=launch)
+    assert rows[0]["blas"] == "OPENBLAS_CORETYPE unset" and "OPENBLAS_CORETYPE" not in seen["env"]
+    assert (seen["module"], seen["args"], seen["job"]) == ("overhead.experiments.enginebench", ["child"], job)
+    assert "numpy 400 us" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="exit status 1"):
+        E.rows_with_blas_unset(job, launch=lambda *a, **k: child.ChildResult(returncode=1))
+
+
+def test_the_child_entry_measures_the_job_and_writes_rows_as_json(monkeypatch):
+    import io
+    monkeypatch.setattr(E, "run", lambda **kw: kw["log"]("a line") or fake_rows("OPENBLAS_CORETYPE unset"))
+    proto = io.StringIO()
+    assert E.measure_job(E.BenchJob((["MobileNetV2", 1],)), proto) == 0
+    lines = [json.loads(ln) for ln in proto.getvalue().splitlines()]
+    assert lines[0] == {"event": "log", "text": "a line"} and lines[1]["rows"][0]["model"] == "MobileNetV2"

@@ -25,10 +25,10 @@ import contextlib
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,8 +36,8 @@ from overhead.base import atomic, config, envinfo
 from overhead.base.settings import cores
 from overhead.engine import UnsupportedLayerError, from_keras, load, plain
 from overhead.experiments import blasab
-from overhead.harness import timing
-from overhead.harness.child import child_env, thread_env
+from overhead.harness import child, jobs, timing
+from overhead.harness.child import thread_env
 from overhead.ladder import models
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
@@ -377,22 +377,45 @@ def save(rows, checks, path=None):
     return path
 
 
-def rows_with_blas_unset(argv) -> list[dict]:
+@dataclass(frozen=True)
+class BenchJob:
+    """The cases a child process measures (:func:`rows_with_blas_unset`)."""
+    cases: tuple
+    quick: bool = False
+    threads: int | None = None
+    profile: bool = False
+
+
+def measure_job(job: BenchJob, proto) -> int:
+    """In the child: :func:`run` on the job's cases; its log lines, then its rows, as JSON lines."""
+    def say(value):
+        proto.write(json.dumps(value, default=float) + "\n")
+        proto.flush()
+    rows = run(quick=job.quick, threads=job.threads, profile=job.profile, cases=[tuple(c) for c in job.cases],
+               log=lambda text: say({"event": "log", "text": text}))
+    say({"event": "rows", "rows": rows})
+    return 0
+
+
+def rows_with_blas_unset(job: BenchJob, launch=child.run_child) -> list[dict]:
     """The same cases in a child process whose environment differs only by OPENBLAS_CORETYPE unset."""
-    value = blasab.settings()[-1][1]
-    print(f"\nthe same cases with {blas_label(blasab.child_env(value))} (a child process):", flush=True)
-    with tempfile.TemporaryDirectory(prefix="enginebench-") as tmp:
-        path = os.path.join(tmp, "rows.json")
-        cmd = [sys.executable, "-m", "overhead.experiments.enginebench", *argv, "--blas-setting-only", "--no-save",
-               "--rows-json", path]
-        done = subprocess.run(cmd, env=child_env(env=blasab.child_env(value)), check=False)
-        if done.returncode != 0 or not os.path.exists(path):
-            raise RuntimeError(f"the child with OPENBLAS_CORETYPE unset exited with status {done.returncode}")
-        with open(path) as fh:
-            return json.load(fh)
+    env = blasab.child_env(None)
+    print(f"\nthe same cases with {blas_label(env)} (a child process):", flush=True)
+
+    def show(event):
+        if isinstance(event, dict) and event.get("event") == "log":
+            print(event["text"], flush=True)
+    done = launch("overhead.experiments.enginebench", ["child"], job=job, env=env, on_event=show)
+    got = done.last("rows")
+    if not done.ok or got is None:
+        raise RuntimeError(f"the child with OPENBLAS_CORETYPE unset: {done.failure() or 'wrote no rows'}")
+    return got["rows"]
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["child"]:
+        return jobs.child_entry(BenchJob, measure_job, argv)  # a BenchJob on stdin
     ap = argparse.ArgumentParser(prog="python -m overhead.experiments.enginebench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small time budgets (about a minute)")
     ap.add_argument("--threads", type=int, default=None, help="threads for every engine (default: all cores)")
@@ -402,19 +425,14 @@ def main(argv=None) -> int:
     ap.add_argument("--only-apps", action="store_true", help="only the Keras Applications families")
     ap.add_argument("--blas-setting-only", action="store_true",
                     help="only this environment's OPENBLAS_CORETYPE (default: also unset, in a child, when it is set)")
-    ap.add_argument("--rows-json", help=argparse.SUPPRESS)  # the child's rows go to this file
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     print(f"NumPy engine benchmark ({'quick' if args.quick else 'full'}), threads={args.threads or cores()}, "
           f"load average {os.getloadavg()[0]:.2f} (the machine is shared: other jobs slow every engine)")
     cases = APP_CASES if args.only_apps else CASES + (APP_CASES if args.apps else [])
     rows = run(quick=args.quick, threads=args.threads, profile=args.profile, cases=cases)
-    if args.rows_json:
-        with atomic.atomic_open(args.rows_json, "w") as fh:
-            json.dump(rows, fh, default=float)
-        return 0
     if not args.blas_setting_only and len(blasab.settings()) > 1:
-        rows += rows_with_blas_unset(argv if argv is not None else sys.argv[1:])
+        rows += rows_with_blas_unset(BenchJob(tuple(cases), args.quick, args.threads, args.profile))
     checks = targets(rows)
     print()
     print(format_report(rows, checks))
