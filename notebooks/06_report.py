@@ -45,6 +45,7 @@ from overhead.report.sections import (
     advice,
     advice_effort,
     appendix,
+    architectures,
     batch,
     breakdown,
     ceilings,
@@ -144,6 +145,13 @@ if len(R.sweep):
 display(layout.details("The fitted latency models, path by path", fits.overhead_text(R), fits.fit_table(R)))
 display(Markdown(fits.misses_text(R)))
 display(layout.details("Every measured point a fitted model misses by more than 25 %", fits.misses_table(R)))
+
+# %% [markdown]
+# ### The architectures people ship: MobileNet and EfficientNet
+
+# %%
+display(Markdown(architectures.text(R)))
+display(layout.details("Each application model and path against plain nets of its FLOPs", architectures.reader_table(R)))
 
 # %% [markdown]
 # ## How much slower than NumPy?

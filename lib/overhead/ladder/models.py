@@ -50,6 +50,9 @@ SPECS: dict[str, tuple[dict, str]] = {
 }
 LADDER: list[str] = list(SPECS)
 DESCRIPTIONS: dict[str, str] = {name: desc for name, (_spec, desc) in SPECS.items()}
+# the Keras Applications architectures of the ladder (depthwise convolutions, squeeze-and-excitation); the others are
+# the plain MLPs, CNNs and ResNets
+APPLICATIONS: tuple[str, ...] = tuple(name for name, (spec, _desc) in SPECS.items() if spec["kind"] == "app")
 
 
 def build(name: str, seed: int = 0):

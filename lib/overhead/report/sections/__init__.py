@@ -7,6 +7,7 @@ advice_effort  What should you do? (the effort ladder)
 advice         What should you do? (the table per situation)
 whopays        Who pays for predict?
 fits           Where does overhead stop mattering? (the fitted latency models)
+architectures  The architectures people ship (MobileNet, EfficientNet against plain nets of their FLOPs)
 slowdown       How much slower than NumPy?
 batch          Batch size
 threads        Threads

@@ -1,0 +1,107 @@
+"""Section "The architectures people ship": the ladder's Keras Applications models (depthwise convolutions,
+squeeze-and-excitation, dozens of small layers) against the plain CNNs and ResNets of the same FLOPs, path by
+path and machine by machine. A plain net's latency at an application's FLOPs is interpolated in log FLOPs / log
+latency between the two plain ladder models that bracket them: measured neighbours, no fitted line."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from overhead.ladder.models import APPLICATIONS, LADDER
+from overhead.report import crossing
+from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_x, g3
+from overhead.report.style import order_backends
+
+PATHS = ("keras.predict", "keras.call", "tf.function", "numpy", "litert", "onnxruntime", "openvino")
+OVERHEAD_PATH, COMPUTE_REF = "keras.predict", "tf.function"   # whose overhead share, against which compute
+COLUMNS = ["machine", "model", "flops", "backend", "median_us", "plain_us", "ratio", "below", "above"]
+
+
+def plain_at(rows: pd.DataFrame, flops: float):
+    """(latency µs, model below, model above) of the plain models in ``rows`` (one machine and path) at
+    ``flops``, interpolated between the two that bracket it; None when no plain model lies on one side."""
+    g = rows.sort_values("flops")
+    below, above = g[g["flops"] <= flops], g[g["flops"] > flops]
+    if not len(below) or not len(above):
+        return None
+    a, b = below.iloc[-1], above.iloc[0]
+    t = (np.log(flops) - np.log(a["flops"])) / (np.log(b["flops"]) - np.log(a["flops"]))
+    us = np.exp(np.log(float(a["median_us"])) + t * (np.log(float(b["median_us"])) - np.log(float(a["median_us"]))))
+    return float(us), a["model"], b["model"]
+
+
+def machines_with(R) -> list:
+    """The machines whose sweep ran at least one application model, the report's machine first."""
+    s = R.every("sweep")
+    if not len(s):
+        return []
+    have = set(s.loc[s["model"].isin(APPLICATIONS), "machine"])
+    return [m for m in [R.machine, *R.others()] if m in have]
+
+
+def table(R) -> pd.DataFrame:
+    """One row per machine, application model and path (:data:`PATHS`, those measured): its batch-1 latency,
+    the plain ladder's at the same FLOPs (:func:`plain_at`) and their ratio."""
+    s, rows = R.every("sweep"), []
+    for m in machines_with(R):
+        sm = s[s["machine"] == m]
+        plain = sm[sm["model"].isin(LADDER) & ~sm["model"].isin(APPLICATIONS)]
+        for app in [a for a in APPLICATIONS if a in set(sm["model"])]:
+            for backend in order_backends([b for b in PATHS if b in set(sm["backend"])]):
+                hit = sm[(sm["model"] == app) & (sm["backend"] == backend)]
+                near = plain_at(plain[plain["backend"] == backend], float(hit["flops"].iloc[0])) if len(hit) else None
+                if near is None:
+                    continue
+                us = float(hit["median_us"].iloc[0])
+                rows.append({"machine": m, "model": app, "flops": float(hit["flops"].iloc[0]), "backend": backend,
+                             "median_us": us, "plain_us": near[0], "ratio": us / near[0], "below": near[1],
+                             "above": near[2]})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def overhead_shares(R, machine: str) -> dict:
+    """{model: share} of :data:`OVERHEAD_PATH`'s call that is overhead (``crossing.share_curve`` against
+    :data:`COMPUTE_REF`, measured) on ``machine``."""
+    s = R.every("sweep")
+    c = crossing.share_curve(s[s["machine"] == machine], OVERHEAD_PATH, compute_ref=COMPUTE_REF)
+    return dict(zip(c["model"], c["share"].astype(float))) if "share" in c else {}
+
+
+def text(R) -> str:
+    """The section's finding: per machine and application model, how much slower than plain nets of its FLOPs it
+    runs (the range over paths), how much of a predict call is still overhead there, and the NumPy engine against
+    LiteRT; the machines whose sweep predates these models are named."""
+    t = table(R)
+    if not len(t):
+        return ("*Not measured in this run:* no sweep ran the ladder's Keras Applications models "
+                f"({', '.join(code(a) for a in APPLICATIONS)}).")
+    out = []
+    for (m, app), g in t.groupby(["machine", "model"], sort=False):
+        lo, hi = g.loc[g["ratio"].idxmin()], g.loc[g["ratio"].idxmax()]
+        first = (f"On {m}, {code(app)} ({fmt_flops(g['flops'].iloc[0])}) takes {fmt_x(lo['ratio'])} ({code(lo['backend'])}) "
+                 f"to {fmt_x(hi['ratio'])} ({code(hi['backend'])}) the time of plain nets of its FLOPs (interpolated "
+                 f"between {code(lo['below'])} and {code(lo['above'])}).")
+        shares = overhead_shares(R, m)
+        if app in shares and lo["below"] in shares and lo["above"] in shares:
+            first += (f" {code(OVERHEAD_PATH)}'s overhead is {fmt_pct(shares[app])} of a call on it, against "
+                      f"{fmt_pct(shares[lo['below']])} and {fmt_pct(shares[lo['above']])} on those two.")
+        by = g.set_index("backend")["median_us"]
+        if {"numpy", "litert"} <= set(by.index):
+            first += f" The NumPy engine takes {fmt_x(by['numpy'] / by['litert'])} LiteRT's time on it."
+        out.append(first)
+    missing = [m for m in R.machines if m not in set(t["machine"])]
+    if missing:
+        out.append(f"Not measured on {', '.join(missing)}: {'its sweep predates' if len(missing) == 1 else 'their sweeps predate'} "
+                   "these models.")
+    return " ".join(out)
+
+
+def reader_table(R) -> pd.DataFrame:
+    """:func:`table` for a reader: three significant figures, the plain neighbours named."""
+    t = table(R)
+    if not len(t):
+        return t
+    return pd.DataFrame({"machine": t["machine"], "model": t["model"], "FLOPs": t["flops"].map(fmt_flops),
+                         "path": t["backend"], "latency (µs)": t["median_us"].map(g3),
+                         "plain nets at these FLOPs (µs, interpolated)": t["plain_us"].map(g3),
+                         "ratio": t["ratio"].map(fmt_x), "between": t["below"] + " and " + t["above"]})
