@@ -59,7 +59,7 @@ ifneq ($(filter-out help clean clean-data env requirements,$(MAKECMDGOALS)),)
 -include $(DEPFILES)
 endif
 
-.PHONY: help env lint test test-fast report render bench lab clean clean-data requirements train benchmark startup pipeline loadgen spread versions
+.PHONY: help env lint test test-fast report render bench apps lab clean clean-data requirements train benchmark startup pipeline loadgen spread versions
 
 help: ## List the targets
 	@echo "make <target>   (QUICK=1 for a small sweep into build/quick/, MODEL=my.keras to add your model)"
@@ -160,8 +160,11 @@ render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report
 # OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call before sleeping; the GEMM reference is
 # timed interleaved with the engines and its spinning threads slowed whichever engine ran next (ResNet-18 b1
 # numpy: 27 ms -> 41 ms after a 2048^3 GEMM), so they park at once. OpenBLAS reads the variable when it loads.
-bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak
-	OPENBLAS_THREAD_TIMEOUT=4 TF_CPP_MIN_LOG_LEVEL=3 $(VPY) -m overhead.experiments.enginebench
+bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak, ladder cases and Keras Applications (QUICK=1: short budgets)
+	OPENBLAS_THREAD_TIMEOUT=4 TF_CPP_MIN_LOG_LEVEL=3 $(VPY) -m overhead.experiments.enginebench --apps $(if $(filter 1,$(QUICK)),--quick)
+
+apps: $(ENV_STAMP) ## Every path on each Keras Applications family (overhead check, batch 1) into $(DATA)/results/<machine>/apps.csv
+	$(VPY) -m overhead.experiments.apps
 
 spread: $(ENV_STAMP) ## Why TF paths' fresh processes disagree: TF paths under oneDNN off, pinned, jemalloc/tcmalloc, huge pages, no ASLR (~10 min; QUICK=1: 1 process each)
 	$(VPY) -m overhead.experiments.spread $(if $(filter 1,$(QUICK)),--quick)

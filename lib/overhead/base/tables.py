@@ -52,6 +52,8 @@ TABLES = (
                 "overhead.report.spread:section_text", False, stage="make spread"),
     ResultTable("versions", "Across TensorFlow releases", "overhead.report.versions:section_text", False,
                 stage="07_versions"),
+    ResultTable("apps", "The architectures people ship: every path on the Keras Applications families",
+                "overhead.report.sections.architectures:families_text", False, stage="make apps"),
     ResultTable("models", "Appendix: the models", "overhead.report.sections.appendix:models_text", False,
                 loader="models", stage="02_benchmark"),
 )

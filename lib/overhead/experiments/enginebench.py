@@ -47,7 +47,10 @@ CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_224px", 1), ("resnet18_224
 APPS = {"MobileNetV2": ("MobileNetV2", 96, {"alpha": 0.35}), "MobileNetV3Small": ("MobileNetV3Small", 96, {}),
         "EfficientNetB0": ("EfficientNetB0", 64, {}), "DenseNet121": ("DenseNet121", 64, {}),
         "ResNet50": ("ResNet50", 64, {}), "ConvNeXtTiny": ("ConvNeXtTiny", 64, {}),
-        "Xception": ("Xception", 72, {}), "NASNetMobile": ("NASNetMobile", 64, {})}
+        "Xception": ("Xception", 72, {}), "NASNetMobile": ("NASNetMobile", 64, {}),
+        "MobileNetV3Large": ("MobileNetV3Large", 96, {}), "EfficientNetB1": ("EfficientNetB1", 64, {}),
+        "EfficientNetB2": ("EfficientNetB2", 64, {}), "EfficientNetV2B0": ("EfficientNetV2B0", 64, {}),
+        "ResNet50V2": ("ResNet50V2", 64, {})}
 APP_CASES = [(name, 1) for name in APPS]
 LITERT_GOAL = 3.0  # the engine within this factor of LiteRT at batch 1 (issue 25)
 GEMM_N = 2048

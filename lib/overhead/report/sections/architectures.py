@@ -9,7 +9,7 @@ import pandas as pd
 
 from overhead.ladder.models import APPLICATIONS, LADDER
 from overhead.report import crossing
-from overhead.report.fmt import code, fmt_flops, fmt_pct, fmt_x, g3
+from overhead.report.fmt import NOT_MEASURED, code, fmt_flops, fmt_pct, fmt_x, g3
 from overhead.report.style import order_backends
 
 PATHS = ("keras.predict", "keras.call", "tf.function", "numpy", "litert", "onnxruntime", "openvino")
@@ -105,3 +105,44 @@ def reader_table(R) -> pd.DataFrame:
                          "path": t["backend"], "latency (µs)": t["median_us"].map(g3),
                          "plain nets at these FLOPs (µs, interpolated)": t["plain_us"].map(g3),
                          "ratio": t["ratio"].map(fmt_x), "between": t["below"] + " and " + t["above"]})
+
+
+# ---------------------------------------------------------------- every path on the families (apps.csv) ----
+def _cell(row) -> str:
+    if row["parity"] == "pass":
+        return "ok"
+    return "differs" if row["parity"] == "fail" else str(row["status"])
+
+
+def families_text(R) -> str:
+    """Per machine with ``apps.csv``: how many family × path pairs run and agree with Keras, the NumPy engine's
+    count, and each path that fails or is skipped with the families and the reason it gave."""
+    a = R.every("apps")
+    if not len(a):
+        return NOT_MEASURED.format("apps.csv")
+    out = []
+    for m, g in a.groupby("machine", sort=False):
+        ok = g["parity"] == "pass"
+        engine = g[g["backend"] == "numpy"]
+        out.append(f"On {m}, {int(ok.sum())} of {len(g)} family × path pairs run and agree with Keras "
+                   f"({g['family'].nunique()} families, {g['backend'].nunique()} paths, batch 1); the NumPy engine on "
+                   f"{int((engine['parity'] == 'pass').sum())} of {len(engine)} families.")
+        bad = g[~ok]
+        if len(bad):
+            items = []
+            for (backend, reason), h in bad.groupby(["backend", bad["reason"].fillna("").astype(str).str.slice(0, 140)],
+                                                    sort=False):
+                items.append(f"{code(backend)} on {', '.join(h['family'])} ({_cell(h.iloc[0])}: {reason or 'no reason given'})")
+            out.append("The others: " + "; ".join(items) + ".")
+    return " ".join(out)
+
+
+def families_table(R) -> pd.DataFrame:
+    """Family × path on the report's machine (the first with ``apps.csv``): ok, differs, failed or skipped."""
+    a = R.every("apps")
+    if not len(a):
+        return a
+    m = R.machine if R.machine in set(a["machine"]) else a["machine"].iloc[0]
+    g = a[a["machine"] == m].assign(cell=lambda t: t.apply(_cell, axis=1))
+    t = g.pivot_table(index="family", columns="backend", values="cell", aggfunc="first", sort=False)
+    return t[order_backends(t.columns)].reset_index()
