@@ -338,3 +338,21 @@ def test_threads_models_run_the_other_thread_settings_on_the_listed_models_only(
     rows = run_sweep([str(model_file)], ["numpy"], [1], [1, 2], 0.01, runs=3, max_runs=3, out_dir=tmp_path / "b",
                      machine="box", gemm_n=None, progress=False, launch=fake, threads_models=("m",))
     assert sorted(rows.threads) == [1, 2]
+
+
+def test_rows_under_a_renamed_models_old_name_are_dropped_with_their_samples(tmp_path):
+    model = tmp_path / "models" / "resnet18_32px.keras"
+    model.parent.mkdir()
+    model.write_bytes(b"not really a model: the fake workers never open it")
+    old = "samples/resnet18_cifar/numpy__b1__t1.npz"
+    atomic.save_samples(tmp_path / old, {"samples_ns": np.full(3, 1)})
+    stale = {c: None for c in sweep.COLUMNS}
+    stale.update(machine="box", model="resnet18_cifar", model_sha="abc", backend="numpy", batch=1, threads=1,
+                 status="ok", samples_file=old, date="2026-12-01T00:00:00+00:00")
+    other = dict(stale, model="resnet18_imagenet", samples_file=None)  # renamed, but not run now: kept
+    pd.DataFrame([stale, other], columns=sweep.COLUMNS).to_csv(tmp_path / "bench.csv", index=False)
+    fake = FakeWorkers(tmp_path, lambda b, n, t, r: np.full(30, 2_000_000))
+    rows = run_sweep([str(model)], ["numpy"], [1], [1], 0.01, runs=1, max_runs=1, out_dir=tmp_path, machine="box",
+                     gemm_n=None, progress=False, launch=fake)
+    assert sorted(rows["model"]) == ["resnet18_32px", "resnet18_imagenet"]
+    assert not (tmp_path / old).exists()

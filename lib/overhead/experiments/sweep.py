@@ -26,6 +26,7 @@ from overhead import backends as bk
 from overhead.backends import converters
 from overhead.backends.source import timed_code
 from overhead.base import atomic, config, envinfo
+from overhead.base.modelnames import RENAMED
 from overhead.base.settings import Settings
 from overhead.experiments import runlog, sweepplan, worker
 from overhead.experiments.sweepplan import thread_settings, wanted  # noqa: F401  (re-exported)
@@ -163,6 +164,11 @@ def run(settings: Settings, *, out_dir=None, resume: bool = True, max_rows: int 
         results.drop(results.rows["model"].notna())
         log.clear()
     shas = {name: converters.model_sha(path) for name, path in todo_models}
+    # rows under a model's old name (base.modelnames) are stale once it runs under its current one, samples too
+    renamed = results.rows["model"].isin([old for old, new in RENAMED.items() if new in shas])
+    for f in results.rows.loc[renamed, "samples_file"].dropna() if "samples_file" in results.rows else ():
+        (out_dir / str(f)).unlink(missing_ok=True)
+    results.drop(renamed)
     current = results.rows["model"].map(shas)  # rows of a retrained model (other content) are stale
     results.drop(current.notna() & (current != results.rows["model_sha"].astype(str)))
     names = list(b.backends) if b.backends else list(bk.NAMES)
