@@ -54,14 +54,16 @@ def test_unknown_family_or_path_is_one_line_and_status_2(capsys):
 def test_the_report_counts_the_pairs_and_names_each_failure_with_its_reason():
     rows = [("a", "MobileNetV2", "numpy", "ok", "pass", ""), ("a", "MobileNetV2", "openvino", "failed", None, "boom"),
             ("a", "DenseNet121", "numpy", "ok", "pass", ""), ("a", "DenseNet121", "openvino", "failed", None, "boom"),
-            ("a", "DenseNet121", "litert", "failed", "fail", "max |err| 3 > 1e-4")]
+            ("a", "DenseNet121", "litert", "failed", "fail", "parity: max |err| 3 > 1e-4; top-1 not judged"),
+            ("a", "DenseNet121", "litert.int8", "failed", "fail", "parity: logit_rel_err 0.49 > 0.35; more")]
     R = A.Results(machine="a", machines=["a"])
     R.extra["apps"] = pd.DataFrame(rows, columns=["machine", "family", "backend", "status", "parity", "reason"])
     text = arch.families_text(R)
-    assert text.startswith("On a, 2 of 5 family × path pairs run and agree with Keras (2 families, 3 paths, batch 1); "
+    assert text.startswith("On a, 2 of 6 family × path pairs run and agree with Keras (2 families, 4 paths, batch 1); "
                            "the NumPy engine on 2 of 2 families.")
-    assert "`openvino` on MobileNetV2, DenseNet121 (failed: boom)" in text
-    assert "`litert` on DenseNet121 (differs: max |err| 3 > 1e-4)" in text
+    assert "Failing or skipped: `openvino` on MobileNetV2, DenseNet121 (failed: boom); " in text
+    assert "`litert` on DenseNet121 (differs: parity: max |err| 3 > 1e-4)." in text
+    assert text.endswith("not a conversion fault): `litert.int8` on DenseNet121 (differs: parity: logit_rel_err 0.49 > 0.35).")
     t = arch.families_table(R).set_index("family")
     assert t.loc["DenseNet121", "litert"] == "differs" and t.loc["MobileNetV2", "numpy"] == "ok"
 

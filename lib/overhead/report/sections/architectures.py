@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from overhead.base.paths import reduced_precision
 from overhead.ladder.models import APPLICATIONS, LADDER
 from overhead.report import crossing
 from overhead.report.fmt import NOT_MEASURED, code, fmt_flops, fmt_pct, fmt_x, g3
@@ -127,13 +128,15 @@ def families_text(R) -> str:
         out.append(f"On {m}, {int(ok.sum())} of {len(g)} family × path pairs run and agree with Keras "
                    f"({g['family'].nunique()} families, {g['backend'].nunique()} paths, batch 1); the NumPy engine on "
                    f"{int((engine['parity'] == 'pass').sum())} of {len(engine)} families.")
-        bad = g[~ok]
-        if len(bad):
-            items = []
-            for (backend, reason), h in bad.groupby(["backend", bad["reason"].fillna("").astype(str).str.slice(0, 140)],
-                                                    sort=False):
-                items.append(f"{code(backend)} on {', '.join(h['family'])} ({_cell(h.iloc[0])}: {reason or 'no reason given'})")
-            out.append("The others: " + "; ".join(items) + ".")
+        bad = g[~ok].assign(first=lambda t: t["reason"].fillna("").astype(str).str.split("; ").str[0].str.slice(0, 140))
+        lossy = bad["backend"].map(reduced_precision) & (bad["parity"] == "fail")
+        for part, lead in ((bad[~lossy], "Failing or skipped"),
+                           (bad[lossy], "Reduced-precision paths beyond their own tolerance (quantised with random "
+                                        "inputs on random weights: an accuracy question, not a conversion fault)")):
+            items = [f"{code(b)} on {', '.join(h['family'])} ({_cell(h.iloc[0])}: {r or 'no reason given'})"
+                     for (b, r), h in part.groupby(["backend", "first"], sort=False)]
+            if items:
+                out.append(f"{lead}: " + "; ".join(items) + ".")
     return " ".join(out)
 
 
