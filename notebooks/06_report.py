@@ -153,8 +153,9 @@ display(layout.details("Every measured point a fitted model misses by more than 
 display(Markdown(architectures.text(R)))
 display(layout.details("Each application model and path against plain nets of its FLOPs", architectures.reader_table(R)))
 display(Markdown(architectures.families_text(R)))
-display(layout.details("Every path on each Keras Applications family (overhead check, batch 1)",
-                       architectures.families_table(R)))
+if len(R.every("apps")):
+    display(layout.details("Every path on each Keras Applications family (overhead check, batch 1)",
+                           architectures.families_table(R)))
 
 # %% [markdown]
 # ## How much slower than NumPy?
