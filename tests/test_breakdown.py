@@ -154,3 +154,22 @@ def test_keras2_frames_fall_in_the_same_buckets():
     assert buckets.stack_bucket((ROOT, k2_predict, k2_adapter, GEN_DS), FAST_LINE) == buckets.DATA
     assert buckets.stack_bucket((ROOT, k2_predict, CALL_FLAT, QUICK), EXEC_LINE) == buckets.CPP
     assert "tf_keras.predict" in bd.DEFAULT_BACKENDS and "tf_keras.call" in bd.EAGER
+
+
+def test_a_handler_run_inside_the_handler_is_dropped_not_counted_twice(monkeypatch):
+    import sys
+
+    sampler = bsampler.Sampler(interval_s=1e-6)
+    sampler.t0, sampler.done, sampler.stop, sampler.inside, sampler.call = 0.0, 0, None, True, 0
+    sampler.handler_s = [0.0]
+    nested = []
+    real = bsampler.linecache.getline
+
+    def getline(*a):  # the next expiry's handler runs in the middle of this one, as Python may run it
+        if not nested:
+            nested.append(True)
+            sampler._handler(14, sys._getframe())
+        return real(*a)
+    monkeypatch.setattr(bsampler.linecache, "getline", getline)
+    sampler._handler(14, sys._getframe())
+    assert nested and len(sampler.samples) == 1

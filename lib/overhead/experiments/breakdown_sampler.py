@@ -32,9 +32,20 @@ class Sampler:
     def __init__(self, interval_s: float = INTERVAL_S):
         self.dt = float(interval_s)
         self.samples, self.walls, self.handler_s = [], [], []
-        self.inside, self.call = False, -1
+        self.inside, self.call, self.busy = False, -1, False
 
     def _handler(self, signum, frame):
+        # Python may run the next SIGALRM's handler inside this one (at any bytecode boundary); its time would
+        # then count twice in handler_s, so a nested expiry is dropped like any other during the handler
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            self._sample(frame)
+        finally:
+            self.busy = False
+
+    def _sample(self, frame):
         t = time.perf_counter()
         # grid points passed since the last handler; a signal can arrive tens of us after its grid
         # point, so no cut at the call's start (the harness between calls is ~1 % of the time)
