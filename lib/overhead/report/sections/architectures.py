@@ -76,13 +76,13 @@ def text(R) -> str:
     if not len(t):
         return ("*Not measured in this run:* no sweep ran the ladder's Keras Applications models "
                 f"({', '.join(code(a) for a in APPLICATIONS)}).")
-    out = []
+    out, shares_on = [], {m: overhead_shares(R, m) for m in t["machine"].unique()}
     for (m, app), g in t.groupby(["machine", "model"], sort=False):
         lo, hi = g.loc[g["ratio"].idxmin()], g.loc[g["ratio"].idxmax()]
         first = (f"On {m}, {code(app)} ({fmt_flops(g['flops'].iloc[0])}) takes {fmt_x(lo['ratio'])} ({code(lo['backend'])}) "
                  f"to {fmt_x(hi['ratio'])} ({code(hi['backend'])}) the time of plain nets of its FLOPs (interpolated "
                  f"between {code(lo['below'])} and {code(lo['above'])}).")
-        shares = overhead_shares(R, m)
+        shares = shares_on[m]
         if app in shares and lo["below"] in shares and lo["above"] in shares:
             first += (f" {code(OVERHEAD_PATH)}'s overhead is {fmt_pct(shares[app])} of a call on it, against "
                       f"{fmt_pct(shares[lo['below']])} and {fmt_pct(shares[lo['above']])} on those two.")
