@@ -11,16 +11,22 @@ im2col copy from a read-only strided view of the (padded) input (Conv2D). Three 
 - otherwise: chunks of output rows, each doing its A copy + GEMM + fused pool + epilogue while it
   is in cache, pulled by the engine's threads (BLAS held to one thread meanwhile).
 
+Few-row GEMMs above a million multiply-adds are cut into column blocks when NumPy's OpenBLAS runs a
+SkylakeX-class core (see :func:`split_cols`).
+
 A max-pool with pool == strides fused by the converter ("taps" = ph*pw) is computed from A rows
 ordered pooling-partner-major: ph*pw-1 maxima of contiguous blocks, and the conv outputs the pool
 drops are never computed.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from overhead.engine import views as V
 from overhead.engine.epilogue import epilogue
+from overhead.engine.threadpool import blas_controllers
 
 FEW_ROWS = 256  # GEMMs with fewer rows per thread split K instead
 FEW_ROWS_DOT = 64  # direct GEMMs with fewer rows call np.dot (~0.5 us less per call than np.matmul)
@@ -29,6 +35,16 @@ MAX_ROWS = 4096
 # im2col K-major (one strided run per (kh, kw, c) tap, a transposed A for BLAS) up to this many input
 # channels: row-major rows of c-float runs copy slowly. MobileNet's 3x3/2 stem on 96x96x3: copy 51 -> 27 us.
 KMAJOR_MAX_C = 4
+# OpenBLAS's SkylakeX-class cores (AVX-512) run sgemm with M*N*K <= SMALL_MNK on a "small matrix" kernel that
+# skips packing (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c); above it, a GEMM with few rows packs its
+# whole B per call and runs at a third of the rate. Measured on Zen 5 at 1 thread, the SkylakeX core, median
+# of rounds: 4x320 @ 320x1280 93 -> 33 us in two column blocks, 9x1152 @ 1152x192 77 -> 35 us, 16x320 @
+# 320x1280 121 -> 85 us; 36 rows gain less, and 64 rows lose (more, narrower calls). The Haswell core
+# (OPENBLAS_CORETYPE=Haswell, and AVX2-only CPUs) has no such kernel: the split costs it 0-20%, so it is off there.
+SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+SMALL_MNK = 1_000_000
+SPLIT_MAX_ROWS = 32
+SPLIT_MIN_COLS = 32
 
 
 class RowsA:
@@ -106,6 +122,45 @@ class Im2colA:
         return out
 
 
+@functools.cache
+def blas_core() -> str:
+    """The kernel core of NumPy's OpenBLAS in this process ("skylakex", "haswell", ...; "" for another BLAS).
+    Read once: OpenBLAS picks it when it loads (OPENBLAS_CORETYPE overrides)."""
+    for c in blas_controllers():
+        if c.internal_api == "openblas":
+            return str(getattr(c, "architecture", "") or "").lower()
+    return ""
+
+
+def split_cols(m: int, k: int, n: int) -> int | None:
+    """Width of the column blocks an m x k @ k x n GEMM is cut into so that each runs on OpenBLAS's
+    small-matrix kernel (see SMALL_MNK), or None to run it whole: another core, more than SPLIT_MAX_ROWS
+    rows, small enough already, or blocks narrower than SPLIT_MIN_COLS. Blocks are balanced, multiples of 16."""
+    if m > SPLIT_MAX_ROWS or m * k * n <= SMALL_MNK or blas_core() not in SMALL_KERNEL_CORES:
+        return None
+    widest = SMALL_MNK // (m * k) // 16 * 16
+    if widest < SPLIT_MIN_COLS:
+        return None
+    blocks = -(-n // widest)
+    return -(-(-(-n // blocks)) // 16) * 16
+
+
+def matmul_into(w2, g2):
+    """`f(a2)`: a2 @ w2 into g2, in column blocks (:func:`split_cols`) when that is faster here. The
+    blocks' weights are contiguous copies made once; each block writes a column slice of g2 (BLAS ldc)."""
+    m, n = g2.shape
+    nb = split_cols(m, w2.shape[0], n)
+    matmul = np.matmul
+    if nb is None:
+        return lambda a2: matmul(a2, w2, g2)
+    parts = [(np.ascontiguousarray(w2[:, j:j + nb]), g2[:, j:j + nb]) for j in range(0, n, nb)]
+
+    def run(a2):
+        for wb, ob in parts:
+            matmul(a2, wb, ob)
+    return run
+
+
 def conv_geometry(x_shape, p):
     """(oh, ow, pads, PH, PW): conv output size, its TF padding and the fused max-pool's output."""
     n, h, w, c = x_shape
@@ -130,7 +185,15 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
         mul = np.dot if mc < FEW_ROWS_DOT else dot
         g = o2 if taps == 1 else ctx.temp((taps, mo, cout))
         g2 = g.reshape(mc, cout)
-        if fixed is not None:
+        if split_cols(mc, k, cout) is not None:
+            mm_split = matmul_into(w2, g2)
+            if fixed is not None:
+                mm = lambda env: mm_split(fixed)
+            elif idx is not None:
+                mm = lambda env: mm_split(env[idx])
+            else:
+                mm = lambda env: mm_split(load(env))
+        elif fixed is not None:
             mm = lambda env: mul(fixed, w2, g2)
         elif idx is not None:
             mm = lambda env: mul(env[idx], w2, g2)
@@ -232,20 +295,20 @@ def _rows_per_chunk(m, k, threads):
 
 def _k_split(ctx, w2, g2):
     """`f(a2)`: a2 @ w2 -> g2 for few rows, K split over the threads (partial products summed)."""
-    threads, matmul = ctx.threads, np.matmul
+    threads = ctx.threads
     k = w2.shape[0]
     if threads == 1 or k < 64 * threads:
-        return lambda a2: matmul(a2, w2, g2)
+        return matmul_into(w2, g2)
     step = -(-k // threads)
     step = -(-step // 16) * 16
     spans = [(k0, min(k, k0 + step)) for k0 in range(0, k, step)]
     parts = [g2] + [ctx.temp(g2.shape) for _ in spans[1:]]
-    wbs = [w2[a:b] for a, b in spans]
+    mms = [matmul_into(w2[a:b], part) for (a, b), part in zip(spans, parts)]
     par, cur = ctx.par, [None]
 
     def chunk(i, tid):
         a, b = spans[i]
-        matmul(cur[0][:, a:b], wbs[i], parts[i])
+        mms[i](cur[0][:, a:b])
 
     def run(a2):
         cur[0] = a2

@@ -11,7 +11,7 @@ import numpy as np
 from overhead.engine.format import save
 from overhead.engine.ops import F32
 from overhead.engine.plan import Plan
-from overhead.engine.threadpool import Parallel
+from overhead.engine.threadpool import Parallel, blas_controllers as _blas_controllers
 
 _PLAN_CACHE = 8  # input shapes whose plans (and buffers) are kept; the oldest is dropped
 _F32_DTYPE = np.dtype(np.float32)
@@ -189,11 +189,3 @@ def _op_flops(op, out_shape) -> int:
     if op.kind == "dwconv":
         return 2 * rows * out_shape[-1] * op.p["kh"] * op.p["kw"]
     return 0
-
-
-def _blas_controllers():
-    """threadpoolctl handles of the BLAS NumPy uses (all BLAS libraries if it cannot tell)."""
-    from threadpoolctl import ThreadpoolController
-    libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-    mine = [c for c in libs if os.path.basename(os.path.dirname(c.filepath)).startswith("numpy")]
-    return mine or libs

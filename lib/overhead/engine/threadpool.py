@@ -205,3 +205,11 @@ PIN_THREADS = (os.environ.get("OVERHEAD_NUMPY_PIN", "1") != "0" and _getcpu is n
 _ALL: "weakref.WeakSet[Parallel]" = weakref.WeakSet()
 if hasattr(os, "register_at_fork"):  # no workers in a forked child: it runs single-threaded
     os.register_at_fork(after_in_child=lambda: [p._after_fork() for p in list(_ALL)])
+
+
+def blas_controllers():
+    """threadpoolctl handles of the BLAS NumPy uses (all BLAS libraries if it cannot tell)."""
+    from threadpoolctl import ThreadpoolController
+    libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    mine = [c for c in libs if os.path.basename(os.path.dirname(c.filepath)).startswith("numpy")]
+    return mine or libs
