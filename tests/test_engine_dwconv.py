@@ -1,7 +1,8 @@
 """The engine's DepthwiseConv2D (one einsum over column phases, overhead.engine.dwconv) against the
 naive loop reference and against Keras, over the geometries the phase arithmetic has to get right:
 odd and even sizes, strides 1-3 (also unequal), kernels 1-7, 'same' and 'valid', batch > 1, the layer
-reading the model input directly, and the chunked multi-threaded path.
+reading the model input directly, and the chunked multi-threaded path; strided layers both through the
+phases and through the direct view (few output columns, DIRECT_MAX_OW).
 
 Tolerance: max |ours - ref| <= 1e-4 * max(1, max |ref|).
 """
@@ -30,6 +31,13 @@ def dw_model(c, kernel, strides, padding, mult=1, act=None, prefix=()):
     return keras.Sequential(layers)
 
 
+@pytest.fixture(params=["phases", "direct"])
+def strided_path(request, monkeypatch):
+    """Strided layers through the column phases, or through the direct view whatever their width."""
+    monkeypatch.setattr(dwconv, "DIRECT_MAX_OW", 0 if request.param == "phases" else 1 << 30)
+    return request.param
+
+
 GEOMETRIES = [(3, 1, "same"), (3, 2, "same"), (3, 2, "valid"), (5, 2, "same"), (5, 1, "valid"),
               (7, 1, "same"), (2, 2, "same"), (4, 3, "same"), (1, 1, "valid"), (1, 2, "same"),
               ((3, 5), (2, 1), "same"), ((5, 3), (1, 2), "valid"), (3, 3, "valid")]
@@ -37,7 +45,7 @@ SIZES = [(1, 9, 8), (2, 10, 11), (1, 5, 5), (1, 3, 4)]
 
 
 @pytest.mark.parametrize("kernel,strides,padding", GEOMETRIES)
-def test_matches_the_naive_reference(kernel, strides, padding):
+def test_matches_the_naive_reference(kernel, strides, padding, strided_path):
     """The layer reads the model input itself (no padding copy for stride 1 'valid')."""
     rng = np.random.default_rng(7)
     c = 6
@@ -59,7 +67,7 @@ def test_matches_the_naive_reference(kernel, strides, padding):
 
 
 @pytest.mark.parametrize("kernel,strides,padding", GEOMETRIES[:6])
-def test_after_another_layer_and_with_an_activation(kernel, strides, padding):
+def test_after_another_layer_and_with_an_activation(kernel, strides, padding, strided_path):
     """The input is a buffer of the plan (a preceding op), the epilogue a ReLU6 as in MobileNet."""
     rng = np.random.default_rng(11)
     model = randomize(dw_model(8, kernel, strides, padding, act="relu6", prefix=[L.Conv2D(8, 1)]))
