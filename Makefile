@@ -160,8 +160,10 @@ render: build/notebooks/06_report.ipynb $(ENV_STAMP) ## Re-render reports/report
 # OpenBLAS worker threads busy-wait ~0.1 s after each multi-threaded call before sleeping; the GEMM reference is
 # timed interleaved with the engines and its spinning threads slowed whichever engine ran next (ResNet-18 b1
 # numpy: 27 ms -> 41 ms after a 2048^3 GEMM), so they park at once. OpenBLAS reads the variable when it loads.
-bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak, ladder cases and Keras Applications (QUICK=1: short budgets)
-	OPENBLAS_THREAD_TIMEOUT=4 TF_CPP_MIN_LOG_LEVEL=3 $(VPY) -m overhead.experiments.enginebench --apps $(if $(filter 1,$(QUICK)),--quick)
+# The engine's targets are set at batch 1 on one thread (BENCH_THREADS=2 measures every engine on two).
+BENCH_THREADS ?= 1
+bench: $(ENV_STAMP) ## NumPy-engine speed targets against tf.function, LiteRT and the GEMM peak, ladder cases and Keras Applications, BENCH_THREADS=1 (QUICK=1: short budgets)
+	OPENBLAS_THREAD_TIMEOUT=4 TF_CPP_MIN_LOG_LEVEL=3 $(VPY) -m overhead.experiments.enginebench --apps --threads $(BENCH_THREADS) $(if $(filter 1,$(QUICK)),--quick)
 
 apps: $(ENV_STAMP) ## Every path on each Keras Applications family (overhead check, batch 1) into $(DATA)/results/<machine>/apps.csv
 	$(VPY) -m overhead.experiments.apps
