@@ -28,6 +28,24 @@ def test_targets_keep_two_blas_settings_apart_and_judge_each():
     assert "[OPENBLAS_CORETYPE unset]" in E.format_report(rows, E.targets(rows))
 
 
+@pytest.mark.parametrize("q25,q75,want", [(380.0, 420.0, "pass"),   # band 2.3-2.8 (LiteRT 150-180 us)
+                                          (440.0, 520.0, "noise"),  # median 3.0, band 2.4-3.5: across the goal
+                                          (560.0, 600.0, "miss")])  # band 3.1-4.0
+def test_a_litert_target_is_judged_on_the_calls_band_not_the_median_alone(q25, q75, want):
+    row = fake_rows("OPENBLAS_CORETYPE unset", (q25 + q75) / 2)[0]
+    row.update(numpy_q25_us=q25, numpy_q75_us=q75, litert_q25_us=150.0, litert_q75_us=180.0,
+               tf_function_q25_us=950.0, tf_function_q75_us=1050.0)
+    got = {c["target"]: c for c in E.targets([row])}
+    assert got["numpy / litert"]["verdict"] == want
+    assert got["numpy / tf.function"]["verdict"] == "pass"
+    assert f": {want})" in E.format_report([row], E.targets([row]))
+
+
+def test_rows_without_quartiles_get_no_verdict():
+    got = {c["target"]: c for c in E.targets(fake_rows("OPENBLAS_CORETYPE unset"))}
+    assert got["numpy / litert"]["band"] is None and got["numpy / litert"]["verdict"] == ""
+
+
 def test_one_setting_keeps_the_plain_case_names():
     cases = {c["case"] for c in E.targets(fake_rows("OPENBLAS_CORETYPE unset"))}
     assert cases == {"MobileNetV2 b1"}
