@@ -156,6 +156,10 @@ display(Markdown(architectures.families_text(R)))
 if len(R.every("apps")):
     display(layout.details("Every path on each Keras Applications family (overhead check, batch 1)",
                            architectures.families_table(R)))
+display(Markdown(architectures.engine_text(R)))
+if len(R.every("enginebench")):
+    display(layout.details("The NumPy engine on each family against LiteRT and tf.function (make bench)",
+                           architectures.engine_table(R)))
 
 # %% [markdown]
 # ## How much slower than NumPy?

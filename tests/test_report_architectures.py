@@ -59,3 +59,78 @@ def test_the_text_gives_the_ratio_range_the_overhead_share_and_the_engine_agains
 def test_no_application_model_says_not_measured():
     R = results(sweep("a", {("cnn_small", "litert"): 10.0, ("cnn_medium", "litert"): 40.0}))
     assert arch.text(R).startswith("*Not measured in this run:*") and not len(arch.reader_table(R))
+
+
+# ---------------------------------------------------------------- apps.csv: causes grouped once ----
+def apps_rows(machine="a"):
+    r = lambda fam, be, parity, status, reason: {"machine": machine, "family": fam, "backend": be, "parity": parity,
+                                                 "status": status, "reason": reason}
+    hs = "unsupported layer Activation '{}': activation 'hard_silu'. numpy.plain supports: Conv2D, Dense"
+    return pd.DataFrame([r("V3Small", "numpy", "pass", "ok", ""), r("V3Large", "numpy", "pass", "ok", ""),
+                         r("V3Small", "numpy.plain", "", "skipped", hs.format("activation")),
+                         r("V3Large", "numpy.plain", "", "skipped", hs.format("activation_207")),
+                         r("V3Small", "litert.int8", "fail", "ok", "parity: logit_rel_err 2.11 > 0.35"),
+                         r("V3Large", "litert.int8", "fail", "ok", "parity: logit_rel_err 1.1 > 0.35")])
+
+
+def test_one_cause_on_several_families_is_one_item_and_parity_misses_give_their_errors():
+    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"apps": apps_rows()})
+    text = arch.families_text(R)
+    assert ("`numpy.plain` on V3Small, V3Large (skipped: unsupported layer Activation 'activation': "
+            "activation 'hard_silu')") in text
+    assert "activation_207" not in text and "numpy.plain supports" not in text
+    assert "`litert.int8` on V3Small (2.11), V3Large (1.1) (parity: logit_rel_err above 0.35)" in text
+
+
+def test_the_published_apps_text_names_each_cause_once():
+    """On the committed apps.csv files: Keras's layer numbering is gone and no path lists one cause twice."""
+    import re
+    from pathlib import Path
+
+    from overhead.report.loading import load_results
+    res = load_results(Path(__file__).resolve().parents[1] / "data" / "results")
+    if res.get("apps") is None:
+        pytest.skip("no apps.csv committed")
+    R = A.Results(machine=res["machines"][0], machines=res["machines"], sweep=pd.DataFrame(), extra={"apps": res["apps"]})
+    text = arch.families_text(R)
+    assert not re.search(r"'[A-Za-z]\w*_\d+'", text)
+    for machine_text in text.split("On ")[1:]:
+        seen = set()
+        for paths, cause in re.findall(r"((?:`[\w.]+`(?:, )?)+) on [^;(]+\((?:skipped|failed|differs): ([^;]+?)\)[;.]",
+                                       machine_text):
+            for path in re.findall(r"`([\w.]+)`", paths):
+                assert (path, cause) not in seen, (path, cause)
+                seen.add((path, cause))
+        assert seen, "no failing or skipped path found in the text"
+
+
+# ---------------------------------------------------------------- enginebench.csv ----
+def bench_row(machine, blas, model, numpy_us, litert_us=100.0, tf_us=1000.0, spread=0.05, err=0.0):
+    q = lambda us: {"q25": us * (1 - spread), "q75": us * (1 + spread)}
+    row = {"machine": machine, "model": model, "batch": 1, "threads": 1, "blas": blas, "blas_kernel": "SkylakeX",
+           "numpy_us": numpy_us, "litert_us": litert_us, "tf_function_us": tf_us, "err_numpy": err, "tol": 1e-4}
+    for k, us in (("numpy", numpy_us), ("litert", litert_us), ("tf_function", tf_us)):
+        row[f"{k}_q25_us"], row[f"{k}_q75_us"] = q(us)["q25"], q(us)["q75"]
+    return row
+
+
+def test_engine_text_counts_targets_met_on_the_whole_band_and_names_noise_and_misses():
+    e = pd.DataFrame([bench_row("a", "OPENBLAS_CORETYPE unset", "EfficientNetB0", 250.0),
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "MobileNetV2", 295.0),   # band 2.67-3.26: noise
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "Xception", 500.0, err=1.0),
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "mlp_tiny", 5.0)])   # a ladder case: not a family
+    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": e})
+    text = arch.engine_text(R)
+    assert text.startswith("On a with OPENBLAS_CORETYPE unset (OpenBLAS's SkylakeX kernels), at batch 1 on 1 thread")
+    assert "takes 2.5× (EfficientNetB0) to 5× (Xception) LiteRT's time" in text
+    assert "within 3× of LiteRT on 1 of 3 families; within the calls' noise of it on MobileNetV2 (2.95×); " \
+           "above it on Xception (5×)" in text
+    assert "at or below `tf.function` on 3 of 3 families" in text
+    assert text.endswith("Its output left the tolerance on Xception.")
+    t = arch.engine_table(R)
+    assert len(t) == 3 and t["engine / LiteRT (band: verdict)"].iloc[1].endswith(": noise)")
+
+
+def test_no_enginebench_says_not_measured():
+    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame())
+    assert "enginebench.csv" in arch.engine_text(R) and not len(arch.engine_table(R))

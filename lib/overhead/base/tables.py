@@ -54,6 +54,8 @@ TABLES = (
                 stage="07_versions"),
     ResultTable("apps", "The architectures people ship: every path on the Keras Applications families",
                 "overhead.report.sections.architectures:families_text", False, stage="make apps"),
+    ResultTable("enginebench", "The architectures people ship: the NumPy engine against LiteRT and tf.function",
+                "overhead.report.sections.architectures:engine_text", False, stage="make bench"),
     ResultTable("models", "Appendix: the models", "overhead.report.sections.appendix:models_text", False,
                 loader="models", stage="02_benchmark"),
 )

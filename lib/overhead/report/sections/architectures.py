@@ -4,6 +4,8 @@ path and machine by machine. A plain net's latency at an application's FLOPs is 
 latency between the two plain ladder models that bracket them: measured neighbours, no fitted line."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -115,6 +117,21 @@ def _cell(row) -> str:
     return "differs" if row["parity"] == "fail" else str(row["status"])
 
 
+_NUMBERED = re.compile(r"'([A-Za-z][\w]*?)_\d+'")  # Keras's second and later layers: 'activation_207'
+_PARITY = re.compile(r"^parity: (\w+) (\S+) > (\S+)$")
+
+
+def _cause(reason) -> tuple[str, str]:
+    """(cause, detail) of an apps.csv reason: its first clause with Keras's layer numbering dropped, so one
+    cause on several families is one item; a parity failure's measured error is the detail."""
+    first = str(reason if isinstance(reason, str) else "").split("; ")[0]
+    hit = _PARITY.match(first)
+    if hit:
+        return f"parity: {hit.group(1)} above {hit.group(3)}", hit.group(2)
+    first = _NUMBERED.sub(r"'\1'", first).split(". ")[0]
+    return (first if len(first) <= 140 else first[:139] + "…"), ""
+
+
 def families_text(R) -> str:
     """Per machine with ``apps.csv``: how many family × path pairs run and agree with Keras, the NumPy engine's
     count, and each path that fails or is skipped with the families and the reason it gave."""
@@ -128,15 +145,20 @@ def families_text(R) -> str:
         out.append(f"On {m}, {int(ok.sum())} of {len(g)} family × path pairs run and agree with Keras "
                    f"({g['family'].nunique()} families, {g['backend'].nunique()} paths, batch 1); the NumPy engine on "
                    f"{int((engine['parity'] == 'pass').sum())} of {len(engine)} families.")
-        bad = g[~ok].assign(first=lambda t: t["reason"].fillna("").astype(str).str.split("; ").str[0].str.slice(0, 140))
+        causes = g.loc[~ok, "reason"].map(_cause)
+        bad = g[~ok].assign(first=causes.str[0], detail=causes.str[1])
         lossy = bad["backend"].map(reduced_precision) & (bad["parity"] == "fail")
-        for part, lead in ((bad[~lossy], "Failing or skipped"),
-                           (bad[lossy], "Reduced-precision paths beyond their own tolerance (quantised with random "
-                                        "inputs on random weights: an accuracy question, not a conversion fault)")):
-            items = [f"{code(b)} on {', '.join(h['family'])} ({_cell(h.iloc[0])}: {r or 'no reason given'})"
-                     for (b, r), h in part.groupby(["backend", "first"], sort=False)]
-            if items:
-                out.append(f"{lead}: " + "; ".join(items) + ".")
+        failed = bad[~lossy].assign(families=lambda t: t.groupby(["backend", "first"], sort=False)["family"]
+                                    .transform(lambda f: ", ".join(f)))
+        items = [f"{', '.join(code(b) for b in h['backend'].unique())} on {fams} ({_cell(h.iloc[0])}: "
+                 f"{r or 'no reason given'})" for (r, fams), h in failed.groupby(["first", "families"], sort=False)]
+        if items:
+            out.append("Failing or skipped: " + "; ".join(items) + ".")
+        items = [f"{code(b)} on " + ", ".join(f"{f} ({d})" for f, d in zip(h["family"], h["detail"])) + f" ({r})"
+                 for (b, r), h in bad[lossy].groupby(["backend", "first"], sort=False)]
+        if items:
+            out.append("Reduced-precision paths beyond their own tolerance (quantised with random inputs on random "
+                       "weights: an accuracy question, not a conversion fault): " + "; ".join(items) + ".")
     return " ".join(out)
 
 
@@ -149,3 +171,82 @@ def families_table(R) -> pd.DataFrame:
     g = a[a["machine"] == m].assign(cell=lambda t: t.apply(_cell, axis=1))
     t = g.pivot_table(index="family", columns="backend", values="cell", aggfunc="first", sort=False)
     return t[order_backends(t.columns)].reset_index()
+
+
+# ---------------------------------------------------------------- the NumPy engine on the families (enginebench.csv) ----
+def _x3(r) -> str:
+    return f"{g3(r)}×"
+
+
+def engine_rows(R) -> pd.DataFrame:
+    """enginebench.csv's Applications rows (batch 1), one per machine, BLAS setting and family, with each target's
+    ratio, band over the calls' interquartile ranges and verdict (``overhead.experiments.enginebench``)."""
+    from overhead.experiments.enginebench import APPS, LITERT_GOAL, band, verdict
+    e = R.every("enginebench")
+    if not len(e):
+        return e
+    e = e[e["model"].isin(APPS) & (e["batch"] == 1)].copy()
+    for ref, goal in (("litert", LITERT_GOAL), ("tf_function", 1.0)):
+        bands = [band(r, "numpy", ref) for r in e.to_dict("records")]
+        e[f"vs_{ref}"] = e["numpy_us"] / e[f"{ref}_us"]
+        e[f"band_{ref}"] = bands
+        e[f"verdict_{ref}"] = [verdict(b, goal) for b in bands]
+    return e
+
+
+def _setting(g) -> str:
+    kernel = g["blas_kernel"].iloc[0] if "blas_kernel" in g and isinstance(g["blas_kernel"].iloc[0], str) else ""
+    return f"{g['blas'].iloc[0]}" + (f" (OpenBLAS's {kernel} kernels)" if kernel else "")
+
+
+def _judged(g, ref: str, goal_text: str) -> str:
+    """'n of N families <goal>' with the families in the noise band and the misses named, from the verdicts."""
+    v = g[f"verdict_{ref}"]
+    ok, noise, miss = g[v == "pass"], g[v == "noise"], g[v == "miss"]
+    text = f"{goal_text} on {len(ok)} of {len(g)} families"
+    if len(noise):
+        text += ("; within the calls' noise of it on " + ", ".join(f"{f} ({_x3(r)})" for f, r in
+                                                               zip(noise["model"], noise[f"vs_{ref}"])))
+    if len(miss):
+        text += "; above it on " + ", ".join(f"{f} ({_x3(r)})" for f, r in zip(miss["model"], miss[f"vs_{ref}"]))
+    return text
+
+
+def engine_text(R) -> str:
+    """Per machine and BLAS setting of ``enginebench.csv``: on how many Applications families the NumPy engine is
+    within 3× of LiteRT and at or below ``tf.function`` (a target met only when the ratio's whole band over the
+    calls' interquartile ranges meets it), the families in the noise and the misses with their ratios, and any
+    family whose engine output left the tolerance."""
+    from overhead.experiments.enginebench import LITERT_GOAL
+    e = engine_rows(R)
+    if not len(e):
+        return NOT_MEASURED.format("enginebench.csv")
+    out = []
+    for (m, _), g in e.groupby(["machine", "blas"], sort=False):
+        threads = int(g["threads"].iloc[0])
+        lo, hi = g.loc[g["vs_litert"].idxmin()], g.loc[g["vs_litert"].idxmax()]
+        out.append(f"On {m} with {_setting(g)}, at batch 1 on {threads} thread{'s' if threads > 1 else ''} "
+                   f"(`make bench`), the NumPy engine takes {_x3(lo['vs_litert'])} ({lo['model']}) to "
+                   f"{_x3(hi['vs_litert'])} ({hi['model']}) LiteRT's time: "
+                   f"{_judged(g, 'litert', f'within {LITERT_GOAL:g}× of LiteRT')}; "
+                   f"{_judged(g, 'tf_function', 'at or below `tf.function`')}.")
+        bad = g[g["err_numpy"] > g["tol"]]
+        if len(bad):
+            out.append(f"Its output left the tolerance on {', '.join(bad['model'])}.")
+    return " ".join(out)
+
+
+def engine_table(R) -> pd.DataFrame:
+    """:func:`engine_rows` for a reader: latencies and ratios with three significant figures, bands and verdicts."""
+    e = engine_rows(R)
+    if not len(e):
+        return e
+
+    def ratio(row, ref):
+        b = row[f"band_{ref}"]
+        return _x3(row[f"vs_{ref}"]) + (f" ({g3(b[0])}–{g3(b[1])}: {row[f'verdict_{ref}']})" if b else "")
+    return pd.DataFrame({"machine": e["machine"], "BLAS": e["blas"], "family": e["model"],
+                         "engine (µs)": e["numpy_us"].map(g3), "tf.function (µs)": e["tf_function_us"].map(g3),
+                         "LiteRT (µs)": e["litert_us"].map(g3),
+                         "engine / LiteRT (band: verdict)": e.apply(ratio, axis=1, ref="litert"),
+                         "engine / tf.function (band: verdict)": e.apply(ratio, axis=1, ref="tf_function")})
