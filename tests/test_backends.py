@@ -266,3 +266,32 @@ def test_tf_keras_rebuild_copies_a_residual_graph():
     assert type(twin).__module__.startswith("tf_keras") and len(twin.layers) == len(model.layers)
     np.testing.assert_allclose(twin(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
     assert isinstance(model, keras.Model)
+
+
+def test_tf_keras_rebuild_copies_nested_models_as_convnext_uses_them():
+    """A Sequential without an Input (ConvNeXt's stem: Conv2D + LayerNormalization) and a functional sub-model,
+    both called as layers, come back as tf_keras models with their weights; a custom layer inside one is named."""
+    import keras
+
+    from engine_models import randomize
+
+    from overhead.backends.tf_keras import NotRebuildable, rebuild
+
+    L = keras.layers
+    stem = keras.Sequential([L.Conv2D(8, 2, strides=2), L.LayerNormalization(epsilon=1e-6)], name="stem")
+    sub_in = keras.Input((4, 4, 8))
+    sub = keras.Model(sub_in, L.Add()([sub_in, L.DepthwiseConv2D(3, padding="same")(sub_in)]), name="block")
+    inp = keras.Input((8, 8, 3))
+    model = randomize(keras.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(sub(stem(inp))))))
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    twin = rebuild(model)
+    np.testing.assert_allclose(twin(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
+    assert [type(la).__module__.split(".")[0] for la in twin.layers if la.name in ("stem", "block")] == ["tf_keras"] * 2
+
+    class Twice(L.Layer):
+        def call(self, x):
+            return 2 * x
+    inner = keras.Sequential([Twice(name="twice")], name="inner")
+    inp = keras.Input((4,))
+    with pytest.raises(NotRebuildable, match="Twice.*'twice'"):
+        rebuild(keras.Model(inp, inner(inp)))

@@ -269,3 +269,24 @@ def test_the_float32_ceiling_is_the_best_measured_gemm_and_a_peak_below_it_is_no
     assert ceilings.table(R).loc[2, "GEMM above the stated peak"].startswith("yes")
     f = R.fits.dropna(subset=["peak_gflops"])
     assert (f["peak_gflops"] >= c["gflops"] - 1e-9).all()          # shares are taken against that ceiling
+
+
+def test_a_tie_gives_each_co_winners_accuracy_cost():
+    """The rule may print float32 and int8 paths as co-winners: the reader may take either, so both costs show."""
+    from overhead.report import wins
+    R = type("R", (), {})()
+    costs = {"litert": "none (float32; logit error 1e-07)",
+             "litert.int8": "top-1 agreement 97.5 % of all checked inputs; logit error 0.04"}
+    d = wins.Decision("batch 1", winners=["litert", "litert.int8"], candidates=["litert", "litert.int8", "numpy"])
+    real = advice.accuracy_cost
+    try:
+        advice.accuracy_cost = lambda R, model, b, units_here=True: costs[b]
+        row = advice._row("one request", "latency", ["litert", "litert.int8", "numpy"],
+                          pd.Series({"litert": 20.0, "litert.int8": 21.0, "numpy": 30.0}), str, R=R,
+                          model="cnn_seed", d=d)
+    finally:
+        advice.accuracy_cost = real
+    assert row["accuracy cost"] == "`litert`: " + costs["litert"] + " · `litert.int8`: " + costs["litert.int8"]
+    assert row["_cost_short"] == "`litert`: none, `litert.int8`: top-1 agreement 97.5 % of all checked inputs"
+    table = pd.DataFrame([dict(row, situation="first"), row])
+    assert "(accuracy cost: `litert`: none, `litert.int8`: top-1 agreement" in advice.lead(table)

@@ -1,7 +1,8 @@
 """Keras 2 (the ``tf-keras`` package, what ``tf.keras`` was in TF 2.0-2.15): predict, predict_on_batch, call.
 
 The ``.keras`` file is Keras 3's format, so :func:`rebuild` walks the Keras 3 graph layer by layer, makes the
-same layer in ``tf_keras`` from its config and copies the weights; the parity gate proves the copy. A layer
+same layer in ``tf_keras`` from its config and copies the weights; the parity gate proves the copy. A model used
+as a layer (ConvNeXt's stem and downsampling blocks are Sequentials) is rebuilt the same way, recursively. A layer
 ``tf_keras`` cannot rebuild raises :class:`NotRebuildable` naming it (the row is recorded as failed with the
 reason, the study goes on).
 """
@@ -22,6 +23,10 @@ _DROP = {"dtype", "quantization_config", "lora_rank", "lora_alpha", "synchronize
          "pointwise_constraint"}
 
 
+# Keras 3 settings tf_keras lacks, dropped only at the value that means what tf_keras does anyway
+_DROP_AT = {"rms_scaling": False}   # LayerNormalization (ConvNeXt's): the usual mean-and-variance form
+
+
 class NotRebuildable(ValueError):
     """A Keras 3 layer or graph shape that tf_keras cannot rebuild; the message names it."""
 
@@ -33,6 +38,11 @@ def _tf_layer(layer):
     if cls is None:
         raise NotRebuildable(f"tf_keras has no layer {type(layer).__name__} (layer {layer.name!r})")
     cfg = {k: v for k, v in layer.get_config().items() if k not in _DROP}
+    for key, usual in _DROP_AT.items():
+        if key in cfg:
+            if cfg[key] != usual:
+                raise NotRebuildable(f"tf_keras has no {key}={cfg[key]!r} ({type(layer).__name__} {layer.name!r})")
+            del cfg[key]
     try:
         return cls.from_config(cfg)
     except Exception as exc:
@@ -75,13 +85,15 @@ def rebuild(model):
             build(parent)
         if id(layer) in made:
             raise NotRebuildable(f"layer {layer.name!r} is called more than once (shared layer)")
-        new = _tf_layer(layer)
+        nested = isinstance(layer, keras.Model)
+        new = rebuild(layer) if nested else _tf_layer(layer)  # a nested model comes back with its weights
         made[id(layer)] = new
         out = new(*swap(list(node.arguments.args)), **swap(dict(node.arguments.kwargs)))
         outs = out if isinstance(out, (list, tuple)) else [out]
         for k3, k2 in zip(node.output_tensors, outs):
             tensors[id(k3)] = k2
-        pairs.append((layer, new))
+        if not nested:
+            pairs.append((layer, new))
 
     out = graph.outputs[0]
     build(out)

@@ -141,8 +141,8 @@ def split_cols(m: int, k: int, n: int) -> int | None:
     widest = SMALL_MNK // (m * k) // 16 * 16
     if widest < SPLIT_MIN_COLS:
         return None
-    blocks = -(-n // widest)
-    return -(-(-(-n // blocks)) // 16) * 16
+    per_block = -(-n // -(-n // widest))  # n over the fewest blocks that fit, then up to a multiple of 16
+    return -(-per_block // 16) * 16
 
 
 def matmul_into(w2, g2):

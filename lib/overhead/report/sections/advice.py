@@ -103,7 +103,7 @@ def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=()
     (``wins.Decision`` over every machine) the winners follow the rule: co-winners are printed as a tie."""
     if not ranked:
         return {"situation": situation, "fastest (measured)": "not measured in this run", "accuracy cost": "",
-                "staying in TF/Keras": "", "one-line change": "", "_best": None, "_metric": metric}
+                "staying in TF/Keras": "", "one-line change": "", "_best": None, "_metric": metric, "_cost_short": ""}
     def show(n):
         return fmt(value[n]) if n in value.index else "not measured here"
     best = d.leader if d is not None and d.winners else ranked[0]
@@ -115,9 +115,18 @@ def _row(situation, metric, ranked, value, fmt, R=None, model=None, not_there=()
     if not_there:
         stay += "; not measured on this model: " + ", ".join(code(b) for b in not_there)
     fastest = wins.names(d, show) if d is not None and d.winners else f"{code(best)} ({fmt(value[best])})"
-    return {"situation": situation, "fastest (measured)": fastest,
-            "accuracy cost": accuracy_cost(R, model, best, units_here) if R is not None and model else "n/a",
-            "staying in TF/Keras": stay, "one-line change": one_line(best), "_best": best, "_metric": metric}
+    tied = d.winners if d is not None and d.tie else [best]
+    costs = {b: accuracy_cost(R, model, b, units_here) if R is not None and model else "n/a" for b in tied}
+    def first(c):  # the cost's first clause, without a parenthesis the cut would leave open
+        return c.split(";")[0].split(" (")[0]
+    if len(costs) == 1:
+        cost, short = costs[best], first(costs[best])
+    else:  # a tie: each co-winner's own cost, since a reader may take any of them
+        cost = " · ".join(f"{code(b)}: {c}" for b, c in costs.items())
+        short = ", ".join(f"{code(b)}: {first(c)}" for b, c in costs.items())
+    return {"situation": situation, "fastest (measured)": fastest, "accuracy cost": cost,
+            "staying in TF/Keras": stay, "one-line change": one_line(best), "_best": best, "_metric": metric,
+            "_cost_short": short}
 
 
 def _unmeasured_tf(sw, model) -> list:
@@ -285,7 +294,7 @@ def lead(table: pd.DataFrame) -> str:
     r = table.to_dict("records")
     out = f"Fastest measured for {r[0]['situation']}: {r[0]['fastest (measured)']}"
     if len(r) > 1 and r[1]["_best"] is not None:
-        out += f"; for {r[1]['situation']}: {r[1]['fastest (measured)']} ({r[1]['accuracy cost'].split(';')[0]})"
+        out += f"; for {r[1]['situation']}: {r[1]['fastest (measured)']} (accuracy cost: {r[1]['_cost_short']})"
     return out + (". Each row names its model, what the path costs in accuracy and the code that gets you there; "
                   "winners follow the rule over every machine, times are "
                   f"{'on ' + code(table.attrs['machine']) if table.attrs.get('machine') else 'measured'}.")
