@@ -270,7 +270,8 @@ def test_tf_keras_rebuild_copies_a_residual_graph():
 
 def test_tf_keras_rebuild_copies_nested_models_as_convnext_uses_them():
     """A Sequential without an Input (ConvNeXt's stem: Conv2D + LayerNormalization) and a functional sub-model,
-    both called as layers, come back as tf_keras models with their weights; a custom layer inside one is named."""
+    both called as layers, come back as tf_keras models with their weights; ConvNeXt's LayerScale gets its twin
+    (random gamma: the copy is checked); any other custom layer, nested or not, is named."""
     import keras
 
     from engine_models import randomize
@@ -287,6 +288,12 @@ def test_tf_keras_rebuild_copies_nested_models_as_convnext_uses_them():
     twin = rebuild(model)
     np.testing.assert_allclose(twin(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
     assert [type(la).__module__.split(".")[0] for la in twin.layers if la.name in ("stem", "block")] == ["tf_keras"] * 2
+
+    from keras.src.applications.convnext import LayerScale
+    inp = keras.Input((4, 4, 8))
+    scaled = randomize(keras.Model(inp, LayerScale(1e-6, 8, name="scale")(L.Conv2D(8, 1)(inp))))
+    x = np.random.default_rng(2).normal(size=(1, 4, 4, 8)).astype(np.float32)
+    np.testing.assert_allclose(rebuild(scaled)(x).numpy(), scaled(x).numpy(), atol=1e-6)
 
     class Twice(L.Layer):
         def call(self, x):

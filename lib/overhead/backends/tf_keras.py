@@ -2,7 +2,8 @@
 
 The ``.keras`` file is Keras 3's format, so :func:`rebuild` walks the Keras 3 graph layer by layer, makes the
 same layer in ``tf_keras`` from its config and copies the weights; the parity gate proves the copy. A model used
-as a layer (ConvNeXt's stem and downsampling blocks are Sequentials) is rebuilt the same way, recursively. A layer
+as a layer (ConvNeXt's stem and downsampling blocks are Sequentials) is rebuilt the same way, recursively, and
+ConvNeXt's own LayerScale gets a tf_keras twin here. A layer
 ``tf_keras`` cannot rebuild raises :class:`NotRebuildable` naming it (the row is recorded as failed with the
 reason, the study goes on).
 """
@@ -31,10 +32,35 @@ class NotRebuildable(ValueError):
     """A Keras 3 layer or graph shape that tf_keras cannot rebuild; the message names it."""
 
 
+def _layer_scale():
+    """keras.applications.convnext's LayerScale (x times a learned per-channel gamma), which tf_keras lacks."""
+    import tf_keras
+
+    class LayerScale(tf_keras.layers.Layer):
+        def __init__(self, init_values, projection_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.init_values, self.projection_dim = init_values, projection_dim
+
+        def build(self, _):
+            self.gamma = self.add_weight(name="gamma", shape=(self.projection_dim,),
+                                         initializer=tf_keras.initializers.Constant(self.init_values))
+
+        def call(self, x):
+            return x * self.gamma
+    return LayerScale
+
+
+# layers of Keras Applications modules (not keras.layers) that tf_keras has no twin for: name -> class factory
+_APPLICATION_LAYERS = {"LayerScale": _layer_scale}
+
+
 def _tf_layer(layer):
     import tf_keras
 
-    cls = getattr(tf_keras.layers, type(layer).__name__, None)
+    name = type(layer).__name__
+    cls = getattr(tf_keras.layers, name, None)
+    if cls is None and name in _APPLICATION_LAYERS and type(layer).__module__.startswith("keras.src.applications"):
+        cls = _APPLICATION_LAYERS[name]()
     if cls is None:
         raise NotRebuildable(f"tf_keras has no layer {type(layer).__name__} (layer {layer.name!r})")
     cfg = {k: v for k, v in layer.get_config().items() if k not in _DROP}
