@@ -281,7 +281,7 @@ def test_tf_keras_rebuild_copies_nested_models_as_convnext_uses_them():
     L = keras.layers
     stem = keras.Sequential([L.Conv2D(8, 2, strides=2), L.LayerNormalization(epsilon=1e-6)], name="stem")
     sub_in = keras.Input((4, 4, 8))
-    sub = keras.Model(sub_in, L.Add()([sub_in, L.DepthwiseConv2D(3, padding="same")(sub_in)]), name="block")
+    sub = keras.Model(sub_in, sub_in + L.DepthwiseConv2D(3, padding="same")(sub_in), name="block")  # an op, as ConvNeXt
     inp = keras.Input((8, 8, 3))
     model = randomize(keras.Model(inp, L.Dense(5)(L.GlobalAveragePooling2D()(sub(stem(inp))))))
     x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)

@@ -54,6 +54,10 @@ def _layer_scale():
 _APPLICATION_LAYERS = {"LayerScale": _layer_scale}
 
 
+# Keras 3 ops on two tensors (keras.ops, what `a + b` on symbolic tensors records) -> the tf_keras merge layer
+_OPS = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply"}
+
+
 def _tf_layer(layer):
     import tf_keras
 
@@ -111,10 +115,19 @@ def rebuild(model):
             build(parent)
         if id(layer) in made:
             raise NotRebuildable(f"layer {layer.name!r} is called more than once (shared layer)")
+        args, kwargs = swap(list(node.arguments.args)), swap(dict(node.arguments.kwargs))
+        if not isinstance(layer, keras.layers.Layer):  # an op on tensors (`inputs + x` in ConvNeXt), no weights
+            merge = _OPS.get(type(layer).__name__)
+            if merge is None or kwargs or len(args) != 2:
+                raise NotRebuildable(f"tf_keras has no twin for the op {type(layer).__name__} ({layer.name!r})")
+            out = getattr(tf_keras.layers, merge)()(args)
+            for k3 in node.output_tensors:
+                tensors[id(k3)] = out
+            return
         nested = isinstance(layer, keras.Model)
         new = rebuild(layer) if nested else _tf_layer(layer)  # a nested model comes back with its weights
         made[id(layer)] = new
-        out = new(*swap(list(node.arguments.args)), **swap(dict(node.arguments.kwargs)))
+        out = new(*args, **kwargs)
         outs = out if isinstance(out, (list, tuple)) else [out]
         for k3, k2 in zip(node.output_tensors, outs):
             tensors[id(k3)] = k2
