@@ -63,7 +63,8 @@ def test_the_report_counts_the_pairs_and_names_each_failure_with_its_reason():
                            "the NumPy engine on 2 of 2 families.")
     assert "Failing or skipped: `openvino` on MobileNetV2, DenseNet121 (failed: boom); " in text
     assert "`litert` on DenseNet121 (differs: parity: max |err| 3 > 1e-4)." in text
-    assert text.endswith("not a conversion fault): `litert.int8` on DenseNet121 (differs: parity: logit_rel_err 0.49 > 0.35).")
+    assert text.endswith("not a conversion fault): `litert.int8` on DenseNet121 (0.49) "
+                         "(differs: parity: logit_rel_err above 0.35).")
     t = arch.families_table(R).set_index("family")
     assert t.loc["DenseNet121", "litert"] == "differs" and t.loc["MobileNetV2", "numpy"] == "ok"
 

@@ -79,7 +79,7 @@ def test_one_cause_on_several_families_is_one_item_and_parity_misses_give_their_
     assert ("`numpy.plain` on V3Small, V3Large (skipped: unsupported layer Activation 'activation': "
             "activation 'hard_silu')") in text
     assert "activation_207" not in text and "numpy.plain supports" not in text
-    assert "`litert.int8` on V3Small (2.11), V3Large (1.1) (parity: logit_rel_err above 0.35)" in text
+    assert "`litert.int8` on V3Small (2.11), V3Large (1.1) (differs: parity: logit_rel_err above 0.35)" in text
 
 
 def test_the_published_apps_text_names_each_cause_once():

@@ -38,6 +38,7 @@ from overhead.engine import UnsupportedLayerError, from_keras, load, plain
 from overhead.experiments import blasab
 from overhead.harness import child, jobs, timing
 from overhead.harness.child import thread_env
+from overhead.harness.targets import LITERT_GOAL, TF_FUNCTION_GOAL, band, verdict
 from overhead.ladder import models
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
@@ -52,7 +53,6 @@ APPS = {"MobileNetV2": ("MobileNetV2", 96, {"alpha": 0.35}), "MobileNetV3Small":
         "EfficientNetB2": ("EfficientNetB2", 64, {}), "EfficientNetV2B0": ("EfficientNetV2B0", 64, {}),
         "ResNet50V2": ("ResNet50V2", 64, {})}
 APP_CASES = [(name, 1) for name in APPS]
-LITERT_GOAL = 3.0  # the engine within this factor of LiteRT at batch 1 (issue 25)
 GEMM_N = 2048
 PLAIN_MAX_FLOPS = 5e9  # numpy.plain is timed up to this many FLOPs per call (ResNet-18 224 b1: 3.6e9)
 TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
@@ -311,24 +311,6 @@ def case_tag(r, several_blas: bool) -> str:
     return f"{r['model']} b{r['batch']}" + (f" [{r['blas']}]" if several_blas else "")
 
 
-def band(r, num: str, den: str):
-    """(low, high) of the ratio num / den over the calls' interquartile ranges (``<path>_q25_us`` and
-    ``_q75_us``: q25 / q75 and q75 / q25), or None for rows measured before they were recorded."""
-    try:
-        lo = r[f"{num}_q25_us"] / r[f"{den}_q75_us"]
-        hi = r[f"{num}_q75_us"] / r[f"{den}_q25_us"]
-    except (KeyError, TypeError, ZeroDivisionError):
-        return None
-    return (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
-
-
-def verdict(b, goal: float) -> str:
-    """"pass" when the whole band is at or below the goal, "miss" when all of it is above, else "noise"."""
-    if b is None:
-        return ""
-    return "pass" if b[1] <= goal else ("miss" if b[0] > goal else "noise")
-
-
 def targets(rows) -> list[dict]:
     """The issue's targets, evaluated on the measured rows, for the engine converted in process and
     reloaded from its .npz; numpy.plain's ratios are reported, with no goal (measured, not tuned). On the
@@ -341,7 +323,7 @@ def targets(rows) -> list[dict]:
         for label, key in (("numpy", "numpy_us"), ("numpy.npz", "numpy_npz_us")):
             us = r[key]
             if r["model"] in APPS:  # issue 25: within 3x of LiteRT, at or below tf.function
-                for ref, goal in (("litert", LITERT_GOAL), ("tf_function", 1.0)):
+                for ref, goal in (("litert", LITERT_GOAL), ("tf_function", TF_FUNCTION_GOAL)):
                     b = band(r, "numpy", ref) if label == "numpy" else None
                     out.append({"case": tag, "target": f"{label} / {ref.replace('_', '.')}",
                                 "value": us / r[f"{ref}_us"], "goal": f"<= {goal:g}",

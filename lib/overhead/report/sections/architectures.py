@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from overhead.base.paths import reduced_precision
+from overhead.harness.targets import LITERT_GOAL, TF_FUNCTION_GOAL, band, verdict
 from overhead.ladder.models import APPLICATIONS, LADDER
 from overhead.report import crossing
 from overhead.report.fmt import NOT_MEASURED, code, fmt_flops, fmt_pct, fmt_x, g3
@@ -154,7 +155,8 @@ def families_text(R) -> str:
                  f"{r or 'no reason given'})" for (r, fams), h in failed.groupby(["first", "families"], sort=False)]
         if items:
             out.append("Failing or skipped: " + "; ".join(items) + ".")
-        items = [f"{code(b)} on " + ", ".join(f"{f} ({d})" for f, d in zip(h["family"], h["detail"])) + f" ({r})"
+        items = [f"{code(b)} on " + ", ".join(f"{f} ({d})" for f, d in zip(h["family"], h["detail"]))
+                 + f" ({_cell(h.iloc[0])}: {r})"
                  for (b, r), h in bad[lossy].groupby(["backend", "first"], sort=False)]
         if items:
             out.append("Reduced-precision paths beyond their own tolerance (quantised with random inputs on random "
@@ -181,12 +183,11 @@ def _x3(r) -> str:
 def engine_rows(R) -> pd.DataFrame:
     """enginebench.csv's Applications rows (batch 1), one per machine, BLAS setting and family, with each target's
     ratio, band over the calls' interquartile ranges and verdict (``overhead.experiments.enginebench``)."""
-    from overhead.experiments.enginebench import APPS, LITERT_GOAL, band, verdict
     e = R.every("enginebench")
     if not len(e):
         return e
-    e = e[e["model"].isin(APPS) & (e["batch"] == 1)].copy()
-    for ref, goal in (("litert", LITERT_GOAL), ("tf_function", 1.0)):
+    e = e[~e["model"].isin(LADDER) & (e["batch"] == 1)].copy()  # the ladder's cases are make bench's others
+    for ref, goal in (("litert", LITERT_GOAL), ("tf_function", TF_FUNCTION_GOAL)):
         bands = [band(r, "numpy", ref) for r in e.to_dict("records")]
         e[f"vs_{ref}"] = e["numpy_us"] / e[f"{ref}_us"]
         e[f"band_{ref}"] = bands
@@ -217,7 +218,6 @@ def engine_text(R) -> str:
     within 3× of LiteRT and at or below ``tf.function`` (a target met only when the ratio's whole band over the
     calls' interquartile ranges meets it), the families in the noise and the misses with their ratios, and any
     family whose engine output left the tolerance."""
-    from overhead.experiments.enginebench import LITERT_GOAL
     e = engine_rows(R)
     if not len(e):
         return NOT_MEASURED.format("enginebench.csv")
