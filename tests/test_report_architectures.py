@@ -74,8 +74,9 @@ def apps_rows(machine="a"):
 
 
 def test_one_cause_on_several_families_is_one_item_and_parity_misses_give_their_errors():
-    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"apps": apps_rows()})
+    R = A.Results(machine="a", machines=["a", "b"], sweep=pd.DataFrame(), extra={"apps": apps_rows()})
     text = arch.families_text(R)
+    assert text.endswith("Not checked on b (no `apps.csv`: run `make apps` there).")
     assert ("`numpy.plain` on V3Small, V3Large (skipped: unsupported layer Activation 'activation': "
             "activation 'hard_silu')") in text
     assert "activation_207" not in text and "numpy.plain supports" not in text
@@ -119,14 +120,15 @@ def test_engine_text_counts_targets_met_on_the_whole_band_and_names_noise_and_mi
                       bench_row("a", "OPENBLAS_CORETYPE unset", "MobileNetV2", 295.0),   # band 2.67-3.26: noise
                       bench_row("a", "OPENBLAS_CORETYPE unset", "Xception", 500.0, err=1.0),
                       bench_row("a", "OPENBLAS_CORETYPE unset", "mlp_tiny", 5.0)])   # a ladder case: not a family
-    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": e})
+    R = A.Results(machine="a", machines=["a", "b"], sweep=pd.DataFrame(), extra={"enginebench": e})
     text = arch.engine_text(R)
     assert text.startswith("On a with OPENBLAS_CORETYPE unset (OpenBLAS's SkylakeX kernels), at batch 1 on 1 thread")
     assert "takes 2.5× (EfficientNetB0) to 5× (Xception) LiteRT's time" in text
     assert "within 3× of LiteRT on 1 of 3 families; within the calls' noise of it on MobileNetV2 (2.95×); " \
            "above it on Xception (5×)" in text
     assert "at or below `tf.function` on 3 of 3 families" in text
-    assert text.endswith("Its output left the tolerance on Xception.")
+    assert text.endswith("Its output left the tolerance on Xception. Not measured on b (no `enginebench.csv`: "
+                         "run `make bench` there).")
     t = arch.engine_table(R)
     assert len(t) == 3 and t["engine / LiteRT (band: verdict)"].iloc[1].endswith(": noise)")
 

@@ -161,6 +161,9 @@ def families_text(R) -> str:
         if items:
             out.append("Reduced-precision paths beyond their own tolerance (quantised with random inputs on random "
                        "weights: an accuracy question, not a conversion fault): " + "; ".join(items) + ".")
+    missing = [m for m in R.machines if m not in set(a["machine"])]
+    if missing:
+        out.append(f"Not checked on {', '.join(missing)} (no `apps.csv`: run `make apps` there).")
     return " ".join(out)
 
 
@@ -233,6 +236,9 @@ def engine_text(R) -> str:
         bad = g[g["err_numpy"] > g["tol"]]
         if len(bad):
             out.append(f"Its output left the tolerance on {', '.join(bad['model'])}.")
+    missing = [m for m in R.machines if m not in set(e["machine"])]
+    if missing:
+        out.append(f"Not measured on {', '.join(missing)} (no `enginebench.csv`: run `make bench` there).")
     return " ".join(out)
 
 
