@@ -18,9 +18,11 @@ get zero weights: exact for finite inputs (an inf read there would give nan wher
 A strided layer with few output columns (``ow <= DIRECT_MAX_OW``, the late blocks) skips the phases: one
 einsum reads a strided view of the padded input with the channels innermost (:func:`build_dwconv_direct`).
 Its inner loop is only C floats long, but it makes one padded copy and one einsum call, where the phases
-make ``sw`` copies and two einsums plus an add. Measured on Zen 5 at 1 thread (einsum + copy): 12x12x96
-stride 2 10.8 us against 17.7 us for the phase step; 6x6x192 5.0 against 13.6; at 24x24x144 (ow 12) the
-phases win, 38.7 against 48.2.
+make ``sw`` copies and two einsums plus an add. Measured on Zen 5 at 1 thread: the direct einsum + copy
+took 10.8 us on 12x12x96 stride 2 and 5.0 us on 6x6x192, where a per-layer profile gave the whole phase step
+(with its epilogue) 17.7 and 13.6 us; on 24x24x144 (ow 12) the phases' copies + einsums win, 38.7 against
+48.2 us. Whole models, interleaved A/B: EfficientNetB0 0.957x the time, MobileNetV3Small 0.974x, MobileNetV2
+0.98-1.0x.
 
 A depth multiplier > 1 (output channel c*mult + m, like TensorFlow) keeps the tap loop over
 broadcast views (:func:`build_dwconv_taps`): rare (grouped convolutions) and not on the hot path.
