@@ -1,6 +1,6 @@
 """Every inference path on the Keras Applications families, as a new user meets them (issue 25).
 
-Each family of :data:`overhead.experiments.enginebench.APPS` is built offline (``weights=None``, a small input,
+Each family of :data:`overhead.ladder.families.FAMILIES` is built offline (``weights=None``, a small input,
 BatchNorm statistics from one batch so that its outputs are not degenerate), saved once under
 ``<data>/apps/``, and checked the way ``overhead check`` does: one worker per process kind runs every path at
 batch 1 and one thread and compares its outputs with Keras' own. ``apps.csv`` holds one row per family x
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from overhead import backends
 from overhead.base import atomic, config, envinfo
-from overhead.experiments import enginebench, sweep
+from overhead.experiments import sweep
+from overhead.ladder.families import FAMILIES, build as build_family
 
 COLUMNS = ["machine", "family", "input_px", "backend", "process", "status", "parity", "max_abs_err", "tolerance",
            "top1_agree", "reason", "seconds"]
@@ -27,12 +28,12 @@ CHECK = {"mode": "check", "parity_n": 256, "parity_max_s": 5.0, "max_flops_per_c
 
 
 def model_file(family: str, folder: Path) -> Path:
-    """The family's .keras file under `folder`, built (:func:`enginebench.build_app`) and saved once."""
+    """The family's .keras file under `folder`, built (:func:`overhead.ladder.families.build`) and saved once."""
     path = folder / f"{family}.keras"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.keras")
-        enginebench.build_app(family).save(tmp)
+        build_family(family).save(tmp)
         tmp.replace(path)
     return path
 
@@ -54,13 +55,13 @@ def check_family(family: str, path: Path, names, artifacts: Path, collect=sweep.
         got.sort(key=lambda r: group.index(r["backend"]) if r.get("backend") in group else len(group))
         per = (time.perf_counter() - t0) / max(1, len(group))
         rows += [{**r, "process": kind, "seconds": per} for r in got]
-    size = enginebench.APPS[family][1]
+    size = FAMILIES[family][1]
     return [{"family": family, "input_px": size, **{k: r.get(k) for k in COLUMNS if k not in ("family", "input_px")}}
             for r in rows]
 
 
 def run(out_dir=None, families=None, names=None, collect=sweep.collect_rows):
-    """Check every family (default: all of APPS) on every path (default: all) into ``<out_dir>/apps.csv``, one
+    """Check every family (default: every one of FAMILIES) on every path (default: all) into ``<out_dir>/apps.csv``, one
     family at a time, keeping the families the file already holds."""
     import pandas as pd
 
@@ -71,7 +72,7 @@ def run(out_dir=None, families=None, names=None, collect=sweep.collect_rows):
     done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
     folder = config.data_dir() / "apps"
     names = list(names or backends.NAMES)
-    for family in families or list(enginebench.APPS):
+    for family in families or list(FAMILIES):
         if family in set(done["family"]):
             print(f"{family}: kept from {path}", flush=True)
             continue
@@ -84,22 +85,22 @@ def run(out_dir=None, families=None, names=None, collect=sweep.collect_rows):
         print(f"{family}: {passed} of {len(frame)} paths pass parity ({time.perf_counter() - t0:.0f} s)", flush=True)
     envinfo.write_meta(path, {"stage": "apps", "what": "overhead check (parity only) of every path on each Keras "
                               "Applications family, built offline with weights=None and BatchNorm statistics from "
-                              "one batch; batch 1, one thread", "families": {f: list(enginebench.APPS[f][:2])
-                                                                             for f in enginebench.APPS}}, threads=1)
+                              "one batch; batch 1, one thread", "families": {f: list(FAMILIES[f][:2])
+                                                                             for f in FAMILIES}}, threads=1)
     return done
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m overhead.experiments.apps", description=__doc__.splitlines()[0])
-    ap.add_argument("--families", default=None, help="comma-separated, from: " + ", ".join(enginebench.APPS))
+    ap.add_argument("--families", default=None, help="comma-separated, from: " + ", ".join(FAMILIES))
     ap.add_argument("--backends", default=None, help="comma-separated paths (default: every path)")
     ap.add_argument("--out", default=None, help="results folder (default data/results/<machine>)")
     args = ap.parse_args(argv)
     families = [f.strip() for f in args.families.split(",")] if args.families else None
     names = [b.strip() for b in args.backends.split(",")] if args.backends else None
-    bad = [f for f in families or [] if f not in enginebench.APPS] + [b for b in names or [] if b not in backends.NAMES]
+    bad = [f for f in families or [] if f not in FAMILIES] + [b for b in names or [] if b not in backends.NAMES]
     if bad:
-        print(f"error: unknown family or path {bad[0]!r}; families: {', '.join(enginebench.APPS)}; paths: "
+        print(f"error: unknown family or path {bad[0]!r}; families: {', '.join(FAMILIES)}; paths: "
               "`overhead backends`", file=sys.stderr)
         return 2
     frame = run(args.out, families, names)

@@ -39,20 +39,11 @@ from overhead.experiments import blasab
 from overhead.harness import child, jobs, timing
 from overhead.harness.child import thread_env
 from overhead.harness.targets import LITERT_GOAL, TF_FUNCTION_GOAL, band, verdict
-from overhead.ladder import models
+from overhead.ladder import families, models
 
 # (model, batch) cases; the ResNet-18 batch-32 case is the throughput end.
 CASES = [("mlp_tiny", 1), ("cnn_seed", 1), ("resnet18_224px", 1), ("resnet18_224px", 32)]
-# Keras Applications families (--apps), built offline (weights=None) at small inputs, BatchNorm statistics
-# from a batch: name -> (keras.applications builder, input size, extra arguments)
-APPS = {"MobileNetV2": ("MobileNetV2", 96, {"alpha": 0.35}), "MobileNetV3Small": ("MobileNetV3Small", 96, {}),
-        "EfficientNetB0": ("EfficientNetB0", 64, {}), "DenseNet121": ("DenseNet121", 64, {}),
-        "ResNet50": ("ResNet50", 64, {}), "ConvNeXtTiny": ("ConvNeXtTiny", 64, {}),
-        "Xception": ("Xception", 72, {}), "NASNetMobile": ("NASNetMobile", 64, {}),
-        "MobileNetV3Large": ("MobileNetV3Large", 96, {}), "EfficientNetB1": ("EfficientNetB1", 64, {}),
-        "EfficientNetB2": ("EfficientNetB2", 64, {}), "EfficientNetV2B0": ("EfficientNetV2B0", 64, {}),
-        "ResNet50V2": ("ResNet50V2", 64, {})}
-APP_CASES = [(name, 1) for name in APPS]
+APP_CASES = [(name, 1) for name in families.FAMILIES]  # --apps: the Keras Applications families
 GEMM_N = 2048
 PLAIN_MAX_FLOPS = 5e9  # numpy.plain is timed up to this many FLOPs per call (ResNet-18 224 b1: 3.6e9)
 TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
@@ -60,75 +51,9 @@ TOL = 1e-4  # max |out - ref| <= TOL * max(1, max |ref|)
 
 # --------------------------------------------------------------------------- models
 
-def build_app(name: str, seed: int = 0):
-    """A Keras Applications family (APPS) with random weights and BatchNorm statistics from one batch of
-    random images (one training-mode pass with momentum 0), so its outputs are not degenerate."""
-    import keras
-    builder, size, extra = APPS[name]
-    keras.utils.set_random_seed(seed)
-    model = getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3), classes=10,
-                                                 classifier_activation=None, **extra)
-    bns = [la for la in model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(np.random.default_rng(seed).uniform(-1, 1, (8, size, size, 3)).astype(np.float32), training=True)
-    return model
-
-
 def build_model(name: str):
-    """The ladder model `name` (overhead.ladder.models), or a local equivalent if that module is missing."""
-    if name in APPS:
-        return build_app(name)
-    try:
-        return models.build(name, seed=0)
-    except ImportError:
-        pass
-    import keras
-    L = keras.layers
-    keras.utils.set_random_seed(0)
-    if name == "mlp_tiny":
-        inp = keras.Input((784,))
-        return keras.Model(inp, L.Dense(10, activation="softmax")(L.Dense(32, activation="relu")(inp)))
-    if name == "cnn_seed":
-        inp = keras.Input((28, 28, 1))
-        x = L.MaxPooling2D(2)(L.Conv2D(8, 3, activation="relu")(inp))
-        return keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(x)))
-    if name == "resnet18_224px":
-        def conv_bn(x, f, k, s, relu=True):
-            x = L.BatchNormalization()(L.Conv2D(f, k, strides=s, padding="same", use_bias=False)(x))
-            return L.ReLU()(x) if relu else x
-        inp = keras.Input((224, 224, 3))
-        x = L.MaxPooling2D(3, strides=2, padding="same")(conv_bn(inp, 64, 7, 2))
-        for s, f in enumerate((64, 128, 256, 512)):
-            for b in range(2):
-                stride = 2 if s > 0 and b == 0 else 1
-                y = conv_bn(conv_bn(x, f, 3, stride), f, 3, 1, relu=False)
-                sc = conv_bn(x, f, 1, stride, relu=False) if stride != 1 or x.shape[-1] != f else x
-                x = L.ReLU()(L.Add()([y, sc]))
-        x = L.GlobalAveragePooling2D()(x)
-        return keras.Model(inp, L.Dense(1000, activation="softmax")(x))
-    raise ValueError(f"unknown model {name!r}")
-
-
-def model_flops(model) -> int:
-    """2 x multiply-adds of Conv2D / DepthwiseConv2D / Dense (per sample)."""
-    try:
-        return int(models.count_flops(model))
-    except (ImportError, AttributeError):
-        pass
-    import keras
-    macs = 0
-    for layer in model.layers:
-        out = layer.output.shape
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw, cin, cout = layer.kernel.shape
-            macs += out[1] * out[2] * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            kh, kw, cin, mult = layer.kernel.shape
-            macs += out[1] * out[2] * kh * kw * cin * mult
-        elif isinstance(layer, keras.layers.Dense):
-            macs += int(np.prod(out[1:-1] or [1])) * layer.kernel.shape[0] * layer.kernel.shape[1]
-    return 2 * int(macs)
+    """A ladder model (overhead.ladder.models) or a Keras Applications family (overhead.ladder.families)."""
+    return families.build(name) if name in families.FAMILIES else models.build(name, seed=0)
 
 
 # --------------------------------------------------------------------------- runners
@@ -213,14 +138,14 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
     blas = blas_label()
     kernel = (envinfo.numpy_blas() or {}).get("architecture")
     rng = np.random.default_rng(0)
-    rows, models = [], {}
+    rows, built = [], {}
     gemm_a = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
     gemm_b = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
     gemm_o = np.empty_like(gemm_a)
     tmp = tempfile.TemporaryDirectory(prefix="enginebench-")
     for name, batch in cases or CASES:
         t0 = time.perf_counter()
-        if name not in models:
+        if name not in built:
             m = build_model(name)
             net = from_keras(m)
             net.save(os.path.join(tmp.name, f"{name}.npz"))
@@ -228,9 +153,9 @@ def run(quick=False, threads=None, profile=False, cases=None, log=print):
                 plain_net = plain.from_keras(m)
             except UnsupportedLayerError:  # numpy.plain covers the ladder's layers only
                 plain_net = None
-            models[name] = (m, net, load(os.path.join(tmp.name, f"{name}.npz")), plain_net,
-                            model_flops(m), tflite_flatbuffer(tf, m))
-        model, net, loaded, plain_net, flops, flat = models[name]
+            built[name] = (m, net, load(os.path.join(tmp.name, f"{name}.npz")), plain_net,
+                           models.count_flops(m), tflite_flatbuffer(tf, m))
+        model, net, loaded, plain_net, flops, flat = built[name]
         x = rng.random((batch,) + tuple(model.input_shape[1:]), dtype=np.float32)
         ref = np.asarray(model(x, training=False))
         fns = {"numpy": lambda net=net, x=x: net(x),
@@ -322,7 +247,7 @@ def targets(rows) -> list[dict]:
         tag = case_tag(r, several)
         for label, key in (("numpy", "numpy_us"), ("numpy.npz", "numpy_npz_us")):
             us = r[key]
-            if r["model"] in APPS:  # issue 25: within 3x of LiteRT, at or below tf.function
+            if r["model"] in families.FAMILIES:  # issue 25: within 3x of LiteRT, at or below tf.function
                 for ref, goal in (("litert", LITERT_GOAL), ("tf_function", TF_FUNCTION_GOAL)):
                     b = band(r, "numpy", ref) if label == "numpy" else None
                     out.append({"case": tag, "target": f"{label} / {ref.replace('_', '.')}",
@@ -434,7 +359,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="threads for every engine (default: all cores)")
     ap.add_argument("--profile", action="store_true", help="print the engine's per-layer profile of each case")
     ap.add_argument("--no-save", action="store_true", help="do not write enginebench.csv")
-    ap.add_argument("--apps", action="store_true", help="also the Keras Applications families (APPS) at batch 1")
+    ap.add_argument("--apps", action="store_true", help="also the Keras Applications families (overhead.ladder.families) at batch 1")
     ap.add_argument("--only-apps", action="store_true", help="only the Keras Applications families")
     ap.add_argument("--blas-setting-only", action="store_true",
                     help="only this environment's OPENBLAS_CORETYPE (default: also unset, in a child, when it is set)")

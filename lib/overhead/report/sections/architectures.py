@@ -11,6 +11,7 @@ import pandas as pd
 
 from overhead.base.paths import reduced_precision
 from overhead.harness.targets import LITERT_GOAL, TF_FUNCTION_GOAL, band, verdict
+from overhead.ladder.families import FAMILIES
 from overhead.ladder.models import APPLICATIONS, LADDER
 from overhead.report import crossing
 from overhead.report.fmt import NOT_MEASURED, code, fmt_flops, fmt_pct, fmt_x, g3
@@ -189,7 +190,7 @@ def engine_rows(R) -> pd.DataFrame:
     e = R.every("enginebench")
     if not len(e):
         return e
-    e = e[~e["model"].isin(LADDER) & (e["batch"] == 1)].copy()  # the ladder's cases are make bench's others
+    e = e[e["model"].isin(FAMILIES) & (e["batch"] == 1)].copy()
     for ref, goal in (("litert", LITERT_GOAL), ("tf_function", TF_FUNCTION_GOAL)):
         bands = [band(r, "numpy", ref) for r in e.to_dict("records")]
         e[f"vs_{ref}"] = e["numpy_us"] / e[f"{ref}_us"]
