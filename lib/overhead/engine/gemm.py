@@ -185,20 +185,15 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
         mul = np.dot if mc < FEW_ROWS_DOT else dot
         g = o2 if taps == 1 else ctx.temp((taps, mo, cout))
         g2 = g.reshape(mc, cout)
-        if split_cols(mc, k, cout) is not None:
-            mm_split = matmul_into(w2, g2)
-            if fixed is not None:
-                mm = lambda env: mm_split(fixed)
-            elif idx is not None:
-                mm = lambda env: mm_split(env[idx])
-            else:
-                mm = lambda env: mm_split(load(env))
-        elif fixed is not None:
+        if split_cols(mc, k, cout) is not None:  # column blocks (their own weights and output slices)
+            split = matmul_into(w2, g2)
+            mul = lambda a, w, o: split(a)
+        if fixed is not None:
             mm = lambda env: mul(fixed, w2, g2)
         elif idx is not None:
             mm = lambda env: mul(env[idx], w2, g2)
         else:
-            mm = lambda env: mul(load(env), w2, out=g2)
+            mm = lambda env: mul(load(env), w2, g2)
         pool = _pool_taps(g.reshape(taps, mo, cout), o2, taps)
         if fin is None and pool is None:
             return V.chain(A.pre + [mm])
