@@ -41,6 +41,20 @@ def test_a_litert_target_is_judged_on_the_calls_band_not_the_median_alone(q25, q
     assert f": {want})" in E.format_report([row], E.targets([row]))
 
 
+@pytest.mark.parametrize("floor_us,want", [(400.0, "miss"),            # floor band 2.2-2.9: reachable in NumPy
+                                           (580.0, "beyond NumPy")])   # floor band 3.1-4.0: not
+def test_a_miss_whose_numpy_floor_misses_too_is_beyond_numpy(floor_us, want):
+    row = fake_rows("OPENBLAS_CORETYPE unset", 700.0)[0]
+    row.update(numpy_q25_us=680.0, numpy_q75_us=720.0, litert_q25_us=150.0, litert_q75_us=180.0,
+               tf_function_q25_us=950.0, tf_function_q75_us=1050.0, numpy_floor_us=floor_us,
+               numpy_floor_q25_us=floor_us - 20, numpy_floor_q75_us=floor_us + 20)
+    got = {c["target"]: c for c in E.targets([row])}
+    assert got["numpy / litert"]["verdict"] == want
+    assert got["numpy floor / litert"]["value"] == pytest.approx(floor_us / 160.0)
+    assert got["numpy floor / litert"]["ok"] is None  # reported, no goal of its own
+    assert "numpy floor / litert" in E.format_report([row], E.targets([row]))
+
+
 def test_rows_without_quartiles_get_no_verdict():
     got = {c["target"]: c for c in E.targets(fake_rows("OPENBLAS_CORETYPE unset"))}
     assert got["numpy / litert"]["band"] is None and got["numpy / litert"]["verdict"] == ""

@@ -106,11 +106,15 @@ def test_the_published_apps_text_names_each_cause_once():
 
 
 # ---------------------------------------------------------------- enginebench.csv ----
-def bench_row(machine, blas, model, numpy_us, litert_us=100.0, tf_us=1000.0, spread=0.05, err=0.0):
+def bench_row(machine, blas, model, numpy_us, litert_us=100.0, tf_us=1000.0, spread=0.05, err=0.0, floor_us=None):
     q = lambda us: {"q25": us * (1 - spread), "q75": us * (1 + spread)}
     row = {"machine": machine, "model": model, "batch": 1, "threads": 1, "blas": blas, "blas_kernel": "SkylakeX",
            "numpy_us": numpy_us, "litert_us": litert_us, "tf_function_us": tf_us, "err_numpy": err, "tol": 1e-4}
-    for k, us in (("numpy", numpy_us), ("litert", litert_us), ("tf_function", tf_us)):
+    paths = (("numpy", numpy_us), ("litert", litert_us), ("tf_function", tf_us))
+    if floor_us is not None:
+        row["numpy_floor_us"] = floor_us
+        paths += (("numpy_floor", floor_us),)
+    for k, us in paths:
         row[f"{k}_q25_us"], row[f"{k}_q75_us"] = q(us)["q25"], q(us)["q75"]
     return row
 
@@ -131,6 +135,21 @@ def test_engine_text_counts_targets_met_on_the_whole_band_and_names_noise_and_mi
                          "run `make bench` there).")
     t = arch.engine_table(R)
     assert len(t) == 3 and t["engine / LiteRT (band: verdict)"].iloc[1].endswith(": noise)")
+    assert (t["NumPy floor / LiteRT (band)"] == "not measured").all()  # a file from before the floor
+
+
+def test_engine_text_gives_the_numpy_floor_and_calls_a_miss_above_it_beyond_numpy():
+    e = pd.DataFrame([bench_row("a", "OPENBLAS_CORETYPE unset", "MobileNetV2", 400.0, floor_us=270.0),  # reachable
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "Xception", 600.0, floor_us=350.0),     # floor > 3x
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "ResNet50", 200.0, floor_us=150.0)])
+    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": e})
+    text = arch.engine_text(R)
+    assert "within 3× of LiteRT on 1 of 3 families; above it on MobileNetV2 (4×; its NumPy floor 2.7×); " \
+           "above it, and so are NumPy's GEMMs and depthwise einsums alone, on Xception (6×; its NumPy floor 3.5×)" in text
+    assert "takes 1.5× (ResNet50) to 3.5× (Xception) LiteRT's time, 58 %–75 % of the engine's." in text
+    t = arch.engine_table(R)
+    assert t["engine / LiteRT (band: verdict)"].iloc[1].endswith(": beyond NumPy)")
+    assert t["NumPy floor / LiteRT (band)"].iloc[0] == "2.7× (2.44–2.98)"
 
 
 def test_no_enginebench_says_not_measured():

@@ -3,6 +3,8 @@
 ``make bench`` (``overhead.experiments.enginebench``) measures; the report's architectures section reads its
 rows. Both judge a ratio num / den on its band over the two paths' calls: q25 / q75 .. q75 / q25 of the
 ``<path>_q25_us`` and ``<path>_q75_us`` columns, so a median just under a goal with a band across it is noise.
+A LiteRT ratio also has a floor: the model's GEMMs and depthwise einsums alone (``numpy_floor``,
+:mod:`overhead.experiments.enginefloor`); a goal below the floor's whole band is beyond NumPy on that machine.
 """
 from __future__ import annotations
 
@@ -23,8 +25,17 @@ def band(r, num: str, den: str):
     return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
 
 
-def verdict(b, goal: float) -> str:
-    """"pass" when the whole band is at or below the goal, "miss" when all of it is above, else "noise"."""
+BEYOND = "beyond NumPy"
+
+
+def verdict(b, goal: float, floor=None) -> str:
+    """"pass" when the whole band is at or below the goal, "miss" when all of it is above, else "noise"; a miss
+    whose `floor` band (the NumPy primitives alone against the same reference) is above the goal too is
+    BEYOND: no exact NumPy engine could meet that goal there."""
     if b is None:
         return ""
-    return "pass" if b[1] <= goal else ("miss" if b[0] > goal else "noise")
+    if b[1] <= goal:
+        return "pass"
+    if b[0] <= goal:
+        return "noise"
+    return BEYOND if floor is not None and floor[0] > goal else "miss"

@@ -1,0 +1,108 @@
+"""The NumPy floor of a model: its arithmetic alone, as NumPy's fastest primitives compute it.
+
+``primitive_floor(net, x)`` returns a function that runs, for every Conv2D, Dense and DepthwiseConv2D op of
+the engine's plan for `x`, only the op's multiply-adds on operands already laid out for them:
+
+- Conv2D / Dense: one ``np.matmul`` (``np.dot`` for a single row) of a contiguous (rows, K) operand by the
+  op's (K, N) weights into the op's own output buffer -- no im2col copy, no padding, no bias, no activation;
+- DepthwiseConv2D: one einsum over a stride-1 view of a padded buffer the size of the op's output window,
+  into the op's output buffer -- the layer's multiply-adds in the form that ran fastest here (one pass per
+  tap over contiguous ``ow*C`` runs), with no phase or padding copy, whatever the layer's stride.
+
+Everything else a model needs (im2col and padding copies, biases, activations, residual adds, pooling,
+normalisation, the Python steps between ops) is left out, so no NumPy engine computing these ops exactly
+can be faster than this function on this machine: the time it takes, against LiteRT's in the same rounds,
+says whether a target ratio is reachable at all. The operands hold the activations of a real call (the
+plan's buffers after ``net(x)``), so no data-dependent speed (denormals) is dodged. Measured at one thread:
+NumPy's einsum runs at its build's baseline SIMD, a BLAS call at its own threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from overhead.engine.dwconv import _einsum
+from overhead.engine.dwdense import dense_matrix, use_dense
+from overhead.engine.gemm import matmul_into
+
+
+def _gemm_step(w2, a, out):
+    """The engine's fastest form of `a` (rows, K) @ `w2` into `out` (rows, N): for one row a BLAS gemv
+    (on the transposed weights when the outputs are few), else a matmul, in column blocks where
+    :func:`overhead.engine.gemm.split_cols` says that is faster on this BLAS core."""
+    if a.shape[0] == 1:
+        a1, o1, dot = a.reshape(-1), out.reshape(-1), np.dot
+        if w2.shape[1] <= 16:
+            wt = np.ascontiguousarray(w2.T)
+            return lambda: dot(wt, a1, o1)
+        return lambda: dot(a1, w2, o1)
+    mul = matmul_into(w2, out)
+    return lambda: mul(a)
+
+
+def _operand(plan, val, shape, rng):
+    """A contiguous (rows, K) operand: the producing op's buffer when it has exactly that layout (a 1x1
+    convolution or Dense reading it), otherwise a copy of random data of that shape."""
+    buf = plan.template[val] if val < len(plan.template) else None
+    if isinstance(buf, np.ndarray) and buf.size == shape[0] * shape[1] and buf.flags.c_contiguous:
+        return buf.reshape(shape)
+    return rng.random(shape, dtype=np.float32)
+
+
+def _depthwise_step(op, in_shape, out, rng):
+    """The op's kh*kw*oh*ow*C multiply-adds as one stride-1 einsum over a zero-padded (oh+kh-1, ow+kw-1, C)
+    buffer, into the op's (n, oh, ow, C) output buffer; on a map with no more pixels than kernel taps, the
+    engine's dense product (:mod:`overhead.engine.dwdense`), which skips the taps on the zero border."""
+    n, oh, ow, c = out.shape
+    kh, kw = op.p["kh"], op.p["kw"]
+    if use_dense(in_shape, op.p, op.p["w"].shape[3]):
+        m = dense_matrix(op.p["w"], in_shape, op.p)
+        xin = rng.random((n, in_shape[1] * in_shape[2], in_shape[3]), dtype=np.float32)
+        o3, ein = out.reshape(n, m.shape[0], c), _einsum
+        return (lambda: ein("pqc,nqc->npc", m, xin, out=o3)), n * m.size
+    src = np.zeros((n, oh + kh - 1, ow + kw - 1, c), np.float32)
+    src[:, kh // 2:kh // 2 + oh, kw // 2:kw // 2 + ow] = out  # the op's own activations as the data
+    s_n, s_h, s_w, _ = src.strides
+    view = np.lib.stride_tricks.as_strided(src, (kh, kw, n, oh, ow * c), (s_h, s_w, s_n, s_h, 4), writeable=False)
+    w = op.p["w"].reshape(kh, kw, c)  # a multiplier > 1 has C = channels * multiplier outputs
+    wt = np.ascontiguousarray(np.tile(w, (1, 1, ow)))
+    o3 = out.reshape(n, oh, ow * c)
+    ein = _einsum
+    return (lambda: ein("ijnrx,ijx->nrx", view, wt, out=o3)), kh * kw * out.size
+
+
+def primitive_steps(net, x) -> list[tuple[str, object, int]]:
+    """(op name, step, multiply-adds) for every Conv2D, Dense and DepthwiseConv2D op of `net`'s plan for `x`
+    (see the module)."""
+    net(x)  # compiles the plan and leaves a real call's activations in its buffers
+    plan = net.plan(x.shape[0])
+    rng = np.random.default_rng(0)
+    steps = []
+    for op in plan.ops:
+        out = plan.template[op.out]
+        if op.kind == "conv":
+            ph, pw = op.p.get("pool", (1, 1))
+            w2 = op.p["w2"]
+            rows = out.size // w2.shape[1] * ph * pw
+            a = _operand(plan, op.ins[0], (rows, w2.shape[0]), rng)
+            g = out.reshape(rows, w2.shape[1]) if ph * pw == 1 else np.empty((rows, w2.shape[1]), np.float32)
+            steps.append((op.name, _gemm_step(w2, a, g), rows * w2.size))
+        elif op.kind == "dense":
+            w2 = op.p["w"]
+            rows = out.size // w2.shape[1]
+            a = _operand(plan, op.ins[0], (rows, w2.shape[0]), rng)
+            steps.append((op.name, _gemm_step(w2, a, out.reshape(rows, w2.shape[1])), rows * w2.size))
+        elif op.kind == "dwconv":
+            steps.append((op.name, *_depthwise_step(op, plan.shapes[op.ins[0]], out, rng)))
+    return steps
+
+
+def primitive_floor(net, x):
+    """`f()`: every primitive step of `net` on `x` once, in the plan's order (None when it has none)."""
+    fns = [f for _, f, _ in primitive_steps(net, x)]
+    if not fns:
+        return None
+
+    def run():
+        for f in fns:
+            f()
+    return run
