@@ -109,7 +109,8 @@ def test_the_published_apps_text_names_each_cause_once():
 def bench_row(machine, blas, model, numpy_us, litert_us=100.0, tf_us=1000.0, spread=0.05, err=0.0, floor_us=None):
     q = lambda us: {"q25": us * (1 - spread), "q75": us * (1 + spread)}
     row = {"machine": machine, "model": model, "batch": 1, "threads": 1, "blas": blas, "blas_kernel": "SkylakeX",
-           "numpy_us": numpy_us, "litert_us": litert_us, "tf_function_us": tf_us, "err_numpy": err, "tol": 1e-4}
+           "numpy_us": numpy_us, "litert_us": litert_us, "tf_function_us": tf_us, "err_numpy": err, "tol": 1e-4,
+           "flops": 2e7}
     paths = (("numpy", numpy_us), ("litert", litert_us), ("tf_function", tf_us))
     if floor_us is not None:
         row["numpy_floor_us"] = floor_us
@@ -147,6 +148,7 @@ def test_engine_text_gives_the_numpy_floor_and_calls_a_miss_above_it_beyond_nump
     assert "within 3× of LiteRT on 1 of 3 families; above it on MobileNetV2 (4×; its NumPy floor 2.7×); " \
            "above it, and so are NumPy's GEMMs and depthwise einsums alone, on Xception (6×; its NumPy floor 3.5×)" in text
     assert "takes 1.5× (ResNet50) to 3.5× (Xception) LiteRT's time, 58 %–75 % of the engine's." in text
+    assert "ladder" not in text  # no ladder rows in the file
     t = arch.engine_table(R)
     assert t["engine / LiteRT (band: verdict)"].iloc[1].endswith(": beyond NumPy)")
     assert t["NumPy floor / LiteRT (band)"].iloc[0] == "2.7× (2.44–2.98)"
@@ -155,3 +157,37 @@ def test_engine_text_gives_the_numpy_floor_and_calls_a_miss_above_it_beyond_nump
 def test_no_enginebench_says_not_measured():
     R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame())
     assert "enginebench.csv" in arch.engine_text(R) and not len(arch.engine_table(R))
+
+
+def test_the_ladders_small_models_get_the_engine_and_its_floor_against_litert():
+    rows = [bench_row("a", "OPENBLAS_CORETYPE unset", "MobileNetV2", 400.0, floor_us=270.0),
+            bench_row("a", "OPENBLAS_CORETYPE unset", "mlp_tiny", 6.0, litert_us=2.0, floor_us=1.5),
+            bench_row("a", "OPENBLAS_CORETYPE unset", "resnet18_224px", 9000.0, floor_us=None)]
+    for r, flops in zip(rows, (2e7, 5e4, 3.6e9)):
+        r["flops"] = flops
+    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": pd.DataFrame(rows)})
+    assert arch.ladder_floor_text(R) == ("On the ladder's small models (a, OPENBLAS_CORETYPE unset) the engine takes "
+                                         "3× on mlp_tiny (floor 0.75×) LiteRT's time.")
+    assert arch.ladder_floor_text(R) in arch.engine_text(R)
+
+
+def test_the_published_enginebench_gives_each_measured_floor():
+    """On the committed enginebench.csv files: every family row with a measured floor shows it in the table, the
+    text gives the floor for its machine, and a 'beyond NumPy' verdict has its floor's whole band above the goal."""
+    from pathlib import Path
+
+    from overhead.report.loading import load_results
+    res = load_results(Path(__file__).resolve().parents[1] / "data" / "results")
+    e = res.get("enginebench")
+    if e is None or "numpy_floor_us" not in e or not e["numpy_floor_us"].notna().any():
+        pytest.skip("no committed enginebench.csv with a NumPy floor")
+    R = A.Results(machine=res["machines"][0], machines=res["machines"], sweep=pd.DataFrame(),
+                  extra={"enginebench": e})
+    rows, table, text = arch.engine_rows(R), arch.engine_table(R), arch.engine_text(R)
+    measured = rows["numpy_floor_us"].notna().to_numpy()
+    assert measured.any()
+    assert (table["NumPy floor / LiteRT (band)"][measured] != "not measured").all()
+    for machine in rows[measured]["machine"].unique():
+        assert f"On {machine} with" in text and "Its NumPy floor there" in text
+    for r in rows[rows["verdict_litert"] == "beyond NumPy"].to_dict("records"):
+        assert r["band_floor"][0] > 3

@@ -262,9 +262,28 @@ def engine_text(R) -> str:
         bad = g[g["err_numpy"] > g["tol"]]
         if len(bad):
             out.append(f"Its output left the tolerance on {', '.join(bad['model'])}.")
+    small = ladder_floor_text(R)
+    if small:
+        out.append(small)
     missing = [m for m in R.machines if m not in set(e["machine"])]
     if missing:
         out.append(f"Not measured on {', '.join(missing)} (no `enginebench.csv`: run `make bench` there).")
+    return " ".join(out)
+
+
+def ladder_floor_text(R) -> str:
+    """Per machine and BLAS setting, the ladder's small models in ``enginebench.csv`` (batch 1, below 1 GFLOP,
+    judged against LiteRT): the engine's time and its NumPy floor's, both as multiples of LiteRT's; "" when no
+    row has a floor."""
+    e = R.every("enginebench")
+    if not len(e) or "numpy_floor_us" not in e:
+        return ""
+    e = e[~e["model"].isin(FAMILIES) & (e["batch"] == 1) & (e["flops"] < 1e9) & np.isfinite(e["numpy_floor_us"])]
+    out = []
+    for (m, _), g in e.groupby(["machine", "blas"], sort=False):
+        cases = ", ".join(f"{_x3(r['numpy_us'] / r['litert_us'])} on {r['model']} (floor {_x3(r['numpy_floor_us'] / r['litert_us'])})"
+                          for r in g.to_dict("records"))
+        out.append(f"On the ladder's small models ({m}, {g['blas'].iloc[0]}) the engine takes {cases} LiteRT's time.")
     return " ".join(out)
 
 
