@@ -3,16 +3,19 @@
 ``primitive_floor(net, x)`` returns a function that runs, for every Conv2D, Dense and DepthwiseConv2D op of
 the engine's plan for `x`, only the op's multiply-adds on operands already laid out for them:
 
-- Conv2D / Dense: one ``np.matmul`` (``np.dot`` for a single row) of a contiguous (rows, K) operand by the
-  op's (K, N) weights into the op's own output buffer -- no im2col copy, no padding, no bias, no activation;
+- Conv2D / Dense: the engine's own GEMM call (``np.dot`` for few rows, ``np.matmul`` in column blocks where
+  they are faster) of a contiguous (rows, K) operand by the op's (K, N) weights into the op's own output
+  buffer -- no im2col copy, no padding, no bias, no activation;
 - DepthwiseConv2D: one einsum over a stride-1 view of a padded buffer the size of the op's output window,
   into the op's output buffer -- the layer's multiply-adds in the form that ran fastest here (one pass per
   tap over contiguous ``ow*C`` runs), with no phase or padding copy, whatever the layer's stride.
 
 Everything else a model needs (im2col and padding copies, biases, activations, residual adds, pooling,
-normalisation, the Python steps between ops) is left out, so no NumPy engine computing these ops exactly
-can be faster than this function on this machine: the time it takes, against LiteRT's in the same rounds,
-says whether a target ratio is reachable at all. The operands hold the activations of a real call (the
+normalisation, the Python steps between ops) is left out, so an engine computing these ops exactly with NumPy
+cannot be faster than this function on this machine (for depthwise layers we found no NumPy form faster than
+the einsum: ufunc multiply-adds per tap, multiply + add.reduce and row blocks were all slower, see
+:mod:`overhead.engine.dwconv`): the time it takes, against LiteRT's in the same rounds, says whether a target
+ratio is reachable at all. The operands hold the activations of a real call (the
 plan's buffers after ``net(x)``), so no data-dependent speed (denormals) is dodged. Measured at one thread:
 NumPy's einsum runs at its build's baseline SIMD, a BLAS call at its own threads.
 """
@@ -22,19 +25,22 @@ import numpy as np
 
 from overhead.engine.dwconv import _einsum
 from overhead.engine.dwdense import dense_matrix, use_dense
-from overhead.engine.gemm import matmul_into
+from overhead.engine.gemm import FEW_ROWS_DOT, matmul_into, split_cols
 
 
 def _gemm_step(w2, a, out):
     """The engine's fastest form of `a` (rows, K) @ `w2` into `out` (rows, N): for one row a BLAS gemv
-    (on the transposed weights when the outputs are few), else a matmul, in column blocks where
-    :func:`overhead.engine.gemm.split_cols` says that is faster on this BLAS core."""
+    (on the transposed weights when the outputs are few); else np.dot below FEW_ROWS_DOT rows and a matmul
+    above, in column blocks where :func:`overhead.engine.gemm.split_cols` says that is faster on this BLAS core."""
     if a.shape[0] == 1:
         a1, o1, dot = a.reshape(-1), out.reshape(-1), np.dot
         if w2.shape[1] <= 16:
             wt = np.ascontiguousarray(w2.T)
             return lambda: dot(wt, a1, o1)
         return lambda: dot(a1, w2, o1)
+    if a.shape[0] < FEW_ROWS_DOT and split_cols(a.shape[0], w2.shape[0], w2.shape[1]) is None:
+        dot = np.dot  # the engine's call for few rows: ~0.5 us less than np.matmul
+        return lambda: dot(a, w2, out)
     mul = matmul_into(w2, out)
     return lambda: mul(a)
 
