@@ -73,13 +73,22 @@ def _macs_from_kernels(model):
     """Multiply-adds from the kernels' own shapes times the output positions: an independent count."""
     macs = 0
     for layer in model.layers:
-        kernel = getattr(layer, "depthwise_kernel", None)
-        kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
-        if kernel is None:
-            continue
+        kernels = [getattr(layer, k, None) for k in ("depthwise_kernel", "pointwise_kernel", "kernel")]
+        kernels = [k for k in kernels if k is not None]
         positions = int(np.prod(layer.output.shape[1:-1]))  # output pixels (1 for a Dense on a vector)
-        macs += positions * int(np.prod(kernel.shape))
+        macs += sum(positions * int(np.prod(k.shape)) for k in kernels)
     return macs
+
+
+def test_separable_convolutions_count_both_stages():
+    """Keras 3's SeparableConv2D is not a Conv2D: Xception and NASNet were counted without their separable layers."""
+    import keras
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.SeparableConv2D(8, 3, padding="same", depth_multiplier=2)(inp)
+    x = keras.layers.SeparableConv2D(4, 3, strides=2, use_bias=False)(x)
+    m = keras.Model(inp, x)
+    assert models.count_macs(m) == _macs_from_kernels(m) == 12 * 12 * 6 * (9 + 8) + 5 * 5 * 8 * (9 + 4)
+    assert models.count_params(m) == m.count_params()
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2_035_32px", "efficientnetb0_32px", "resnet_mnist", "cnn_seed"])

@@ -163,12 +163,17 @@ def _shape(t):
 
 def count_macs(model) -> int:
     """Multiply-adds of the Conv2D (grouped, 1x1 and squeeze-and-excitation ones included) / DepthwiseConv2D /
-    Dense layers, from the layer shapes alone (element-wise products, pooling and normalisation not counted)."""
+    SeparableConv2D / Dense layers, from the layer shapes alone (element-wise products, pooling and normalisation not counted)."""
     import keras
 
     macs = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, keras.layers.SeparableConv2D):  # not a Conv2D: a depthwise then a 1x1 stage
+            kh, kw = layer.kernel_size
+            mid = _shape(layer.input)[-1] * layer.depth_multiplier
+            out = _shape(layer.output)
+            macs += out[0] * out[1] * mid * (kh * kw + layer.filters)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
             out = _shape(layer.output)
             macs += out[0] * out[1] * out[2] * kh * kw
@@ -198,7 +203,11 @@ def count_params(model, trainable_only: bool = False) -> int:
 
     total = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw = layer.kernel_size
+            mid = _shape(layer.input)[-1] * layer.depth_multiplier
+            total += mid * (kh * kw + layer.filters) + (layer.filters if layer.use_bias else 0)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
             c = _shape(layer.input)[-1] * layer.depth_multiplier
             total += kh * kw * c + (c if layer.use_bias else 0)
