@@ -142,12 +142,16 @@ def test_engine_text_counts_targets_met_on_the_whole_band_and_names_noise_and_mi
 def test_engine_text_gives_the_numpy_floor_and_calls_a_miss_above_it_beyond_numpy():
     e = pd.DataFrame([bench_row("a", "OPENBLAS_CORETYPE unset", "MobileNetV2", 400.0, floor_us=270.0),  # reachable
                       bench_row("a", "OPENBLAS_CORETYPE unset", "Xception", 600.0, floor_us=350.0),     # floor > 3x
-                      bench_row("a", "OPENBLAS_CORETYPE unset", "ResNet50", 200.0, floor_us=150.0)])
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "ResNet50", 200.0, floor_us=150.0),
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "DenseNet121", 1300.0, tf_us=1000.0, floor_us=1200.0)])
     R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": e})
     text = arch.engine_text(R)
-    assert "within 3× of LiteRT on 1 of 3 families; above it on MobileNetV2 (4×; its NumPy floor 2.7×); " \
-           "above it, and so are NumPy's GEMMs and depthwise einsums alone, on Xception (6×; its NumPy floor 3.5×)" in text
-    assert "takes 1.5× (ResNet50) to 3.5× (Xception) LiteRT's time, 58 %–75 % of the engine's." in text
+    assert "within 3× of LiteRT on 1 of 4 families; above it on MobileNetV2 (4×; its NumPy floor 2.7×); " \
+           "above it, and so are NumPy's GEMMs and depthwise einsums alone, on Xception (6×; its NumPy floor 3.5×), " \
+           "DenseNet121 (13×; its NumPy floor 12×)" in text
+    assert "at or below `tf.function` on 3 of 4 families; above it, and so are NumPy's GEMMs and depthwise einsums " \
+           "alone, on DenseNet121 (1.3×; its NumPy floor 1.2×)." in text
+    assert "takes 1.5× (ResNet50) to 12× (DenseNet121) LiteRT's time, 58 %–92 % of the engine's." in text
     assert "ladder" not in text  # no ladder rows in the file
     t = arch.engine_table(R)
     assert t["engine / LiteRT (band: verdict)"].iloc[1].endswith(": beyond NumPy)")
@@ -190,4 +194,6 @@ def test_the_published_enginebench_gives_each_measured_floor():
     for machine in rows[measured]["machine"].unique():
         assert f"On {machine} with" in text and "Its NumPy floor there" in text
     for r in rows[rows["verdict_litert"] == "beyond NumPy"].to_dict("records"):
-        assert r["band_floor"][0] > 3
+        assert r["band_floor_litert"][0] > 3
+    for r in rows[rows["verdict_tf_function"] == "beyond NumPy"].to_dict("records"):
+        assert r["band_floor_tf_function"][0] > 1

@@ -3,8 +3,8 @@
 ``make bench`` (``overhead.experiments.enginebench``) measures; the report's architectures section reads its
 rows. Both judge a ratio num / den on its band over the two paths' calls: q25 / q75 .. q75 / q25 of the
 ``<path>_q25_us`` and ``<path>_q75_us`` columns, so a median just under a goal with a band across it is noise.
-A LiteRT ratio also has a floor: the model's GEMMs and depthwise einsums alone (``numpy_floor``,
-:mod:`overhead.experiments.enginefloor`); a goal below the floor's whole band is beyond NumPy on that machine.
+The engine's ratios also have a floor: the same ratio for the model's GEMMs and depthwise einsums alone
+(``numpy_floor``, :mod:`overhead.experiments.enginefloor`); a goal below the floor's whole band is beyond NumPy there.
 """
 from __future__ import annotations
 

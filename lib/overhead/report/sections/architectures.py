@@ -194,13 +194,13 @@ def engine_rows(R) -> pd.DataFrame:
     recs = e.to_dict("records")
     if "numpy_floor_us" not in e:  # files measured before the floor was
         e["numpy_floor_us"] = np.nan
-    e["floor_litert"] = e["numpy_floor_us"] / e["litert_us"]
-    e["band_floor"] = [band(r, "numpy_floor", "litert") for r in recs]
     for ref, goal in (("litert", LITERT_GOAL), ("tf_function", TF_FUNCTION_GOAL)):
         bands = [band(r, "numpy", ref) for r in recs]
-        floors = e["band_floor"] if ref == "litert" else [None] * len(e)
+        floors = [band(r, "numpy_floor", ref) for r in recs]
         e[f"vs_{ref}"] = e["numpy_us"] / e[f"{ref}_us"]
+        e[f"floor_{ref}"] = e["numpy_floor_us"] / e[f"{ref}_us"]
         e[f"band_{ref}"] = bands
+        e[f"band_floor_{ref}"] = floors
         e[f"verdict_{ref}"] = [verdict(b, goal, f) for b, f in zip(bands, floors)]
     return e
 
@@ -229,7 +229,7 @@ def _judged(g, ref: str, goal_text: str) -> str:
 
 def _missed(r, ref: str) -> str:
     """'MobileNetV2 (3.99×; its NumPy floor 2.71×)': a family above a goal, with the floor's ratio when measured."""
-    floor = r.get("floor_litert") if ref == "litert" else None
+    floor = r.get(f"floor_{ref}")
     extra = f"; its NumPy floor {_x3(floor)}" if floor is not None and np.isfinite(floor) else ""
     return f"{r['model']} ({_x3(r[f'vs_{ref}'])}{extra})"
 
@@ -308,5 +308,5 @@ def _floor_cell(row) -> str:
     """The NumPy floor's ratio to LiteRT with its band, or "not measured" for files from before it was."""
     if not np.isfinite(row["floor_litert"]):
         return "not measured"
-    b = row["band_floor"]
+    b = row["band_floor_litert"]
     return _x3(row["floor_litert"]) + (f" ({g3(b[0])}–{g3(b[1])})" if b else "")
