@@ -152,6 +152,29 @@ def test_one_row_softmax_on_large_logits_stays_finite():
     assert_close(out, ref)
 
 
+@pytest.mark.parametrize("shift,case", [(-1000.0, "all underflow"),   # exp(x) sums to 0: the max-subtracted form
+                                        (-47.0, "some underflow"),     # kept: one exp underflows, the sum > 1e-30
+                                        (0.0, "nan")])                 # NaN in: NaN out, like TensorFlow
+def test_one_row_softmax_tries_exp_over_its_sum_first(shift, case):
+    """The one-row softmax keeps exp(x) / sum exp(x) only on a finite sum of at least 1e-30, else computes
+    exp(x - max) / sum; either way the result is Keras's (to 2e-8 absolute)."""
+    model = randomize(seq((4,), L.Dense(6), L.Softmax()))
+    w, b = model.layers[1].get_weights()
+    model.layers[1].set_weights([w * 20, b + shift])
+    net = from_keras(model)
+    x = np.array([[1.0, -2.0, 3.0, np.nan if case == "nan" else 0.5]], np.float32)
+    out, ref = net(x), np.asarray(model(x, training=False))
+    if case == "nan":
+        assert np.isnan(out).all() and np.isnan(ref).all()
+        return
+    z = (x @ (w * 20) + b + shift).astype(np.float32)
+    total = float(np.exp(z).sum())
+    assert (total >= 1e-30 and z.min() < -87) if case == "some underflow" else total == 0.0  # the case it claims
+    assert np.isfinite(out).all() and np.abs(out.sum() - 1) < 1e-6
+    assert_close(out, ref)
+    np.testing.assert_allclose(out, ref, atol=2e-8)
+
+
 @pytest.mark.parametrize("kernel,strides", [((3, 3), 2), ((5, 5), 2), ((1, 1), 2), ((3, 7), (1, 4)), ((2, 2), 2)])
 def test_strided_depthwise_without_zero_taps(kernel, strides):
     """Stride-s depthwise kernels whose width s does not divide (the phases split into two einsums, or
