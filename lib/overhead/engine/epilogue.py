@@ -147,8 +147,8 @@ def activation(spec, ctx, shape):
         mx, sm = np.maximum.reduce, np.add.reduce
         if red.size == 1:  # one row (batch 1): 1-D; the maximum read at argmax (0.2 us, where the
             # maximum.reduce took 0.6 us; NaN first like it), the sum as a BLAS dot (~0.3 us less)
-            r0, ones, dot = red.reshape(()), np.ones(int(np.prod(shape)), F32), np.dot
-            e, isfinite = np.empty(int(np.prod(shape)), F32), math.isfinite
+            n = int(np.prod(shape))
+            r0, ones, e, dot, isfinite = red.reshape(()), np.ones(n, F32), np.empty(n, F32), np.dot, math.isfinite
 
             def softmax_row(v):
                 v1 = v.reshape(-1)

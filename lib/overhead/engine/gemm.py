@@ -30,6 +30,7 @@ from overhead.engine.threadpool import blas_controllers
 
 FEW_ROWS = 256  # GEMMs with fewer rows per thread split K instead
 FEW_ROWS_DOT = 64  # direct GEMMs with fewer rows call np.dot (~0.5 us less per call than np.matmul)
+GEMV_TRANSPOSED_MAX_COLS = 16  # a one-row GEMM with at most this many outputs runs on the transposed weights
 CHUNK_COL_BYTES = 1536 << 10  # A rows per chunk: about this much scratch (fits L2 with the output)
 MAX_ROWS = 4096
 # im2col K-major (one strided run per (kh, kw, c) tap, a transposed A for BLAS) up to this many input
@@ -258,7 +259,7 @@ def _one_row(A, load, w2, o2, cout, fin):
     closure, no nested calls (each Python call is ~0.06 us of a ~5 us model)."""
     k, dot = w2.shape[0], np.dot
     ov = o2.reshape(cout)
-    trans = cout <= 16
+    trans = cout <= GEMV_TRANSPOSED_MAX_COLS
     wm = np.ascontiguousarray(w2.T) if trans else w2
     fixed, idx = getattr(A, "fixed", None), getattr(A, "idx", None)
     av = fixed.reshape(k) if fixed is not None else None

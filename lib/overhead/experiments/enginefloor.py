@@ -25,7 +25,7 @@ import numpy as np
 
 from overhead.engine.dwconv import _einsum
 from overhead.engine.dwdense import dense_matrix, use_dense
-from overhead.engine.gemm import FEW_ROWS_DOT, matmul_into, split_cols
+from overhead.engine.gemm import FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, matmul_into, split_cols
 
 
 def _gemm_step(w2, a, out):
@@ -34,7 +34,7 @@ def _gemm_step(w2, a, out):
     above, in column blocks where :func:`overhead.engine.gemm.split_cols` says that is faster on this BLAS core."""
     if a.shape[0] == 1:
         a1, o1, dot = a.reshape(-1), out.reshape(-1), np.dot
-        if w2.shape[1] <= 16:
+        if w2.shape[1] <= GEMV_TRANSPOSED_MAX_COLS:
             wt = np.ascontiguousarray(w2.T)
             return lambda: dot(wt, a1, o1)
         return lambda: dot(a1, w2, o1)
