@@ -65,3 +65,30 @@ def test_a_model_without_arithmetic_ops_has_no_floor():
     inp = keras.Input((4, 4, 2))
     net = from_keras(keras.Model(inp, L.ReLU()(inp)))
     assert primitive_floor(net, np.ones((1, 4, 4, 2), np.float32)) is None
+
+
+def test_the_floor_applies_each_ops_activation_to_fresh_values_every_call():
+    inp = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="hard_silu")(x)
+    x = L.Conv2D(8, 1)(x)
+    x = L.Flatten()(x)
+    m = randomize(keras.Model(inp, L.Dense(6, activation="sigmoid")(x)), 3)
+    net = from_keras(m)
+    x = np.random.default_rng(4).standard_normal((1, 12, 12, 3), dtype=np.float32)
+    floor = primitive_floor(net, x)
+    plan = net.plan(1)
+    outs = {op.name: plan.template[op.out] for op in plan.ops if op.kind in ("conv", "dwconv", "dense")}
+    acts = {op.name: op.act for op in plan.ops if op.name in outs}
+    relu_conv, silu_dw, linear_conv, sig_dense = list(outs)
+    assert acts[linear_conv] in (None, ("linear",))
+    floor()
+    first = {k: v.copy() for k, v in outs.items()}
+    assert first[relu_conv].min() == 0 and first[relu_conv].max() > 0
+    assert first[silu_dw].min() >= -0.375  # hard_silu's minimum, x * relu6(x + 3) / 6 at x = -1.5
+    assert first[linear_conv].min() < -0.375
+    assert 0 < first[sig_dense].min() and first[sig_dense].max() < 1
+    for _ in range(3):
+        floor()
+    for k, v in outs.items():
+        np.testing.assert_array_equal(v, first[k], err_msg=k)

@@ -147,10 +147,10 @@ def test_engine_text_gives_the_numpy_floor_and_calls_a_miss_above_it_beyond_nump
     R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": e})
     text = arch.engine_text(R)
     assert "within 3× of LiteRT on 1 of 4 families; above it on MobileNetV2 (4×; its NumPy floor 2.7×); " \
-           "above it, and so are NumPy's GEMMs and depthwise einsums alone, on Xception (6×; its NumPy floor 3.5×), " \
+           "above it, and so are NumPy's GEMMs, depthwise einsums and activations alone, on Xception (6×; its NumPy floor 3.5×), " \
            "DenseNet121 (13×; its NumPy floor 12×)" in text
-    assert "at or below `tf.function` on 3 of 4 families; above it, and so are NumPy's GEMMs and depthwise einsums " \
-           "alone, on DenseNet121 (1.3×; its NumPy floor 1.2×)." in text
+    assert "at or below `tf.function` on 3 of 4 families; above it, and so are NumPy's GEMMs, depthwise einsums " \
+           "and activations alone, on DenseNet121 (1.3×; its NumPy floor 1.2×)." in text
     assert "takes 1.5× (ResNet50) to 12× (DenseNet121) LiteRT's time, 58 %–92 % of the engine's." in text
     assert "ladder" not in text  # no ladder rows in the file
     t = arch.engine_table(R)

@@ -11,8 +11,8 @@ signature wrapping ``model(x, training=False)`` and returning ``.numpy()``, and 
 (``num_threads`` = the thread count); with ResNet-18 a 2048^3 float32 ``np.matmul`` is timed in the
 same rounds, so the GEMM rate and the engine's model-FLOP rate see the same machine load. Every path
 is checked against ``model(x, training=False)`` first. Where a target is a ratio to LiteRT (the small models
-and the families), the same rounds also time the model's NumPy floor: its GEMMs and depthwise einsums alone, on
-operands laid out for them (:mod:`overhead.experiments.enginefloor`), the time no exact NumPy engine can beat
+and the families), the same rounds also time the model's NumPy floor: its GEMMs, depthwise einsums and activations
+alone, on operands laid out for them (:mod:`overhead.experiments.enginefloor`), the time no exact NumPy engine can beat
 here; on the families, a miss (against LiteRT or tf.function) whose floor is above the goal as well is beyond
 NumPy on this machine. Prints a table of the ratios against the
 targets (PASS/MISS) and, unless ``--no-save``, writes it to ``<results>/<machine>/enginebench.csv``.

@@ -1,7 +1,9 @@
 """The NumPy floor of a model: its arithmetic alone, as NumPy's fastest primitives compute it.
 
 ``primitive_floor(net, x)`` returns a function that runs, for every Conv2D, Dense and DepthwiseConv2D op of
-the engine's plan for `x`, only the op's multiply-adds on operands already laid out for them:
+the engine's plan for `x`, only the op's multiply-adds on operands already laid out for them, then the op's
+activation function (the engine's own, in place: a fused runtime applies it in registers, NumPy must make
+its passes over the output):
 
 - Conv2D / Dense: the engine's own GEMM call (``np.dot`` for few rows, ``np.matmul`` in column blocks where
   they are faster) of a contiguous (rows, K) operand by the op's (K, N) weights into the op's own output
@@ -10,8 +12,8 @@ the engine's plan for `x`, only the op's multiply-adds on operands already laid 
   into the op's output buffer -- the layer's multiply-adds in the form that ran fastest here (one pass per
   tap over contiguous ``ow*C`` runs), with no phase or padding copy, whatever the layer's stride.
 
-Everything else a model needs (im2col and padding copies, biases, activations, residual adds, pooling,
-normalisation, the Python steps between ops) is left out, so an engine computing these ops exactly with NumPy
+Everything else a model needs (im2col and padding copies, biases, residual adds, pooling, normalisation,
+stand-alone activation layers, the Python steps between ops) is left out, so an engine computing these ops exactly with NumPy
 cannot be faster than this function on this machine (for depthwise layers we found no NumPy form faster than
 the einsum: ufunc multiply-adds per tap, multiply + add.reduce and row blocks were all slower, see
 :mod:`overhead.engine.dwconv`): the time it takes, against LiteRT's in the same rounds, says whether a target
@@ -25,7 +27,9 @@ import numpy as np
 
 from overhead.engine.dwconv import _einsum
 from overhead.engine.dwdense import dense_matrix, use_dense
+from overhead.engine.epilogue import epilogue
 from overhead.engine.gemm import FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, matmul_into, split_cols
+from overhead.engine.plan import Buffers
 
 
 def _gemm_step(w2, a, out):
@@ -76,6 +80,19 @@ def _depthwise_step(op, in_shape, out, rng):
     return (lambda: ein("ijnrx,ijx->nrx", view, wt, out=o3)), kh * kw * out.size
 
 
+def _activated(step, op, out):
+    """`step` followed by the op's activation in place on `out` (a buffer `step` rewrites), or `step` alone
+    for a linear op. Each call activates freshly computed values, so repeated calls see the same data."""
+    act = epilogue(None, op.act, out, Buffers()) if op.act else None
+    if act is None:
+        return step
+
+    def run():
+        step()
+        act()
+    return run
+
+
 def primitive_steps(net, x) -> list[tuple[str, object, int]]:
     """(op name, step, multiply-adds) for every Conv2D, Dense and DepthwiseConv2D op of `net`'s plan for `x`
     (see the module)."""
@@ -91,14 +108,17 @@ def primitive_steps(net, x) -> list[tuple[str, object, int]]:
             rows = out.size // w2.shape[1] * ph * pw
             a = _operand(plan, op.ins[0], (rows, w2.shape[0]), rng)
             g = out.reshape(rows, w2.shape[1]) if ph * pw == 1 else np.empty((rows, w2.shape[1]), np.float32)
-            steps.append((op.name, _gemm_step(w2, a, g), rows * w2.size))
+            pooled = g.reshape(-1)[:out.size].reshape(out.shape)  # a fused pool's output size, in the GEMM's buffer
+            steps.append((op.name, _activated(_gemm_step(w2, a, g), op, pooled), rows * w2.size))
         elif op.kind == "dense":
             w2 = op.p["w"]
             rows = out.size // w2.shape[1]
             a = _operand(plan, op.ins[0], (rows, w2.shape[0]), rng)
-            steps.append((op.name, _gemm_step(w2, a, out.reshape(rows, w2.shape[1])), rows * w2.size))
+            steps.append((op.name, _activated(_gemm_step(w2, a, out.reshape(rows, w2.shape[1])), op, out),
+                          rows * w2.size))
         elif op.kind == "dwconv":
-            steps.append((op.name, *_depthwise_step(op, plan.shapes[op.ins[0]], out, rng)))
+            step, macs = _depthwise_step(op, plan.shapes[op.ins[0]], out, rng)
+            steps.append((op.name, _activated(step, op, out), macs))
     return steps
 
 

@@ -3,7 +3,7 @@
 ``make bench`` (``overhead.experiments.enginebench``) measures; the report's architectures section reads its
 rows. Both judge a ratio num / den on its band over the two paths' calls: q25 / q75 .. q75 / q25 of the
 ``<path>_q25_us`` and ``<path>_q75_us`` columns, so a median just under a goal with a band across it is noise.
-The engine's ratios also have a floor: the same ratio for the model's GEMMs and depthwise einsums alone
+The engine's ratios also have a floor: the same ratio for the model's GEMMs, depthwise einsums and activations alone
 (``numpy_floor``, :mod:`overhead.experiments.enginefloor`); a goal below the floor's whole band is beyond NumPy there.
 """
 from __future__ import annotations

@@ -222,7 +222,7 @@ def _judged(g, ref: str, goal_text: str) -> str:
         text += "; above it on " + ", ".join(_missed(r, ref) for r in miss.to_dict("records"))
     beyond = g[v == BEYOND]
     if len(beyond):
-        text += ("; above it, and so are NumPy's GEMMs and depthwise einsums alone, on "
+        text += ("; above it, and so are NumPy's GEMMs, depthwise einsums and activations alone, on "
                  + ", ".join(_missed(r, ref) for r in beyond.to_dict("records")))
     return text
 
@@ -255,8 +255,8 @@ def engine_text(R) -> str:
         if len(fl):
             flo, fhi = fl.loc[fl["floor_litert"].idxmin()], fl.loc[fl["floor_litert"].idxmax()]
             share = fl["numpy_floor_us"] / fl["numpy_us"]
-            out.append(f"Its NumPy floor there, the families' GEMMs and depthwise einsums alone with no copy, bias, "
-                       f"activation or Python step, takes {_x3(flo['floor_litert'])} ({flo['model']}) to "
+            out.append(f"Its NumPy floor there, the families' GEMMs, depthwise einsums and activations alone with no "
+                       f"copy, bias or Python step, takes {_x3(flo['floor_litert'])} ({flo['model']}) to "
                        f"{_x3(fhi['floor_litert'])} ({fhi['model']}) LiteRT's time, {fmt_pct(share.min())}–"
                        f"{fmt_pct(share.max())} of the engine's.")
         bad = g[g["err_numpy"] > g["tol"]]
