@@ -6,16 +6,17 @@ activation function (the engine's own, in place: a fused runtime applies it in r
 its passes over the output):
 
 - Conv2D / Dense: the engine's own GEMM call (``np.dot`` for few rows, ``np.matmul`` in column blocks where
-  they are faster) of a contiguous (rows, K) operand by the op's (K, N) weights into the op's own output
-  buffer -- no im2col copy, no padding, no bias, no activation;
+  they are faster, in blocks of rows each activated while in cache where the engine does that) of a contiguous
+  (rows, K) operand by the op's (K, N) weights into the op's own output buffer -- no im2col copy, no padding,
+  no bias;
 - DepthwiseConv2D: one einsum over a stride-1 view of a padded buffer the size of the op's output window,
   into the op's output buffer -- the layer's multiply-adds in the form that ran fastest here (one pass per
   tap over contiguous ``ow*C`` runs), with no phase or padding copy, whatever the layer's stride.
 
 Everything else a model needs (im2col and padding copies, biases, residual adds, pooling, normalisation,
-stand-alone activation layers, the Python steps between ops) is left out, so an engine computing these ops exactly with NumPy
-cannot be faster than this function on this machine (for depthwise layers we found no NumPy form faster than
-the einsum: ufunc multiply-adds per tap, multiply + add.reduce and row blocks were all slower, see
+stand-alone activation layers, the Python steps between ops) is left out, so an engine computing these ops
+exactly with NumPy cannot be faster than this function on this machine (for depthwise layers we found no NumPy
+form faster than the einsum: ufunc multiply-adds per tap, multiply + add.reduce and row blocks were all slower, see
 :mod:`overhead.engine.dwconv`): the time it takes, against LiteRT's in the same rounds, says whether a target
 ratio is reachable at all. The operands hold the activations of a real call (the
 plan's buffers after ``net(x)``), so no data-dependent speed (denormals) is dodged. Measured at one thread:
@@ -27,9 +28,9 @@ import numpy as np
 
 from overhead.engine.dwconv import _einsum
 from overhead.engine.dwdense import dense_matrix, use_dense
-from overhead.engine.epilogue import epilogue
-from overhead.engine.gemm import FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, matmul_into, split_cols
-from overhead.engine.plan import Buffers
+from overhead.engine import views as V
+from overhead.engine.epilogue import activation
+from overhead.engine.gemm import FEW_ROWS, FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, _rows_per_chunk, matmul_into, split_cols
 
 
 def _gemm_step(w2, a, out):
@@ -80,17 +81,61 @@ def _depthwise_step(op, in_shape, out, rng):
     return (lambda: ein("ijnrx,ijx->nrx", view, wt, out=o3)), kh * kw * out.size
 
 
-def _activated(step, op, out):
+class _Scratch:
+    """The activations' temporaries, the same few blocks for every op (as the engine's buffers reuse theirs), so
+    they stay in cache as the engine's do: `for_op()` before each activation is built, then ``temp(shape)``."""
+
+    def __init__(self, size):
+        self.size, self.blocks, self.used = size, [], 0
+
+    def for_op(self):
+        self.used = 0
+        return self
+
+    def temp(self, shape):
+        if self.used == len(self.blocks):
+            self.blocks.append(np.empty(self.size, np.float32))
+        self.used += 1
+        return self.blocks[self.used - 1][: int(np.prod(shape))].reshape(shape)
+
+
+def _activated(step, op, out, scratch):
     """`step` followed by the op's activation in place on `out` (a buffer `step` rewrites), or `step` alone
     for a linear op. Each call activates freshly computed values, so repeated calls see the same data."""
-    act = epilogue(None, op.act, out, Buffers()) if op.act else None
+    act, _ = activation(op.act, scratch.for_op(), out.shape)
     if act is None:
         return step
 
     def run():
         step()
-        act()
+        act(out)
     return run
+
+
+def _chunked_gemm(w2, a, out, op, scratch):
+    """A GEMM the engine runs in blocks of rows (:func:`overhead.engine.gemm.gemm`'s large regime), run the same way:
+    np.matmul per block, each block's activation while it is in cache when the activation allows it (else once
+    after), so the floor does not pay cache misses the engine avoids."""
+    act, local = activation(op.act, scratch.for_op(), out.shape)
+    per = _rows_per_chunk(a.shape[0], a.shape[1], 1)
+    blocks = [(a[r:r + per], out[r:r + per]) for r in range(0, a.shape[0], per)]
+    mm = np.matmul
+
+    def run():
+        for ab, ob in blocks:
+            mm(ab, w2, ob)
+            if local and act is not None:
+                act(ob)
+        if not local and act is not None:
+            act(out)
+    return run
+
+
+def _gemm_op(op, w2, a, out, scratch):
+    """The floor step of a Conv2D or Dense: (rows, K) `a` @ `w2` into the (rows, N) `out`, activated."""
+    if 2.0 * a.shape[0] * w2.size >= V.PAR_MIN_FLOPS and a.shape[0] >= FEW_ROWS:
+        return _chunked_gemm(w2, a, out, op, scratch)
+    return _activated(_gemm_step(w2, a, out), op, out, scratch)
 
 
 def primitive_steps(net, x) -> list[tuple[str, object, int]]:
@@ -99,6 +144,7 @@ def primitive_steps(net, x) -> list[tuple[str, object, int]]:
     net(x)  # compiles the plan and leaves a real call's activations in its buffers
     plan = net.plan(x.shape[0])
     rng = np.random.default_rng(0)
+    scratch = _Scratch(max(plan.template[op.out].size for op in plan.ops))
     steps = []
     for op in plan.ops:
         out = plan.template[op.out]
@@ -108,17 +154,19 @@ def primitive_steps(net, x) -> list[tuple[str, object, int]]:
             rows = out.size // w2.shape[1] * ph * pw
             a = _operand(plan, op.ins[0], (rows, w2.shape[0]), rng)
             g = out.reshape(rows, w2.shape[1]) if ph * pw == 1 else np.empty((rows, w2.shape[1]), np.float32)
-            pooled = g.reshape(-1)[:out.size].reshape(out.shape)  # a fused pool's output size, in the GEMM's buffer
-            steps.append((op.name, _activated(_gemm_step(w2, a, g), op, pooled), rows * w2.size))
+            if ph * pw == 1:
+                step = _gemm_op(op, w2, a, g, scratch)
+            else:  # the activation runs on the pooled output's size (here in the GEMM's own buffer)
+                step = _activated(_gemm_step(w2, a, g), op, g.reshape(-1)[:out.size].reshape(out.shape), scratch)
+            steps.append((op.name, step, rows * w2.size))
         elif op.kind == "dense":
             w2 = op.p["w"]
             rows = out.size // w2.shape[1]
             a = _operand(plan, op.ins[0], (rows, w2.shape[0]), rng)
-            steps.append((op.name, _activated(_gemm_step(w2, a, out.reshape(rows, w2.shape[1])), op, out),
-                          rows * w2.size))
+            steps.append((op.name, _gemm_op(op, w2, a, out.reshape(rows, w2.shape[1]), scratch), rows * w2.size))
         elif op.kind == "dwconv":
             step, macs = _depthwise_step(op, plan.shapes[op.ins[0]], out, rng)
-            steps.append((op.name, _activated(step, op, out), macs))
+            steps.append((op.name, _activated(step, op, out, scratch), macs))
     return steps
 
 
