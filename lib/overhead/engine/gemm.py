@@ -226,7 +226,7 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
                 fin()
         return V.chain(A.pre + [core])
     per_chunk, post = epilogue(op.bias, op.act, out, ctx, chunked=True)
-    blocks = A.blocks(ctx, max(1, _rows_per_chunk(mc, k, threads) // taps), mo)
+    blocks = A.blocks(ctx, max(1, rows_per_chunk(mc, k, threads) // taps), mo)
     items = []
     if taps > 1:
         max_rows = max(r1 - r0 for r0, r1, _ in blocks)
@@ -280,7 +280,7 @@ def _one_row(A, load, w2, o2, cout, fin):
     return step
 
 
-def _rows_per_chunk(m, k, threads):
+def rows_per_chunk(m, k, threads):
     """GEMM rows per chunk: enough for full BLAS speed (>= FEW_ROWS), about CHUNK_COL_BYTES of A,
     and (with threads) at least 3 chunks per thread so a descheduled core costs one chunk, not half."""
     rows = max(FEW_ROWS, min(MAX_ROWS, CHUNK_COL_BYTES // (4 * k)))

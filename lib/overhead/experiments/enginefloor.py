@@ -18,19 +18,20 @@ stand-alone activation layers, the Python steps between ops) is left out, so an 
 exactly with NumPy cannot be faster than this function on this machine (for depthwise layers we found no NumPy
 form faster than the einsum: ufunc multiply-adds per tap, multiply + add.reduce and row blocks were all slower, see
 :mod:`overhead.engine.dwconv`): the time it takes, against LiteRT's in the same rounds, says whether a target
-ratio is reachable at all. The operands hold the activations of a real call (the
-plan's buffers after ``net(x)``), so no data-dependent speed (denormals) is dodged. Measured at one thread:
+ratio is reachable at all. The operands are the plan's buffers after a real call ``net(x)``, holding real
+activations (the op's own input, or a later op's that shares its buffer), so no data-dependent speed (denormals)
+is dodged. Measured at one thread:
 NumPy's einsum runs at its build's baseline SIMD, a BLAS call at its own threads.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from overhead.engine import views as V
 from overhead.engine.dwconv import _einsum
 from overhead.engine.dwdense import dense_matrix, use_dense
-from overhead.engine import views as V
 from overhead.engine.epilogue import activation
-from overhead.engine.gemm import FEW_ROWS, FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, _rows_per_chunk, matmul_into, split_cols
+from overhead.engine.gemm import FEW_ROWS, FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, matmul_into, rows_per_chunk, split_cols
 
 
 def _gemm_step(w2, a, out):
@@ -117,7 +118,7 @@ def _chunked_gemm(w2, a, out, op, scratch):
     np.matmul per block, each block's activation while it is in cache when the activation allows it (else once
     after), so the floor does not pay cache misses the engine avoids."""
     act, local = activation(op.act, scratch.for_op(), out.shape)
-    per = _rows_per_chunk(a.shape[0], a.shape[1], 1)
+    per = rows_per_chunk(a.shape[0], a.shape[1], 1)
     blocks = [(a[r:r + per], out[r:r + per]) for r in range(0, a.shape[0], per)]
     mm = np.matmul
 
