@@ -197,3 +197,13 @@ def test_the_published_enginebench_gives_each_measured_floor():
         assert r["band_floor_litert"][0] > 3
     for r in rows[rows["verdict_tf_function"] == "beyond NumPy"].to_dict("records"):
         assert r["band_floor_tf_function"][0] > 1
+
+
+def test_a_floor_median_above_the_engines_is_named_noise_or_no_floor():
+    e = pd.DataFrame([bench_row("a", "OPENBLAS_CORETYPE unset", "ResNet50", 200.0, floor_us=150.0),
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "EfficientNetB0", 200.0, floor_us=210.0),  # bands overlap
+                      bench_row("a", "OPENBLAS_CORETYPE unset", "MobileNetV2", 200.0, floor_us=300.0, spread=0.01)])
+    R = A.Results(machine="a", machines=["a"], sweep=pd.DataFrame(), extra={"enginebench": e})
+    text = arch.engine_text(R)
+    assert "75 %–150 % of the engine's; its median is above the engine's on EfficientNetB0 (1.05× the engine's " \
+           "time: the calls' noise, their bands overlap), MobileNetV2 (1.5× the engine's time: no floor there)." in text
