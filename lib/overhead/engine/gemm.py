@@ -171,13 +171,23 @@ def conv_geometry(x_shape, p):
     return oh, ow, ((pt, pb), (pl, pr)), oh // ph, ow // pw
 
 
+def regime(mc: int, k: int, cout: int, threads: int) -> str:
+    """How :func:`gemm` runs an mc x k @ k x cout GEMM (see the module docstring): "direct" below PAR_MIN_FLOPS,
+    "few_rows" (K split over the threads) under FEW_ROWS rows per thread, else "row_blocks"."""
+    if 2.0 * mc * k * cout < V.PAR_MIN_FLOPS:
+        return "direct"
+    return "few_rows" if mc < FEW_ROWS * threads else "row_blocks"
+
+
 def gemm(op, ctx, A, w2, out, o2, taps=1):
     """The step computing `A @ w2` into `o2` (the output's (rows, C) view), max over `taps`
     partner blocks, then the op's bias and activation (see the module docstring)."""
     mo, cout = o2.shape
     k, mc = w2.shape[0], taps * mo
     dot = np.matmul  # not np.dot: on tall-skinny GEMMs (2304x8 @ 8x48) np.dot took 2.4x as long here
-    if 2.0 * mc * k * cout < V.PAR_MIN_FLOPS:
+    threads = ctx.threads
+    mode = regime(mc, k, cout, threads)
+    if mode == "direct":
         load = A.whole(ctx, kmajor_ok=True)
         fin = epilogue(op.bias, op.act, out, ctx)
         if mc == 1:
@@ -210,8 +220,7 @@ def gemm(op, ctx, A, w2, out, o2, taps=1):
                     fin()
         return V.chain(A.pre + [step])
     ctx.parallel = True
-    threads = ctx.threads
-    if mc < FEW_ROWS * threads:
+    if mode == "few_rows":
         load = A.whole(ctx)
         g = o2.reshape(1, mo, cout) if taps == 1 else ctx.temp((taps, mo, cout))
         mm = _k_split(ctx, w2, g.reshape(mc, cout))

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from overhead.engine import views as V
 from overhead.engine.dwconv import _einsum
 from overhead.engine.dwdense import dense_matrix, use_dense
 from overhead.engine.epilogue import activation
-from overhead.engine.gemm import FEW_ROWS, FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, matmul_into, rows_per_chunk, split_cols
+from overhead.engine.gemm import FEW_ROWS_DOT, GEMV_TRANSPOSED_MAX_COLS, matmul_into, regime, rows_per_chunk, split_cols
 
 
 def _gemm_step(w2, a, out):
@@ -114,10 +113,11 @@ def _activated(step, op, out, scratch):
 
 
 def _chunked_gemm(w2, a, out, op, scratch):
-    """A GEMM the engine runs in blocks of rows (:func:`overhead.engine.gemm.gemm`'s large regime), run the same way:
+    """A GEMM the engine runs in blocks of rows (:func:`overhead.engine.gemm.regime` "row_blocks"), run the same way:
     np.matmul per block, each block's activation while it is in cache when the activation allows it (else once
     after), so the floor does not pay cache misses the engine avoids."""
     act, local = activation(op.act, scratch.for_op(), out.shape)
+    per_block, after = (act, None) if local else (None, act)
     per = rows_per_chunk(a.shape[0], a.shape[1], 1)
     blocks = [(a[r:r + per], out[r:r + per]) for r in range(0, a.shape[0], per)]
     mm = np.matmul
@@ -125,16 +125,16 @@ def _chunked_gemm(w2, a, out, op, scratch):
     def run():
         for ab, ob in blocks:
             mm(ab, w2, ob)
-            if local and act is not None:
-                act(ob)
-        if not local and act is not None:
-            act(out)
+            if per_block is not None:
+                per_block(ob)
+        if after is not None:
+            after(out)
     return run
 
 
 def _gemm_op(op, w2, a, out, scratch):
     """The floor step of a Conv2D or Dense: (rows, K) `a` @ `w2` into the (rows, N) `out`, activated."""
-    if 2.0 * a.shape[0] * w2.size >= V.PAR_MIN_FLOPS and a.shape[0] >= FEW_ROWS:
+    if regime(a.shape[0], *w2.shape, threads=1) == "row_blocks":
         return _chunked_gemm(w2, a, out, op, scratch)
     return _activated(_gemm_step(w2, a, out), op, out, scratch)
 
